@@ -1,0 +1,279 @@
+// lamina host backend: GEMM, C = alpha * op(A) * op(B) + beta * C, row-major.
+//
+// GotoBLAS/BLIS structure: op(B) is packed KC x NC into NR-wide column panels, op(A) is packed
+// MC x KC into MR-high row panels, and an MR x NR register-tiled micro-kernel (2*MR FMA
+// accumulators) runs over each pair of panels. Packing makes the micro-kernel's loads
+// contiguous and aligned whatever the transposes, and zero-pads edge panels so one kernel
+// handles every size; only the final store knows about partial tiles.
+//
+// Threading splits C into row (or column) slices, one per thread, each computed by the serial
+// algorithm with its own thread-local packing buffers (no shared packed panel, so no barrier).
+// Slices are whole micro-tiles and never take the small path, so every C element is
+// accumulated in the same order whatever the thread count: results are bit-identical across
+// thread counts.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+
+#include "../../core/geometry.hpp"
+#include "simd.hpp"
+
+namespace lamina::host_detail {
+
+template <class T>
+struct gemm_blocking {
+    static constexpr std::size_t W = vec_size<T>;
+    static constexpr std::size_t NR = 2 * W;  // two vectors per accumulator row
+    static constexpr std::size_t MR = 6;      // 12 accumulators: fits 16 registers (AVX2/SSE2)
+    static constexpr std::size_t KC = 256;    // a KC x NR panel of B stays in L1
+    static constexpr std::size_t MC = 120;    // an MC x KC block of A stays in L2
+    static constexpr std::size_t NC = 2048 / NR * NR;  // KC x NC of B lives in L3
+};
+
+// Below this many multiply-adds, packing costs more than it saves.
+inline constexpr std::size_t gemm_small_flops = 32768;
+// Below this many multiply-adds, the thread handoff costs more than it saves.
+inline constexpr std::size_t gemm_parallel_flops = 1u << 18;
+
+template <class T>
+inline void gemm_pack_a(transpose ta, const T* A, std::size_t lda, std::size_t i0, std::size_t p0, std::size_t mc,
+                        std::size_t kc, T* dst) {
+    constexpr std::size_t MR = gemm_blocking<T>::MR;
+    for (std::size_t ir = 0; ir < mc; ir += MR) {
+        const std::size_t mr = std::min(MR, mc - ir);
+        T* d = dst + ir * kc;
+        if (ta == transpose::no) {
+            const T* a = A + (i0 + ir) * lda + p0;
+            if (mr == MR) {
+                for (std::size_t p = 0; p < kc; ++p)
+                    for (std::size_t r = 0; r < MR; ++r) d[p * MR + r] = a[r * lda + p];
+            } else {
+                for (std::size_t p = 0; p < kc; ++p)
+                    for (std::size_t r = 0; r < MR; ++r) d[p * MR + r] = r < mr ? a[r * lda + p] : T(0);
+            }
+        } else {
+            const T* a = A + p0 * lda + i0 + ir;
+            for (std::size_t p = 0; p < kc; ++p)
+                for (std::size_t r = 0; r < MR; ++r) d[p * MR + r] = r < mr ? a[p * lda + r] : T(0);
+        }
+    }
+}
+
+template <class T>
+inline void gemm_pack_b(transpose tb, const T* B, std::size_t ldb, std::size_t p0, std::size_t j0, std::size_t kc,
+                        std::size_t nc, T* dst) {
+    constexpr std::size_t NR = gemm_blocking<T>::NR, W = gemm_blocking<T>::W;
+    for (std::size_t jr = 0; jr < nc; jr += NR) {
+        const std::size_t nr = std::min(NR, nc - jr);
+        T* d = dst + jr * kc;
+        if (tb == transpose::no) {
+            const T* b = B + p0 * ldb + j0 + jr;
+            if (nr == NR) {
+                for (std::size_t p = 0; p < kc; ++p) {
+                    vec<T>::load_unaligned(b + p * ldb).store_aligned(d + p * NR);
+                    vec<T>::load_unaligned(b + p * ldb + W).store_aligned(d + p * NR + W);
+                }
+            } else {
+                for (std::size_t p = 0; p < kc; ++p)
+                    for (std::size_t c = 0; c < NR; ++c) d[p * NR + c] = c < nr ? b[p * ldb + c] : T(0);
+            }
+        } else {
+            const T* b = B + (j0 + jr) * ldb + p0;
+            for (std::size_t c = 0; c < NR; ++c) {
+                if (c < nr)
+                    for (std::size_t p = 0; p < kc; ++p) d[p * NR + c] = b[c * ldb + p];
+                else
+                    for (std::size_t p = 0; p < kc; ++p) d[p * NR + c] = T(0);
+            }
+        }
+    }
+}
+
+/// How the micro-kernel combines its tile with C: overwrite (first K block, beta == 0),
+/// scale (first K block, beta != 0) or accumulate (later K blocks).
+enum class gemm_store { overwrite, scale, accumulate };
+
+template <class T>
+inline void gemm_store_row(T* c, const vec<T>& acc, const vec<T>& valpha, const vec<T>& vbeta, gemm_store mode) {
+    switch (mode) {
+        case gemm_store::overwrite: store(c, valpha * acc); break;
+        case gemm_store::scale: store(c, xsimd::fma(valpha, acc, vbeta * load(c))); break;
+        case gemm_store::accumulate: store(c, xsimd::fma(valpha, acc, load(c))); break;
+    }
+}
+
+/// The MR x NR micro-kernel (MR = 6, written out so the accumulators stay in registers).
+template <class T>
+inline void gemm_micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc, std::size_t mr,
+                              std::size_t nr, T alpha, T beta, gemm_store mode) {
+    using V = vec<T>;
+    constexpr std::size_t MR = gemm_blocking<T>::MR, NR = gemm_blocking<T>::NR, W = gemm_blocking<T>::W;
+    static_assert(MR == 6, "the micro-kernel is written for MR = 6");
+    V c00(T(0)), c01(T(0)), c10(T(0)), c11(T(0)), c20(T(0)), c21(T(0)), c30(T(0)), c31(T(0)), c40(T(0)),
+        c41(T(0)), c50(T(0)), c51(T(0));
+    for (std::size_t p = 0; p < kc; ++p) {
+        const V b0 = V::load_aligned(b), b1 = V::load_aligned(b + W);
+        V av(a[0]);
+        c00 = xsimd::fma(av, b0, c00);
+        c01 = xsimd::fma(av, b1, c01);
+        av = V(a[1]);
+        c10 = xsimd::fma(av, b0, c10);
+        c11 = xsimd::fma(av, b1, c11);
+        av = V(a[2]);
+        c20 = xsimd::fma(av, b0, c20);
+        c21 = xsimd::fma(av, b1, c21);
+        av = V(a[3]);
+        c30 = xsimd::fma(av, b0, c30);
+        c31 = xsimd::fma(av, b1, c31);
+        av = V(a[4]);
+        c40 = xsimd::fma(av, b0, c40);
+        c41 = xsimd::fma(av, b1, c41);
+        av = V(a[5]);
+        c50 = xsimd::fma(av, b0, c50);
+        c51 = xsimd::fma(av, b1, c51);
+        a += MR;
+        b += NR;
+    }
+    const V valpha(alpha), vbeta(beta);
+    if (mr == MR && nr == NR) {
+        gemm_store_row(c + 0 * ldc, c00, valpha, vbeta, mode);
+        gemm_store_row(c + 0 * ldc + W, c01, valpha, vbeta, mode);
+        gemm_store_row(c + 1 * ldc, c10, valpha, vbeta, mode);
+        gemm_store_row(c + 1 * ldc + W, c11, valpha, vbeta, mode);
+        gemm_store_row(c + 2 * ldc, c20, valpha, vbeta, mode);
+        gemm_store_row(c + 2 * ldc + W, c21, valpha, vbeta, mode);
+        gemm_store_row(c + 3 * ldc, c30, valpha, vbeta, mode);
+        gemm_store_row(c + 3 * ldc + W, c31, valpha, vbeta, mode);
+        gemm_store_row(c + 4 * ldc, c40, valpha, vbeta, mode);
+        gemm_store_row(c + 4 * ldc + W, c41, valpha, vbeta, mode);
+        gemm_store_row(c + 5 * ldc, c50, valpha, vbeta, mode);
+        gemm_store_row(c + 5 * ldc + W, c51, valpha, vbeta, mode);
+        return;
+    }
+    // Partial tile: spill the accumulators and store only the valid part.
+    alignas(64) T t[MR * NR];
+    c00.store_aligned(t + 0 * NR); c01.store_aligned(t + 0 * NR + W);
+    c10.store_aligned(t + 1 * NR); c11.store_aligned(t + 1 * NR + W);
+    c20.store_aligned(t + 2 * NR); c21.store_aligned(t + 2 * NR + W);
+    c30.store_aligned(t + 3 * NR); c31.store_aligned(t + 3 * NR + W);
+    c40.store_aligned(t + 4 * NR); c41.store_aligned(t + 4 * NR + W);
+    c50.store_aligned(t + 5 * NR); c51.store_aligned(t + 5 * NR + W);
+    for (std::size_t r = 0; r < mr; ++r)
+        for (std::size_t j = 0; j < nr; ++j) {
+            T& cc = c[r * ldc + j];
+            const T v = t[r * NR + j];
+            switch (mode) {
+                case gemm_store::overwrite: cc = alpha * v; break;
+                case gemm_store::scale: cc = alpha * v + beta * cc; break;
+                case gemm_store::accumulate: cc = alpha * v + cc; break;
+            }
+        }
+}
+
+/// Direct path for tiny problems (dense layers at batch 1, small convolutions).
+template <class T>
+inline void gemm_small(transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
+                       std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
+    constexpr std::size_t W = vec_size<T>;
+    for (std::size_t i = 0; i < M; ++i) {
+        T* c = C + i * ldc;
+        if (tb == transpose::no) {
+            // C row = beta * C row + sum_p (alpha * a(i,p)) * B row p: vectorised over j.
+            if (beta == T(0))
+                std::fill(c, c + N, T(0));
+            else if (beta != T(1))
+                for (std::size_t j = 0; j < N; ++j) c[j] *= beta;
+            for (std::size_t p = 0; p < K; ++p) {
+                const T av = alpha * (ta == transpose::no ? A[i * lda + p] : A[p * lda + i]);
+                const T* b = B + p * ldb;
+                const vec<T> va(av);
+                std::size_t j = 0;
+                for (; j + W <= N; j += W) store(c + j, xsimd::fma(va, load(b + j), load(c + j)));
+                for (; j < N; ++j) c[j] += av * b[j];
+            }
+        } else {
+            for (std::size_t j = 0; j < N; ++j) {
+                const T* b = B + j * ldb;
+                T s = 0;
+                if (ta == transpose::no) {
+                    const T* a = A + i * lda;
+                    vec<T> acc(T(0));
+                    std::size_t p = 0;
+                    for (; p + W <= K; p += W) acc = xsimd::fma(load(a + p), load(b + p), acc);
+                    s = hsum(acc);
+                    for (; p < K; ++p) s += a[p] * b[p];
+                } else {
+                    for (std::size_t p = 0; p < K; ++p) s += A[p * lda + i] * b[p];
+                }
+                c[j] = alpha * s + (beta == T(0) ? T(0) : beta * c[j]);
+            }
+        }
+    }
+}
+
+template <class T>
+inline void gemm_serial(transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
+                        std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc,
+                        bool allow_small = true) {
+    using blk = gemm_blocking<T>;
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        for (std::size_t i = 0; i < M; ++i)
+            for (std::size_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+        return;
+    }
+    if (allow_small && M * N * K < gemm_small_flops) {
+        gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    T* pa = thread_scratch<T, slot_pack_a>(blk::MC * blk::KC);
+    T* pb = thread_scratch<T, slot_pack_b>(blk::KC * blk::NC);
+    for (std::size_t jc = 0; jc < N; jc += blk::NC) {
+        const std::size_t nc = std::min(blk::NC, N - jc);
+        for (std::size_t pc = 0; pc < K; pc += blk::KC) {
+            const std::size_t kc = std::min(blk::KC, K - pc);
+            const gemm_store mode =
+                pc > 0 ? gemm_store::accumulate : (beta == T(0) ? gemm_store::overwrite : gemm_store::scale);
+            gemm_pack_b(tb, B, ldb, pc, jc, kc, nc, pb);
+            for (std::size_t ic = 0; ic < M; ic += blk::MC) {
+                const std::size_t mc = std::min(blk::MC, M - ic);
+                gemm_pack_a(ta, A, lda, ic, pc, mc, kc, pa);
+                for (std::size_t jr = 0; jr < nc; jr += blk::NR)
+                    for (std::size_t ir = 0; ir < mc; ir += blk::MR)
+                        gemm_micro_kernel(kc, pa + ir * kc, pb + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc,
+                                          std::min(blk::MR, mc - ir), std::min(blk::NR, nc - jr), alpha, beta, mode);
+            }
+        }
+    }
+}
+
+/// Threaded GEMM: C is cut into one row slice (or column slice, when N is the longer side)
+/// per thread, in whole micro-tiles. pool == nullptr runs serially (nested use).
+template <class T>
+inline void gemm_parallel(thread_pool* pool, transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K,
+                          T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
+                          std::size_t ldc) {
+    using blk = gemm_blocking<T>;
+    if (!pool || pool->size() == 1 || M * N * K < gemm_parallel_flops) {
+        gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    const std::size_t units_m = (M + blk::MR - 1) / blk::MR, units_n = (N + blk::NR - 1) / blk::NR;
+    const bool split_rows = M >= N ? units_m >= 2 : units_n < 2;
+    if (split_rows) {
+        pool->parallel_for(units_m, [&](std::size_t lo, std::size_t hi) {
+            const std::size_t i0 = lo * blk::MR, i1 = std::min(M, hi * blk::MR);
+            const T* a = ta == transpose::no ? A + i0 * lda : A + i0;
+            gemm_serial(ta, tb, i1 - i0, N, K, alpha, a, lda, B, ldb, beta, C + i0 * ldc, ldc, false);
+        });
+    } else {
+        pool->parallel_for(units_n, [&](std::size_t lo, std::size_t hi) {
+            const std::size_t j0 = lo * blk::NR, j1 = std::min(N, hi * blk::NR);
+            const T* b = tb == transpose::no ? B + j0 : B + j0 * ldb;
+            gemm_serial(ta, tb, M, j1 - j0, K, alpha, A, lda, b, ldb, beta, C + j0, ldc, false);
+        });
+    }
+}
+
+}  // namespace lamina::host_detail

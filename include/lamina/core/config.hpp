@@ -1,0 +1,25 @@
+// lamina: compile-time configuration, version and portability macros.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#define LAMINA_VERSION_MAJOR 0
+#define LAMINA_VERSION_MINOR 1
+#define LAMINA_VERSION_PATCH 0
+
+// Marks functions that kernels may call on any backend. On the host this is plain
+// `inline`; the Kokkos backend redefines it to KOKKOS_INLINE_FUNCTION before inclusion
+// so the same scalar helpers (activations, RNG) compile for devices.
+#ifndef LAMINA_HOST_DEVICE
+#define LAMINA_HOST_DEVICE inline
+#endif
+
+namespace lamina {
+
+using index_t = std::ptrdiff_t;
+
+/// Alignment of every buffer lamina allocates: one cache line, which also covers AVX-512.
+inline constexpr std::size_t buffer_alignment = 64;
+
+}  // namespace lamina

@@ -1,0 +1,56 @@
+// lamina: runtime descriptions of convolution and pooling problems handed to kernels.
+// Layouts are NCHW for activations and KCRS (PyTorch's OIHW) for convolution weights.
+#pragma once
+
+#include <cstddef>
+
+namespace lamina {
+
+struct conv_geometry {
+    std::size_t n = 0;               // batch
+    std::size_t c = 0, h = 0, w = 0; // input channels, height, width
+    std::size_t k = 0;               // output channels
+    std::size_t r = 0, s = 0;        // kernel height, width
+    std::size_t stride_h = 1, stride_w = 1;
+    std::size_t pad_h = 0, pad_w = 0;
+    std::size_t p = 0, q = 0;        // output height, width
+
+    static constexpr std::size_t out_extent(std::size_t in, std::size_t kernel, std::size_t stride, std::size_t pad) {
+        return (in + 2 * pad - kernel) / stride + 1;
+    }
+    constexpr std::size_t input_size() const { return n * c * h * w; }
+    constexpr std::size_t output_size() const { return n * k * p * q; }
+    constexpr std::size_t weight_size() const { return k * c * r * s; }
+};
+
+struct pool_geometry {
+    std::size_t n = 0, c = 0, h = 0, w = 0;
+    std::size_t kh = 1, kw = 1;
+    std::size_t stride_h = 1, stride_w = 1;
+    std::size_t pad_h = 0, pad_w = 0;
+    std::size_t p = 0, q = 0;
+
+    constexpr std::size_t input_size() const { return n * c * h * w; }
+    constexpr std::size_t output_size() const { return n * c * p * q; }
+};
+
+/// Parameters of one SGD step (PyTorch semantics: L2 weight decay added to the gradient,
+/// velocity v = momentum * v + g, Nesterov uses g + momentum * v).
+template <class T>
+struct sgd_step {
+    T lr = T(0.01), momentum = T(0), weight_decay = T(0);
+    bool nesterov = false;
+};
+
+/// Parameters of one Adam/AdamW step. bias_correction1/2 are 1 - beta^t, computed on the
+/// host once per step. decoupled = AdamW (w -= lr * wd * w before the Adam update).
+template <class T>
+struct adam_step {
+    T lr = T(1e-3), beta1 = T(0.9), beta2 = T(0.999), eps = T(1e-8), weight_decay = T(0);
+    T bias_correction1 = T(1), bias_correction2 = T(1);
+    bool decoupled = false;
+};
+
+enum class transpose { no, yes };
+
+}  // namespace lamina

@@ -1,0 +1,100 @@
+// lamina: max and average pooling over square windows (stride defaults to the window).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "../core/geometry.hpp"
+#include "../network/shape_check.hpp"
+#include "layer_concept.hpp"
+
+namespace lamina {
+
+namespace detail {
+template <std::size_t Window, std::size_t Stride, std::size_t Padding>
+struct pool_shape_rule : layer_descriptor_base {
+    template <class In>
+    static constexpr bool accepts = [] {
+        if constexpr (In::rank != 3) return false;
+        else return In::dims[1] + 2 * Padding >= Window && In::dims[2] + 2 * Padding >= Window;
+    }();
+    template <class In>
+    using expected_input = spatial_at_least<(Window > 2 * Padding ? Window - 2 * Padding : 1),
+                                            (Window > 2 * Padding ? Window - 2 * Padding : 1)>;
+    template <class In>
+    using output_shape = shape<chw<In>::c, conv_geometry::out_extent(chw<In>::h, Window, Stride, Padding),
+                               conv_geometry::out_extent(chw<In>::w, Window, Stride, Padding)>;
+
+    template <class In>
+    static pool_geometry geometry(std::size_t batch) {
+        pool_geometry g;
+        g.n = batch; g.c = In::dims[0]; g.h = In::dims[1]; g.w = In::dims[2];
+        g.kh = g.kw = Window; g.stride_h = g.stride_w = Stride; g.pad_h = g.pad_w = Padding;
+        g.p = conv_geometry::out_extent(g.h, Window, Stride, Padding);
+        g.q = conv_geometry::out_extent(g.w, Window, Stride, Padding);
+        return g;
+    }
+};
+}  // namespace detail
+
+template <std::size_t Window, std::size_t Stride = Window, std::size_t Padding = 0>
+struct max_pool : detail::pool_shape_rule<Window, Stride, Padding> {
+    static_assert(Window > 0 && Stride > 0, "lamina::max_pool needs a positive window and stride");
+    static_assert(Padding * 2 < Window + 1, "lamina::max_pool: padding must be at most half the window");
+    static std::string name() { return "max_pool<" + std::to_string(Window) + (Stride != Window ? ",s" + std::to_string(Stride) : std::string()) + ">"; }
+
+    template <class In, class Backend, class T>
+    class impl : public layer_base<Backend, T> {
+        using rule = detail::pool_shape_rule<Window, Stride, Padding>;
+
+    public:
+        using context = typename Backend::context;
+        static constexpr double flops_per_sample =
+            double(rule::template output_shape<In>::size) * Window * Window;
+
+        void plan(const context&, std::size_t batch) {
+            if (argmax_.size() < batch * rule::template output_shape<In>::size)
+                argmax_.allocate(batch * rule::template output_shape<In>::size);
+        }
+        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
+            Backend::max_pool_forward(c, rule::template geometry<In>(batch), x, y, static_cast<std::int32_t*>(nullptr));
+        }
+        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T*, std::uint64_t) {
+            Backend::max_pool_forward(c, rule::template geometry<In>(batch), x, y, argmax_.data());
+        }
+        void backward(const context& c, const T*, const T*, const T* dy, T* dx, std::size_t batch, T*) {
+            if (dx) Backend::max_pool_backward(c, rule::template geometry<In>(batch), dy, static_cast<const std::int32_t*>(argmax_.data()), dx);
+        }
+
+    private:
+        typename Backend::template buffer<std::int32_t> argmax_;
+    };
+};
+
+template <std::size_t Window, std::size_t Stride = Window, std::size_t Padding = 0>
+struct avg_pool : detail::pool_shape_rule<Window, Stride, Padding> {
+    static_assert(Window > 0 && Stride > 0, "lamina::avg_pool needs a positive window and stride");
+    static std::string name() { return "avg_pool<" + std::to_string(Window) + (Stride != Window ? ",s" + std::to_string(Stride) : std::string()) + ">"; }
+
+    template <class In, class Backend, class T>
+    class impl : public layer_base<Backend, T> {
+        using rule = detail::pool_shape_rule<Window, Stride, Padding>;
+
+    public:
+        using context = typename Backend::context;
+        static constexpr double flops_per_sample =
+            double(rule::template output_shape<In>::size) * Window * Window;
+
+        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
+            Backend::avg_pool_forward(c, rule::template geometry<In>(batch), x, y);
+        }
+        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
+            forward(c, x, y, batch, ws);
+        }
+        void backward(const context& c, const T*, const T*, const T* dy, T* dx, std::size_t batch, T*) {
+            if (dx) Backend::avg_pool_backward(c, rule::template geometry<In>(batch), dy, dx);
+        }
+    };
+};
+
+}  // namespace lamina

@@ -1,0 +1,275 @@
+// lamina: the training loop. A trainer binds a model, a loss, an optimizer and a learning
+// rate schedule; run() trains for epochs with shuffling and callbacks, evaluate() measures.
+//
+//   lamina::trainer fit{net, lamina::loss::softmax_cross_entropy{}, lamina::optim::sgd{0.05, 0.9}};
+//   fit.run(train, lamina::epochs{12}, lamina::batch{64}, lamina::progress_bar{});
+//
+// All buffers are planned on the first step; steps 2..N allocate nothing.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/philox.hpp"
+#include "../data/dataset.hpp"
+#include "../schedules/schedules.hpp"
+#include "training_types.hpp"
+
+namespace lamina {
+
+template <class Model, class Loss, class Optimizer, class Schedule = schedule::constant>
+class trainer {
+public:
+    using backend = typename Model::backend;
+    using T = typename Model::value_type;
+    using optimizer_state = typename Optimizer::template state<backend, T>;
+
+    trainer(Model& net, Loss loss, Optimizer opt, Schedule sched = Schedule{})
+        : net_(net), loss_(loss), opt_(opt), sched_(sched), opt_state_(opt, Model::parameter_count),
+          shuffle_seed_(net.seed_value() ^ 0x5bd1e995u) {}
+
+    Model& model() noexcept { return net_; }
+    const Loss& loss() const noexcept { return loss_; }
+    const Optimizer& optimizer() const noexcept { return opt_; }
+    optimizer_state& optimizer_state_ref() noexcept { return opt_state_; }
+    std::size_t epoch() const noexcept { return epoch_; }
+    std::uint64_t global_step() const noexcept { return step_; }
+    std::uint64_t shuffle_seed() const noexcept { return shuffle_seed_; }
+    void set_shuffle_seed(std::uint64_t s) noexcept { shuffle_seed_ = s; }
+    /// Restores the position in training (used when resuming from a checkpoint).
+    void set_position(std::size_t epoch, std::uint64_t step) noexcept {
+        epoch_ = epoch;
+        step_ = step;
+    }
+
+    /// Trains `e.count` more epochs on `data` in batches of `b.size` samples (the last batch
+    /// of an epoch may be smaller), shuffling every epoch.
+    template <class... Callbacks>
+    void run(dataset_view<T> data, epochs e, batch b, Callbacks&&... callbacks) {
+        check_data(data, "run");
+        if (b.size == 0) throw argument_error("lamina: batch size must be positive");
+        std::size_t bs = std::min(b.size, data.size());
+        std::size_t steps_per_epoch = (data.size() + bs - 1) / bs;
+        steps_per_epoch_ = steps_per_epoch;
+        prepare(bs, data.size());
+        std::size_t last = epoch_ + e.count;
+        auto run_start = std::chrono::steady_clock::now();
+        std::size_t steps_this_run = 0, total_run_steps = e.count * steps_per_epoch;
+        for (; epoch_ < last;) {
+            shuffle(data.size(), epoch_);
+            (call_epoch_begin(callbacks), ...);
+            auto t0 = std::chrono::steady_clock::now();
+            double loss_sum = 0;
+            std::size_t seen = 0;
+            step_info info;
+            info.epoch = epoch_;
+            info.epochs_total = last;
+            info.steps_per_epoch = steps_per_epoch;
+            // A run resumed from a mid-epoch checkpoint skips the batches already done.
+            std::size_t first = 0;
+            if (step_ > epoch_ * steps_per_epoch && step_ < (epoch_ + 1) * steps_per_epoch)
+                first = static_cast<std::size_t>(step_ - epoch_ * steps_per_epoch);
+            for (std::size_t s = first; s < steps_per_epoch; ++s) {
+                std::size_t lo = s * bs, hi = std::min(data.size(), lo + bs);
+                double lr = sched_(opt_.lr, schedule::clock{step_, steps_per_epoch});
+                double l = train_batch(data, order_.data() + lo, hi - lo, lr);
+                loss_sum += l * static_cast<double>(hi - lo);
+                seen += hi - lo;
+                ++steps_this_run;
+                double el = seconds_since(t0);
+                info.step_in_epoch = s + 1;
+                info.global_step = step_;
+                info.loss = l;
+                info.epoch_loss = loss_sum / static_cast<double>(seen);
+                info.learning_rate = lr;
+                info.elapsed_seconds = el;
+                info.images_per_second = el > 0 ? static_cast<double>(seen) / el : 0;
+                double run_el = seconds_since(run_start);
+                info.eta_seconds = run_el / static_cast<double>(steps_this_run) *
+                                   static_cast<double>(total_run_steps - steps_this_run);
+                (call_step_end(callbacks, info), ...);
+            }
+            ++epoch_;
+            (call_epoch_end(callbacks, info), ...);
+        }
+    }
+
+    /// One optimisation step on `count` samples of `data` picked by `indices` (host array).
+    /// Returns the batch's mean loss.
+    double train_batch(dataset_view<T> data, const std::size_t* indices, std::size_t count, double lr) {
+        prepare(count, data.size());
+        gather(data, indices, count);
+        auto& c = net_.context();
+        const T* y = net_.forward_train(x_dev(), count, step_);
+        T l = loss_.template operator()<backend, T>(c, y, t_dev(), net_.output_gradient(), loss_rows_.data(), count,
+                                                    Model::output_size);
+        net_.backward();
+        opt_state_.step(c, net_.parameters(), net_.gradients(), net_.parameter_segments(), lr);
+        ++step_;
+        return static_cast<double>(l);
+    }
+
+    /// Mean loss and (for classification) accuracy on `data`, in inference mode.
+    evaluation evaluate(dataset_view<T> data, batch b = batch{256}) {
+        check_data(data, "evaluate");
+        evaluation ev;
+        if (data.size() == 0) return ev;
+        std::size_t bs = std::min(b.size ? b.size : 256, data.size());
+        prepare(bs, data.size());
+        std::vector<std::size_t> idx(bs);
+        std::vector<std::int32_t> predicted(bs);
+        double loss_sum = 0;
+        std::size_t correct = 0;
+        auto& c = net_.context();
+        for (std::size_t lo = 0; lo < data.size(); lo += bs) {
+            std::size_t n = std::min(bs, data.size() - lo);
+            for (std::size_t i = 0; i < n; ++i) idx[i] = lo + i;
+            gather(data, idx.data(), n);
+            const T* y = net_.forward_infer(x_dev(), n);
+            loss_sum += static_cast<double>(loss_.template operator()<backend, T>(
+                            c, y, t_dev(), net_.output_gradient(), loss_rows_.data(), n, Model::output_size)) *
+                        static_cast<double>(n);
+            if constexpr (Loss::classification) {
+                backend::argmax_rows(c, y, argmax_dev_.data(), n, Model::output_size);
+                backend::download(c, predicted.data(), static_cast<const std::int32_t*>(argmax_dev_.data()), n);
+                for (std::size_t i = 0; i < n; ++i)
+                    if (predicted[i] == static_cast<std::int32_t>(*data.target(lo + i))) ++correct;
+            }
+        }
+        ev.samples = data.size();
+        ev.loss = loss_sum / static_cast<double>(data.size());
+        ev.accuracy = Loss::classification ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0;
+        return ev;
+    }
+
+    std::size_t steps_per_epoch() const noexcept { return steps_per_epoch_; }
+
+private:
+    static double seconds_since(std::chrono::steady_clock::time_point t0) {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+
+    void check_data(const dataset_view<T>& d, const char* where) const {
+        if (d.size() && d.sample_size != Model::input_size)
+            throw shape_error(std::string("lamina: ") + where + ": samples have " + std::to_string(d.sample_size) +
+                              " values, the network input " + Model::input_shape::str() + " takes " +
+                              std::to_string(Model::input_size));
+        std::size_t want = Loss::target_size(Model::output_size);
+        if (d.size() && d.target_size != want)
+            throw shape_error(std::string("lamina: ") + where + ": targets have " + std::to_string(d.target_size) +
+                              " values per sample, loss " + Loss::name() + " on output " + Model::output_shape::str() +
+                              " needs " + std::to_string(want));
+        if constexpr (Loss::classification) {
+            for (std::size_t i = 0; i < d.size(); ++i) {
+                T t = *d.target(i);
+                if (!(t >= T(0)) || t >= static_cast<T>(Model::output_size) || t != std::floor(t))
+                    throw shape_error(std::string("lamina: ") + where + ": sample " + std::to_string(i) +
+                                      " has class label " + std::to_string(static_cast<double>(t)) +
+                                      ", outside 0.." + std::to_string(Model::output_size - 1));
+            }
+        }
+    }
+
+    /// Plans every buffer for batches of up to `bs` samples (once).
+    void prepare(std::size_t bs, std::size_t n) {
+        net_.plan(bs);
+        if (bs > capacity_) {
+            std::size_t ts = Loss::target_size(Model::output_size);
+            stage_x_.assign(bs * Model::input_size, T(0));
+            stage_t_.assign(bs * ts, T(0));
+            if constexpr (!backend::host_accessible) {
+                x_buf_.allocate(bs * Model::input_size);
+                t_buf_.allocate(bs * ts);
+            }
+            loss_rows_.allocate(bs);
+            argmax_dev_.allocate(bs);
+            capacity_ = bs;
+        }
+        if (order_.size() < n) order_.resize(n);
+    }
+    T* x_dev() {
+        if constexpr (backend::host_accessible) return stage_x_.data();
+        else return x_buf_.data();
+    }
+    T* t_dev() {
+        if constexpr (backend::host_accessible) return stage_t_.data();
+        else return t_buf_.data();
+    }
+    /// Copies the chosen samples into the staging buffers (and to the device at the edge).
+    void gather(const dataset_view<T>& d, const std::size_t* idx, std::size_t n) {
+        std::size_t ts = d.target_size;
+        for (std::size_t i = 0; i < n; ++i) {
+            std::copy(d.sample(idx[i]), d.sample(idx[i]) + d.sample_size, stage_x_.data() + i * d.sample_size);
+            std::copy(d.target(idx[i]), d.target(idx[i]) + ts, stage_t_.data() + i * ts);
+        }
+        if constexpr (!backend::host_accessible) {
+            backend::upload(net_.context(), x_buf_.data(), stage_x_.data(), n * d.sample_size);
+            backend::upload(net_.context(), t_buf_.data(), stage_t_.data(), n * ts);
+        }
+    }
+    /// Fisher-Yates with the counter-based RNG: the permutation of epoch e depends only on
+    /// (shuffle seed, e), so a resumed run shuffles exactly like an uninterrupted one.
+    void shuffle(std::size_t n, std::size_t epoch) {
+        for (std::size_t i = 0; i < n; ++i) order_[i] = i;
+        random_stream s{shuffle_seed_, 0x5348554646ull + epoch};
+        for (std::size_t i = n; i > 1; --i) std::swap(order_[i - 1], order_[s.below(i, i)]);
+    }
+
+    template <class C>
+    void call_epoch_begin(C& cb) {
+        if constexpr (has_epoch_begin<C>::value) cb.on_epoch_begin(*this);
+    }
+    template <class C>
+    void call_step_end(C& cb, const step_info& info) {
+        if constexpr (has_step_end<C>::value) cb.on_step_end(*this, info);
+    }
+    template <class C>
+    void call_epoch_end(C& cb, const step_info& info) {
+        if constexpr (has_epoch_end<C>::value) cb.on_epoch_end(*this, info);
+    }
+    template <class C, class = void>
+    struct has_epoch_begin : std::false_type {};
+    template <class C>
+    struct has_epoch_begin<C, std::void_t<decltype(std::declval<C&>().on_epoch_begin(std::declval<trainer&>()))>>
+        : std::true_type {};
+    template <class C, class = void>
+    struct has_step_end : std::false_type {};
+    template <class C>
+    struct has_step_end<C, std::void_t<decltype(std::declval<C&>().on_step_end(std::declval<trainer&>(),
+                                                                                std::declval<const step_info&>()))>>
+        : std::true_type {};
+    template <class C, class = void>
+    struct has_epoch_end : std::false_type {};
+    template <class C>
+    struct has_epoch_end<C, std::void_t<decltype(std::declval<C&>().on_epoch_end(std::declval<trainer&>(),
+                                                                                  std::declval<const step_info&>()))>>
+        : std::true_type {};
+
+    Model& net_;
+    Loss loss_;
+    Optimizer opt_;
+    Schedule sched_;
+    optimizer_state opt_state_;
+    std::uint64_t shuffle_seed_;
+    std::size_t epoch_ = 0;
+    std::uint64_t step_ = 0;
+    std::size_t steps_per_epoch_ = 0;
+    std::size_t capacity_ = 0;
+    std::vector<T> stage_x_, stage_t_;
+    std::vector<std::size_t> order_;
+    typename backend::template buffer<T> x_buf_, t_buf_, loss_rows_;
+    typename backend::template buffer<std::int32_t> argmax_dev_;
+};
+
+template <class Model, class Loss, class Optimizer>
+trainer(Model&, Loss, Optimizer) -> trainer<Model, Loss, Optimizer>;
+template <class Model, class Loss, class Optimizer, class Schedule>
+trainer(Model&, Loss, Optimizer, Schedule) -> trainer<Model, Loss, Optimizer, Schedule>;
+
+}  // namespace lamina

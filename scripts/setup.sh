@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that lamina's build, tests and examples need.
+#
+#   scripts/setup.sh           build + tests + examples (g++ and clang-14 stages of scripts/test.sh)
+#   scripts/setup.sh --bench   also the comparison libraries used by bench/ (libtorch, oneDNN, OpenBLAS)
+#
+# Idempotent: when every package is already installed it runs neither `apt-get update` nor
+# `apt-get install`. Runs as root directly, otherwise through sudo when sudo exists.
+# Non-interactive (DEBIAN_FRONTEND=noninteractive), so it is safe in CI without a terminal.
+set -euo pipefail
+
+packages=(cmake g++ make python3 libeigen3-dev libxsimd-dev catch2 zlib1g-dev clang-14)
+bench_packages=(libtorch-dev libdnnl-dev libopenblas-dev libopenblas0-openmp)
+
+for arg in "$@"; do
+  case "$arg" in
+    --bench) packages+=("${bench_packages[@]}") ;;
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup.sh: unknown option '$arg' (use --bench or --help)" >&2; exit 2 ;;
+  esac
+done
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+  echo "setup.sh: this script needs a Debian/Ubuntu system (dpkg-query and apt-get)." >&2
+  echo "setup.sh: install these packages (or equivalents) yourself: ${packages[*]}" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  if [[ "$status" != "installed" ]]; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "setup.sh: all ${#packages[@]} packages already installed (${packages[*]}); nothing to do."
+  exit 0
+fi
+
+if [[ $(id -u) -eq 0 ]]; then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo)
+else
+  echo "setup.sh: missing packages: ${missing[*]}" >&2
+  echo "setup.sh: not root and sudo is not available; install them as root." >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "setup.sh: missing packages: ${missing[*]}"
+run() {
+  echo "setup.sh: running: $*"
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive "$@"
+}
+run apt-get update -q -o DPkg::Lock::Timeout=300
+run apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}"
+echo "setup.sh: installed: ${missing[*]}"

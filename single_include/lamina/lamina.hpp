@@ -1,0 +1,5454 @@
+// lamina 0.1.0 - header-only C++17 deep learning templates for HPC: single-header edition.
+//
+// GENERATED FILE, DO NOT EDIT. It was produced by
+//     python3 scripts/amalgamate.py
+// from include/lamina/lamina.hpp.
+// Edit the headers under include/lamina/ instead and rerun that command.
+// Needs Eigen 3.4 and xsimd 8 on the include path, like the multi-header library.
+// SPDX-License-Identifier: MIT (see LICENSE).
+#pragma once
+
+// ---- begin include/lamina/lamina.hpp ----
+// lamina: header-only C++17 deep learning templates for HPC. Include this one header.
+//
+//   #include <lamina/lamina.hpp>
+//   using net_t = lamina::sequential<lamina::input<784>, lamina::dense<128>, lamina::relu, lamina::dense<10>>;
+//   net_t::model<lamina::host> net{lamina::seed{1}};
+//
+// Folders: core (tensors, shapes, RNG, threads), backends (host, reference), layers,
+// network (composition, shape checks), init, losses, optimizers, schedules, train, data, io.
+
+// ---- begin include/lamina/core/config.hpp ----
+// lamina: compile-time configuration, version and portability macros.
+
+#include <cstddef>
+#include <cstdint>
+
+#define LAMINA_VERSION_MAJOR 0
+#define LAMINA_VERSION_MINOR 1
+#define LAMINA_VERSION_PATCH 0
+
+// Marks functions that kernels may call on any backend. On the host this is plain
+// `inline`; the Kokkos backend redefines it to KOKKOS_INLINE_FUNCTION before inclusion
+// so the same scalar helpers (activations, RNG) compile for devices.
+#ifndef LAMINA_HOST_DEVICE
+#define LAMINA_HOST_DEVICE inline
+#endif
+
+namespace lamina {
+
+using index_t = std::ptrdiff_t;
+
+/// Alignment of every buffer lamina allocates: one cache line, which also covers AVX-512.
+inline constexpr std::size_t buffer_alignment = 64;
+
+}  // namespace lamina
+// ---- end include/lamina/core/config.hpp ----
+
+// ---- begin include/lamina/core/error.hpp ----
+// lamina: the exception types. Every message names what was wrong (shape, file, field).
+
+#include <stdexcept>
+#include <string>
+
+namespace lamina {
+
+/// Base of every error lamina throws.
+struct error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// A runtime size or shape does not match what a network or kernel expects.
+struct shape_error : error {
+    using error::error;
+};
+
+/// A file could not be opened, read or written.
+struct io_error : error {
+    using error::error;
+};
+
+/// A file was read but its contents are malformed (bad magic, truncated, count mismatch).
+struct format_error : error {
+    using error::error;
+};
+
+/// A checkpoint is corrupt, truncated, of another version or of another architecture.
+struct checkpoint_error : error {
+    using error::error;
+};
+
+/// An argument is out of its valid range (learning rate, batch size, probability, ...).
+struct argument_error : error {
+    using error::error;
+};
+
+namespace detail {
+inline void require(bool ok, const std::string& what) {
+    if (!ok) throw argument_error("lamina: " + what);
+}
+}  // namespace detail
+
+}  // namespace lamina
+// ---- end include/lamina/core/error.hpp ----
+
+// ---- begin include/lamina/core/shape.hpp ----
+// lamina: compile-time shapes of one sample (the batch size is a runtime value).
+
+#include <array>
+
+namespace lamina {
+
+/// The shape of one sample, e.g. shape<1, 28, 28> for a grey MNIST image (C, H, W) or
+/// shape<10> for a vector. Shapes are types so layers deduce their outputs while compiling.
+template <std::size_t... Dims>
+struct shape {
+    static_assert(sizeof...(Dims) >= 1, "lamina::shape needs at least one dimension");
+    static constexpr std::size_t rank = sizeof...(Dims);
+    static constexpr std::size_t size = (Dims * ...);
+    static constexpr std::array<std::size_t, rank> dims{Dims...};
+
+    static std::string str() {
+        std::string s = "(";
+        std::size_t i = 0;
+        ((s += (i++ ? "," : "") + std::to_string(Dims)), ...);
+        return s + ")";
+    }
+};
+
+template <class S>
+struct is_shape : std::false_type {};
+template <std::size_t... D>
+struct is_shape<shape<D...>> : std::true_type {};
+
+/// Channels, height and width of a rank-3 shape (C, H, W); a rank-1 shape is (N, 1, 1).
+template <class S>
+struct chw;
+template <std::size_t C, std::size_t H, std::size_t W>
+struct chw<shape<C, H, W>> {
+    static constexpr std::size_t c = C, h = H, w = W;
+};
+template <std::size_t N>
+struct chw<shape<N>> {
+    static constexpr std::size_t c = N, h = 1, w = 1;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/core/shape.hpp ----
+
+// ---- begin include/lamina/core/philox.hpp ----
+// lamina: Philox4x32-10, a counter-based random number generator (Salmon et al., SC11).
+// Counter-based means the n-th number of a stream is a pure function of (seed, stream, n):
+// initialisation, shuffling and dropout give the same numbers on any compiler, thread count
+// or backend, and a checkpoint only needs the seed and counters to resume bit-identically.
+
+#include <cmath>
+
+
+namespace lamina {
+
+struct philox4x32 {
+    using block = struct { std::uint32_t v[4]; };
+
+    LAMINA_HOST_DEVICE static void mulhilo(std::uint32_t a, std::uint32_t b, std::uint32_t& hi,
+                                           std::uint32_t& lo) {
+        std::uint64_t p = static_cast<std::uint64_t>(a) * b;
+        hi = static_cast<std::uint32_t>(p >> 32);
+        lo = static_cast<std::uint32_t>(p);
+    }
+
+    /// The raw generator: 4 x 32 bits from a 128-bit counter and a 64-bit key.
+    LAMINA_HOST_DEVICE static block generate(const std::uint32_t ctr_in[4], const std::uint32_t key_in[2]) {
+        std::uint32_t c0 = ctr_in[0], c1 = ctr_in[1], c2 = ctr_in[2], c3 = ctr_in[3];
+        std::uint32_t k0 = key_in[0], k1 = key_in[1];
+        for (int round = 0; round < 10; ++round) {
+            if (round > 0) {
+                k0 += 0x9E3779B9u;
+                k1 += 0xBB67AE85u;
+            }
+            std::uint32_t hi0, lo0, hi1, lo1;
+            mulhilo(0xD2511F53u, c0, hi0, lo0);
+            mulhilo(0xCD9E8D57u, c2, hi1, lo1);
+            std::uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
+            c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+        }
+        block b{};
+        b.v[0] = c0; b.v[1] = c1; b.v[2] = c2; b.v[3] = c3;
+        return b;
+    }
+};
+
+/// A stream of random numbers: a 64-bit seed and a 64-bit stream id form the key/counter
+/// high half; the element index forms the low half. Element i of a stream never depends on
+/// how many other elements were drawn, so parallel and serial code draw identical numbers.
+struct random_stream {
+    std::uint64_t seed = 0;
+    std::uint64_t stream = 0;
+
+    /// Four independent 32-bit words for element `index`.
+    LAMINA_HOST_DEVICE philox4x32::block bits(std::uint64_t index) const {
+        std::uint32_t ctr[4] = {static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(index >> 32),
+                                static_cast<std::uint32_t>(stream), static_cast<std::uint32_t>(stream >> 32)};
+        std::uint32_t key[2] = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)};
+        return philox4x32::generate(ctr, key);
+    }
+
+    /// Uniform in [0, 1) with 24 random bits (exactly representable as float).
+    LAMINA_HOST_DEVICE float uniform(std::uint64_t index) const {
+        return static_cast<float>(bits(index).v[0] >> 8) * (1.0f / 16777216.0f);
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    LAMINA_HOST_DEVICE double uniform_double(std::uint64_t index) const {
+        auto b = bits(index);
+        std::uint64_t x = (static_cast<std::uint64_t>(b.v[0]) << 21) ^ (b.v[1] >> 11);
+        return static_cast<double>(x & ((std::uint64_t(1) << 53) - 1)) * (1.0 / 9007199254740992.0);
+    }
+
+    /// Standard normal by Box-Muller on two words of the same block.
+    double normal(std::uint64_t index) const {
+        auto b = bits(index);
+        double u1 = (static_cast<double>(b.v[0]) + 1.0) * (1.0 / 4294967296.0);  // (0, 1]
+        double u2 = static_cast<double>(b.v[1]) * (1.0 / 4294967296.0);
+        return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    }
+
+    /// Uniform integer in [0, n) without modulo bias worth measuring (64-bit multiply-shift).
+    std::uint64_t below(std::uint64_t index, std::uint64_t n) const {
+        auto b = bits(index);
+        std::uint64_t x = (static_cast<std::uint64_t>(b.v[0]) << 32) | b.v[1];
+        return mulhi64(x, n);
+    }
+
+    /// High 64 bits of the 128-bit product (portable; no __int128 under -Wpedantic).
+    static std::uint64_t mulhi64(std::uint64_t a, std::uint64_t b) {
+        std::uint64_t a_lo = a & 0xFFFFFFFFu, a_hi = a >> 32, b_lo = b & 0xFFFFFFFFu, b_hi = b >> 32;
+        std::uint64_t lo_lo = a_lo * b_lo, hi_lo = a_hi * b_lo, lo_hi = a_lo * b_hi, hi_hi = a_hi * b_hi;
+        std::uint64_t cross = (lo_lo >> 32) + (hi_lo & 0xFFFFFFFFu) + lo_hi;
+        return (hi_lo >> 32) + (cross >> 32) + hi_hi;
+    }
+
+    /// A derived, independent stream (for a layer, an epoch, a parameter tensor ...).
+    random_stream child(std::uint64_t id) const {
+        auto b = random_stream{seed, stream ^ 0xA5A5A5A5A5A5A5A5ull}.bits(id);
+        return {seed, (static_cast<std::uint64_t>(b.v[0]) << 32) | b.v[1]};
+    }
+};
+
+/// The user-facing seed type: `model{lamina::seed{42}}`.
+struct seed {
+    std::uint64_t value = 0;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/core/philox.hpp ----
+
+// ---- begin include/lamina/core/thread_pool.hpp ----
+// lamina: the host backend's thread pool.
+//
+// Why std::thread and not OpenMP: lamina is embedded in simulation codes that often run
+// their own OpenMP (possibly another runtime: libgomp vs libomp) or many MPI ranks per node.
+// An explicit pool with an explicit thread count never nests into or fights the caller's
+// runtime, never oversubscribes behind the user's back, and needs no compiler flag.
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+
+namespace lamina {
+
+/// The thread count to use: an explicit request, else LAMINA_NUM_THREADS, else the cores.
+inline unsigned default_thread_count() {
+    if (const char* s = std::getenv("LAMINA_NUM_THREADS")) {
+        char* end = nullptr;
+        long v = std::strtol(s, &end, 10);
+        if (end == s || *end != '\0' || v < 1 || v > 4096)
+            throw argument_error(std::string("lamina: LAMINA_NUM_THREADS must be a positive integer, got '") + s + "'");
+        return static_cast<unsigned>(v);
+    }
+    unsigned hc = std::thread::hardware_concurrency();
+    return hc ? hc : 1;
+}
+
+/// The user-facing thread-count type: `model{seed{1}, threads{2}}`. 0 means the default.
+struct threads {
+    unsigned count = 0;
+};
+
+class thread_pool {
+public:
+    explicit thread_pool(unsigned n_threads = 0) : n_(n_threads ? n_threads : default_thread_count()) {
+        workers_.reserve(n_ - 1);
+        for (unsigned t = 1; t < n_; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
+    }
+    thread_pool(const thread_pool&) = delete;
+    thread_pool& operator=(const thread_pool&) = delete;
+    ~thread_pool() {
+        {
+            std::lock_guard<std::mutex> lk(m_);
+            stop_ = true;
+            generation_atomic_.store(++generation_, std::memory_order_release);
+        }
+        cv_.notify_all();
+        for (auto& w : workers_) w.join();
+    }
+
+    unsigned size() const noexcept { return n_; }
+
+    /// Runs f(thread_index, thread_count) on every thread of the pool and waits. When the pool
+    /// is already busy (another caller thread, e.g. concurrent predict), f runs inline as
+    /// f(0, 1) on the calling thread: no deadlock, no oversubscription.
+    template <class F>
+    void run(F&& f) {
+        // Serial when the pool has one thread, when called from inside a pool task (a kernel
+        // nested in a for_each_index callback), or when another caller holds the pool.
+        if (n_ == 1 || inside_task()) {
+            f(0u, 1u);
+            return;
+        }
+        std::unique_lock<std::mutex> busy(run_mutex_, std::try_to_lock);
+        if (!busy.owns_lock()) {
+            f(0u, 1u);
+            return;
+        }
+        task_scope scope;
+        job_ = [&f](unsigned t, unsigned n) { f(t, n); };
+        pending_.store(n_ - 1, std::memory_order_relaxed);
+        {
+            std::lock_guard<std::mutex> lk(m_);
+            generation_atomic_.store(++generation_, std::memory_order_release);
+        }
+        cv_.notify_all();
+        f(0u, n_);
+        // Spin briefly (kernels are short), then yield, until every worker is done.
+        for (unsigned spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins)
+            if (spins > 1024) std::this_thread::yield();
+        job_ = nullptr;
+    }
+
+    /// Splits [0, n) into contiguous chunks, one per thread, and runs f(begin, end) on each.
+    /// Chunk boundaries depend only on n and the thread count (deterministic results).
+    template <class F>
+    void parallel_for(std::size_t n, F&& f, std::size_t min_chunk = 1) {
+        if (n == 0) return;
+        std::size_t max_parts = std::max<std::size_t>(1, n / std::max<std::size_t>(1, min_chunk));
+        if (max_parts == 1 || n_ == 1) {
+            f(std::size_t(0), n);
+            return;
+        }
+        run([&](unsigned t, unsigned nt) {
+            std::size_t parts = std::min<std::size_t>(nt, max_parts);
+            if (t >= parts) return;
+            std::size_t lo = n * t / parts, hi = n * (t + 1) / parts;
+            if (lo < hi) f(lo, hi);
+        });
+    }
+
+private:
+    static bool& inside_task() noexcept {
+        thread_local bool inside = false;
+        return inside;
+    }
+    struct task_scope {
+        task_scope() noexcept { inside_task() = true; }
+        ~task_scope() { inside_task() = false; }
+    };
+
+    void worker_loop(unsigned t) {
+        inside_task() = true;  // workers only ever run pool tasks
+        std::uint64_t seen = 0;
+        for (;;) {
+            // Spin a little before sleeping: consecutive kernels of one training step follow
+            // each other within microseconds.
+            for (int i = 0; i < 4000; ++i)
+                if (generation_atomic_.load(std::memory_order_acquire) != seen) break;
+            std::unique_lock<std::mutex> lk(m_);
+            cv_.wait(lk, [&] { return generation_ != seen; });
+            seen = generation_;
+            if (stop_) return;
+            lk.unlock();
+            job_(t, n_);
+            pending_.fetch_sub(1, std::memory_order_acq_rel);
+        }
+    }
+
+    unsigned n_;
+    std::vector<std::thread> workers_;
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::uint64_t generation_ = 0;
+    std::atomic<std::uint64_t> generation_atomic_{0};
+    bool stop_ = false;
+    std::mutex run_mutex_;
+    std::function<void(unsigned, unsigned)> job_;
+    std::atomic<unsigned> pending_{0};
+};
+
+}  // namespace lamina
+// ---- end include/lamina/core/thread_pool.hpp ----
+
+// ---- begin include/lamina/core/tensor.hpp ----
+// lamina: an owning tensor of up to four dimensions (N, C, H, W), in a backend's memory.
+// The public layout is NCHW, row-major. Kernels may keep internal blocked layouts; what
+// users see through a tensor is always NCHW.
+
+#include <initializer_list>
+
+#include <Eigen/Core>
+
+
+namespace lamina {
+
+template <class T, class Backend>
+class tensor {
+public:
+    using value_type = T;
+    using backend = Backend;
+    using context = typename Backend::context;
+
+    tensor() = default;
+    /// A zero-filled tensor of the given extents (1 to 4 of them).
+    explicit tensor(std::initializer_list<std::size_t> extents) { resize(extents); }
+
+    void resize(std::initializer_list<std::size_t> extents) {
+        if (extents.size() == 0 || extents.size() > 4)
+            throw shape_error("lamina: a tensor has 1 to 4 extents, got " + std::to_string(extents.size()));
+        rank_ = extents.size();
+        std::size_t i = 0, n = 1;
+        for (auto e : extents) {
+            dims_[i++] = e;
+            n *= e;
+        }
+        buf_.allocate(n);
+        size_ = n;
+    }
+
+    std::size_t rank() const noexcept { return rank_; }
+    std::size_t extent(std::size_t i) const noexcept { return i < rank_ ? dims_[i] : 1; }
+    std::size_t size() const noexcept { return size_; }
+    std::string shape_string() const {
+        std::string s = "(";
+        for (std::size_t i = 0; i < rank_; ++i) s += (i ? "," : "") + std::to_string(dims_[i]);
+        return s + ")";
+    }
+
+    /// Device pointer (host pointer for host backends).
+    T* data() noexcept { return buf_.data(); }
+    const T* data() const noexcept { return buf_.data(); }
+
+    /// Copies host values in; the count must match.
+    void from_host(const context& c, const T* src, std::size_t n) {
+        if (n != size_)
+            throw shape_error("lamina: tensor " + shape_string() + " holds " + std::to_string(size_) + " values, got " +
+                              std::to_string(n));
+        Backend::upload(c, buf_.data(), src, n);
+    }
+    void from_host(const context& c, const std::vector<T>& v) { from_host(c, v.data(), v.size()); }
+    std::vector<T> to_host(const context& c) const {
+        std::vector<T> v(size_);
+        if (size_) Backend::download(c, v.data(), buf_.data(), size_);
+        return v;
+    }
+
+    /// For host-accessible backends: the tensor as an Eigen row-major matrix of
+    /// extent(0) rows (the batch) and size/extent(0) columns.
+    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> matrix() {
+        static_assert(Backend::host_accessible, "lamina: tensor::matrix() needs a host-accessible backend; use to_host()");
+        auto rows = static_cast<Eigen::Index>(extent(0));
+        return {buf_.data(), rows, rows ? static_cast<Eigen::Index>(size_ / extent(0)) : 0};
+    }
+
+private:
+    typename Backend::template buffer<T> buf_;
+    std::array<std::size_t, 4> dims_{};
+    std::size_t rank_ = 0, size_ = 0;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/core/tensor.hpp ----
+
+
+// ---- begin include/lamina/backends/reference/reference_backend.hpp ----
+// lamina: the reference backend. Deliberately naive loops, single-threaded, written for
+// obviousness rather than speed: it is the oracle every other backend is tested against,
+// and the executable specification of the backend kernel interface (docs/backends.md).
+//
+// A backend is a policy type providing: a `context` (execution resources), a `buffer<T>`
+// (owning device memory), upload/download at the edges, and the kernels below. Layer code
+// is written once against this interface; pointers handed to kernels are device pointers.
+
+#include <limits>
+
+// ---- begin include/lamina/core/activation.hpp ----
+// lamina: the elementwise activation functions as a runtime-tagged value type, so one
+// kernel entry point per backend serves every activation layer.
+
+
+
+namespace lamina {
+
+enum class activation_kind { identity, relu, leaky_relu, sigmoid, tanh, gelu };
+
+struct activation {
+    activation_kind kind = activation_kind::identity;
+    double alpha = 0.0;  // leaky_relu's negative slope
+};
+
+inline const char* to_string(activation_kind k) {
+    switch (k) {
+        case activation_kind::identity: return "identity";
+        case activation_kind::relu: return "relu";
+        case activation_kind::leaky_relu: return "leaky_relu";
+        case activation_kind::sigmoid: return "sigmoid";
+        case activation_kind::tanh: return "tanh";
+        case activation_kind::gelu: return "gelu";
+    }
+    return "?";
+}
+
+/// Scalar definitions, used by the reference and Kokkos backends (the host backend has
+/// its own vectorised versions and is tested against these). GELU is the exact erf form
+/// (PyTorch's default), d/dx = Phi(x) + x * phi(x).
+template <class T>
+LAMINA_HOST_DEVICE T activation_value(activation_kind k, T alpha, T x) {
+    switch (k) {
+        case activation_kind::identity: return x;
+        case activation_kind::relu: return x > T(0) ? x : T(0);
+        case activation_kind::leaky_relu: return x > T(0) ? x : alpha * x;
+        case activation_kind::sigmoid: return T(1) / (T(1) + std::exp(-x));
+        case activation_kind::tanh: return std::tanh(x);
+        case activation_kind::gelu: return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
+    }
+    return x;
+}
+
+/// Derivative dy/dx given the input x and the output y = f(x).
+template <class T>
+LAMINA_HOST_DEVICE T activation_derivative(activation_kind k, T alpha, T x, T y) {
+    switch (k) {
+        case activation_kind::identity: return T(1);
+        case activation_kind::relu: return x > T(0) ? T(1) : T(0);
+        case activation_kind::leaky_relu: return x > T(0) ? T(1) : alpha;
+        case activation_kind::sigmoid: return y * (T(1) - y);
+        case activation_kind::tanh: return T(1) - y * y;
+        case activation_kind::gelu: {
+            T cdf = T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
+            T pdf = T(0.39894228040143267794) * std::exp(T(-0.5) * x * x);
+            return cdf + x * pdf;
+        }
+    }
+    return T(1);
+}
+
+}  // namespace lamina
+// ---- end include/lamina/core/activation.hpp ----
+
+// ---- begin include/lamina/core/aligned_buffer.hpp ----
+// lamina: an owning, cache-line aligned, move-only array in host memory.
+
+#include <cstring>
+#include <new>
+#include <utility>
+
+
+namespace lamina {
+
+template <class T>
+class aligned_buffer {
+public:
+    aligned_buffer() noexcept = default;
+    explicit aligned_buffer(std::size_t n) { allocate(n); }
+    aligned_buffer(const aligned_buffer&) = delete;
+    aligned_buffer& operator=(const aligned_buffer&) = delete;
+    aligned_buffer(aligned_buffer&& o) noexcept
+        : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+    aligned_buffer& operator=(aligned_buffer&& o) noexcept {
+        if (this != &o) {
+            release();
+            data_ = std::exchange(o.data_, nullptr);
+            size_ = std::exchange(o.size_, 0);
+        }
+        return *this;
+    }
+    ~aligned_buffer() { release(); }
+
+    /// Reallocates to n elements (contents undefined, zero-filled for determinism).
+    void allocate(std::size_t n) {
+        release();
+        if (n == 0) return;
+        std::size_t bytes = (n * sizeof(T) + buffer_alignment - 1) / buffer_alignment * buffer_alignment;
+        void* p = std::aligned_alloc(buffer_alignment, bytes);
+        if (!p) throw std::bad_alloc();
+        std::memset(p, 0, bytes);
+        data_ = static_cast<T*>(p);
+        size_ = n;
+    }
+    void release() noexcept {
+        std::free(data_);
+        data_ = nullptr;
+        size_ = 0;
+    }
+
+    T* data() noexcept { return data_; }
+    const T* data() const noexcept { return data_; }
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    T& operator[](std::size_t i) noexcept { return data_[i]; }
+    const T& operator[](std::size_t i) const noexcept { return data_[i]; }
+    T* begin() noexcept { return data_; }
+    T* end() noexcept { return data_ + size_; }
+    const T* begin() const noexcept { return data_; }
+    const T* end() const noexcept { return data_ + size_; }
+
+private:
+    T* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/core/aligned_buffer.hpp ----
+
+// ---- begin include/lamina/core/geometry.hpp ----
+// lamina: runtime descriptions of convolution and pooling problems handed to kernels.
+// Layouts are NCHW for activations and KCRS (PyTorch's OIHW) for convolution weights.
+
+
+namespace lamina {
+
+struct conv_geometry {
+    std::size_t n = 0;               // batch
+    std::size_t c = 0, h = 0, w = 0; // input channels, height, width
+    std::size_t k = 0;               // output channels
+    std::size_t r = 0, s = 0;        // kernel height, width
+    std::size_t stride_h = 1, stride_w = 1;
+    std::size_t pad_h = 0, pad_w = 0;
+    std::size_t p = 0, q = 0;        // output height, width
+
+    static constexpr std::size_t out_extent(std::size_t in, std::size_t kernel, std::size_t stride, std::size_t pad) {
+        return (in + 2 * pad - kernel) / stride + 1;
+    }
+    constexpr std::size_t input_size() const { return n * c * h * w; }
+    constexpr std::size_t output_size() const { return n * k * p * q; }
+    constexpr std::size_t weight_size() const { return k * c * r * s; }
+};
+
+struct pool_geometry {
+    std::size_t n = 0, c = 0, h = 0, w = 0;
+    std::size_t kh = 1, kw = 1;
+    std::size_t stride_h = 1, stride_w = 1;
+    std::size_t pad_h = 0, pad_w = 0;
+    std::size_t p = 0, q = 0;
+
+    constexpr std::size_t input_size() const { return n * c * h * w; }
+    constexpr std::size_t output_size() const { return n * c * p * q; }
+};
+
+/// Parameters of one SGD step (PyTorch semantics: L2 weight decay added to the gradient,
+/// velocity v = momentum * v + g, Nesterov uses g + momentum * v).
+template <class T>
+struct sgd_step {
+    T lr = T(0.01), momentum = T(0), weight_decay = T(0);
+    bool nesterov = false;
+};
+
+/// Parameters of one Adam/AdamW step. bias_correction1/2 are 1 - beta^t, computed on the
+/// host once per step. decoupled = AdamW (w -= lr * wd * w before the Adam update).
+template <class T>
+struct adam_step {
+    T lr = T(1e-3), beta1 = T(0.9), beta2 = T(0.999), eps = T(1e-8), weight_decay = T(0);
+    T bias_correction1 = T(1), bias_correction2 = T(1);
+    bool decoupled = false;
+};
+
+enum class transpose { no, yes };
+
+}  // namespace lamina
+// ---- end include/lamina/core/geometry.hpp ----
+
+
+namespace lamina {
+
+struct reference {
+    static constexpr const char* name = "reference";
+
+    /// Execution resources. The reference backend is serial; `threads` is accepted and ignored
+    /// so code can construct any backend's context the same way.
+    class context {
+    public:
+        context() = default;
+        explicit context(threads) {}
+        unsigned thread_count() const noexcept { return 1; }
+    };
+
+    template <class T>
+    using buffer = aligned_buffer<T>;
+
+    /// Host memory: pointers may be dereferenced on the host (used only by edge code).
+    static constexpr bool host_accessible = true;
+
+    // ---- memory at the edges -------------------------------------------------------------
+    template <class T>
+    static void upload(const context&, T* dst, const T* host_src, std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) dst[i] = host_src[i];
+    }
+    template <class T>
+    static void download(const context&, T* host_dst, const T* src, std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) host_dst[i] = src[i];
+    }
+
+    // ---- elementwise and reductions --------------------------------------------------------
+    template <class T>
+    static void fill(const context&, T* x, std::size_t n, T v) {
+        for (std::size_t i = 0; i < n; ++i) x[i] = v;
+    }
+    template <class T>
+    static void copy(const context&, T* dst, const T* src, std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) dst[i] = src[i];
+    }
+    /// y += a * x
+    template <class T>
+    static void axpy(const context&, std::size_t n, T a, const T* x, T* y) {
+        for (std::size_t i = 0; i < n; ++i) y[i] += a * x[i];
+    }
+    template <class T>
+    static void scale(const context&, std::size_t n, T a, T* x) {
+        for (std::size_t i = 0; i < n; ++i) x[i] *= a;
+    }
+    /// y = a * b elementwise
+    template <class T>
+    static void multiply(const context&, std::size_t n, const T* a, const T* b, T* y) {
+        for (std::size_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
+    }
+    /// Sum of x, returned to the host. Accumulates in double.
+    template <class T>
+    static T sum(const context&, const T* x, std::size_t n) {
+        double s = 0;
+        for (std::size_t i = 0; i < n; ++i) s += static_cast<double>(x[i]);
+        return static_cast<T>(s);
+    }
+    /// Index of the largest entry of each row (first one on ties).
+    template <class T>
+    static void argmax_rows(const context&, const T* x, std::int32_t* idx, std::size_t rows, std::size_t cols) {
+        for (std::size_t r = 0; r < rows; ++r) {
+            std::size_t best = 0;
+            for (std::size_t c = 1; c < cols; ++c)
+                if (x[r * cols + c] > x[r * cols + best]) best = c;
+            idx[r] = static_cast<std::int32_t>(best);
+        }
+    }
+    /// Calls f(i) for i in [0, n): the hook for user-written layers (any order, any thread).
+    template <class F>
+    static void for_each_index(const context&, std::size_t n, F&& f) {
+        for (std::size_t i = 0; i < n; ++i) f(i);
+    }
+
+    // ---- bias over channels: y is [outer][channels][inner] ---------------------------------
+    template <class T>
+    static void add_channel_bias(const context&, T* y, const T* b, std::size_t outer, std::size_t channels,
+                                 std::size_t inner) {
+        for (std::size_t o = 0; o < outer; ++o)
+            for (std::size_t c = 0; c < channels; ++c)
+                for (std::size_t i = 0; i < inner; ++i) y[(o * channels + c) * inner + i] += b[c];
+    }
+    /// db[c] = sum over outer and inner of dy (overwrites db).
+    template <class T>
+    static void channel_bias_grad(const context&, const T* dy, T* db, std::size_t outer, std::size_t channels,
+                                  std::size_t inner) {
+        for (std::size_t c = 0; c < channels; ++c) {
+            T s = 0;
+            for (std::size_t o = 0; o < outer; ++o)
+                for (std::size_t i = 0; i < inner; ++i) s += dy[(o * channels + c) * inner + i];
+            db[c] = s;
+        }
+    }
+
+    // ---- GEMM: C = alpha * op(A) * op(B) + beta * C, row-major ------------------------------
+    // op(A) is M x K: A is M x K (lda >= K) or, transposed, K x M (lda >= M). Likewise B.
+    // beta == 0 overwrites C without reading it (C may hold NaN).
+    template <class T>
+    static void gemm(const context&, transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K, T alpha,
+                     const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
+        for (std::size_t i = 0; i < M; ++i)
+            for (std::size_t j = 0; j < N; ++j) {
+                T s = 0;
+                for (std::size_t p = 0; p < K; ++p) {
+                    T a = ta == transpose::no ? A[i * lda + p] : A[p * lda + i];
+                    T b = tb == transpose::no ? B[p * ldb + j] : B[j * ldb + p];
+                    s += a * b;
+                }
+                C[i * ldc + j] = alpha * s + (beta == T(0) ? T(0) : beta * C[i * ldc + j]);
+            }
+    }
+
+    // ---- activations -------------------------------------------------------------------------
+    template <class T>
+    static void activation_forward(const context&, activation a, const T* x, T* y, std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) y[i] = activation_value<T>(a.kind, static_cast<T>(a.alpha), x[i]);
+    }
+    /// dx = f'(x) * dy, with y = f(x) available (sigmoid and tanh use it).
+    template <class T>
+    static void activation_backward(const context&, activation a, const T* x, const T* y, const T* dy, T* dx,
+                                    std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i)
+            dx[i] = dy[i] * activation_derivative<T>(a.kind, static_cast<T>(a.alpha), x[i], y[i]);
+    }
+
+    // ---- softmax over the last dimension of a rows x cols matrix -------------------------------
+    template <class T>
+    static void softmax_forward(const context&, const T* x, T* y, std::size_t rows, std::size_t cols) {
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* xr = x + r * cols;
+            T* yr = y + r * cols;
+            T m = xr[0];
+            for (std::size_t c = 1; c < cols; ++c) m = std::max(m, xr[c]);
+            T s = 0;
+            for (std::size_t c = 0; c < cols; ++c) s += (yr[c] = std::exp(xr[c] - m));
+            for (std::size_t c = 0; c < cols; ++c) yr[c] /= s;
+        }
+    }
+    /// dx_i = y_i * (dy_i - sum_j dy_j y_j)
+    template <class T>
+    static void softmax_backward(const context&, const T* y, const T* dy, T* dx, std::size_t rows, std::size_t cols) {
+        for (std::size_t r = 0; r < rows; ++r) {
+            T dot = 0;
+            for (std::size_t c = 0; c < cols; ++c) dot += dy[r * cols + c] * y[r * cols + c];
+            for (std::size_t c = 0; c < cols; ++c) dx[r * cols + c] = y[r * cols + c] * (dy[r * cols + c] - dot);
+        }
+    }
+
+    // ---- losses: per-row loss into loss_rows, gradient w.r.t. the prediction times grad_scale ---
+    /// Softmax cross-entropy on logits. labels[r] holds the class index (exact in float up to
+    /// 2^24). With label smoothing e the target is (1-e) one-hot + e/cols uniform.
+    template <class T>
+    static void softmax_cross_entropy(const context&, const T* logits, const T* labels, T* grad, T* loss_rows,
+                                      std::size_t rows, std::size_t cols, T smoothing, T grad_scale) {
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* x = logits + r * cols;
+            T m = x[0];
+            for (std::size_t c = 1; c < cols; ++c) m = std::max(m, x[c]);
+            T s = 0;
+            for (std::size_t c = 0; c < cols; ++c) s += std::exp(x[c] - m);
+            T log_s = std::log(s) + m;
+            auto label = static_cast<std::size_t>(labels[r]);
+            T loss = 0;
+            for (std::size_t c = 0; c < cols; ++c) {
+                T target = (c == label ? T(1) - smoothing : T(0)) + smoothing / static_cast<T>(cols);
+                T logp = x[c] - log_s;
+                loss -= target * logp;
+                grad[r * cols + c] = (std::exp(logp) - target) * grad_scale;
+            }
+            loss_rows[r] = loss;
+        }
+    }
+    /// Mean squared error per row: mean_c (p - t)^2; gradient 2 (p - t) / cols * grad_scale.
+    template <class T>
+    static void mse(const context&, const T* pred, const T* target, T* grad, T* loss_rows, std::size_t rows,
+                    std::size_t cols, T grad_scale) {
+        for (std::size_t r = 0; r < rows; ++r) {
+            T loss = 0;
+            for (std::size_t c = 0; c < cols; ++c) {
+                T d = pred[r * cols + c] - target[r * cols + c];
+                loss += d * d;
+                grad[r * cols + c] = T(2) * d / static_cast<T>(cols) * grad_scale;
+            }
+            loss_rows[r] = loss / static_cast<T>(cols);
+        }
+    }
+    /// Mean absolute error per row: mean_c |p - t|; gradient sign(p - t) / cols * grad_scale
+    /// (0 at p == t, the subgradient PyTorch uses).
+    template <class T>
+    static void mae(const context&, const T* pred, const T* target, T* grad, T* loss_rows, std::size_t rows,
+                    std::size_t cols, T grad_scale) {
+        for (std::size_t r = 0; r < rows; ++r) {
+            T loss = 0;
+            for (std::size_t c = 0; c < cols; ++c) {
+                T d = pred[r * cols + c] - target[r * cols + c];
+                loss += std::abs(d);
+                T sign = d > T(0) ? T(1) : (d < T(0) ? T(-1) : T(0));
+                grad[r * cols + c] = sign / static_cast<T>(cols) * grad_scale;
+            }
+            loss_rows[r] = loss / static_cast<T>(cols);
+        }
+    }
+
+    // ---- pooling (NCHW); padded cells never win a max and count as zero in an average ----------
+    /// argmax may be null (inference): then only y is written.
+    template <class T>
+    static void max_pool_forward(const context&, const pool_geometry& g, const T* x, T* y, std::int32_t* argmax) {
+        for (std::size_t nc = 0; nc < g.n * g.c; ++nc)
+            for (std::size_t p = 0; p < g.p; ++p)
+                for (std::size_t q = 0; q < g.q; ++q) {
+                    T best = -std::numeric_limits<T>::infinity();
+                    std::int32_t where = -1;
+                    for (std::size_t i = 0; i < g.kh; ++i)
+                        for (std::size_t j = 0; j < g.kw; ++j) {
+                            auto hh = static_cast<std::ptrdiff_t>(p * g.stride_h + i) - static_cast<std::ptrdiff_t>(g.pad_h);
+                            auto ww = static_cast<std::ptrdiff_t>(q * g.stride_w + j) - static_cast<std::ptrdiff_t>(g.pad_w);
+                            if (hh < 0 || ww < 0 || hh >= static_cast<std::ptrdiff_t>(g.h) || ww >= static_cast<std::ptrdiff_t>(g.w))
+                                continue;
+                            std::size_t off = static_cast<std::size_t>(hh) * g.w + static_cast<std::size_t>(ww);
+                            T v = x[nc * g.h * g.w + off];
+                            if (where < 0 || v > best) {
+                                best = v;
+                                where = static_cast<std::int32_t>(off);
+                            }
+                        }
+                    y[(nc * g.p + p) * g.q + q] = best;
+                    if (argmax) argmax[(nc * g.p + p) * g.q + q] = where;
+                }
+    }
+    /// dx = 0, then each dy is added to the input cell that won the max.
+    template <class T>
+    static void max_pool_backward(const context&, const pool_geometry& g, const T* dy, const std::int32_t* argmax, T* dx) {
+        for (std::size_t i = 0; i < g.input_size(); ++i) dx[i] = 0;
+        for (std::size_t nc = 0; nc < g.n * g.c; ++nc)
+            for (std::size_t o = 0; o < g.p * g.q; ++o) {
+                std::int32_t where = argmax[nc * g.p * g.q + o];
+                if (where >= 0) dx[nc * g.h * g.w + static_cast<std::size_t>(where)] += dy[nc * g.p * g.q + o];
+            }
+    }
+    /// Average over the window including padding (count_include_pad, PyTorch's default).
+    template <class T>
+    static void avg_pool_forward(const context&, const pool_geometry& g, const T* x, T* y) {
+        T inv = T(1) / static_cast<T>(g.kh * g.kw);
+        for (std::size_t nc = 0; nc < g.n * g.c; ++nc)
+            for (std::size_t p = 0; p < g.p; ++p)
+                for (std::size_t q = 0; q < g.q; ++q) {
+                    T s = 0;
+                    for (std::size_t i = 0; i < g.kh; ++i)
+                        for (std::size_t j = 0; j < g.kw; ++j) {
+                            auto hh = static_cast<std::ptrdiff_t>(p * g.stride_h + i) - static_cast<std::ptrdiff_t>(g.pad_h);
+                            auto ww = static_cast<std::ptrdiff_t>(q * g.stride_w + j) - static_cast<std::ptrdiff_t>(g.pad_w);
+                            if (hh < 0 || ww < 0 || hh >= static_cast<std::ptrdiff_t>(g.h) || ww >= static_cast<std::ptrdiff_t>(g.w))
+                                continue;
+                            s += x[nc * g.h * g.w + static_cast<std::size_t>(hh) * g.w + static_cast<std::size_t>(ww)];
+                        }
+                    y[(nc * g.p + p) * g.q + q] = s * inv;
+                }
+    }
+    template <class T>
+    static void avg_pool_backward(const context&, const pool_geometry& g, const T* dy, T* dx) {
+        T inv = T(1) / static_cast<T>(g.kh * g.kw);
+        for (std::size_t i = 0; i < g.input_size(); ++i) dx[i] = 0;
+        for (std::size_t nc = 0; nc < g.n * g.c; ++nc)
+            for (std::size_t p = 0; p < g.p; ++p)
+                for (std::size_t q = 0; q < g.q; ++q)
+                    for (std::size_t i = 0; i < g.kh; ++i)
+                        for (std::size_t j = 0; j < g.kw; ++j) {
+                            auto hh = static_cast<std::ptrdiff_t>(p * g.stride_h + i) - static_cast<std::ptrdiff_t>(g.pad_h);
+                            auto ww = static_cast<std::ptrdiff_t>(q * g.stride_w + j) - static_cast<std::ptrdiff_t>(g.pad_w);
+                            if (hh < 0 || ww < 0 || hh >= static_cast<std::ptrdiff_t>(g.h) || ww >= static_cast<std::ptrdiff_t>(g.w))
+                                continue;
+                            dx[nc * g.h * g.w + static_cast<std::size_t>(hh) * g.w + static_cast<std::size_t>(ww)] +=
+                                dy[(nc * g.p + p) * g.q + q] * inv;
+                        }
+    }
+
+    // ---- convolution: direct loops, no workspace ---------------------------------------------
+    template <class T>
+    static std::size_t conv2d_workspace(const conv_geometry&) {
+        return 0;
+    }
+    /// y[n][k][p][q] = bias[k] + sum_{c,r,s} x[n][c][p*sh + r - ph][q*sw + s - pw] * w[k][c][r][s]
+    template <class T>
+    static void conv2d_forward(const context&, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y, T*) {
+        for (std::size_t n = 0; n < g.n; ++n)
+            for (std::size_t k = 0; k < g.k; ++k)
+                for (std::size_t p = 0; p < g.p; ++p)
+                    for (std::size_t q = 0; q < g.q; ++q) {
+                        T s = bias ? bias[k] : T(0);
+                        for (std::size_t c = 0; c < g.c; ++c)
+                            for (std::size_t r = 0; r < g.r; ++r)
+                                for (std::size_t t = 0; t < g.s; ++t) {
+                                    auto hh = static_cast<std::ptrdiff_t>(p * g.stride_h + r) - static_cast<std::ptrdiff_t>(g.pad_h);
+                                    auto ww = static_cast<std::ptrdiff_t>(q * g.stride_w + t) - static_cast<std::ptrdiff_t>(g.pad_w);
+                                    if (hh < 0 || ww < 0 || hh >= static_cast<std::ptrdiff_t>(g.h) || ww >= static_cast<std::ptrdiff_t>(g.w))
+                                        continue;
+                                    s += x[((n * g.c + c) * g.h + static_cast<std::size_t>(hh)) * g.w + static_cast<std::size_t>(ww)] *
+                                         w[((k * g.c + c) * g.r + r) * g.s + t];
+                                }
+                        y[((n * g.k + k) * g.p + p) * g.q + q] = s;
+                    }
+    }
+    /// dx = conv2d^T(dy, w) (overwrites dx).
+    template <class T>
+    static void conv2d_backward_data(const context&, const conv_geometry& g, const T* dy, const T* w, T* dx, T*) {
+        for (std::size_t i = 0; i < g.input_size(); ++i) dx[i] = 0;
+        for (std::size_t n = 0; n < g.n; ++n)
+            for (std::size_t k = 0; k < g.k; ++k)
+                for (std::size_t p = 0; p < g.p; ++p)
+                    for (std::size_t q = 0; q < g.q; ++q) {
+                        T d = dy[((n * g.k + k) * g.p + p) * g.q + q];
+                        for (std::size_t c = 0; c < g.c; ++c)
+                            for (std::size_t r = 0; r < g.r; ++r)
+                                for (std::size_t t = 0; t < g.s; ++t) {
+                                    auto hh = static_cast<std::ptrdiff_t>(p * g.stride_h + r) - static_cast<std::ptrdiff_t>(g.pad_h);
+                                    auto ww = static_cast<std::ptrdiff_t>(q * g.stride_w + t) - static_cast<std::ptrdiff_t>(g.pad_w);
+                                    if (hh < 0 || ww < 0 || hh >= static_cast<std::ptrdiff_t>(g.h) || ww >= static_cast<std::ptrdiff_t>(g.w))
+                                        continue;
+                                    dx[((n * g.c + c) * g.h + static_cast<std::size_t>(hh)) * g.w + static_cast<std::size_t>(ww)] +=
+                                        d * w[((k * g.c + c) * g.r + r) * g.s + t];
+                                }
+                    }
+    }
+    /// dw = sum over the batch of x (*) dy (overwrites dw); db[k] = sum of dy over n, p, q
+    /// when db is not null (overwrites db).
+    template <class T>
+    static void conv2d_backward_weights(const context&, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db, T*) {
+        for (std::size_t i = 0; i < g.weight_size(); ++i) dw[i] = 0;
+        if (db)
+            for (std::size_t k = 0; k < g.k; ++k) db[k] = 0;
+        for (std::size_t n = 0; n < g.n; ++n)
+            for (std::size_t k = 0; k < g.k; ++k)
+                for (std::size_t p = 0; p < g.p; ++p)
+                    for (std::size_t q = 0; q < g.q; ++q) {
+                        T d = dy[((n * g.k + k) * g.p + p) * g.q + q];
+                        if (db) db[k] += d;
+                        for (std::size_t c = 0; c < g.c; ++c)
+                            for (std::size_t r = 0; r < g.r; ++r)
+                                for (std::size_t t = 0; t < g.s; ++t) {
+                                    auto hh = static_cast<std::ptrdiff_t>(p * g.stride_h + r) - static_cast<std::ptrdiff_t>(g.pad_h);
+                                    auto ww = static_cast<std::ptrdiff_t>(q * g.stride_w + t) - static_cast<std::ptrdiff_t>(g.pad_w);
+                                    if (hh < 0 || ww < 0 || hh >= static_cast<std::ptrdiff_t>(g.h) || ww >= static_cast<std::ptrdiff_t>(g.w))
+                                        continue;
+                                    dw[((k * g.c + c) * g.r + r) * g.s + t] +=
+                                        d * x[((n * g.c + c) * g.h + static_cast<std::size_t>(hh)) * g.w + static_cast<std::size_t>(ww)];
+                                }
+                    }
+    }
+
+    // ---- dropout: element i is kept iff stream.uniform(i) >= p; mask holds 0 or 1/(1-p) ------
+    template <class T>
+    static void dropout_forward(const context&, const T* x, T* y, T* mask, std::size_t n, T p, random_stream stream) {
+        T keep_scale = T(1) / (T(1) - p);
+        for (std::size_t i = 0; i < n; ++i) {
+            mask[i] = static_cast<T>(stream.uniform(i)) >= p ? keep_scale : T(0);
+            y[i] = x[i] * mask[i];
+        }
+    }
+
+    // ---- optimizer updates ---------------------------------------------------------------
+    template <class T>
+    static void sgd_update(const context&, T* w, const T* g, T* velocity, std::size_t n, const sgd_step<T>& s) {
+        for (std::size_t i = 0; i < n; ++i) {
+            T grad = g[i] + s.weight_decay * w[i];
+            if (s.momentum != T(0)) {
+                velocity[i] = s.momentum * velocity[i] + grad;
+                grad = s.nesterov ? grad + s.momentum * velocity[i] : velocity[i];
+            }
+            w[i] -= s.lr * grad;
+        }
+    }
+    template <class T>
+    static void adam_update(const context&, T* w, const T* g, T* m, T* v, std::size_t n, const adam_step<T>& s) {
+        for (std::size_t i = 0; i < n; ++i) {
+            T grad = g[i];
+            if (s.decoupled)
+                w[i] -= s.lr * s.weight_decay * w[i];
+            else
+                grad += s.weight_decay * w[i];
+            m[i] = s.beta1 * m[i] + (T(1) - s.beta1) * grad;
+            v[i] = s.beta2 * v[i] + (T(1) - s.beta2) * grad * grad;
+            T mhat = m[i] / s.bias_correction1;
+            T vhat = v[i] / s.bias_correction2;
+            w[i] -= s.lr * mhat / (std::sqrt(vhat) + s.eps);
+        }
+    }
+};
+
+}  // namespace lamina
+// ---- end include/lamina/backends/reference/reference_backend.hpp ----
+
+// ---- begin include/lamina/backends/host/host_backend.hpp ----
+// lamina: the host backend, lamina's fast default. Same kernel interface as the reference
+// backend (backends/reference/reference_backend.hpp, the specification), implemented with
+// xsimd vectors and the context's thread pool. Kernels live in one header per concern:
+//   simd.hpp (helpers, scratch), gemm.hpp, conv.hpp, pooling.hpp, elementwise.hpp
+//   (elementwise, reductions, activations), losses.hpp (softmax, losses),
+//   optimizer_updates.hpp.
+// Work too small to repay a thread handoff runs on the calling thread. Every reduction uses a
+// partition fixed by the size and the thread count, so results are deterministic for a given
+// thread count and differ across thread counts only by floating-point reassociation.
+
+#include <memory>
+
+// ---- begin include/lamina/backends/host/conv.hpp ----
+// lamina host backend: 2-D convolution lowered to GEMM.
+//
+// Per image, with col = im2col(x) of shape [C*R*S][P*Q]:
+//   forward          y_n  = W[K][CRS] * col                      (+ bias)
+//   backward data    col  = W^T * dy_n, then dx_n = col2im(col)
+//   backward weights dW  += dy_n[K][PQ] * col^T
+// A 1x1, stride-1, unpadded convolution is already a GEMM on x (col == x): no im2col.
+//
+// Threading: with at least as many images as threads, images are split across threads, each
+// running the serial GEMM with its own im2col scratch (thread 0 uses the layer's workspace,
+// the others thread-local scratch); weight gradients are accumulated per thread and summed in
+// thread order (deterministic for a given thread count). With fewer images, images run in
+// turn and each GEMM is threaded.
+
+
+// ---- begin include/lamina/backends/host/elementwise.hpp ----
+// lamina host backend: streaming elementwise kernels, reductions, channel bias, activations
+// and dropout. Each is an xsimd loop over [lo, hi) run by parallel_range, so chunking (and thus
+// every reduction's summation order) depends only on the size and the thread count.
+
+
+// ---- begin include/lamina/backends/host/simd.hpp ----
+// lamina host backend: the SIMD and threading helpers shared by every host kernel.
+//
+// Kernels use xsimd's default architecture (whatever the translation unit is compiled for:
+// SSE2 on a plain x86-64 build, AVX2/FMA with -march=native, AVX-512 with -mavx512f), so the
+// same source serves every target without runtime dispatch.
+
+
+// GCC 12's AVX-512 intrinsics (_mm512_undefined_*, used by xsimd's exp/round/ldexp) trip
+// -Wuninitialized/-Wmaybe-uninitialized false positives (GCC PR 105593, fixed in GCC 13);
+// the diagnostics are attributed to where xsimd's functions are defined, i.e. here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <xsimd/xsimd.hpp>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+
+namespace lamina::host_detail {
+
+template <class T>
+using vec = xsimd::batch<T>;
+
+template <class T>
+inline constexpr std::size_t vec_size = vec<T>::size;
+
+template <class T>
+inline vec<T> load(const T* p) {
+    return vec<T>::load_unaligned(p);
+}
+template <class T>
+inline void store(T* p, const vec<T>& v) {
+    v.store_unaligned(p);
+}
+
+/// Horizontal sum. Not xsimd::hadd: xsimd 8.1's float hadd for plain avx512f uses an
+/// AVX512DQ instruction and fails to compile with -mavx512f alone. Pairwise, fixed order.
+template <class T>
+inline T hsum(const vec<T>& v) {
+    constexpr std::size_t W = vec<T>::size;
+    alignas(64) T t[W];
+    v.store_aligned(t);
+    for (std::size_t half = W / 2; half > 0; half /= 2)
+        for (std::size_t i = 0; i < half; ++i) t[i] += t[i + half];
+    return t[0];
+}
+
+// Work below these sizes stays on the calling thread: a pool handoff costs microseconds,
+// which is more than a streaming kernel needs for tens of thousands of elements.
+inline constexpr std::size_t elementwise_grain = 32768;  // elements per thread, cheap ops
+inline constexpr std::size_t transcendental_grain = 4096;  // elements per thread, exp/erf/...
+
+/// Runs f(lo, hi) over [0, n), on the pool when each thread gets at least `grain` items.
+/// Chunking depends only on n and the thread count, so results are deterministic.
+template <class F>
+inline void parallel_range(thread_pool& pool, std::size_t n, std::size_t grain, F&& f) {
+    if (n == 0) return;
+    if (pool.size() == 1 || n < 2 * grain) {
+        f(std::size_t(0), n);
+        return;
+    }
+    pool.parallel_for(n, f, grain);
+}
+
+/// Grow-only, 64-byte aligned scratch owned by the calling OS thread. Thread-local rather
+/// than per-pool-index because a busy pool runs a second caller inline as "thread 0": two
+/// callers sharing one context must never share scratch. Pool workers are long-lived, so each
+/// allocates once and then reuses its buffers (no allocation on the hot path).
+/// Slot distinguishes concurrent uses within one kernel (packed A, packed B, im2col, ...).
+template <class T, int Slot>
+inline T* thread_scratch(std::size_t n) {
+    struct deleter {
+        void operator()(T* p) const noexcept { std::free(p); }
+    };
+    thread_local std::unique_ptr<T, deleter> buf;
+    thread_local std::size_t cap = 0;
+    if (n > cap) {
+        std::size_t bytes = (n * sizeof(T) + buffer_alignment - 1) / buffer_alignment * buffer_alignment;
+        void* p = std::aligned_alloc(buffer_alignment, bytes);
+        if (!p) throw std::bad_alloc();
+        buf.reset(static_cast<T*>(p));
+        cap = n;
+    }
+    return buf.get();
+}
+
+// Scratch slots (see thread_scratch).
+inline constexpr int slot_pack_a = 0;
+inline constexpr int slot_pack_b = 1;
+inline constexpr int slot_col = 2;
+inline constexpr int slot_partial = 3;
+
+}  // namespace lamina::host_detail
+// ---- end include/lamina/backends/host/simd.hpp ----
+
+
+namespace lamina::host_detail {
+
+/// Loads the rem < W trailing elements into a zero-padded vector (so tails use the same
+/// vector code, and give the same result, as the body).
+template <class T>
+inline vec<T> load_tail(const T* p, std::size_t rem) {
+    alignas(64) T t[vec_size<T>] = {};
+    for (std::size_t i = 0; i < rem; ++i) t[i] = p[i];
+    return vec<T>::load_aligned(t);
+}
+template <class T>
+inline void store_tail(T* p, const vec<T>& v, std::size_t rem) {
+    alignas(64) T t[vec_size<T>];
+    v.store_aligned(t);
+    for (std::size_t i = 0; i < rem; ++i) p[i] = t[i];
+}
+
+/// y[i] = op(x[i]) over [lo, hi), vectorised, tail included.
+template <class T, class Op>
+inline void map1(const T* x, T* y, std::size_t lo, std::size_t hi, Op op) {
+    constexpr std::size_t W = vec_size<T>;
+    std::size_t i = lo;
+    for (; i + W <= hi; i += W) store(y + i, op(load(x + i)));
+    if (i < hi) store_tail(y + i, op(load_tail(x + i, hi - i)), hi - i);
+}
+/// z[i] = op(x[i], y[i])
+template <class T, class Op>
+inline void map2(const T* x, const T* y, T* z, std::size_t lo, std::size_t hi, Op op) {
+    constexpr std::size_t W = vec_size<T>;
+    std::size_t i = lo;
+    for (; i + W <= hi; i += W) store(z + i, op(load(x + i), load(y + i)));
+    if (i < hi) store_tail(z + i, op(load_tail(x + i, hi - i), load_tail(y + i, hi - i)), hi - i);
+}
+/// out[i] = op(x[i], y[i], z[i])
+template <class T, class Op>
+inline void map3(const T* x, const T* y, const T* z, T* out, std::size_t lo, std::size_t hi, Op op) {
+    constexpr std::size_t W = vec_size<T>;
+    std::size_t i = lo;
+    for (; i + W <= hi; i += W) store(out + i, op(load(x + i), load(y + i), load(z + i)));
+    if (i < hi)
+        store_tail(out + i, op(load_tail(x + i, hi - i), load_tail(y + i, hi - i), load_tail(z + i, hi - i)), hi - i);
+}
+
+// ---- activations ----------------------------------------------------------------------------
+inline constexpr double inv_sqrt2 = 0.70710678118654752440;
+inline constexpr double inv_sqrt_2pi = 0.39894228040143267794;
+
+template <class T>
+inline void activation_forward_range(activation a, const T* x, T* y, std::size_t lo, std::size_t hi) {
+    using V = vec<T>;
+    const V zero(T(0)), one(T(1)), half(T(0.5)), alpha(static_cast<T>(a.alpha)), c(static_cast<T>(inv_sqrt2));
+    switch (a.kind) {
+        case activation_kind::identity:
+            if (x != y) std::memmove(y + lo, x + lo, (hi - lo) * sizeof(T));
+            break;
+        case activation_kind::relu: map1(x, y, lo, hi, [&](V v) { return xsimd::select(v > zero, v, zero); }); break;
+        case activation_kind::leaky_relu:
+            map1(x, y, lo, hi, [&](V v) { return xsimd::select(v > zero, v, alpha * v); });
+            break;
+        case activation_kind::sigmoid: map1(x, y, lo, hi, [&](V v) { return one / (one + xsimd::exp(-v)); }); break;
+        case activation_kind::tanh: map1(x, y, lo, hi, [&](V v) { return xsimd::tanh(v); }); break;
+        case activation_kind::gelu:
+            map1(x, y, lo, hi, [&](V v) { return half * v * (one + xsimd::erf(v * c)); });
+            break;
+    }
+}
+
+template <class T>
+inline void activation_backward_range(activation a, const T* x, const T* y, const T* dy, T* dx, std::size_t lo,
+                                      std::size_t hi) {
+    using V = vec<T>;
+    const V zero(T(0)), one(T(1)), half(T(0.5)), alpha(static_cast<T>(a.alpha)), c(static_cast<T>(inv_sqrt2)),
+        pdf_scale(static_cast<T>(inv_sqrt_2pi));
+    switch (a.kind) {
+        case activation_kind::identity:
+            if (dy != dx) std::memmove(dx + lo, dy + lo, (hi - lo) * sizeof(T));
+            break;
+        case activation_kind::relu:
+            map2(x, dy, dx, lo, hi, [&](V xv, V d) { return xsimd::select(xv > zero, d, zero); });
+            break;
+        case activation_kind::leaky_relu:
+            map2(x, dy, dx, lo, hi, [&](V xv, V d) { return xsimd::select(xv > zero, d, alpha * d); });
+            break;
+        case activation_kind::sigmoid:
+            map2(y, dy, dx, lo, hi, [&](V yv, V d) { return d * (yv * (one - yv)); });
+            break;
+        case activation_kind::tanh: map2(y, dy, dx, lo, hi, [&](V yv, V d) { return d * (one - yv * yv); }); break;
+        case activation_kind::gelu:
+            map2(x, dy, dx, lo, hi, [&](V xv, V d) {
+                V cdf = half * (one + xsimd::erf(xv * c));
+                V pdf = pdf_scale * xsimd::exp(-half * xv * xv);
+                return d * (cdf + xv * pdf);
+            });
+            break;
+    }
+}
+
+inline std::size_t activation_grain(activation_kind k) {
+    switch (k) {
+        case activation_kind::identity:
+        case activation_kind::relu:
+        case activation_kind::leaky_relu: return elementwise_grain;
+        default: return transcendental_grain;
+    }
+}
+
+// ---- reductions -------------------------------------------------------------------------------
+/// Sum in double with four independent accumulators (the reference accumulates in double too).
+template <class T>
+inline double sum_range(const T* x, std::size_t lo, std::size_t hi) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    std::size_t i = lo;
+    for (; i + 4 <= hi; i += 4) {
+        s0 += static_cast<double>(x[i]);
+        s1 += static_cast<double>(x[i + 1]);
+        s2 += static_cast<double>(x[i + 2]);
+        s3 += static_cast<double>(x[i + 3]);
+    }
+    for (; i < hi; ++i) s0 += static_cast<double>(x[i]);
+    return (s0 + s1) + (s2 + s3);
+}
+
+/// Deterministic parallel reduction: per-thread partials over fixed chunks, combined in order.
+template <class T>
+inline double sum_parallel(thread_pool& pool, const T* x, std::size_t n) {
+    if (pool.size() == 1 || n < 2 * elementwise_grain) return sum_range(x, 0, n);
+    // Grow-only, no allocation after the first call; bound to a local reference because inside
+    // the pool lambda the name would denote each worker's own thread_local.
+    thread_local std::vector<double> part_storage;
+    std::vector<double>& part = part_storage;
+    part.assign(std::max<std::size_t>(part.size(), pool.size()), 0.0);
+    pool.run([&](unsigned t, unsigned nt) {
+        std::size_t lo = n * t / nt, hi = n * (t + 1) / nt;
+        part[t] = sum_range(x, lo, hi);
+    });
+    double s = 0;
+    for (double p : part) s += p;
+    return s;
+}
+
+/// db[c] += column sums of a rows x channels block (vectorised across channels; each db[c]
+/// is summed over rows in order, as in the reference).
+template <class T>
+inline void column_sums(const T* dy, T* db, std::size_t rows, std::size_t channels, std::size_t c_lo,
+                        std::size_t c_hi) {
+    constexpr std::size_t W = vec_size<T>;
+    std::size_t c = c_lo;
+    for (; c + W <= c_hi; c += W) {
+        vec<T> acc(T(0));
+        for (std::size_t o = 0; o < rows; ++o) acc += load(dy + o * channels + c);
+        store(db + c, acc);
+    }
+    // Scalar tail, written as a count so GCC 12 does not misjudge the trip count after
+    // inlining (a false -Waggressive-loop-optimizations).
+    const std::size_t tail = c_hi > c ? c_hi - c : 0;
+    for (std::size_t k = 0; k < tail && k < W; ++k) {
+        T s = 0;
+        for (std::size_t o = 0; o < rows; ++o) s += dy[o * channels + c + k];
+        db[c + k] = s;
+    }
+}
+
+template <class T>
+inline T contiguous_sum(const T* x, std::size_t n) {
+    constexpr std::size_t W = vec_size<T>;
+    vec<T> a0(T(0)), a1(T(0));
+    std::size_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+        a0 += load(x + i);
+        a1 += load(x + i + W);
+    }
+    for (; i + W <= n; i += W) a0 += load(x + i);
+    T s = hsum(a0 + a1);
+    for (; i < n; ++i) s += x[i];
+    return s;
+}
+
+}  // namespace lamina::host_detail
+// ---- end include/lamina/backends/host/elementwise.hpp ----
+
+// ---- begin include/lamina/backends/host/gemm.hpp ----
+// lamina host backend: GEMM, C = alpha * op(A) * op(B) + beta * C, row-major.
+//
+// GotoBLAS/BLIS structure: op(B) is packed KC x NC into NR-wide column panels, op(A) is packed
+// MC x KC into MR-high row panels, and an MR x NR register-tiled micro-kernel (2*MR FMA
+// accumulators) runs over each pair of panels. Packing makes the micro-kernel's loads
+// contiguous and aligned whatever the transposes, and zero-pads edge panels so one kernel
+// handles every size; only the final store knows about partial tiles.
+//
+// Threading splits C into row (or column) slices, one per thread, each computed by the serial
+// algorithm with its own thread-local packing buffers (no shared packed panel, so no barrier).
+// Slices are whole micro-tiles and never take the small path, so every C element is
+// accumulated in the same order whatever the thread count: results are bit-identical across
+// thread counts.
+
+
+
+namespace lamina::host_detail {
+
+template <class T>
+struct gemm_blocking {
+    static constexpr std::size_t W = vec_size<T>;
+    static constexpr std::size_t NR = 2 * W;  // two vectors per accumulator row
+    static constexpr std::size_t MR = 6;      // 12 accumulators: fits 16 registers (AVX2/SSE2)
+    static constexpr std::size_t KC = 256;    // a KC x NR panel of B stays in L1
+    static constexpr std::size_t MC = 120;    // an MC x KC block of A stays in L2
+    static constexpr std::size_t NC = 2048 / NR * NR;  // KC x NC of B lives in L3
+};
+
+// Below this many multiply-adds, packing costs more than it saves.
+inline constexpr std::size_t gemm_small_flops = 32768;
+// Below this many multiply-adds, the thread handoff costs more than it saves.
+inline constexpr std::size_t gemm_parallel_flops = 1u << 18;
+
+template <class T>
+inline void gemm_pack_a(transpose ta, const T* A, std::size_t lda, std::size_t i0, std::size_t p0, std::size_t mc,
+                        std::size_t kc, T* dst) {
+    constexpr std::size_t MR = gemm_blocking<T>::MR;
+    for (std::size_t ir = 0; ir < mc; ir += MR) {
+        const std::size_t mr = std::min(MR, mc - ir);
+        T* d = dst + ir * kc;
+        if (ta == transpose::no) {
+            const T* a = A + (i0 + ir) * lda + p0;
+            if (mr == MR) {
+                for (std::size_t p = 0; p < kc; ++p)
+                    for (std::size_t r = 0; r < MR; ++r) d[p * MR + r] = a[r * lda + p];
+            } else {
+                for (std::size_t p = 0; p < kc; ++p)
+                    for (std::size_t r = 0; r < MR; ++r) d[p * MR + r] = r < mr ? a[r * lda + p] : T(0);
+            }
+        } else {
+            const T* a = A + p0 * lda + i0 + ir;
+            for (std::size_t p = 0; p < kc; ++p)
+                for (std::size_t r = 0; r < MR; ++r) d[p * MR + r] = r < mr ? a[p * lda + r] : T(0);
+        }
+    }
+}
+
+template <class T>
+inline void gemm_pack_b(transpose tb, const T* B, std::size_t ldb, std::size_t p0, std::size_t j0, std::size_t kc,
+                        std::size_t nc, T* dst) {
+    constexpr std::size_t NR = gemm_blocking<T>::NR, W = gemm_blocking<T>::W;
+    for (std::size_t jr = 0; jr < nc; jr += NR) {
+        const std::size_t nr = std::min(NR, nc - jr);
+        T* d = dst + jr * kc;
+        if (tb == transpose::no) {
+            const T* b = B + p0 * ldb + j0 + jr;
+            if (nr == NR) {
+                for (std::size_t p = 0; p < kc; ++p) {
+                    vec<T>::load_unaligned(b + p * ldb).store_aligned(d + p * NR);
+                    vec<T>::load_unaligned(b + p * ldb + W).store_aligned(d + p * NR + W);
+                }
+            } else {
+                for (std::size_t p = 0; p < kc; ++p)
+                    for (std::size_t c = 0; c < NR; ++c) d[p * NR + c] = c < nr ? b[p * ldb + c] : T(0);
+            }
+        } else {
+            const T* b = B + (j0 + jr) * ldb + p0;
+            for (std::size_t c = 0; c < NR; ++c) {
+                if (c < nr)
+                    for (std::size_t p = 0; p < kc; ++p) d[p * NR + c] = b[c * ldb + p];
+                else
+                    for (std::size_t p = 0; p < kc; ++p) d[p * NR + c] = T(0);
+            }
+        }
+    }
+}
+
+/// How the micro-kernel combines its tile with C: overwrite (first K block, beta == 0),
+/// scale (first K block, beta != 0) or accumulate (later K blocks).
+enum class gemm_store { overwrite, scale, accumulate };
+
+template <class T>
+inline void gemm_store_row(T* c, const vec<T>& acc, const vec<T>& valpha, const vec<T>& vbeta, gemm_store mode) {
+    switch (mode) {
+        case gemm_store::overwrite: store(c, valpha * acc); break;
+        case gemm_store::scale: store(c, xsimd::fma(valpha, acc, vbeta * load(c))); break;
+        case gemm_store::accumulate: store(c, xsimd::fma(valpha, acc, load(c))); break;
+    }
+}
+
+/// The MR x NR micro-kernel (MR = 6, written out so the accumulators stay in registers).
+template <class T>
+inline void gemm_micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc, std::size_t mr,
+                              std::size_t nr, T alpha, T beta, gemm_store mode) {
+    using V = vec<T>;
+    constexpr std::size_t MR = gemm_blocking<T>::MR, NR = gemm_blocking<T>::NR, W = gemm_blocking<T>::W;
+    static_assert(MR == 6, "the micro-kernel is written for MR = 6");
+    V c00(T(0)), c01(T(0)), c10(T(0)), c11(T(0)), c20(T(0)), c21(T(0)), c30(T(0)), c31(T(0)), c40(T(0)),
+        c41(T(0)), c50(T(0)), c51(T(0));
+    for (std::size_t p = 0; p < kc; ++p) {
+        const V b0 = V::load_aligned(b), b1 = V::load_aligned(b + W);
+        V av(a[0]);
+        c00 = xsimd::fma(av, b0, c00);
+        c01 = xsimd::fma(av, b1, c01);
+        av = V(a[1]);
+        c10 = xsimd::fma(av, b0, c10);
+        c11 = xsimd::fma(av, b1, c11);
+        av = V(a[2]);
+        c20 = xsimd::fma(av, b0, c20);
+        c21 = xsimd::fma(av, b1, c21);
+        av = V(a[3]);
+        c30 = xsimd::fma(av, b0, c30);
+        c31 = xsimd::fma(av, b1, c31);
+        av = V(a[4]);
+        c40 = xsimd::fma(av, b0, c40);
+        c41 = xsimd::fma(av, b1, c41);
+        av = V(a[5]);
+        c50 = xsimd::fma(av, b0, c50);
+        c51 = xsimd::fma(av, b1, c51);
+        a += MR;
+        b += NR;
+    }
+    const V valpha(alpha), vbeta(beta);
+    if (mr == MR && nr == NR) {
+        gemm_store_row(c + 0 * ldc, c00, valpha, vbeta, mode);
+        gemm_store_row(c + 0 * ldc + W, c01, valpha, vbeta, mode);
+        gemm_store_row(c + 1 * ldc, c10, valpha, vbeta, mode);
+        gemm_store_row(c + 1 * ldc + W, c11, valpha, vbeta, mode);
+        gemm_store_row(c + 2 * ldc, c20, valpha, vbeta, mode);
+        gemm_store_row(c + 2 * ldc + W, c21, valpha, vbeta, mode);
+        gemm_store_row(c + 3 * ldc, c30, valpha, vbeta, mode);
+        gemm_store_row(c + 3 * ldc + W, c31, valpha, vbeta, mode);
+        gemm_store_row(c + 4 * ldc, c40, valpha, vbeta, mode);
+        gemm_store_row(c + 4 * ldc + W, c41, valpha, vbeta, mode);
+        gemm_store_row(c + 5 * ldc, c50, valpha, vbeta, mode);
+        gemm_store_row(c + 5 * ldc + W, c51, valpha, vbeta, mode);
+        return;
+    }
+    // Partial tile: spill the accumulators and store only the valid part.
+    alignas(64) T t[MR * NR];
+    c00.store_aligned(t + 0 * NR); c01.store_aligned(t + 0 * NR + W);
+    c10.store_aligned(t + 1 * NR); c11.store_aligned(t + 1 * NR + W);
+    c20.store_aligned(t + 2 * NR); c21.store_aligned(t + 2 * NR + W);
+    c30.store_aligned(t + 3 * NR); c31.store_aligned(t + 3 * NR + W);
+    c40.store_aligned(t + 4 * NR); c41.store_aligned(t + 4 * NR + W);
+    c50.store_aligned(t + 5 * NR); c51.store_aligned(t + 5 * NR + W);
+    for (std::size_t r = 0; r < mr; ++r)
+        for (std::size_t j = 0; j < nr; ++j) {
+            T& cc = c[r * ldc + j];
+            const T v = t[r * NR + j];
+            switch (mode) {
+                case gemm_store::overwrite: cc = alpha * v; break;
+                case gemm_store::scale: cc = alpha * v + beta * cc; break;
+                case gemm_store::accumulate: cc = alpha * v + cc; break;
+            }
+        }
+}
+
+/// Direct path for tiny problems (dense layers at batch 1, small convolutions).
+template <class T>
+inline void gemm_small(transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
+                       std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
+    constexpr std::size_t W = vec_size<T>;
+    for (std::size_t i = 0; i < M; ++i) {
+        T* c = C + i * ldc;
+        if (tb == transpose::no) {
+            // C row = beta * C row + sum_p (alpha * a(i,p)) * B row p: vectorised over j.
+            if (beta == T(0))
+                std::fill(c, c + N, T(0));
+            else if (beta != T(1))
+                for (std::size_t j = 0; j < N; ++j) c[j] *= beta;
+            for (std::size_t p = 0; p < K; ++p) {
+                const T av = alpha * (ta == transpose::no ? A[i * lda + p] : A[p * lda + i]);
+                const T* b = B + p * ldb;
+                const vec<T> va(av);
+                std::size_t j = 0;
+                for (; j + W <= N; j += W) store(c + j, xsimd::fma(va, load(b + j), load(c + j)));
+                for (; j < N; ++j) c[j] += av * b[j];
+            }
+        } else {
+            for (std::size_t j = 0; j < N; ++j) {
+                const T* b = B + j * ldb;
+                T s = 0;
+                if (ta == transpose::no) {
+                    const T* a = A + i * lda;
+                    vec<T> acc(T(0));
+                    std::size_t p = 0;
+                    for (; p + W <= K; p += W) acc = xsimd::fma(load(a + p), load(b + p), acc);
+                    s = hsum(acc);
+                    for (; p < K; ++p) s += a[p] * b[p];
+                } else {
+                    for (std::size_t p = 0; p < K; ++p) s += A[p * lda + i] * b[p];
+                }
+                c[j] = alpha * s + (beta == T(0) ? T(0) : beta * c[j]);
+            }
+        }
+    }
+}
+
+template <class T>
+inline void gemm_serial(transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
+                        std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc,
+                        bool allow_small = true) {
+    using blk = gemm_blocking<T>;
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        for (std::size_t i = 0; i < M; ++i)
+            for (std::size_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+        return;
+    }
+    if (allow_small && M * N * K < gemm_small_flops) {
+        gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    T* pa = thread_scratch<T, slot_pack_a>(blk::MC * blk::KC);
+    T* pb = thread_scratch<T, slot_pack_b>(blk::KC * blk::NC);
+    for (std::size_t jc = 0; jc < N; jc += blk::NC) {
+        const std::size_t nc = std::min(blk::NC, N - jc);
+        for (std::size_t pc = 0; pc < K; pc += blk::KC) {
+            const std::size_t kc = std::min(blk::KC, K - pc);
+            const gemm_store mode =
+                pc > 0 ? gemm_store::accumulate : (beta == T(0) ? gemm_store::overwrite : gemm_store::scale);
+            gemm_pack_b(tb, B, ldb, pc, jc, kc, nc, pb);
+            for (std::size_t ic = 0; ic < M; ic += blk::MC) {
+                const std::size_t mc = std::min(blk::MC, M - ic);
+                gemm_pack_a(ta, A, lda, ic, pc, mc, kc, pa);
+                for (std::size_t jr = 0; jr < nc; jr += blk::NR)
+                    for (std::size_t ir = 0; ir < mc; ir += blk::MR)
+                        gemm_micro_kernel(kc, pa + ir * kc, pb + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc,
+                                          std::min(blk::MR, mc - ir), std::min(blk::NR, nc - jr), alpha, beta, mode);
+            }
+        }
+    }
+}
+
+/// Threaded GEMM: C is cut into one row slice (or column slice, when N is the longer side)
+/// per thread, in whole micro-tiles. pool == nullptr runs serially (nested use).
+template <class T>
+inline void gemm_parallel(thread_pool* pool, transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K,
+                          T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
+                          std::size_t ldc) {
+    using blk = gemm_blocking<T>;
+    if (!pool || pool->size() == 1 || M * N * K < gemm_parallel_flops) {
+        gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    const std::size_t units_m = (M + blk::MR - 1) / blk::MR, units_n = (N + blk::NR - 1) / blk::NR;
+    const bool split_rows = M >= N ? units_m >= 2 : units_n < 2;
+    if (split_rows) {
+        pool->parallel_for(units_m, [&](std::size_t lo, std::size_t hi) {
+            const std::size_t i0 = lo * blk::MR, i1 = std::min(M, hi * blk::MR);
+            const T* a = ta == transpose::no ? A + i0 * lda : A + i0;
+            gemm_serial(ta, tb, i1 - i0, N, K, alpha, a, lda, B, ldb, beta, C + i0 * ldc, ldc, false);
+        });
+    } else {
+        pool->parallel_for(units_n, [&](std::size_t lo, std::size_t hi) {
+            const std::size_t j0 = lo * blk::NR, j1 = std::min(N, hi * blk::NR);
+            const T* b = tb == transpose::no ? B + j0 : B + j0 * ldb;
+            gemm_serial(ta, tb, M, j1 - j0, K, alpha, A, lda, b, ldb, beta, C + j0, ldc, false);
+        });
+    }
+}
+
+}  // namespace lamina::host_detail
+// ---- end include/lamina/backends/host/gemm.hpp ----
+
+
+namespace lamina::host_detail {
+
+inline bool conv_is_pointwise(const conv_geometry& g) {
+    return g.r == 1 && g.s == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
+}
+inline std::size_t conv_col_size(const conv_geometry& g) {
+    return conv_is_pointwise(g) ? 0 : g.c * g.r * g.s * g.p * g.q;
+}
+
+/// Output positions q in [lo, hi) whose input column q*stride + s - pad lies in [0, extent).
+inline void conv_valid_range(std::size_t s, std::size_t stride, std::size_t pad, std::size_t extent, std::size_t outs,
+                             std::size_t& lo, std::size_t& hi) {
+    lo = s >= pad ? 0 : (pad - s + stride - 1) / stride;
+    hi = extent + pad > s ? std::min(outs, (extent + pad - s + stride - 1) / stride) : 0;
+    if (hi < lo) hi = lo;
+}
+
+/// col[(c*R + r)*S + s][p*Q + q] = x[c][p*sh + r - ph][q*sw + s - pw], 0 outside the image.
+template <class T>
+inline void im2col(const conv_geometry& g, const T* x, T* col) {
+    const std::size_t pq = g.p * g.q;
+    for (std::size_t c = 0; c < g.c; ++c)
+        for (std::size_t r = 0; r < g.r; ++r)
+            for (std::size_t s = 0; s < g.s; ++s) {
+                T* row = col + ((c * g.r + r) * g.s + s) * pq;
+                std::size_t q0, q1;
+                conv_valid_range(s, g.stride_w, g.pad_w, g.w, g.q, q0, q1);
+                for (std::size_t p = 0; p < g.p; ++p) {
+                    T* out = row + p * g.q;
+                    const std::size_t hh = p * g.stride_h + r;
+                    if (hh < g.pad_h || hh - g.pad_h >= g.h) {
+                        std::fill(out, out + g.q, T(0));
+                        continue;
+                    }
+                    const T* in = x + (c * g.h + hh - g.pad_h) * g.w;
+                    std::fill(out, out + q0, T(0));
+                    if (g.stride_w == 1) {
+                        if (q1 > q0) std::memcpy(out + q0, in + (q0 + s - g.pad_w), (q1 - q0) * sizeof(T));
+                    } else {
+                        for (std::size_t q = q0; q < q1; ++q) out[q] = in[q * g.stride_w + s - g.pad_w];
+                    }
+                    std::fill(out + q1, out + g.q, T(0));
+                }
+            }
+}
+
+/// dx (one image, zeroed here) = sum of col's entries at the input cells they were read from.
+template <class T>
+inline void col2im(const conv_geometry& g, const T* col, T* dx) {
+    const std::size_t pq = g.p * g.q;
+    std::memset(static_cast<void*>(dx), 0, g.c * g.h * g.w * sizeof(T));
+    for (std::size_t c = 0; c < g.c; ++c)
+        for (std::size_t r = 0; r < g.r; ++r)
+            for (std::size_t s = 0; s < g.s; ++s) {
+                const T* row = col + ((c * g.r + r) * g.s + s) * pq;
+                std::size_t q0, q1;
+                conv_valid_range(s, g.stride_w, g.pad_w, g.w, g.q, q0, q1);
+                for (std::size_t p = 0; p < g.p; ++p) {
+                    const std::size_t hh = p * g.stride_h + r;
+                    if (hh < g.pad_h || hh - g.pad_h >= g.h) continue;
+                    T* out = dx + (c * g.h + hh - g.pad_h) * g.w;
+                    const T* in = row + p * g.q;
+                    if (g.stride_w == 1) {
+                        T* o = out + (q0 + s - g.pad_w);
+                        for (std::size_t q = 0; q < q1 - q0; ++q) o[q] += in[q0 + q];
+                    } else {
+                        for (std::size_t q = q0; q < q1; ++q) out[q * g.stride_w + s - g.pad_w] += in[q];
+                    }
+                }
+            }
+}
+
+/// Image split: true when every thread gets an image and the split is not badly unbalanced.
+inline bool conv_split_images(const conv_geometry& g, unsigned nt) {
+    return nt > 1 && g.n >= nt && (g.n % nt == 0 || g.n >= 4 * static_cast<std::size_t>(nt));
+}
+
+template <class T>
+inline void conv_forward_image(thread_pool* pool, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
+                               T* col) {
+    const std::size_t crs = g.c * g.r * g.s, pq = g.p * g.q;
+    const T* b = x;
+    if (!conv_is_pointwise(g)) {
+        im2col(g, x, col);
+        b = col;
+    }
+    gemm_parallel(pool, transpose::no, transpose::no, g.k, pq, crs, T(1), w, crs, b, pq, T(0), y, pq);
+    if (bias)
+        for (std::size_t k = 0; k < g.k; ++k) {
+            const vec<T> vb(bias[k]);
+            map1(y + k * pq, y + k * pq, 0, pq, [&](vec<T> v) { return v + vb; });
+        }
+}
+
+template <class T>
+inline void conv_backward_data_image(thread_pool* pool, const conv_geometry& g, const T* dy, const T* w, T* dx,
+                                     T* col) {
+    const std::size_t crs = g.c * g.r * g.s, pq = g.p * g.q;
+    if (conv_is_pointwise(g)) {
+        gemm_parallel(pool, transpose::yes, transpose::no, g.c, pq, g.k, T(1), w, crs, dy, pq, T(0), dx, pq);
+        return;
+    }
+    gemm_parallel(pool, transpose::yes, transpose::no, crs, pq, g.k, T(1), w, crs, dy, pq, T(0), col, pq);
+    col2im(g, col, dx);
+}
+
+/// dw (+)= dy_n * col^T; accumulate == false overwrites dw.
+template <class T>
+inline void conv_backward_weights_image(thread_pool* pool, const conv_geometry& g, const T* x, const T* dy, T* dw,
+                                        T* col, bool accumulate) {
+    const std::size_t crs = g.c * g.r * g.s, pq = g.p * g.q;
+    const T* b = x;
+    if (!conv_is_pointwise(g)) {
+        im2col(g, x, col);
+        b = col;
+    }
+    gemm_parallel(pool, transpose::no, transpose::yes, g.k, crs, pq, T(1), dy, pq, b, pq, accumulate ? T(1) : T(0), dw,
+                  crs);
+}
+
+/// Runs per-image work: images split across threads, or in turn with threaded GEMMs.
+/// f(pool_or_null, image, col_scratch, thread_index).
+template <class T, class F>
+inline void conv_for_images(thread_pool& pool, const conv_geometry& g, T* ws, F&& f) {
+    const std::size_t col_n = conv_col_size(g);
+    if (conv_split_images(g, pool.size())) {
+        pool.run([&](unsigned t, unsigned nt) {
+            const std::size_t lo = g.n * t / nt, hi = g.n * (t + 1) / nt;
+            T* col = (t == 0 && ws) || col_n == 0 ? ws : thread_scratch<T, slot_col>(col_n);
+            for (std::size_t n = lo; n < hi; ++n) f(static_cast<thread_pool*>(nullptr), n, col, t, nt);
+        });
+    } else {
+        T* col = ws || col_n == 0 ? ws : thread_scratch<T, slot_col>(col_n);
+        for (std::size_t n = 0; n < g.n; ++n) f(&pool, n, col, 0u, 1u);
+    }
+}
+
+}  // namespace lamina::host_detail
+// ---- end include/lamina/backends/host/conv.hpp ----
+
+// ---- begin include/lamina/backends/host/losses.hpp ----
+// lamina host backend: row-wise softmax and the losses. Rows are independent, so rows are
+// split across threads and each row is a few vectorised passes over contiguous memory.
+
+
+
+namespace lamina::host_detail {
+
+template <class T>
+inline T row_max(const T* x, std::size_t n) {
+    constexpr std::size_t W = vec_size<T>;
+    T m = x[0];
+    std::size_t i = 0;
+    if (n >= W) {
+        vec<T> vm = load(x);
+        for (i = W; i + W <= n; i += W) vm = xsimd::max(vm, load(x + i));
+        alignas(64) T t[W];
+        vm.store_aligned(t);
+        for (std::size_t j = 0; j < W; ++j) m = std::max(m, t[j]);
+    }
+    for (; i < n; ++i) m = std::max(m, x[i]);
+    return m;
+}
+
+/// y = exp(x - shift), returns the sum of y.
+template <class T>
+inline T exp_shifted(const T* x, T* y, std::size_t n, T shift) {
+    constexpr std::size_t W = vec_size<T>;
+    const vec<T> vs(shift);
+    vec<T> acc(T(0));
+    std::size_t i = 0;
+    for (; i + W <= n; i += W) {
+        vec<T> e = xsimd::exp(load(x + i) - vs);
+        store(y + i, e);
+        acc += e;
+    }
+    T s = hsum(acc);
+    if (i < n) {
+        vec<T> e = xsimd::exp(load_tail(x + i, n - i) - vs);
+        alignas(64) T t[W];
+        e.store_aligned(t);
+        for (std::size_t j = 0; j < n - i; ++j) {
+            y[i + j] = t[j];
+            s += t[j];
+        }
+    }
+    return s;
+}
+
+template <class T>
+inline void softmax_rows(const T* x, T* y, std::size_t cols, std::size_t r_lo, std::size_t r_hi) {
+    for (std::size_t r = r_lo; r < r_hi; ++r) {
+        const T* xr = x + r * cols;
+        T* yr = y + r * cols;
+        const T s = exp_shifted(xr, yr, cols, row_max(xr, cols));
+        const vec<T> vs(s);
+        map1(yr, yr, 0, cols, [&](vec<T> v) { return v / vs; });
+    }
+}
+
+template <class T>
+inline void softmax_backward_rows(const T* y, const T* dy, T* dx, std::size_t cols, std::size_t r_lo,
+                                  std::size_t r_hi) {
+    constexpr std::size_t W = vec_size<T>;
+    for (std::size_t r = r_lo; r < r_hi; ++r) {
+        const T* yr = y + r * cols;
+        const T* dyr = dy + r * cols;
+        vec<T> acc(T(0));
+        std::size_t c = 0;
+        for (; c + W <= cols; c += W) acc = xsimd::fma(load(dyr + c), load(yr + c), acc);
+        T dot = hsum(acc);
+        for (; c < cols; ++c) dot += dyr[c] * yr[c];
+        const vec<T> vdot(dot);
+        map2(yr, dyr, dx + r * cols, 0, cols, [&](vec<T> yv, vec<T> d) { return yv * (d - vdot); });
+    }
+}
+
+template <class T>
+inline void softmax_cross_entropy_rows(const T* logits, const T* labels, T* grad, T* loss_rows, std::size_t cols,
+                                       T smoothing, T grad_scale, std::size_t r_lo, std::size_t r_hi) {
+    constexpr std::size_t W = vec_size<T>;
+    const T off = smoothing / static_cast<T>(cols);  // every class's target share
+    for (std::size_t r = r_lo; r < r_hi; ++r) {
+        const T* x = logits + r * cols;
+        T* g = grad + r * cols;
+        const T m = row_max(x, cols);
+        // exp(x - m) goes to g as scratch; its sum gives log-sum-exp.
+        const T log_s = std::log(exp_shifted(x, g, cols, m)) + m;
+        const vec<T> vls(log_s), voff(off), vscale(grad_scale);
+        // loss = -sum_c target_c * (x_c - log_s) = -off * sum_c (x_c - log_s) - (1 - e) * (x_l - log_s)
+        vec<T> acc(T(0));
+        std::size_t c = 0;
+        for (; c + W <= cols; c += W) {
+            vec<T> logp = load(x + c) - vls;
+            acc += logp;
+            store(g + c, (xsimd::exp(logp) - voff) * vscale);
+        }
+        T sum_logp = hsum(acc);
+        for (; c < cols; ++c) {
+            T logp = x[c] - log_s;
+            sum_logp += logp;
+            g[c] = (std::exp(logp) - off) * grad_scale;
+        }
+        T loss = -off * sum_logp;
+        const auto label = static_cast<std::size_t>(labels[r]);
+        if (label < cols) {
+            const T target = (T(1) - smoothing) + off;
+            const T logp = x[label] - log_s;
+            loss -= (T(1) - smoothing) * logp;
+            g[label] = (std::exp(logp) - target) * grad_scale;
+        }
+        loss_rows[r] = loss;
+    }
+}
+
+/// Mean squared (Abs = false) or absolute (Abs = true) error of each row, with gradient.
+template <bool Abs, class T>
+inline void regression_loss_rows(const T* pred, const T* target, T* grad, T* loss_rows, std::size_t cols,
+                                 T grad_scale, std::size_t r_lo, std::size_t r_hi) {
+    constexpr std::size_t W = vec_size<T>;
+    using V = vec<T>;
+    const T inv_cols = T(1) / static_cast<T>(cols);
+    const V zero(T(0)), one(T(1)), gs(Abs ? grad_scale * inv_cols : T(2) * inv_cols * grad_scale);
+    auto row_op = [&](V d, V& acc) {
+        if constexpr (Abs) {
+            acc += xsimd::abs(d);
+            V sign = xsimd::select(d > zero, one, xsimd::select(d < zero, -one, zero));
+            return sign * gs;
+        } else {
+            acc = xsimd::fma(d, d, acc);
+            return d * gs;
+        }
+    };
+    for (std::size_t r = r_lo; r < r_hi; ++r) {
+        const T* p = pred + r * cols;
+        const T* t = target + r * cols;
+        T* g = grad + r * cols;
+        V acc(T(0));
+        std::size_t c = 0;
+        for (; c + W <= cols; c += W) store(g + c, row_op(load(p + c) - load(t + c), acc));
+        if (c < cols) {
+            // Padding lanes are 0 - 0: they add nothing to the loss.
+            store_tail(g + c, row_op(load_tail(p + c, cols - c) - load_tail(t + c, cols - c), acc), cols - c);
+        }
+        loss_rows[r] = hsum(acc) * inv_cols;
+    }
+}
+
+}  // namespace lamina::host_detail
+// ---- end include/lamina/backends/host/losses.hpp ----
+
+// ---- begin include/lamina/backends/host/optimizer_updates.hpp ----
+// lamina host backend: fused optimizer updates (one pass over w, g and the state).
+
+
+namespace lamina::host_detail {
+
+template <class T>
+inline void sgd_range(T* w, const T* g, T* velocity, const sgd_step<T>& s, std::size_t lo, std::size_t hi) {
+    using V = vec<T>;
+    constexpr std::size_t W = vec_size<T>;
+    const V lr(s.lr), mom(s.momentum), wd(s.weight_decay);
+    const bool use_momentum = s.momentum != T(0);
+    auto step = [&](V wv, V gv, V& vv) {
+        V grad = gv + wd * wv;
+        if (use_momentum) {
+            vv = mom * vv + grad;
+            grad = s.nesterov ? grad + mom * vv : vv;
+        }
+        return wv - lr * grad;
+    };
+    std::size_t i = lo;
+    for (; i + W <= hi; i += W) {
+        V vv = use_momentum ? load(velocity + i) : V(T(0));
+        store(w + i, step(load(w + i), load(g + i), vv));
+        if (use_momentum) store(velocity + i, vv);
+    }
+    if (i < hi) {
+        const std::size_t rem = hi - i;
+        V vv = use_momentum ? load_tail(velocity + i, rem) : V(T(0));
+        store_tail(w + i, step(load_tail(w + i, rem), load_tail(g + i, rem), vv), rem);
+        if (use_momentum) store_tail(velocity + i, vv, rem);
+    }
+}
+
+template <class T>
+inline void adam_range(T* w, const T* g, T* m, T* v, const adam_step<T>& s, std::size_t lo, std::size_t hi) {
+    using V = vec<T>;
+    constexpr std::size_t W = vec_size<T>;
+    const V lr(s.lr), b1(s.beta1), b2(s.beta2), omb1(T(1) - s.beta1), omb2(T(1) - s.beta2), eps(s.eps),
+        wd(s.weight_decay), lrwd(s.lr * s.weight_decay), bc1(s.bias_correction1), bc2(s.bias_correction2);
+    auto step = [&](V wv, V gv, V& mv, V& vv) {
+        if (s.decoupled)
+            wv = wv - lrwd * wv;
+        else
+            gv = gv + wd * wv;
+        mv = b1 * mv + omb1 * gv;
+        vv = b2 * vv + omb2 * gv * gv;
+        V mhat = mv / bc1, vhat = vv / bc2;
+        return wv - lr * mhat / (xsimd::sqrt(vhat) + eps);
+    };
+    std::size_t i = lo;
+    for (; i + W <= hi; i += W) {
+        V mv = load(m + i), vv = load(v + i);
+        store(w + i, step(load(w + i), load(g + i), mv, vv));
+        store(m + i, mv);
+        store(v + i, vv);
+    }
+    if (i < hi) {
+        const std::size_t rem = hi - i;
+        V mv = load_tail(m + i, rem), vv = load_tail(v + i, rem);
+        store_tail(w + i, step(load_tail(w + i, rem), load_tail(g + i, rem), mv, vv), rem);
+        store_tail(m + i, mv, rem);
+        store_tail(v + i, vv, rem);
+    }
+}
+
+}  // namespace lamina::host_detail
+// ---- end include/lamina/backends/host/optimizer_updates.hpp ----
+
+// ---- begin include/lamina/backends/host/pooling.hpp ----
+// lamina host backend: max and average pooling (NCHW). Work is split across threads by whole
+// (image, channel) planes, which never write to each other. Within a plane the valid window is
+// clipped once per output row/column, so the inner loops carry no bounds tests; windows are
+// tiny (2x2, 3x3), so these loops are bound by memory traffic rather than arithmetic, and
+// the scalar code visits cells in the reference's order (identical argmax ties and sums).
+
+
+
+namespace lamina::host_detail {
+
+/// Valid window rows [lo, hi) for output index o: o*stride + i - pad in [0, extent).
+inline void pool_window(std::size_t o, std::size_t stride, std::size_t pad, std::size_t k, std::size_t extent,
+                        std::size_t& lo, std::size_t& hi) {
+    const std::size_t start = o * stride;  // window cell i sits at start + i - pad
+    lo = start >= pad ? 0 : pad - start;
+    const std::size_t end = extent + pad;  // need start + i < extent + pad
+    hi = end > start ? std::min(k, end - start) : 0;
+    if (hi < lo) hi = lo;
+}
+
+inline std::size_t plane_grain(std::size_t plane_elems) {
+    return std::max<std::size_t>(1, elementwise_grain / std::max<std::size_t>(1, plane_elems));
+}
+
+template <class T>
+inline void max_pool_planes(const pool_geometry& g, const T* x, T* y, std::int32_t* argmax, std::size_t lo,
+                            std::size_t hi) {
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        const T* xp = x + nc * g.h * g.w;
+        T* yp = y + nc * g.p * g.q;
+        std::int32_t* ap = argmax ? argmax + nc * g.p * g.q : nullptr;
+        for (std::size_t p = 0; p < g.p; ++p) {
+            std::size_t i0, i1;
+            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
+            for (std::size_t q = 0; q < g.q; ++q) {
+                std::size_t j0, j1;
+                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
+                T best = -std::numeric_limits<T>::infinity();
+                std::int32_t where = -1;
+                for (std::size_t i = i0; i < i1; ++i) {
+                    const std::size_t row = (p * g.stride_h + i - g.pad_h) * g.w;
+                    for (std::size_t j = j0; j < j1; ++j) {
+                        const std::size_t off = row + q * g.stride_w + j - g.pad_w;
+                        const T v = xp[off];
+                        if (where < 0 || v > best) {
+                            best = v;
+                            where = static_cast<std::int32_t>(off);
+                        }
+                    }
+                }
+                yp[p * g.q + q] = best;
+                if (ap) ap[p * g.q + q] = where;
+            }
+        }
+    }
+}
+
+template <class T>
+inline void max_pool_backward_planes(const pool_geometry& g, const T* dy, const std::int32_t* argmax, T* dx,
+                                     std::size_t lo, std::size_t hi) {
+    std::memset(static_cast<void*>(dx + lo * g.h * g.w), 0, (hi - lo) * g.h * g.w * sizeof(T));
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        T* dxp = dx + nc * g.h * g.w;
+        const T* dyp = dy + nc * g.p * g.q;
+        const std::int32_t* ap = argmax + nc * g.p * g.q;
+        for (std::size_t o = 0; o < g.p * g.q; ++o)
+            if (ap[o] >= 0) dxp[static_cast<std::size_t>(ap[o])] += dyp[o];
+    }
+}
+
+template <class T>
+inline void avg_pool_planes(const pool_geometry& g, const T* x, T* y, std::size_t lo, std::size_t hi) {
+    const T inv = T(1) / static_cast<T>(g.kh * g.kw);
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        const T* xp = x + nc * g.h * g.w;
+        T* yp = y + nc * g.p * g.q;
+        for (std::size_t p = 0; p < g.p; ++p) {
+            std::size_t i0, i1;
+            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
+            for (std::size_t q = 0; q < g.q; ++q) {
+                std::size_t j0, j1;
+                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
+                T s = 0;
+                for (std::size_t i = i0; i < i1; ++i) {
+                    const T* row = xp + (p * g.stride_h + i - g.pad_h) * g.w + (q * g.stride_w + j0 - g.pad_w);
+                    for (std::size_t j = 0; j < j1 - j0; ++j) s += row[j];
+                }
+                yp[p * g.q + q] = s * inv;
+            }
+        }
+    }
+}
+
+template <class T>
+inline void avg_pool_backward_planes(const pool_geometry& g, const T* dy, T* dx, std::size_t lo, std::size_t hi) {
+    const T inv = T(1) / static_cast<T>(g.kh * g.kw);
+    std::memset(static_cast<void*>(dx + lo * g.h * g.w), 0, (hi - lo) * g.h * g.w * sizeof(T));
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        T* dxp = dx + nc * g.h * g.w;
+        const T* dyp = dy + nc * g.p * g.q;
+        for (std::size_t p = 0; p < g.p; ++p) {
+            std::size_t i0, i1;
+            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
+            for (std::size_t q = 0; q < g.q; ++q) {
+                std::size_t j0, j1;
+                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
+                const T d = dyp[p * g.q + q] * inv;
+                for (std::size_t i = i0; i < i1; ++i) {
+                    T* row = dxp + (p * g.stride_h + i - g.pad_h) * g.w + (q * g.stride_w + j0 - g.pad_w);
+                    for (std::size_t j = 0; j < j1 - j0; ++j) row[j] += d;
+                }
+            }
+        }
+    }
+}
+
+}  // namespace lamina::host_detail
+// ---- end include/lamina/backends/host/pooling.hpp ----
+
+
+namespace lamina {
+
+struct host {
+    static constexpr const char* name = "host";
+
+    /// Execution resources: a thread pool shared by all copies of the context (kernels take
+    /// the context by const reference and still run the pool).
+    class context {
+    public:
+        context() : context(threads{}) {}
+        explicit context(threads t) : pool_(std::make_shared<thread_pool>(t.count)) {}
+        unsigned thread_count() const noexcept { return pool_->size(); }
+        thread_pool& pool() const noexcept { return *pool_; }
+
+    private:
+        std::shared_ptr<thread_pool> pool_;
+    };
+
+    template <class T>
+    using buffer = aligned_buffer<T>;
+
+    static constexpr bool host_accessible = true;
+
+    // ---- memory at the edges -------------------------------------------------------------
+    template <class T>
+    static void upload(const context&, T* dst, const T* host_src, std::size_t n) {
+        if (n) std::memcpy(static_cast<void*>(dst), host_src, n * sizeof(T));
+    }
+    template <class T>
+    static void download(const context&, T* host_dst, const T* src, std::size_t n) {
+        if (n) std::memcpy(static_cast<void*>(host_dst), src, n * sizeof(T));
+    }
+
+    // ---- elementwise and reductions --------------------------------------------------------
+    template <class T>
+    static void fill(const context& ctx, T* x, std::size_t n, T v) {
+        host_detail::parallel_range(ctx.pool(), n, host_detail::elementwise_grain,
+                                    [&](std::size_t lo, std::size_t hi) { std::fill(x + lo, x + hi, v); });
+    }
+    template <class T>
+    static void copy(const context& ctx, T* dst, const T* src, std::size_t n) {
+        if (dst == src) return;
+        host_detail::parallel_range(ctx.pool(), n, host_detail::elementwise_grain, [&](std::size_t lo, std::size_t hi) {
+            std::memmove(static_cast<void*>(dst + lo), src + lo, (hi - lo) * sizeof(T));
+        });
+    }
+    /// y += a * x
+    template <class T>
+    static void axpy(const context& ctx, std::size_t n, T a, const T* x, T* y) {
+        const host_detail::vec<T> va(a);
+        host_detail::parallel_range(ctx.pool(), n, host_detail::elementwise_grain, [&](std::size_t lo, std::size_t hi) {
+            host_detail::map2(x, y, y, lo, hi, [&](host_detail::vec<T> xv, host_detail::vec<T> yv) { return yv + va * xv; });
+        });
+    }
+    template <class T>
+    static void scale(const context& ctx, std::size_t n, T a, T* x) {
+        const host_detail::vec<T> va(a);
+        host_detail::parallel_range(ctx.pool(), n, host_detail::elementwise_grain, [&](std::size_t lo, std::size_t hi) {
+            host_detail::map1(x, x, lo, hi, [&](host_detail::vec<T> v) { return v * va; });
+        });
+    }
+    /// y = a * b elementwise
+    template <class T>
+    static void multiply(const context& ctx, std::size_t n, const T* a, const T* b, T* y) {
+        host_detail::parallel_range(ctx.pool(), n, host_detail::elementwise_grain, [&](std::size_t lo, std::size_t hi) {
+            host_detail::map2(a, b, y, lo, hi, [](host_detail::vec<T> u, host_detail::vec<T> v) { return u * v; });
+        });
+    }
+    /// Sum of x, accumulated in double (per-thread partials combined in thread order).
+    template <class T>
+    static T sum(const context& ctx, const T* x, std::size_t n) {
+        return static_cast<T>(host_detail::sum_parallel(ctx.pool(), x, n));
+    }
+    /// Index of the largest entry of each row (first one on ties).
+    template <class T>
+    static void argmax_rows(const context& ctx, const T* x, std::int32_t* idx, std::size_t rows, std::size_t cols) {
+        host_detail::parallel_range(ctx.pool(), rows, host_detail::plane_grain(cols), [&](std::size_t lo, std::size_t hi) {
+            for (std::size_t r = lo; r < hi; ++r) {
+                const T* xr = x + r * cols;
+                std::size_t best = 0;
+                for (std::size_t c = 1; c < cols; ++c)
+                    if (xr[c] > xr[best]) best = c;
+                idx[r] = static_cast<std::int32_t>(best);
+            }
+        });
+    }
+    /// Calls f(i) for i in [0, n), split across the pool's threads.
+    template <class F>
+    static void for_each_index(const context& ctx, std::size_t n, F&& f) {
+        host_detail::parallel_range(ctx.pool(), n, 1024, [&](std::size_t lo, std::size_t hi) {
+            for (std::size_t i = lo; i < hi; ++i) f(i);
+        });
+    }
+
+    // ---- bias over channels: y is [outer][channels][inner] ---------------------------------
+    template <class T>
+    static void add_channel_bias(const context& ctx, T* y, const T* b, std::size_t outer, std::size_t channels,
+                                 std::size_t inner) {
+        using V = host_detail::vec<T>;
+        if (inner == 1) {  // dense layers: add the bias vector to each row
+            host_detail::parallel_range(ctx.pool(), outer, host_detail::plane_grain(channels),
+                                        [&](std::size_t lo, std::size_t hi) {
+                                            for (std::size_t o = lo; o < hi; ++o)
+                                                host_detail::map2(y + o * channels, b, y + o * channels, 0, channels,
+                                                                  [](V u, V v) { return u + v; });
+                                        });
+            return;
+        }
+        host_detail::parallel_range(ctx.pool(), outer * channels, host_detail::plane_grain(inner),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        for (std::size_t oc = lo; oc < hi; ++oc) {
+                                            const V vb(b[oc % channels]);
+                                            host_detail::map1(y + oc * inner, y + oc * inner, 0, inner,
+                                                              [&](V v) { return v + vb; });
+                                        }
+                                    });
+    }
+    /// db[c] = sum over outer and inner of dy (overwrites db).
+    template <class T>
+    static void channel_bias_grad(const context& ctx, const T* dy, T* db, std::size_t outer, std::size_t channels,
+                                  std::size_t inner) {
+        if (inner == 1) {  // column sums of an outer x channels matrix, split by channel blocks
+            constexpr std::size_t W = host_detail::vec_size<T>;
+            const std::size_t blocks = (channels + W - 1) / W;
+            host_detail::parallel_range(ctx.pool(), blocks, host_detail::plane_grain(outer * W),
+                                        [&](std::size_t lo, std::size_t hi) {
+                                            host_detail::column_sums(dy, db, outer, channels, lo * W,
+                                                                     std::min(channels, hi * W));
+                                        });
+            return;
+        }
+        host_detail::parallel_range(ctx.pool(), channels, host_detail::plane_grain(outer * inner),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        for (std::size_t c = lo; c < hi; ++c) {
+                                            T s = 0;
+                                            for (std::size_t o = 0; o < outer; ++o)
+                                                s += host_detail::contiguous_sum(dy + (o * channels + c) * inner, inner);
+                                            db[c] = s;
+                                        }
+                                    });
+    }
+
+    // ---- GEMM: C = alpha * op(A) * op(B) + beta * C, row-major ------------------------------
+    template <class T>
+    static void gemm(const context& ctx, transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K, T alpha,
+                     const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
+        host_detail::gemm_parallel(&ctx.pool(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
+
+    // ---- activations -------------------------------------------------------------------------
+    template <class T>
+    static void activation_forward(const context& ctx, activation a, const T* x, T* y, std::size_t n) {
+        host_detail::parallel_range(ctx.pool(), n, host_detail::activation_grain(a.kind),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        host_detail::activation_forward_range(a, x, y, lo, hi);
+                                    });
+    }
+    /// dx = f'(x) * dy, with y = f(x) available (sigmoid and tanh use it).
+    template <class T>
+    static void activation_backward(const context& ctx, activation a, const T* x, const T* y, const T* dy, T* dx,
+                                    std::size_t n) {
+        host_detail::parallel_range(ctx.pool(), n, host_detail::activation_grain(a.kind),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        host_detail::activation_backward_range(a, x, y, dy, dx, lo, hi);
+                                    });
+    }
+
+    // ---- softmax over the last dimension of a rows x cols matrix -------------------------------
+    template <class T>
+    static void softmax_forward(const context& ctx, const T* x, T* y, std::size_t rows, std::size_t cols) {
+        host_detail::parallel_range(ctx.pool(), rows, row_grain(cols), [&](std::size_t lo, std::size_t hi) {
+            host_detail::softmax_rows(x, y, cols, lo, hi);
+        });
+    }
+    template <class T>
+    static void softmax_backward(const context& ctx, const T* y, const T* dy, T* dx, std::size_t rows, std::size_t cols) {
+        host_detail::parallel_range(ctx.pool(), rows, host_detail::plane_grain(cols),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        host_detail::softmax_backward_rows(y, dy, dx, cols, lo, hi);
+                                    });
+    }
+
+    // ---- losses --------------------------------------------------------------------------------
+    template <class T>
+    static void softmax_cross_entropy(const context& ctx, const T* logits, const T* labels, T* grad, T* loss_rows,
+                                      std::size_t rows, std::size_t cols, T smoothing, T grad_scale) {
+        host_detail::parallel_range(ctx.pool(), rows, row_grain(cols), [&](std::size_t lo, std::size_t hi) {
+            host_detail::softmax_cross_entropy_rows(logits, labels, grad, loss_rows, cols, smoothing, grad_scale, lo, hi);
+        });
+    }
+    template <class T>
+    static void mse(const context& ctx, const T* pred, const T* target, T* grad, T* loss_rows, std::size_t rows,
+                    std::size_t cols, T grad_scale) {
+        host_detail::parallel_range(ctx.pool(), rows, host_detail::plane_grain(cols), [&](std::size_t lo, std::size_t hi) {
+            host_detail::regression_loss_rows<false>(pred, target, grad, loss_rows, cols, grad_scale, lo, hi);
+        });
+    }
+    template <class T>
+    static void mae(const context& ctx, const T* pred, const T* target, T* grad, T* loss_rows, std::size_t rows,
+                    std::size_t cols, T grad_scale) {
+        host_detail::parallel_range(ctx.pool(), rows, host_detail::plane_grain(cols), [&](std::size_t lo, std::size_t hi) {
+            host_detail::regression_loss_rows<true>(pred, target, grad, loss_rows, cols, grad_scale, lo, hi);
+        });
+    }
+
+    // ---- pooling (NCHW) -------------------------------------------------------------------------
+    /// argmax may be null (inference): then only y is written.
+    template <class T>
+    static void max_pool_forward(const context& ctx, const pool_geometry& g, const T* x, T* y, std::int32_t* argmax) {
+        host_detail::parallel_range(ctx.pool(), g.n * g.c, host_detail::plane_grain(g.h * g.w),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        host_detail::max_pool_planes(g, x, y, argmax, lo, hi);
+                                    });
+    }
+    template <class T>
+    static void max_pool_backward(const context& ctx, const pool_geometry& g, const T* dy, const std::int32_t* argmax,
+                                  T* dx) {
+        host_detail::parallel_range(ctx.pool(), g.n * g.c, host_detail::plane_grain(g.h * g.w),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        host_detail::max_pool_backward_planes(g, dy, argmax, dx, lo, hi);
+                                    });
+    }
+    template <class T>
+    static void avg_pool_forward(const context& ctx, const pool_geometry& g, const T* x, T* y) {
+        host_detail::parallel_range(ctx.pool(), g.n * g.c, host_detail::plane_grain(g.h * g.w),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        host_detail::avg_pool_planes(g, x, y, lo, hi);
+                                    });
+    }
+    template <class T>
+    static void avg_pool_backward(const context& ctx, const pool_geometry& g, const T* dy, T* dx) {
+        host_detail::parallel_range(ctx.pool(), g.n * g.c, host_detail::plane_grain(g.h * g.w),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        host_detail::avg_pool_backward_planes(g, dy, dx, lo, hi);
+                                    });
+    }
+
+    // ---- convolution: im2col + GEMM --------------------------------------------------------
+    /// Scratch (in T elements) the caller passes to the conv kernels: one image's im2col matrix
+    /// (C*R*S x P*Q), or 0 for a 1x1 stride-1 unpadded convolution. Other threads use their
+    /// own thread-local scratch; a null workspace is also accepted.
+    template <class T>
+    static std::size_t conv2d_workspace(const conv_geometry& g) {
+        return host_detail::conv_col_size(g);
+    }
+    template <class T>
+    static void conv2d_forward(const context& ctx, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
+                               T* ws) {
+        const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q;
+        host_detail::conv_for_images(ctx.pool(), g, ws, [&](thread_pool* pool, std::size_t n, T* col, unsigned, unsigned) {
+            host_detail::conv_forward_image(pool, g, x + n * in, w, bias, y + n * out, col);
+        });
+    }
+    /// dx = conv2d^T(dy, w) (overwrites dx).
+    template <class T>
+    static void conv2d_backward_data(const context& ctx, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws) {
+        const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q;
+        host_detail::conv_for_images(ctx.pool(), g, ws, [&](thread_pool* pool, std::size_t n, T* col, unsigned, unsigned) {
+            host_detail::conv_backward_data_image(pool, g, dy + n * out, w, dx + n * in, col);
+        });
+    }
+    /// dw = sum over the batch of x (*) dy (overwrites dw); db[k] = sum of dy over n, p, q
+    /// when db is not null (overwrites db).
+    template <class T>
+    static void conv2d_backward_weights(const context& ctx, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db,
+                                        T* ws) {
+        const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q, wn = g.weight_size();
+        if (db) channel_bias_grad(ctx, dy, db, g.n, g.k, g.p * g.q);
+        if (g.n == 0 || g.p * g.q == 0) {
+            fill(ctx, dw, wn, T(0));
+            return;
+        }
+        if (!host_detail::conv_split_images(g, ctx.thread_count())) {
+            host_detail::conv_for_images(ctx.pool(), g, ws,
+                                         [&](thread_pool* pool, std::size_t n, T* col, unsigned, unsigned) {
+                                             host_detail::conv_backward_weights_image(pool, g, x + n * in, dy + n * out,
+                                                                                      dw, col, n > 0);
+                                         });
+            return;
+        }
+        // Images split across threads: thread t accumulates its images into its own partial
+        // (thread 0 into dw), then the partials are added to dw in thread order.
+        // Grow-only per calling thread: no allocation on the hot path after the first call.
+        // (Bound to a local reference: inside the pool lambda the name would denote each
+        // worker's own thread_local.)
+        thread_local std::vector<T*> partial_storage;
+        std::vector<T*>& partial = partial_storage;
+        partial.assign(std::max<std::size_t>(partial.size(), ctx.thread_count()), nullptr);
+        unsigned used = 1;
+        const std::size_t col_n = host_detail::conv_col_size(g);
+        ctx.pool().run([&](unsigned t, unsigned nt) {
+            if (t == 0) used = nt;
+            const std::size_t lo = g.n * t / nt, hi = g.n * (t + 1) / nt;
+            T* acc = t == 0 ? dw : host_detail::thread_scratch<T, host_detail::slot_partial>(wn);
+            partial[t] = acc;
+            T* col = (t == 0 && ws) || col_n == 0 ? ws : host_detail::thread_scratch<T, host_detail::slot_col>(col_n);
+            if (lo == hi) std::fill(acc, acc + wn, T(0));
+            for (std::size_t n = lo; n < hi; ++n)
+                host_detail::conv_backward_weights_image<T>(nullptr, g, x + n * in, dy + n * out, acc, col, n > lo);
+        });
+        for (unsigned t = 1; t < used; ++t) axpy(ctx, wn, T(1), static_cast<const T*>(partial[t]), dw);
+    }
+
+    // ---- dropout: element i is kept iff stream.uniform(i) >= p; mask holds 0 or 1/(1-p) ------
+    template <class T>
+    static void dropout_forward(const context& ctx, const T* x, T* y, T* mask, std::size_t n, T p, random_stream stream) {
+        const T keep_scale = T(1) / (T(1) - p);
+        host_detail::parallel_range(ctx.pool(), n, host_detail::transcendental_grain, [&](std::size_t lo, std::size_t hi) {
+            for (std::size_t i = lo; i < hi; ++i) mask[i] = static_cast<T>(stream.uniform(i)) >= p ? keep_scale : T(0);
+            host_detail::map2(x, mask, y, lo, hi, [](host_detail::vec<T> u, host_detail::vec<T> v) { return u * v; });
+        });
+    }
+
+    // ---- optimizer updates ---------------------------------------------------------------
+    template <class T>
+    static void sgd_update(const context& ctx, T* w, const T* g, T* velocity, std::size_t n, const sgd_step<T>& s) {
+        host_detail::parallel_range(ctx.pool(), n, host_detail::elementwise_grain, [&](std::size_t lo, std::size_t hi) {
+            host_detail::sgd_range(w, g, velocity, s, lo, hi);
+        });
+    }
+    template <class T>
+    static void adam_update(const context& ctx, T* w, const T* g, T* m, T* v, std::size_t n, const adam_step<T>& s) {
+        host_detail::parallel_range(ctx.pool(), n, host_detail::elementwise_grain, [&](std::size_t lo, std::size_t hi) {
+            host_detail::adam_range(w, g, m, v, s, lo, hi);
+        });
+    }
+
+private:
+    // Rows of softmax-like work: exp dominates, so fewer elements justify a thread.
+    static std::size_t row_grain(std::size_t cols) {
+        return std::max<std::size_t>(1, host_detail::transcendental_grain / std::max<std::size_t>(1, cols));
+    }
+};
+
+}  // namespace lamina
+// ---- end include/lamina/backends/host/host_backend.hpp ----
+
+
+// ---- begin include/lamina/layers/input.hpp ----
+// lamina: the first element of every network: the shape of one sample.
+
+
+
+namespace lamina {
+
+/// input<1, 28, 28> for a (C, H, W) image, input<784> for a vector.
+template <std::size_t... Dims>
+struct input {
+    using shape_type = shape<Dims...>;
+    static_assert(sizeof...(Dims) == 1 || sizeof...(Dims) == 3,
+                  "lamina::input takes one extent (a vector) or three (channels, height, width)");
+};
+
+template <class T>
+struct is_input : std::false_type {};
+template <std::size_t... D>
+struct is_input<input<D...>> : std::true_type {};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/input.hpp ----
+
+// ---- begin include/lamina/layers/dense.hpp ----
+// lamina: fully connected layer y = x W^T + b, W stored [out][in] as in PyTorch's Linear.
+
+
+// ---- begin include/lamina/network/shape_check.hpp ----
+// lamina: compile-time shape checks with diagnostics that name the layer and both shapes.
+//
+// When a layer cannot take its input, the compiler instantiates
+//   lamina::layer_shape_mismatch<Layer, GivenShape, ExpectedShape>
+// and fails the static_assert inside it; g++ and clang print that instantiation, so the
+// error shows e.g. `layer_shape_mismatch<lamina::dense<10>, lamina::shape<1, 28, 28>,
+// lamina::any_shape_of_rank<1>>` right next to the message.
+
+#include <type_traits>
+
+
+namespace lamina {
+
+/// Expected-shape descriptions used in diagnostics.
+template <std::size_t Rank>
+struct any_shape_of_rank {};
+/// A rank-3 (C, H, W) input whose H and W are at least the given extents.
+template <std::size_t MinH, std::size_t MinW>
+struct spatial_at_least {};
+/// A rank-3 input whose H and W are divisible by the given window (pooling without padding).
+template <std::size_t DivH, std::size_t DivW>
+struct spatial_divisible_by {};
+
+template <class Layer, class Given, class Expected>
+struct layer_shape_mismatch {
+    static_assert(sizeof(Layer) == 0,
+                  "lamina: layer shape mismatch: the layer (1st argument of layer_shape_mismatch) cannot "
+                  "take the given input shape (2nd argument); it expects the 3rd argument");
+    using type = Given;
+};
+
+/// Output shape of Layer on In, after checking that Layer accepts In. On a mismatch the
+/// diagnostic comes from layer_shape_mismatch and compilation carries on with In as the
+/// output so that only one error is printed.
+template <class Layer, class In, bool Ok = Layer::template accepts<In>>
+struct checked_output {
+    using type = typename Layer::template output_shape<In>;
+};
+template <class Layer, class In>
+struct checked_output<Layer, In, false> {
+    using type = typename layer_shape_mismatch<Layer, In, typename Layer::template expected_input<In>>::type;
+};
+
+template <class Layer, class In>
+using checked_output_t = typename checked_output<Layer, In>::type;
+
+}  // namespace lamina
+// ---- end include/lamina/network/shape_check.hpp ----
+
+// ---- begin include/lamina/layers/layer_concept.hpp ----
+// lamina: what a layer is. Read this to write your own layer (tests/test_custom_layer.cpp
+// defines one outside the lamina namespace and trains through it).
+//
+// A layer is a *descriptor* type, the thing users list in a network:
+//
+//   struct my_layer {
+//       static std::string name();                               // for summaries
+//       template <class In> static constexpr bool accepts = ...; // may it take shape In?
+//       template <class In> using expected_input = ...;          // shown when it may not
+//       template <class In> using output_shape = ...;            // compile-time shape rule
+//       template <class In, class Backend, class T> class impl;  // the runtime layer
+//   };
+//
+// and `impl<In, Backend, T>` is the runtime part, written once for every backend because
+// it only calls Backend's kernels (never dereferences device pointers):
+//
+//   static constexpr std::size_t parameter_count;   // scalars in the network's flat buffer
+//   static constexpr double flops_per_sample;       // forward FLOPs of one sample
+//   std::vector<parameter_spec> parameter_specs() const;      // how to initialise them
+//   void bind_parameters(T* weights, T* gradients);           // device pointers into flat buffers
+//   void plan(const context&, std::size_t batch);             // allocate per-batch state
+//   std::size_t workspace_size(std::size_t batch) const;      // scratch T elements it needs
+//   void forward(const context&, const T* x, T* y, std::size_t batch, T* ws) const;  // inference
+//   void forward_train(const context&, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t step);
+//   void backward(const context&, const T* x, const T* y, const T* dy, T* dx,
+//                 std::size_t batch, T* ws);  // dx may be null; overwrites parameter gradients
+//
+// Inference `forward` is const and touches no member state, so one model serves concurrent
+// `predict` calls. `layer_base` supplies the defaults of a parameter-free, stateless layer.
+
+
+// ---- begin include/lamina/init/initializers.hpp ----
+// lamina: weight initialisation (He, Glorot, LeCun; uniform and normal), drawn from the
+// counter-based RNG so that a seed gives the same weights on every backend and thread count.
+
+
+
+namespace lamina::init {
+
+enum class kind { zeros, ones, he_uniform, he_normal, glorot_uniform, glorot_normal, lecun_uniform, lecun_normal };
+
+inline const char* to_string(kind k) {
+    switch (k) {
+        case kind::zeros: return "zeros";
+        case kind::ones: return "ones";
+        case kind::he_uniform: return "he_uniform";
+        case kind::he_normal: return "he_normal";
+        case kind::glorot_uniform: return "glorot_uniform";
+        case kind::glorot_normal: return "glorot_normal";
+        case kind::lecun_uniform: return "lecun_uniform";
+        case kind::lecun_normal: return "lecun_normal";
+    }
+    return "?";
+}
+
+/// Variance of the target distribution: He 2/fan_in, Glorot 2/(fan_in+fan_out), LeCun 1/fan_in.
+inline double variance(kind k, std::size_t fan_in, std::size_t fan_out) {
+    double fi = static_cast<double>(fan_in ? fan_in : 1), fo = static_cast<double>(fan_out ? fan_out : 1);
+    switch (k) {
+        case kind::he_uniform:
+        case kind::he_normal: return 2.0 / fi;
+        case kind::glorot_uniform:
+        case kind::glorot_normal: return 2.0 / (fi + fo);
+        case kind::lecun_uniform:
+        case kind::lecun_normal: return 1.0 / fi;
+        default: return 0.0;
+    }
+}
+
+/// The index-th value of a parameter tensor initialised with `k` from stream `s`.
+/// Uniform: U(-a, a) with a = sqrt(3 var). Normal: N(0, var) (not truncated).
+inline double sample(kind k, const random_stream& s, std::uint64_t index, std::size_t fan_in, std::size_t fan_out) {
+    switch (k) {
+        case kind::zeros: return 0.0;
+        case kind::ones: return 1.0;
+        case kind::he_uniform:
+        case kind::glorot_uniform:
+        case kind::lecun_uniform: {
+            double a = std::sqrt(3.0 * variance(k, fan_in, fan_out));
+            return (2.0 * s.uniform_double(index) - 1.0) * a;
+        }
+        default: return s.normal(index) * std::sqrt(variance(k, fan_in, fan_out));
+    }
+}
+
+/// Policy types for layer templates: dense<120, init::he_uniform>.
+struct he_uniform { static constexpr kind value = kind::he_uniform; };
+struct he_normal { static constexpr kind value = kind::he_normal; };
+struct glorot_uniform { static constexpr kind value = kind::glorot_uniform; };
+struct glorot_normal { static constexpr kind value = kind::glorot_normal; };
+struct lecun_uniform { static constexpr kind value = kind::lecun_uniform; };
+struct lecun_normal { static constexpr kind value = kind::lecun_normal; };
+
+}  // namespace lamina::init
+// ---- end include/lamina/init/initializers.hpp ----
+
+
+namespace lamina {
+
+/// One parameter tensor of a layer: its size, fans for initialisation, and whether weight
+/// decay applies (biases and normalisation parameters are usually excluded).
+struct parameter_spec {
+    std::string name;
+    std::size_t count = 0;
+    std::size_t fan_in = 0, fan_out = 0;
+    init::kind init = init::kind::zeros;
+    bool decay = true;
+};
+
+/// Defaults for the descriptor side: accepts any shape, output equals input.
+struct layer_descriptor_base {
+    template <class In>
+    static constexpr bool accepts = true;
+    template <class In>
+    using expected_input = In;
+    template <class In>
+    using output_shape = In;
+};
+
+/// Defaults for the runtime side of a layer without parameters, state or workspace.
+template <class Backend, class T>
+class layer_base {
+public:
+    using context = typename Backend::context;
+    static constexpr std::size_t parameter_count = 0;
+    static constexpr double flops_per_sample = 0;
+    std::vector<parameter_spec> parameter_specs() const { return {}; }
+    void bind_parameters(T*, T*) {}
+    void plan(const context&, std::size_t) {}
+    std::size_t workspace_size(std::size_t) const { return 0; }
+};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/layer_concept.hpp ----
+
+
+namespace lamina {
+
+template <std::size_t Outputs, class Init = init::glorot_uniform, bool Bias = true>
+struct dense : layer_descriptor_base {
+    static_assert(Outputs > 0, "lamina::dense needs at least one output");
+    static std::string name() { return "dense<" + std::to_string(Outputs) + ">"; }
+
+    template <class In>
+    static constexpr bool accepts = In::rank == 1;
+    template <class In>
+    using expected_input = any_shape_of_rank<1>;
+    template <class In>
+    using output_shape = shape<Outputs>;
+
+    template <class In, class Backend, class T>
+    class impl : public layer_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        static constexpr std::size_t inputs = In::size;
+        static constexpr std::size_t parameter_count = Outputs * inputs + (Bias ? Outputs : 0);
+        static constexpr double flops_per_sample = 2.0 * Outputs * inputs;
+
+        std::vector<parameter_spec> parameter_specs() const {
+            std::vector<parameter_spec> p{{"weight", Outputs * inputs, inputs, Outputs, Init::value, true}};
+            if (Bias) p.push_back({"bias", Outputs, inputs, Outputs, init::kind::zeros, false});
+            return p;
+        }
+        void bind_parameters(T* w, T* g) { w_ = w; dw_ = g; }
+
+        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
+            Backend::gemm(c, transpose::no, transpose::yes, batch, Outputs, inputs, T(1), x, inputs, w_, inputs, T(0), y,
+                          Outputs);
+            if (Bias) Backend::add_channel_bias(c, y, w_ + Outputs * inputs, batch, Outputs, std::size_t(1));
+        }
+        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
+            forward(c, x, y, batch, ws);
+        }
+        void backward(const context& c, const T* x, const T*, const T* dy, T* dx, std::size_t batch, T*) {
+            // dW = dy^T x, db = column sums of dy, dx = dy W
+            Backend::gemm(c, transpose::yes, transpose::no, Outputs, inputs, batch, T(1), dy, Outputs, x, inputs, T(0), dw_,
+                          inputs);
+            if (Bias) Backend::channel_bias_grad(c, dy, dw_ + Outputs * inputs, batch, Outputs, std::size_t(1));
+            if (dx)
+                Backend::gemm(c, transpose::no, transpose::no, batch, inputs, Outputs, T(1), dy, Outputs, w_, inputs, T(0), dx,
+                              inputs);
+        }
+
+    private:
+        T* w_ = nullptr;
+        T* dw_ = nullptr;
+    };
+};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/dense.hpp ----
+
+// ---- begin include/lamina/layers/conv2d.hpp ----
+// lamina: 2-D convolution (cross-correlation, as in every framework), NCHW activations,
+// weights [K][C][R][S] as in PyTorch's Conv2d. Kernel size, stride and padding are template
+// arguments, so the backend sees compile-time-fixed geometry per layer.
+
+
+
+namespace lamina {
+
+template <std::size_t Filters, std::size_t Kernel, std::size_t Stride = 1, std::size_t Padding = 0,
+          class Init = init::glorot_uniform, bool Bias = true>
+struct conv2d : layer_descriptor_base {
+    static_assert(Filters > 0 && Kernel > 0 && Stride > 0, "lamina::conv2d needs positive filters, kernel and stride");
+    static std::string name() {
+        return "conv2d<" + std::to_string(Filters) + "," + std::to_string(Kernel) + "x" + std::to_string(Kernel) +
+               (Stride != 1 ? ",s" + std::to_string(Stride) : std::string()) +
+               (Padding != 0 ? ",p" + std::to_string(Padding) : std::string()) + ">";
+    }
+
+    template <class In>
+    static constexpr bool accepts = [] {
+        if constexpr (In::rank != 3) return false;
+        else return In::dims[1] + 2 * Padding >= Kernel && In::dims[2] + 2 * Padding >= Kernel;
+    }();
+    template <class In>
+    using expected_input = spatial_at_least<(Kernel > 2 * Padding ? Kernel - 2 * Padding : 1),
+                                            (Kernel > 2 * Padding ? Kernel - 2 * Padding : 1)>;
+    template <class In>
+    using output_shape = shape<Filters, conv_geometry::out_extent(chw<In>::h, Kernel, Stride, Padding),
+                               conv_geometry::out_extent(chw<In>::w, Kernel, Stride, Padding)>;
+
+    template <class In, class Backend, class T>
+    class impl : public layer_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        static constexpr std::size_t C = In::dims[0], H = In::dims[1], W = In::dims[2];
+        static constexpr std::size_t P = conv_geometry::out_extent(H, Kernel, Stride, Padding);
+        static constexpr std::size_t Q = conv_geometry::out_extent(W, Kernel, Stride, Padding);
+        static constexpr std::size_t weight_count = Filters * C * Kernel * Kernel;
+        static constexpr std::size_t parameter_count = weight_count + (Bias ? Filters : 0);
+        static constexpr double flops_per_sample = 2.0 * Filters * C * Kernel * Kernel * P * Q;
+
+        static conv_geometry geometry(std::size_t batch) {
+            conv_geometry g;
+            g.n = batch; g.c = C; g.h = H; g.w = W; g.k = Filters; g.r = Kernel; g.s = Kernel;
+            g.stride_h = g.stride_w = Stride; g.pad_h = g.pad_w = Padding; g.p = P; g.q = Q;
+            return g;
+        }
+
+        std::vector<parameter_spec> parameter_specs() const {
+            std::vector<parameter_spec> p{
+                {"weight", weight_count, C * Kernel * Kernel, Filters * Kernel * Kernel, Init::value, true}};
+            if (Bias) p.push_back({"bias", Filters, C * Kernel * Kernel, Filters * Kernel * Kernel, init::kind::zeros, false});
+            return p;
+        }
+        void bind_parameters(T* w, T* g) { w_ = w; dw_ = g; }
+        std::size_t workspace_size(std::size_t batch) const {
+            return Backend::template conv2d_workspace<T>(geometry(batch));
+        }
+
+        void forward(const context& c, const T* x, T* y, std::size_t batch, T* ws) const {
+            Backend::conv2d_forward(c, geometry(batch), x, w_, Bias ? w_ + weight_count : static_cast<const T*>(nullptr), y,
+                                    ws);
+        }
+        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
+            forward(c, x, y, batch, ws);
+        }
+        void backward(const context& c, const T* x, const T*, const T* dy, T* dx, std::size_t batch, T* ws) {
+            auto g = geometry(batch);
+            Backend::conv2d_backward_weights(c, g, x, dy, dw_, Bias ? dw_ + weight_count : static_cast<T*>(nullptr), ws);
+            if (dx) Backend::conv2d_backward_data(c, g, dy, static_cast<const T*>(w_), dx, ws);
+        }
+
+    private:
+        T* w_ = nullptr;
+        T* dw_ = nullptr;
+    };
+};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/conv2d.hpp ----
+
+// ---- begin include/lamina/layers/pooling.hpp ----
+// lamina: max and average pooling over square windows (stride defaults to the window).
+
+
+
+namespace lamina {
+
+namespace detail {
+template <std::size_t Window, std::size_t Stride, std::size_t Padding>
+struct pool_shape_rule : layer_descriptor_base {
+    template <class In>
+    static constexpr bool accepts = [] {
+        if constexpr (In::rank != 3) return false;
+        else return In::dims[1] + 2 * Padding >= Window && In::dims[2] + 2 * Padding >= Window;
+    }();
+    template <class In>
+    using expected_input = spatial_at_least<(Window > 2 * Padding ? Window - 2 * Padding : 1),
+                                            (Window > 2 * Padding ? Window - 2 * Padding : 1)>;
+    template <class In>
+    using output_shape = shape<chw<In>::c, conv_geometry::out_extent(chw<In>::h, Window, Stride, Padding),
+                               conv_geometry::out_extent(chw<In>::w, Window, Stride, Padding)>;
+
+    template <class In>
+    static pool_geometry geometry(std::size_t batch) {
+        pool_geometry g;
+        g.n = batch; g.c = In::dims[0]; g.h = In::dims[1]; g.w = In::dims[2];
+        g.kh = g.kw = Window; g.stride_h = g.stride_w = Stride; g.pad_h = g.pad_w = Padding;
+        g.p = conv_geometry::out_extent(g.h, Window, Stride, Padding);
+        g.q = conv_geometry::out_extent(g.w, Window, Stride, Padding);
+        return g;
+    }
+};
+}  // namespace detail
+
+template <std::size_t Window, std::size_t Stride = Window, std::size_t Padding = 0>
+struct max_pool : detail::pool_shape_rule<Window, Stride, Padding> {
+    static_assert(Window > 0 && Stride > 0, "lamina::max_pool needs a positive window and stride");
+    static_assert(Padding * 2 < Window + 1, "lamina::max_pool: padding must be at most half the window");
+    static std::string name() { return "max_pool<" + std::to_string(Window) + (Stride != Window ? ",s" + std::to_string(Stride) : std::string()) + ">"; }
+
+    template <class In, class Backend, class T>
+    class impl : public layer_base<Backend, T> {
+        using rule = detail::pool_shape_rule<Window, Stride, Padding>;
+
+    public:
+        using context = typename Backend::context;
+        static constexpr double flops_per_sample =
+            double(rule::template output_shape<In>::size) * Window * Window;
+
+        void plan(const context&, std::size_t batch) {
+            if (argmax_.size() < batch * rule::template output_shape<In>::size)
+                argmax_.allocate(batch * rule::template output_shape<In>::size);
+        }
+        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
+            Backend::max_pool_forward(c, rule::template geometry<In>(batch), x, y, static_cast<std::int32_t*>(nullptr));
+        }
+        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T*, std::uint64_t) {
+            Backend::max_pool_forward(c, rule::template geometry<In>(batch), x, y, argmax_.data());
+        }
+        void backward(const context& c, const T*, const T*, const T* dy, T* dx, std::size_t batch, T*) {
+            if (dx) Backend::max_pool_backward(c, rule::template geometry<In>(batch), dy, static_cast<const std::int32_t*>(argmax_.data()), dx);
+        }
+
+    private:
+        typename Backend::template buffer<std::int32_t> argmax_;
+    };
+};
+
+template <std::size_t Window, std::size_t Stride = Window, std::size_t Padding = 0>
+struct avg_pool : detail::pool_shape_rule<Window, Stride, Padding> {
+    static_assert(Window > 0 && Stride > 0, "lamina::avg_pool needs a positive window and stride");
+    static std::string name() { return "avg_pool<" + std::to_string(Window) + (Stride != Window ? ",s" + std::to_string(Stride) : std::string()) + ">"; }
+
+    template <class In, class Backend, class T>
+    class impl : public layer_base<Backend, T> {
+        using rule = detail::pool_shape_rule<Window, Stride, Padding>;
+
+    public:
+        using context = typename Backend::context;
+        static constexpr double flops_per_sample =
+            double(rule::template output_shape<In>::size) * Window * Window;
+
+        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
+            Backend::avg_pool_forward(c, rule::template geometry<In>(batch), x, y);
+        }
+        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
+            forward(c, x, y, batch, ws);
+        }
+        void backward(const context& c, const T*, const T*, const T* dy, T* dx, std::size_t batch, T*) {
+            if (dx) Backend::avg_pool_backward(c, rule::template geometry<In>(batch), dy, dx);
+        }
+    };
+};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/pooling.hpp ----
+
+// ---- begin include/lamina/layers/flatten.hpp ----
+// lamina: flatten (C, H, W) to a vector. NCHW is already contiguous per sample, so this
+// is a copy in forward and backward (no reshaping of memory).
+
+
+
+namespace lamina {
+
+struct flatten : layer_descriptor_base {
+    static std::string name() { return "flatten"; }
+    template <class In>
+    using output_shape = shape<In::size>;
+
+    template <class In, class Backend, class T>
+    class impl : public layer_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
+            Backend::copy(c, y, x, batch * In::size);
+        }
+        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
+            forward(c, x, y, batch, ws);
+        }
+        void backward(const context& c, const T*, const T*, const T* dy, T* dx, std::size_t batch, T*) {
+            if (dx) Backend::copy(c, dx, dy, batch * In::size);
+        }
+    };
+};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/flatten.hpp ----
+
+// ---- begin include/lamina/layers/dropout.hpp ----
+// lamina: inverted dropout. Training keeps each element with probability 1 - p and scales
+// it by 1/(1 - p); inference is the identity. The mask comes from the counter-based RNG,
+// keyed by the model seed, the layer and the training step, so it is the same on every
+// backend and thread count and a resumed run draws the same masks.
+
+#include <ratio>
+
+
+namespace lamina {
+
+/// dropout<P> with P a std::ratio, e.g. dropout<std::ratio<1, 2>>; `dropout_p<Percent>` for
+/// an integer percentage.
+template <class P = std::ratio<1, 2>>
+struct dropout : layer_descriptor_base {
+    static constexpr double p = double(P::num) / double(P::den);
+    static_assert(P::num >= 0 && P::num < P::den, "lamina::dropout: probability must be in [0, 1)");
+    static std::string name() { return "dropout<" + std::to_string(p).substr(0, 4) + ">"; }
+
+    template <class In, class Backend, class T>
+    class impl : public layer_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        void plan(const context&, std::size_t batch) {
+            if (mask_.size() < batch * In::size) mask_.allocate(batch * In::size);
+        }
+        /// Set by the network: distinguishes this layer's stream from every other layer's.
+        void set_stream(random_stream s) { stream_ = s; }
+
+        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
+            Backend::copy(c, y, x, batch * In::size);
+        }
+        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T*, std::uint64_t step) {
+            Backend::dropout_forward(c, x, y, mask_.data(), batch * In::size, static_cast<T>(p), stream_.child(step));
+        }
+        void backward(const context& c, const T*, const T*, const T* dy, T* dx, std::size_t batch, T*) {
+            if (dx) Backend::multiply(c, batch * In::size, dy, static_cast<const T*>(mask_.data()), dx);
+        }
+
+    private:
+        typename Backend::template buffer<T> mask_;
+        random_stream stream_{};
+    };
+};
+
+template <int Percent>
+using dropout_p = dropout<std::ratio<Percent, 100>>;
+
+}  // namespace lamina
+// ---- end include/lamina/layers/dropout.hpp ----
+
+// ---- begin include/lamina/layers/activations.hpp ----
+// lamina: elementwise activation layers (relu, leaky_relu, sigmoid, tanh, gelu), one
+// template over the activation kind, so each backend needs one forward and one backward kernel.
+
+
+
+namespace lamina {
+
+/// Slope is a std::ratio (only used by leaky_relu).
+template <activation_kind Kind, class Slope = std::ratio<0>>
+struct activation_layer : layer_descriptor_base {
+    static constexpr double alpha = double(Slope::num) / double(Slope::den);
+    static std::string name() {
+        return Kind == activation_kind::leaky_relu ? "leaky_relu<" + std::to_string(alpha).substr(0, 6) + ">"
+                                                   : std::string(to_string(Kind));
+    }
+
+    template <class In, class Backend, class T>
+    class impl : public layer_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        static constexpr double flops_per_sample = double(In::size);
+        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
+            Backend::activation_forward(c, activation{Kind, alpha}, x, y, batch * In::size);
+        }
+        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
+            forward(c, x, y, batch, ws);
+        }
+        void backward(const context& c, const T* x, const T* y, const T* dy, T* dx, std::size_t batch, T*) {
+            if (dx) Backend::activation_backward(c, activation{Kind, alpha}, x, y, dy, dx, batch * In::size);
+        }
+    };
+};
+
+using relu = activation_layer<activation_kind::relu>;
+using sigmoid = activation_layer<activation_kind::sigmoid>;
+using tanh = activation_layer<activation_kind::tanh>;
+using tanh_layer = tanh;  // for code that also uses std::tanh unqualified
+using gelu = activation_layer<activation_kind::gelu>;
+/// leaky_relu with PyTorch's default negative slope 0.01.
+using leaky_relu = activation_layer<activation_kind::leaky_relu, std::ratio<1, 100>>;
+template <class Slope>
+using leaky_relu_slope = activation_layer<activation_kind::leaky_relu, Slope>;
+
+}  // namespace lamina
+// ---- end include/lamina/layers/activations.hpp ----
+
+// ---- begin include/lamina/layers/softmax.hpp ----
+// lamina: softmax over a vector (for probabilities at inference; train on logits with
+// loss::softmax_cross_entropy, which fuses the softmax and is numerically stable).
+
+
+
+namespace lamina {
+
+struct softmax : layer_descriptor_base {
+    static std::string name() { return "softmax"; }
+    template <class In>
+    static constexpr bool accepts = In::rank == 1;
+    template <class In>
+    using expected_input = any_shape_of_rank<1>;
+
+    template <class In, class Backend, class T>
+    class impl : public layer_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        static constexpr double flops_per_sample = 3.0 * In::size;
+        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
+            Backend::softmax_forward(c, x, y, batch, In::size);
+        }
+        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
+            forward(c, x, y, batch, ws);
+        }
+        void backward(const context& c, const T*, const T* y, const T* dy, T* dx, std::size_t batch, T*) {
+            if (dx) Backend::softmax_backward(c, y, dy, dx, batch, In::size);
+        }
+    };
+};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/softmax.hpp ----
+
+
+// ---- begin include/lamina/network/sequential.hpp ----
+// lamina: sequential networks as types.
+//
+//   using lenet5 = lamina::sequential<lamina::input<1, 28, 28>, lamina::conv2d<6, 5>, lamina::relu, ...>;
+//   lenet5::model<lamina::host> net{lamina::seed{42}};
+//
+// Every layer's input and output shape is deduced while compiling; a layer that cannot take
+// its input fails to compile with a diagnostic naming the layer and both shapes. The batch
+// size is a runtime value: buffers are planned once per batch size, so training steps and
+// batch-1 inference allocate nothing after the first call.
+
+#include <cstdio>
+#include <sstream>
+
+
+// ---- begin include/lamina/core/backend_fwd.hpp ----
+// lamina: forward declarations of the backends, so network types can name the default.
+
+namespace lamina {
+struct host;       // backends/host: xsimd kernels and a thread pool (the embedded default)
+struct reference;  // backends/reference: naive loops, the test oracle
+}  // namespace lamina
+// ---- end include/lamina/core/backend_fwd.hpp ----
+
+// ---- begin include/lamina/network/layer_chain.hpp ----
+// lamina: a chain of layers with compile-time shapes, itself usable as a layer.
+//
+// layer_chain<In, Backend, T, L1, ..., Ln> holds the runtime layers L_i::impl<S_i, Backend, T>
+// where S_1 = In and S_{i+1} = L_i::output_shape<S_i> (checked, see shape_check.hpp). It owns
+// the intermediate activations (kept for backward) and two ping-pong gradient buffers, all
+// sized once by plan(batch): training steps allocate nothing.
+
+#include <tuple>
+
+
+namespace lamina {
+
+namespace detail {
+
+/// Shapes S_1..S_{n+1} of a chain as a tuple of types.
+template <class In, class... Ls>
+struct chain_shapes;
+template <class In>
+struct chain_shapes<In> {
+    using type = std::tuple<In>;
+};
+template <class In, class L, class... Ls>
+struct chain_shapes<In, L, Ls...> {
+    using next = checked_output_t<L, In>;
+    using type = decltype(std::tuple_cat(std::declval<std::tuple<In>>(),
+                                         std::declval<typename chain_shapes<next, Ls...>::type>()));
+};
+
+template <class Impl, class = void>
+struct has_set_stream : std::false_type {};
+template <class Impl>
+struct has_set_stream<Impl, std::void_t<decltype(std::declval<Impl&>().set_stream(random_stream{}))>> : std::true_type {};
+
+}  // namespace detail
+
+template <class In, class Backend, class T, class... Layers>
+class layer_chain {
+    static_assert(sizeof...(Layers) >= 1, "lamina: a network needs at least one layer after its input");
+
+public:
+    using context = typename Backend::context;
+    using shapes = typename detail::chain_shapes<In, Layers...>::type;
+    static constexpr std::size_t depth = sizeof...(Layers);
+    template <std::size_t I>
+    using shape_at = std::tuple_element_t<I, shapes>;  // input of layer I; shape_at<depth> = output
+    using input_shape = In;
+    using output_shape = shape_at<depth>;
+
+private:
+    template <std::size_t... I>
+    static auto make_impls(std::index_sequence<I...>)
+        -> std::tuple<typename Layers::template impl<shape_at<I>, Backend, T>...>;
+    using impls_type = decltype(make_impls(std::index_sequence_for<Layers...>{}));
+
+    template <std::size_t... I>
+    static constexpr std::size_t sum_params(std::index_sequence<I...>) {
+        return (std::size_t(0) + ... + std::tuple_element_t<I, impls_type>::parameter_count);
+    }
+    template <std::size_t... I>
+    static constexpr double sum_flops(std::index_sequence<I...>) {
+        return (0.0 + ... + std::tuple_element_t<I, impls_type>::flops_per_sample);
+    }
+    template <std::size_t... I>
+    static constexpr std::size_t max_activation(std::index_sequence<I...>) {
+        std::size_t m = 0;
+        ((m = shape_at<I + 1>::size > m ? shape_at<I + 1>::size : m), ...);
+        return m;
+    }
+
+public:
+    template <std::size_t I>
+    using impl_at = std::tuple_element_t<I, impls_type>;
+    static constexpr std::size_t parameter_count = sum_params(std::index_sequence_for<Layers...>{});
+    static constexpr double flops_per_sample = sum_flops(std::index_sequence_for<Layers...>{});
+    /// Largest per-sample activation of any layer (input excluded).
+    static constexpr std::size_t max_activation_size = max_activation(std::index_sequence_for<Layers...>{});
+
+    template <std::size_t I>
+    auto& layer() { return std::get<I>(impls_); }
+    template <std::size_t I>
+    const auto& layer() const { return std::get<I>(impls_); }
+
+    /// Parameter specs of every layer in order, each tagged with its layer index.
+    std::vector<std::pair<std::size_t, parameter_spec>> parameter_specs() const {
+        std::vector<std::pair<std::size_t, parameter_spec>> all;
+        for_each_layer([&](auto i, const auto& l) {
+            for (auto& p : l.parameter_specs()) all.emplace_back(decltype(i)::value, p);
+        });
+        return all;
+    }
+
+    /// Hands each layer its slice of the flat parameter and gradient buffers.
+    void bind_parameters(T* w, T* g) {
+        std::size_t off = 0;
+        for_each_layer_mut([&](auto, auto& l) {
+            using L = std::decay_t<decltype(l)>;
+            l.bind_parameters(L::parameter_count ? w + off : nullptr, L::parameter_count ? g + off : nullptr);
+            off += L::parameter_count;
+        });
+    }
+
+    /// Gives every stochastic layer its own random stream derived from `s`.
+    void set_stream(random_stream s) {
+        for_each_layer_mut([&](auto i, auto& l) {
+            using L = std::decay_t<decltype(l)>;
+            if constexpr (detail::has_set_stream<L>::value) l.set_stream(s.child(decltype(i)::value));
+        });
+    }
+
+    /// Sizes every buffer for up to `batch` samples; a no-op when the capacity suffices, so a
+    /// smaller last batch of an epoch reuses the buffers.
+    void plan(const context& c, std::size_t batch) {
+        if (batch <= planned_batch_) return;
+        activations_.clear();
+        activations_.resize(depth > 0 ? depth - 1 : 0);
+        plan_activations(batch, std::make_index_sequence<depth - 1>{});
+        for (auto& g : grads_) g.allocate(batch * max_activation_size);
+        for_each_layer_mut([&](auto, auto& l) { l.plan(c, batch); });
+        planned_batch_ = batch;
+    }
+    std::size_t planned_batch() const { return planned_batch_; }
+
+    std::size_t workspace_size(std::size_t batch) const {
+        std::size_t m = 0;
+        for_each_layer([&](auto, const auto& l) { m = std::max(m, l.workspace_size(batch)); });
+        return m;
+    }
+    /// Scratch T elements const inference needs besides the workspace: two ping-pong buffers.
+    static constexpr std::size_t inference_scratch_size(std::size_t batch) { return 2 * batch * max_activation_size; }
+
+    /// Training forward: keeps every intermediate activation for backward.
+    void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t step) {
+        forward_train_impl(c, x, y, batch, ws, step, std::index_sequence_for<Layers...>{});
+    }
+    /// Backward through the chain: needs the x and y of the preceding forward_train.
+    void backward(const context& c, const T* x, const T* y, const T* dy, T* dx, std::size_t batch, T* ws) {
+        backward_impl<depth - 1>(c, x, y, dy, dx, batch, ws);
+    }
+    /// Const inference through caller-provided scratch (inference_scratch_size elements).
+    void forward(const context& c, const T* x, T* y, std::size_t batch, T* ws, T* scratch) const {
+        forward_impl(c, x, y, batch, ws, scratch, std::index_sequence_for<Layers...>{});
+    }
+
+    /// Device pointer to the output of layer I from the last forward_train (I < depth - 1).
+    template <std::size_t I>
+    const T* activation() const { return activations_[I].data(); }
+
+    template <class F>
+    void for_each_layer(F&& f) const {
+        for_each_impl(f, std::index_sequence_for<Layers...>{});
+    }
+    template <class F>
+    void for_each_layer_mut(F&& f) {
+        for_each_impl_mut(f, std::index_sequence_for<Layers...>{});
+    }
+
+private:
+    template <std::size_t... I>
+    void plan_activations(std::size_t batch, std::index_sequence<I...>) {
+        (void)batch;  // unused by a one-layer chain (no intermediate activations)
+        ((activations_[I].allocate(batch * shape_at<I + 1>::size)), ...);
+    }
+    template <class F, std::size_t... I>
+    void for_each_impl(F& f, std::index_sequence<I...>) const {
+        (f(std::integral_constant<std::size_t, I>{}, std::get<I>(impls_)), ...);
+    }
+    template <class F, std::size_t... I>
+    void for_each_impl_mut(F& f, std::index_sequence<I...>) {
+        (f(std::integral_constant<std::size_t, I>{}, std::get<I>(impls_)), ...);
+    }
+    template <std::size_t I>
+    const T* train_in(const T* x) const { if constexpr (I == 0) return x; else return activations_[I - 1].data(); }
+    template <std::size_t I>
+    T* train_out(T* y) { if constexpr (I + 1 == depth) return y; else return activations_[I].data(); }
+
+    template <std::size_t... I>
+    void forward_train_impl(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t step,
+                            std::index_sequence<I...>) {
+        (std::get<I>(impls_).forward_train(c, train_in<I>(x), train_out<I>(y), batch, ws, step), ...);
+    }
+    template <std::size_t I>
+    void backward_impl(const context& c, const T* x, const T* y, const T* dy, T* dx, std::size_t batch, T* ws) {
+        const T* xin = train_in<I>(x);
+        const T* yout = (I + 1 == depth) ? y : activations_[I].data();
+        const T* dyin = (I + 1 == depth) ? dy : grads_[I % 2].data();
+        T* dxout = (I == 0) ? dx : grads_[(I + 1) % 2].data();
+        std::get<I>(impls_).backward(c, xin, yout, dyin, dxout, batch, ws);
+        if constexpr (I > 0) backward_impl<I - 1>(c, x, y, dy, dx, batch, ws);
+    }
+    template <std::size_t... I>
+    void forward_impl(const context& c, const T* x, T* y, std::size_t batch, T* ws, T* scratch,
+                      std::index_sequence<I...>) const {
+        T* ping[2] = {scratch, scratch + batch * max_activation_size};
+        auto in = [&](auto i) -> const T* {
+            constexpr std::size_t k = decltype(i)::value;
+            if constexpr (k == 0) return x; else return ping[(k - 1) % 2];
+        };
+        auto out = [&](auto i) -> T* {
+            constexpr std::size_t k = decltype(i)::value;
+            if constexpr (k + 1 == depth) return y; else return ping[k % 2];
+        };
+        (std::get<I>(impls_).forward(c, in(std::integral_constant<std::size_t, I>{}),
+                                     out(std::integral_constant<std::size_t, I>{}), batch, ws),
+         ...);
+    }
+
+    impls_type impls_;
+    std::vector<typename Backend::template buffer<T>> activations_;
+    typename Backend::template buffer<T> grads_[2];
+    std::size_t planned_batch_ = 0;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/network/layer_chain.hpp ----
+
+// ---- begin include/lamina/network/parameter_segment.hpp ----
+// lamina: where each parameter tensor lives in a network's flat parameter buffer.
+// One contiguous buffer for all parameters (and one for all gradients) makes the optimizer
+// a handful of kernel calls, a checkpoint one write, and a gradient allreduce one message.
+
+
+namespace lamina {
+
+struct parameter_segment {
+    std::string name;        // e.g. "3:dense<120>.weight"
+    std::size_t layer = 0;   // index in the network's layer list
+    std::size_t offset = 0;  // first element in the flat buffer
+    std::size_t count = 0;
+    bool decay = true;       // weight decay applies
+};
+
+}  // namespace lamina
+// ---- end include/lamina/network/parameter_segment.hpp ----
+
+
+namespace lamina {
+
+template <class Input, class... Layers>
+struct sequential {
+    static_assert(is_input<Input>::value,
+                  "lamina::sequential: the first element must be lamina::input<...> (the shape of one sample)");
+    using input_shape = typename Input::shape_type;
+    using output_shape =
+        std::tuple_element_t<sizeof...(Layers), typename detail::chain_shapes<input_shape, Layers...>::type>;
+
+    template <class Backend = host, class T = float>
+    class model;
+};
+
+template <class Input, class... Layers>
+template <class Backend, class T>
+class sequential<Input, Layers...>::model {
+public:
+    using backend = Backend;
+    using value_type = T;
+    using context_type = typename Backend::context;
+    using chain = layer_chain<typename Input::shape_type, Backend, T, Layers...>;
+    using input_shape = typename chain::input_shape;
+    using output_shape = typename chain::output_shape;
+    static constexpr std::size_t input_size = input_shape::size;
+    static constexpr std::size_t output_size = output_shape::size;
+    static constexpr std::size_t parameter_count = chain::parameter_count;
+    static constexpr double flops_per_sample = chain::flops_per_sample;
+    static constexpr std::size_t depth = chain::depth;
+    using matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+    /// A network with freshly initialised parameters. `threads` bounds the host backend's
+    /// worker threads (default: LAMINA_NUM_THREADS or the available cores).
+    explicit model(seed s = seed{0}, threads t = threads{}) : ctx_(t) {
+        params_.allocate(std::max<std::size_t>(parameter_count, 1));
+        grads_.allocate(std::max<std::size_t>(parameter_count, 1));
+        chain_.bind_parameters(params_.data(), grads_.data());
+        build_segments();
+        initialize(s);
+    }
+    model(const model&) = delete;
+    model& operator=(const model&) = delete;
+
+    /// Re-draws every parameter from `s` (counter-based: identical on every backend).
+    void initialize(seed s) {
+        seed_ = s.value;
+        random_stream root{s.value, 0};
+        std::vector<T> host(parameter_count);
+        std::size_t i = 0;
+        for (const auto& seg : segments_) {
+            const auto& spec = specs_[i++].second;
+            random_stream st = root.child(seg.layer * 1024 + (i - 1));
+            for (std::size_t k = 0; k < seg.count; ++k)
+                host[seg.offset + k] = static_cast<T>(init::sample(spec.init, st, k, spec.fan_in, spec.fan_out));
+        }
+        if (parameter_count) Backend::upload(ctx_, params_.data(), host.data(), parameter_count);
+        Backend::fill(ctx_, grads_.data(), grads_.size(), T(0));
+        restore_seed(s.value);
+    }
+    std::uint64_t seed_value() const noexcept { return seed_; }
+    /// Sets the seed that keys dropout masks without re-drawing parameters (checkpoint resume).
+    void restore_seed(std::uint64_t s) {
+        seed_ = s;
+        chain_.set_stream(random_stream{s, 0}.child(0xD0D0D0D0ull));
+    }
+
+    // ---- description ------------------------------------------------------------------------
+    static std::string name_of_layers() {
+        std::string s;
+        ((s += (s.empty() ? "" : ", ") + Layers::name()), ...);
+        return s;
+    }
+    /// A table of layers, output shapes, parameter counts and forward FLOPs per sample.
+    std::string summary() const {
+        std::ostringstream os;
+        char line[160];
+        std::snprintf(line, sizeof line, "%-4s %-26s %-16s %12s %14s\n", "#", "layer", "output", "params", "FLOPs/sample");
+        os << line;
+        std::snprintf(line, sizeof line, "%-4s %-26s %-16s %12s %14s\n", "", "input", input_shape::str().c_str(), "0", "0");
+        os << line;
+        summary_rows(os, std::index_sequence_for<Layers...>{});
+        std::snprintf(line, sizeof line, "total: %zu parameters, %.4g MFLOPs per sample (forward), backend %s\n",
+                      parameter_count, flops_per_sample / 1e6, Backend::name);
+        os << line;
+        return os.str();
+    }
+
+    // ---- parameters ---------------------------------------------------------------------------
+    T* parameters() noexcept { return params_.data(); }
+    const T* parameters() const noexcept { return params_.data(); }
+    T* gradients() noexcept { return grads_.data(); }
+    const T* gradients() const noexcept { return grads_.data(); }
+    const std::vector<parameter_segment>& parameter_segments() const noexcept { return segments_; }
+    /// Host copy of all parameters, in the flat layout.
+    std::vector<T> get_parameters() const {
+        std::vector<T> h(parameter_count);
+        if (parameter_count) Backend::download(ctx_, h.data(), params_.data(), parameter_count);
+        return h;
+    }
+    void set_parameters(const std::vector<T>& h) {
+        if (h.size() != parameter_count)
+            throw shape_error("lamina: set_parameters got " + std::to_string(h.size()) + " values, the network has " +
+                              std::to_string(parameter_count) + " parameters");
+        if (parameter_count) Backend::upload(ctx_, params_.data(), h.data(), parameter_count);
+    }
+    std::vector<T> get_gradients() const {
+        std::vector<T> h(parameter_count);
+        if (parameter_count) Backend::download(ctx_, h.data(), grads_.data(), parameter_count);
+        return h;
+    }
+
+    // ---- training interface (used by trainer; usable directly) -----------------------------
+    /// Sizes the training buffers for up to `batch` samples (done once; calls with a batch
+    /// that fits are free, so the last, smaller batch of an epoch allocates nothing).
+    void plan(std::size_t batch) {
+        if (batch == 0) throw argument_error("lamina: batch size must be positive");
+        if (batch <= planned_) return;
+        chain_.plan(ctx_, batch);
+        output_.allocate(batch * output_size);
+        output_grad_.allocate(batch * output_size);
+        workspace_.allocate(std::max<std::size_t>(chain_.workspace_size(batch), 1));
+        infer_scratch_.allocate(std::max<std::size_t>(chain::inference_scratch_size(batch), 1));
+        planned_ = batch;
+    }
+    /// Inference forward on device memory through the planned buffers (not thread-safe; the
+    /// trainer's evaluation uses it). Returns the device pointer of the output.
+    const T* forward_infer(const T* x, std::size_t batch) {
+        plan(batch);
+        chain_.forward(ctx_, x, output_.data(), batch, workspace_.data(), infer_scratch_.data());
+        return output_.data();
+    }
+    std::size_t planned_batch() const noexcept { return planned_; }
+
+    /// Forward pass of a training step on device memory `x` (batch x input_size); returns the
+    /// device pointer of the output. `step` keys the dropout masks.
+    const T* forward_train(const T* x, std::size_t batch, std::uint64_t step) {
+        plan(batch);
+        current_batch_ = batch;
+        last_input_ = x;
+        chain_.forward_train(ctx_, x, output_.data(), batch, workspace_.data(), step);
+        return output_.data();
+    }
+    /// Device buffer the loss writes dLoss/dOutput into (batch x output_size).
+    T* output_gradient() noexcept { return output_grad_.data(); }
+    const T* output() const noexcept { return output_.data(); }
+    /// Backward pass after forward_train: fills gradients() from output_gradient().
+    void backward() {
+        chain_.backward(ctx_, last_input_, output_.data(), output_grad_.data(), static_cast<T*>(nullptr), current_batch_,
+                        workspace_.data());
+    }
+    /// Backward that also returns dLoss/dInput into `dx` (device, batch x input_size).
+    void backward(T* dx) {
+        chain_.backward(ctx_, last_input_, output_.data(), output_grad_.data(), dx, current_batch_, workspace_.data());
+    }
+
+    context_type& context() noexcept { return ctx_; }
+    const context_type& context() const noexcept { return ctx_; }
+    chain& layers() noexcept { return chain_; }
+    const chain& layers() const noexcept { return chain_; }
+
+    // ---- embedding: inference on the caller's memory ----------------------------------------
+    /// out[batch x output_size] = net(in[batch x input_size]), both host pointers. Const and
+    /// thread-safe: concurrent callers each take their own planned scratch. At a batch size
+    /// seen before, nothing is allocated.
+    void predict(const T* in, T* out, std::size_t batch) const {
+        if (batch == 0) return;
+        if (!in || !out) throw argument_error("lamina: predict got a null input or output pointer");
+        auto scratch = acquire_scratch(batch);
+        const T* x = in;
+        T* y = out;
+        if constexpr (!Backend::host_accessible) {
+            Backend::upload(ctx_, scratch->input.data(), in, batch * input_size);
+            x = scratch->input.data();
+            y = scratch->output.data();
+        }
+        chain_.forward(ctx_, x, y, batch, scratch->workspace.data(), scratch->ping.data());
+        if constexpr (!Backend::host_accessible) Backend::download(ctx_, out, y, batch * output_size);
+        release_scratch(std::move(scratch));
+    }
+    /// Eigen interop: rows are samples. Checks the column counts.
+    void predict(const Eigen::Ref<const matrix>& in, Eigen::Ref<matrix> out) const {
+        if (static_cast<std::size_t>(in.cols()) != input_size)
+            throw shape_error("lamina: predict input has " + std::to_string(in.cols()) + " columns, the network takes " +
+                              std::to_string(input_size) + " (shape " + input_shape::str() + ")");
+        if (static_cast<std::size_t>(out.cols()) != output_size || out.rows() != in.rows())
+            throw shape_error("lamina: predict output is " + std::to_string(out.rows()) + "x" + std::to_string(out.cols()) +
+                              ", expected " + std::to_string(in.rows()) + "x" + std::to_string(output_size));
+        if (in.outerStride() != static_cast<Eigen::Index>(input_size) ||
+            out.outerStride() != static_cast<Eigen::Index>(output_size))
+            throw shape_error("lamina: predict needs contiguous row-major matrices");
+        predict(in.data(), out.data(), static_cast<std::size_t>(in.rows()));
+    }
+    matrix predict(const Eigen::Ref<const matrix>& in) const {
+        matrix out(in.rows(), static_cast<Eigen::Index>(output_size));
+        predict(in, out);
+        return out;
+    }
+
+private:
+    struct scratch_set {
+        std::size_t batch = 0;
+        typename Backend::template buffer<T> ping, workspace, input, output;
+    };
+
+    std::unique_ptr<scratch_set> acquire_scratch(std::size_t batch) const {
+        {
+            std::lock_guard<std::mutex> lk(scratch_mutex_);
+            for (auto it = scratch_pool_.begin(); it != scratch_pool_.end(); ++it)
+                if ((*it)->batch == batch) {
+                    auto s = std::move(*it);
+                    scratch_pool_.erase(it);
+                    return s;
+                }
+        }
+        auto s = std::make_unique<scratch_set>();
+        s->batch = batch;
+        s->ping.allocate(std::max<std::size_t>(chain::inference_scratch_size(batch), 1));
+        s->workspace.allocate(std::max<std::size_t>(chain_.workspace_size(batch), 1));
+        if constexpr (!Backend::host_accessible) {
+            s->input.allocate(batch * input_size);
+            s->output.allocate(batch * output_size);
+        }
+        return s;
+    }
+    void release_scratch(std::unique_ptr<scratch_set> s) const {
+        std::lock_guard<std::mutex> lk(scratch_mutex_);
+        if (scratch_pool_.size() == scratch_pool_.capacity()) scratch_pool_.reserve(scratch_pool_.size() * 2 + 4);
+        scratch_pool_.push_back(std::move(s));
+    }
+
+    void build_segments() {
+        specs_ = chain_.parameter_specs();
+        std::size_t off = 0;
+        std::vector<std::string> names{Layers::name()...};
+        for (auto& [layer, spec] : specs_) {
+            segments_.push_back({std::to_string(layer) + ":" + names[layer] + "." + spec.name, layer, off, spec.count,
+                                 spec.decay});
+            off += spec.count;
+        }
+        if (off != parameter_count)
+            throw error("lamina: internal error: parameter specs cover " + std::to_string(off) + " of " +
+                        std::to_string(parameter_count) + " parameters");
+    }
+    template <std::size_t... I>
+    void summary_rows(std::ostringstream& os, std::index_sequence<I...>) const {
+        char line[160];
+        ((std::snprintf(line, sizeof line, "%-4zu %-26s %-16s %12zu %14.0f\n", I, Layers::name().c_str(),
+                        chain::template shape_at<I + 1>::str().c_str(), chain::template impl_at<I>::parameter_count,
+                        chain::template impl_at<I>::flops_per_sample),
+          os << line),
+         ...);
+    }
+
+    context_type ctx_;
+    chain chain_;
+    typename Backend::template buffer<T> params_, grads_;
+    std::vector<std::pair<std::size_t, parameter_spec>> specs_;
+    std::vector<parameter_segment> segments_;
+    std::uint64_t seed_ = 0;
+    std::size_t planned_ = 0, current_batch_ = 0;
+    const T* last_input_ = nullptr;
+    typename Backend::template buffer<T> output_, output_grad_, workspace_, infer_scratch_;
+    mutable std::mutex scratch_mutex_;
+    mutable std::vector<std::unique_ptr<scratch_set>> scratch_pool_;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/network/sequential.hpp ----
+
+
+// ---- begin include/lamina/losses/softmax_cross_entropy.hpp ----
+// lamina: softmax cross-entropy on logits, optionally with label smoothing. Targets are
+// class indices (one value per sample). The loss is the batch mean; its gradient is written
+// into the model's output-gradient buffer.
+
+
+
+namespace lamina::loss {
+
+struct softmax_cross_entropy {
+    double label_smoothing = 0.0;
+
+    static constexpr bool classification = true;
+    static std::string name() { return "softmax_cross_entropy"; }
+    static constexpr std::size_t target_size(std::size_t /*outputs*/) { return 1; }
+
+    /// Mean loss over the batch; grad = d(mean loss)/d(logits). loss_rows: `rows` scratch.
+    template <class Backend, class T>
+    T operator()(const typename Backend::context& c, const T* logits, const T* targets, T* grad, T* loss_rows,
+                 std::size_t rows, std::size_t cols) const {
+        if (label_smoothing < 0.0 || label_smoothing >= 1.0)
+            throw argument_error("lamina: label_smoothing must be in [0, 1), got " + std::to_string(label_smoothing));
+        Backend::softmax_cross_entropy(c, logits, targets, grad, loss_rows, rows, cols, static_cast<T>(label_smoothing),
+                                       T(1) / static_cast<T>(rows));
+        return Backend::sum(c, static_cast<const T*>(loss_rows), rows) / static_cast<T>(rows);
+    }
+};
+
+}  // namespace lamina::loss
+// ---- end include/lamina/losses/softmax_cross_entropy.hpp ----
+
+// ---- begin include/lamina/losses/mse.hpp ----
+// lamina: mean squared error, averaged over outputs and the batch (PyTorch's MSELoss).
+
+
+namespace lamina::loss {
+
+struct mse {
+    static constexpr bool classification = false;
+    static std::string name() { return "mse"; }
+    static constexpr std::size_t target_size(std::size_t outputs) { return outputs; }
+
+    template <class Backend, class T>
+    T operator()(const typename Backend::context& c, const T* pred, const T* targets, T* grad, T* loss_rows,
+                 std::size_t rows, std::size_t cols) const {
+        Backend::mse(c, pred, targets, grad, loss_rows, rows, cols, T(1) / static_cast<T>(rows));
+        return Backend::sum(c, static_cast<const T*>(loss_rows), rows) / static_cast<T>(rows);
+    }
+};
+
+}  // namespace lamina::loss
+// ---- end include/lamina/losses/mse.hpp ----
+
+// ---- begin include/lamina/losses/mae.hpp ----
+// lamina: mean absolute error, averaged over outputs and the batch (PyTorch's L1Loss);
+// DeepGalaxy's autoencoder loss.
+
+
+namespace lamina::loss {
+
+struct mae {
+    static constexpr bool classification = false;
+    static std::string name() { return "mae"; }
+    static constexpr std::size_t target_size(std::size_t outputs) { return outputs; }
+
+    template <class Backend, class T>
+    T operator()(const typename Backend::context& c, const T* pred, const T* targets, T* grad, T* loss_rows,
+                 std::size_t rows, std::size_t cols) const {
+        Backend::mae(c, pred, targets, grad, loss_rows, rows, cols, T(1) / static_cast<T>(rows));
+        return Backend::sum(c, static_cast<const T*>(loss_rows), rows) / static_cast<T>(rows);
+    }
+};
+
+}  // namespace lamina::loss
+// ---- end include/lamina/losses/mae.hpp ----
+
+
+// ---- begin include/lamina/optimizers/sgd.hpp ----
+// lamina: stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay
+// (PyTorch's torch.optim.SGD semantics, dampening 0). Weight decay skips parameter segments
+// marked decay = false (biases), as large-batch recipes require.
+
+
+
+namespace lamina::optim {
+
+struct sgd {
+    double lr = 0.01;
+    double momentum = 0.0;
+    bool nesterov = false;
+    double weight_decay = 0.0;
+
+    sgd(double lr_, double momentum_ = 0.0, bool nesterov_ = false, double weight_decay_ = 0.0)
+        : lr(lr_), momentum(momentum_), nesterov(nesterov_), weight_decay(weight_decay_) {
+        detail::require(lr > 0, "sgd learning rate must be positive, got " + std::to_string(lr));
+        detail::require(momentum >= 0 && momentum < 1, "sgd momentum must be in [0, 1), got " + std::to_string(momentum));
+        detail::require(weight_decay >= 0, "sgd weight_decay must be >= 0");
+        detail::require(!nesterov || momentum > 0, "sgd: Nesterov momentum needs momentum > 0");
+    }
+    static std::string name() { return "sgd"; }
+
+    template <class Backend, class T>
+    class state {
+    public:
+        state(const sgd& o, std::size_t n)
+            : momentum_(o.momentum), weight_decay_(o.weight_decay), nesterov_(o.nesterov), n_(n) {
+            velocity_.allocate(std::max<std::size_t>(n, 1));
+        }
+        /// One update of all parameters with learning rate `lr` (from the schedule).
+        void step(const typename Backend::context& c, T* w, const T* g, const std::vector<parameter_segment>& segs,
+                  double lr) {
+            sgd_step<T> s;
+            s.lr = static_cast<T>(lr);
+            s.momentum = static_cast<T>(momentum_);
+            s.nesterov = nesterov_;
+            if (weight_decay_ == 0.0) {
+                s.weight_decay = T(0);
+                Backend::sgd_update(c, w, g, velocity_.data(), n_, s);
+            } else {
+                for (const auto& seg : segs) {
+                    s.weight_decay = seg.decay ? static_cast<T>(weight_decay_) : T(0);
+                    Backend::sgd_update(c, w + seg.offset, g + seg.offset, velocity_.data() + seg.offset, seg.count, s);
+                }
+            }
+            ++steps_;
+        }
+        std::uint64_t steps() const noexcept { return steps_; }
+        /// Named state tensors for checkpoints (host copies).
+        std::vector<std::pair<std::string, std::vector<T>>> save(const typename Backend::context& c) const {
+            std::vector<T> v(n_);
+            if (n_) Backend::download(c, v.data(), velocity_.data(), n_);
+            return {{"velocity", std::move(v)}};
+        }
+        void load(const typename Backend::context& c, const std::vector<std::pair<std::string, std::vector<T>>>& st,
+                  std::uint64_t steps) {
+            if (st.size() != 1 || st[0].first != "velocity" || st[0].second.size() != n_)
+                throw checkpoint_error("lamina: sgd state in checkpoint does not match (expected one 'velocity' of " +
+                                       std::to_string(n_) + " values)");
+            if (n_) Backend::upload(c, velocity_.data(), st[0].second.data(), n_);
+            steps_ = steps;
+        }
+
+    private:
+        double momentum_, weight_decay_;
+        bool nesterov_;
+        std::size_t n_;
+        typename Backend::template buffer<T> velocity_;
+        std::uint64_t steps_ = 0;
+    };
+};
+
+}  // namespace lamina::optim
+// ---- end include/lamina/optimizers/sgd.hpp ----
+
+// ---- begin include/lamina/optimizers/adam.hpp ----
+// lamina: Adam (Kingma & Ba) with L2 weight decay added to the gradient, and AdamW
+// (Loshchilov & Hutter) with decoupled weight decay; PyTorch semantics for both.
+
+
+
+namespace lamina::optim {
+
+struct adam {
+    double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+    bool decoupled = false;
+
+    explicit adam(double lr_ = 1e-3, double beta1_ = 0.9, double beta2_ = 0.999, double eps_ = 1e-8,
+                  double weight_decay_ = 0.0)
+        : lr(lr_), beta1(beta1_), beta2(beta2_), eps(eps_), weight_decay(weight_decay_) {
+        detail::require(lr > 0, "adam learning rate must be positive, got " + std::to_string(lr));
+        detail::require(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "adam betas must be in [0, 1)");
+        detail::require(eps > 0, "adam eps must be positive");
+        detail::require(weight_decay >= 0, "adam weight_decay must be >= 0");
+    }
+    static std::string name() { return "adam"; }
+
+    template <class Backend, class T>
+    class state {
+    public:
+        state(const adam& o, std::size_t n)
+            : beta1_(o.beta1), beta2_(o.beta2), eps_(o.eps), weight_decay_(o.weight_decay), decoupled_(o.decoupled), n_(n) {
+            m_.allocate(std::max<std::size_t>(n, 1));
+            v_.allocate(std::max<std::size_t>(n, 1));
+        }
+        void step(const typename Backend::context& c, T* w, const T* g, const std::vector<parameter_segment>& segs,
+                  double lr) {
+            ++steps_;
+            adam_step<T> s;
+            s.lr = static_cast<T>(lr);
+            s.beta1 = static_cast<T>(beta1_);
+            s.beta2 = static_cast<T>(beta2_);
+            s.eps = static_cast<T>(eps_);
+            s.decoupled = decoupled_;
+            s.bias_correction1 = static_cast<T>(1.0 - std::pow(beta1_, static_cast<double>(steps_)));
+            s.bias_correction2 = static_cast<T>(1.0 - std::pow(beta2_, static_cast<double>(steps_)));
+            if (weight_decay_ == 0.0) {
+                s.weight_decay = T(0);
+                Backend::adam_update(c, w, g, m_.data(), v_.data(), n_, s);
+            } else {
+                for (const auto& seg : segs) {
+                    s.weight_decay = seg.decay ? static_cast<T>(weight_decay_) : T(0);
+                    Backend::adam_update(c, w + seg.offset, g + seg.offset, m_.data() + seg.offset, v_.data() + seg.offset,
+                                         seg.count, s);
+                }
+            }
+        }
+        std::uint64_t steps() const noexcept { return steps_; }
+        std::vector<std::pair<std::string, std::vector<T>>> save(const typename Backend::context& c) const {
+            std::vector<T> m(n_), v(n_);
+            if (n_) {
+                Backend::download(c, m.data(), m_.data(), n_);
+                Backend::download(c, v.data(), v_.data(), n_);
+            }
+            return {{"m", std::move(m)}, {"v", std::move(v)}};
+        }
+        void load(const typename Backend::context& c, const std::vector<std::pair<std::string, std::vector<T>>>& st,
+                  std::uint64_t steps) {
+            if (st.size() != 2 || st[0].first != "m" || st[1].first != "v" || st[0].second.size() != n_ ||
+                st[1].second.size() != n_)
+                throw checkpoint_error("lamina: adam state in checkpoint does not match (expected 'm' and 'v' of " +
+                                       std::to_string(n_) + " values)");
+            if (n_) {
+                Backend::upload(c, m_.data(), st[0].second.data(), n_);
+                Backend::upload(c, v_.data(), st[1].second.data(), n_);
+            }
+            steps_ = steps;
+        }
+
+    private:
+        double beta1_, beta2_, eps_, weight_decay_;
+        bool decoupled_;
+        std::size_t n_;
+        typename Backend::template buffer<T> m_, v_;
+        std::uint64_t steps_ = 0;
+    };
+};
+
+/// AdamW: Adam with decoupled weight decay (default 0.01, as in PyTorch).
+struct adamw : adam {
+    explicit adamw(double lr_ = 1e-3, double weight_decay_ = 0.01, double beta1_ = 0.9, double beta2_ = 0.999,
+                   double eps_ = 1e-8)
+        : adam(lr_, beta1_, beta2_, eps_, weight_decay_) {
+        decoupled = true;
+    }
+    static std::string name() { return "adamw"; }
+};
+
+}  // namespace lamina::optim
+// ---- end include/lamina/optimizers/adam.hpp ----
+
+
+// ---- begin include/lamina/schedules/schedules.hpp ----
+// lamina: learning-rate schedules. A schedule maps the optimizer's base rate and the
+// training clock to the rate of this step. Durations are in epochs (fractional epochs are
+// fine: the clock is step / steps_per_epoch), as the papers' recipes state them.
+
+
+
+namespace lamina::schedule {
+
+/// Where training stands: the global step (0-based, the step about to run) and the number
+/// of steps per epoch.
+struct clock {
+    std::uint64_t step = 0;
+    std::uint64_t steps_per_epoch = 1;
+    double epoch() const { return static_cast<double>(step) / static_cast<double>(steps_per_epoch ? steps_per_epoch : 1); }
+};
+
+/// lr = base.
+struct constant {
+    double operator()(double base, const clock&) const { return base; }
+};
+
+/// Linear warm-up from `start_lr` to base over `epochs`, then base:
+/// lr = (t * base + (W - t) * start) / W for t < W (Goyal et al.; Codreanu et al.).
+struct linear_warmup {
+    double epochs = 5;
+    double start_lr = 0;
+    double operator()(double base, const clock& c) const {
+        double t = c.epoch();
+        return t < epochs ? (t * base + (epochs - t) * start_lr) / epochs : base;
+    }
+};
+
+/// lr = base * gamma^floor(epoch / every).
+struct step_decay {
+    double every = 30;
+    double gamma = 0.1;
+    double operator()(double base, const clock& c) const {
+        detail::require(every > 0, "step_decay: 'every' must be positive");
+        return base * std::pow(gamma, std::floor(c.epoch() / every));
+    }
+};
+
+/// Cosine annealing from base to min_lr over `epochs`, then min_lr.
+struct cosine {
+    double epochs = 10;
+    double min_lr = 0;
+    double operator()(double base, const clock& c) const {
+        detail::require(epochs > 0, "cosine: 'epochs' must be positive");
+        double t = std::min(c.epoch() / epochs, 1.0);
+        return min_lr + (base - min_lr) * 0.5 * (1.0 + std::cos(3.14159265358979323846 * t));
+    }
+};
+
+/// Polynomial decay: lr = (base - end_lr) * (1 - epoch/epochs)^power + end_lr, then end_lr.
+struct polynomial {
+    double epochs = 90;
+    double power = 2;
+    double end_lr = 0;
+    double operator()(double base, const clock& c) const {
+        detail::require(epochs > 0, "polynomial: 'epochs' must be positive");
+        double t = std::min(c.epoch() / epochs, 1.0);
+        return (base - end_lr) * std::pow(1.0 - t, power) + end_lr;
+    }
+};
+
+/// Linear warm-up, then `After` evaluated on the clock shifted by the warm-up (so a cosine
+/// or polynomial decay starts where the warm-up ends).
+template <class After>
+struct warmup_then {
+    linear_warmup warmup;
+    After after;
+    double operator()(double base, const clock& c) const {
+        if (c.epoch() < warmup.epochs) return warmup(base, c);
+        clock shifted = c;
+        auto warm_steps = static_cast<std::uint64_t>(std::ceil(warmup.epochs * static_cast<double>(c.steps_per_epoch)));  // first step past the warm-up
+        shifted.step = c.step >= warm_steps ? c.step - warm_steps : 0;
+        return after(base, shifted);
+    }
+};
+template <class After>
+warmup_then(linear_warmup, After) -> warmup_then<After>;
+
+/// The linear scaling rule (Goyal et al. 2017): the learning rate grows with the global
+/// batch, lr = base_lr * global_batch / base_batch.
+inline double linear_scaling(double base_lr, std::size_t base_batch, std::size_t global_batch) {
+    detail::require(base_batch > 0, "linear_scaling: base batch must be positive");
+    return base_lr * static_cast<double>(global_batch) / static_cast<double>(base_batch);
+}
+
+/// Type-erased schedule, for code that picks one at run time.
+using any = std::function<double(double, const clock&)>;
+
+}  // namespace lamina::schedule
+// ---- end include/lamina/schedules/schedules.hpp ----
+
+
+// ---- begin include/lamina/data/dataset.hpp ----
+// lamina: in-memory datasets. `dataset` owns samples and targets in host memory;
+// `dataset_view` is a non-owning view of anyone's memory (a simulation's own arrays), and
+// is what trainers and evaluation read. Samples are stored row-major, one row per sample.
+
+
+
+namespace lamina {
+
+/// A non-owning view of n samples of `sample_size` values and their `target_size` targets.
+/// For classification, target_size is 1 and the target is the class index (as T).
+template <class T = float>
+struct dataset_view {
+    const T* inputs = nullptr;
+    const T* targets = nullptr;
+    std::size_t count = 0;
+    std::size_t sample_size = 0;
+    std::size_t target_size = 0;
+
+    std::size_t size() const noexcept { return count; }
+    const T* sample(std::size_t i) const noexcept { return inputs + i * sample_size; }
+    const T* target(std::size_t i) const noexcept { return targets + i * target_size; }
+
+    /// Samples [begin, end) as a view (no copy).
+    dataset_view slice(std::size_t begin, std::size_t end) const {
+        if (begin > end || end > count)
+            throw argument_error("lamina: dataset slice [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                 ") is outside the " + std::to_string(count) + " samples");
+        return {inputs + begin * sample_size, targets + begin * target_size, end - begin, sample_size, target_size};
+    }
+    /// The first `first_count` samples and the rest, as views.
+    std::pair<dataset_view, dataset_view> split(std::size_t first_count) const {
+        return {slice(0, first_count), slice(first_count, count)};
+    }
+};
+
+/// Owning dataset in host memory.
+template <class T = float>
+class dataset {
+public:
+    dataset() = default;
+    dataset(std::size_t count, std::size_t sample_size, std::size_t target_size)
+        : inputs_(count * sample_size), targets_(count * target_size), count_(count), sample_size_(sample_size),
+          target_size_(target_size) {}
+    /// Takes ownership of filled vectors; sizes are checked.
+    dataset(std::vector<T> inputs, std::vector<T> targets, std::size_t sample_size, std::size_t target_size)
+        : inputs_(std::move(inputs)), targets_(std::move(targets)), sample_size_(sample_size), target_size_(target_size) {
+        if (sample_size_ == 0 || inputs_.size() % sample_size_ != 0)
+            throw shape_error("lamina: dataset inputs hold " + std::to_string(inputs_.size()) +
+                              " values, not a multiple of the sample size " + std::to_string(sample_size_));
+        count_ = inputs_.size() / sample_size_;
+        if (targets_.size() != count_ * target_size_)
+            throw shape_error("lamina: dataset has " + std::to_string(count_) + " samples but " +
+                              std::to_string(targets_.size()) + " target values (expected " +
+                              std::to_string(count_ * target_size_) + ")");
+    }
+
+    std::size_t size() const noexcept { return count_; }
+    std::size_t sample_size() const noexcept { return sample_size_; }
+    std::size_t target_size() const noexcept { return target_size_; }
+    T* sample(std::size_t i) noexcept { return inputs_.data() + i * sample_size_; }
+    const T* sample(std::size_t i) const noexcept { return inputs_.data() + i * sample_size_; }
+    T* target(std::size_t i) noexcept { return targets_.data() + i * target_size_; }
+    const T* target(std::size_t i) const noexcept { return targets_.data() + i * target_size_; }
+    std::vector<T>& inputs() noexcept { return inputs_; }
+    std::vector<T>& targets() noexcept { return targets_; }
+    const std::vector<T>& inputs() const noexcept { return inputs_; }
+    const std::vector<T>& targets() const noexcept { return targets_; }
+
+    dataset_view<T> view() const noexcept {
+        return {inputs_.data(), targets_.data(), count_, sample_size_, target_size_};
+    }
+    operator dataset_view<T>() const noexcept { return view(); }  // NOLINT: intended implicit view
+    dataset_view<T> slice(std::size_t begin, std::size_t end) const { return view().slice(begin, end); }
+    std::pair<dataset_view<T>, dataset_view<T>> split(std::size_t first_count) const { return view().split(first_count); }
+
+private:
+    std::vector<T> inputs_, targets_;
+    std::size_t count_ = 0, sample_size_ = 0, target_size_ = 0;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/data/dataset.hpp ----
+
+// ---- begin include/lamina/data/gzip_file.hpp ----
+// lamina: read a whole file into memory, transparently gunzipping gzip files.
+//
+// `read_file_bytes(path)` returns the file's bytes; when the file starts with the gzip magic
+// bytes 1f 8b (whatever its extension), it returns the decompressed bytes instead
+// (concatenated gzip members are decompressed one after the other, as `gunzip` does).
+//
+// zlib is opt-in: define LAMINA_WITH_ZLIB and link zlib (`-lz`). The CMake target
+// lamina::lamina does both when it finds zlib, so CMake users need nothing. Without it,
+// plain files are read as usual and a gzip file throws io_error saying how to enable zlib.
+// (Opt-in rather than detected with __has_include, so that including lamina where zlib.h
+// happens to be installed never adds an undeclared link dependency.)
+//
+// Errors: io_error when the file cannot be opened or read; format_error when a gzip file is
+// truncated or corrupt. Every message names the file.
+
+#include <cerrno>
+
+
+#if defined(LAMINA_WITH_ZLIB) && !defined(LAMINA_NO_ZLIB)
+#include <zlib.h>
+#define LAMINA_HAS_ZLIB 1
+#else
+#define LAMINA_HAS_ZLIB 0
+#endif
+
+namespace lamina {
+namespace data {
+
+/// True when this build can decompress gzip files (LAMINA_WITH_ZLIB is defined).
+constexpr bool zlib_available() noexcept { return LAMINA_HAS_ZLIB != 0; }
+
+/// True when `bytes` starts with the gzip magic bytes 1f 8b.
+inline bool is_gzip(const unsigned char* bytes, std::size_t size) noexcept {
+    return size >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b;
+}
+inline bool is_gzip(const std::vector<unsigned char>& bytes) noexcept { return is_gzip(bytes.data(), bytes.size()); }
+
+/// The file's bytes exactly as stored (no decompression). Throws io_error naming the file and
+/// the system's reason when it cannot be opened or read.
+inline std::vector<unsigned char> read_raw_file(const std::string& path) {
+    errno = 0;
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) {
+        const int err = errno;
+        throw io_error("lamina: cannot open '" + path + "': " + (err ? std::strerror(err) : "unknown error"));
+    }
+    std::vector<unsigned char> bytes;
+    unsigned char chunk[1 << 16];
+    for (;;) {
+        const std::size_t n = std::fread(chunk, 1, sizeof chunk, f);
+        bytes.insert(bytes.end(), chunk, chunk + n);
+        if (n < sizeof chunk) break;
+    }
+    const bool failed = std::ferror(f) != 0;
+    const int err = errno;
+    std::fclose(f);
+    if (failed)
+        throw io_error("lamina: cannot read '" + path + "': " + (err ? std::strerror(err) : "read error"));
+    return bytes;
+}
+
+/// Decompresses gzip data (one or more concatenated members; trailing zero padding is
+/// ignored). `name` is used in error messages. Throws format_error when the data is
+/// truncated or corrupt (bad header, bad deflate data, CRC or length mismatch), io_error
+/// when lamina was built without zlib.
+inline std::vector<unsigned char> gunzip(const std::vector<unsigned char>& gz, const std::string& name) {
+#if LAMINA_HAS_ZLIB
+    if (!is_gzip(gz))
+        throw format_error("lamina: '" + name + "' is not gzip data (does not start with the gzip magic bytes 1f 8b)");
+    std::vector<unsigned char> out;
+    // ISIZE (the last 4 bytes, little-endian) is the uncompressed size modulo 2^32: a good hint
+    // for a sound file, garbage for a truncated one, so it is bounded by deflate's maximum
+    // ratio (1032:1) and 1 GiB; the reserved space is only filled as data is decompressed.
+    if (gz.size() >= 18) {
+        const std::size_t n = gz.size();
+        const std::uint32_t isize = std::uint32_t(gz[n - 4]) | (std::uint32_t(gz[n - 3]) << 8) |
+                                    (std::uint32_t(gz[n - 2]) << 16) | (std::uint32_t(gz[n - 1]) << 24);
+        out.reserve(std::min({std::size_t(isize), n * 1032, std::size_t(1) << 30}));
+    }
+
+    z_stream zs;
+    std::memset(&zs, 0, sizeof zs);
+    if (inflateInit2(&zs, 15 + 16) != Z_OK)  // 15-bit window, gzip wrapper only
+        throw io_error("lamina: cannot decompress '" + name + "': zlib initialisation failed");
+    struct guard {
+        z_stream* s;
+        ~guard() { inflateEnd(s); }
+    } g{&zs};
+
+    std::size_t pos = 0;  // input consumed so far
+    const std::size_t chunk = std::size_t(1) << 16;
+    for (;;) {
+        // One gzip member.
+        int ret = Z_OK;
+        for (;;) {
+            const std::size_t in_left = gz.size() - pos;
+            zs.next_in = const_cast<Bytef*>(gz.data() + pos);
+            zs.avail_in = static_cast<uInt>(std::min<std::size_t>(in_left, 1u << 30));
+            const std::size_t old_size = out.size();
+            // Fill the reserved space in steps of at most 16 MiB (resize zero-fills).
+            const std::size_t want = std::max(chunk, std::min(out.capacity() - old_size, std::size_t(1) << 24));
+            out.resize(old_size + want);
+            zs.next_out = out.data() + old_size;
+            zs.avail_out = static_cast<uInt>(std::min<std::size_t>(want, 1u << 30));
+            const uInt avail_in_before = zs.avail_in;
+            const uInt avail_out_before = zs.avail_out;
+            ret = inflate(&zs, Z_NO_FLUSH);
+            pos += avail_in_before - zs.avail_in;
+            out.resize(old_size + (avail_out_before - zs.avail_out));
+            if (ret == Z_STREAM_END) break;
+            if (ret == Z_DATA_ERROR || ret == Z_NEED_DICT)
+                throw format_error("lamina: '" + name + "' is a corrupt gzip file (zlib: " +
+                                   (zs.msg ? zs.msg : "invalid compressed data") + ", after " +
+                                   std::to_string(pos) + " of " + std::to_string(gz.size()) +
+                                   " compressed bytes)");
+            if (ret == Z_MEM_ERROR)
+                throw io_error("lamina: out of memory while decompressing '" + name + "'");
+            const bool progressed = zs.avail_in != avail_in_before || zs.avail_out != avail_out_before;
+            if (pos == gz.size() && (ret == Z_BUF_ERROR || !progressed || zs.avail_out != 0))
+                throw format_error("lamina: '" + name + "' is a truncated gzip file: the compressed data ends after " +
+                                   std::to_string(gz.size()) + " bytes, before the end of the gzip stream (" +
+                                   std::to_string(out.size()) + " bytes decompressed so far)");
+            if (ret != Z_OK && ret != Z_BUF_ERROR)
+                throw format_error("lamina: cannot decompress '" + name + "' (zlib error " + std::to_string(ret) + ")");
+        }
+        // Another member follows? Trailing zero padding (tape blocks) is ignored, like gunzip.
+        std::size_t next = pos;
+        while (next < gz.size() && gz[next] == 0) ++next;
+        if (next == gz.size()) break;
+        if (next != pos || !is_gzip(gz.data() + pos, gz.size() - pos))
+            throw format_error("lamina: '" + name + "' has " + std::to_string(gz.size() - pos) +
+                               " bytes of trailing garbage after the gzip stream (at compressed offset " +
+                               std::to_string(pos) + ")");
+        if (inflateReset(&zs) != Z_OK)
+            throw io_error("lamina: cannot decompress '" + name + "': zlib reset failed");
+    }
+    out.shrink_to_fit();
+    return out;
+#else
+    (void)gz;
+    throw io_error("lamina: cannot read '" + name +
+                   "': it is gzip-compressed but lamina was built without zlib (define "
+                   "LAMINA_WITH_ZLIB and link zlib, e.g. -DLAMINA_WITH_ZLIB -lz; Debian: zlib1g-dev), or gunzip the file first");
+#endif
+}
+
+/// The file's contents, gunzipped when it is a gzip file (detected by the magic bytes 1f 8b,
+/// not by the extension). Throws io_error (cannot open/read; gzip without zlib) or
+/// format_error (truncated or corrupt gzip), naming the file.
+inline std::vector<unsigned char> read_file_bytes(const std::string& path) {
+    std::vector<unsigned char> bytes = read_raw_file(path);
+    if (is_gzip(bytes)) return gunzip(bytes, path);
+    return bytes;
+}
+
+}  // namespace data
+}  // namespace lamina
+// ---- end include/lamina/data/gzip_file.hpp ----
+
+// ---- begin include/lamina/data/idx.hpp ----
+// lamina: the IDX file format (LeCun's MNIST format) and MNIST loading.
+//
+// An IDX file is: two zero bytes, a type code, the number of dimensions n, then n big-endian
+// uint32 dimension sizes, then the elements in row-major order, big-endian. Files may be
+// gzip-compressed (detected by their magic bytes; see gzip_file.hpp, which needs zlib).
+//
+//   idx_array a = lamina::data::read_idx("t10k-labels-idx1-ubyte.gz");   // any IDX file
+//   lamina::dataset<float> test = lamina::data::read_mnist_dir(dir);        // t10k, scaled to [0,1]
+//   auto split = lamina::data::mnist_train_test(dir);                      // the agreed split
+//
+// Errors: io_error when a file cannot be found, opened or read; format_error when its
+// contents are malformed (wrong magic number, unsupported type, truncated header or data,
+// image/label count mismatch, label out of range). Every message names the file and what
+// is wrong (the field, what was expected and what was found).
+
+#include <filesystem>
+#include <system_error>
+
+
+namespace lamina {
+namespace data {
+
+/// IDX element type codes (the third byte of the magic number).
+enum class idx_type : unsigned char {
+    u8 = 0x08,   ///< unsigned byte
+    i8 = 0x09,   ///< signed byte
+    i16 = 0x0B,  ///< short (2 bytes, big-endian)
+    i32 = 0x0C,  ///< int (4 bytes, big-endian)
+    f32 = 0x0D,  ///< float (4 bytes, big-endian IEEE 754)
+    f64 = 0x0E,  ///< double (8 bytes, big-endian IEEE 754)
+};
+
+/// Size in bytes of one element of `t` (0 for an unknown code).
+constexpr std::size_t idx_element_size(idx_type t) noexcept {
+    switch (t) {
+        case idx_type::u8:
+        case idx_type::i8: return 1;
+        case idx_type::i16: return 2;
+        case idx_type::i32:
+        case idx_type::f32: return 4;
+        case idx_type::f64: return 8;
+    }
+    return 0;
+}
+
+/// Name of an IDX type code, e.g. "0x08 (unsigned byte)"; unknown codes are named "unknown".
+inline std::string idx_type_name(unsigned code) {
+    static const char hex[] = "0123456789ABCDEF";
+    std::string s = "0x";
+    s += hex[(code >> 4) & 0xF];
+    s += hex[code & 0xF];
+    switch (code) {
+        case 0x08: return s + " (unsigned byte)";
+        case 0x09: return s + " (signed byte)";
+        case 0x0B: return s + " (int16)";
+        case 0x0C: return s + " (int32)";
+        case 0x0D: return s + " (float32)";
+        case 0x0E: return s + " (float64)";
+        default: return s + " (unknown)";
+    }
+}
+
+/// The contents of one IDX file.
+///
+/// `data` holds the element bytes exactly as stored in the file: row-major, big-endian for
+/// multi-byte types (for ubyte files it is simply the values). Use `value(i)` or `values<T>()`
+/// for decoded numbers: every IDX type converts to double exactly.
+struct idx_array {
+    idx_type type = idx_type::u8;
+    std::vector<std::size_t> dims;   ///< dimension sizes, outermost first
+    std::vector<unsigned char> data; ///< size() * idx_element_size(type) bytes
+    std::string source;              ///< the file it was read from (for messages)
+
+    /// Number of elements (the product of the dimensions).
+    std::size_t size() const noexcept {
+        std::size_t n = 1;
+        for (std::size_t d : dims) n *= d;
+        return n;
+    }
+    std::size_t element_size() const noexcept { return idx_element_size(type); }
+
+    /// Element i (row-major), decoded to double (exact for all IDX types). No bounds check.
+    double value(std::size_t i) const noexcept {
+        const unsigned char* p = data.data() + i * element_size();
+        auto be = [p](int n) {
+            std::uint64_t v = 0;
+            for (int k = 0; k < n; ++k) v = (v << 8) | p[k];
+            return v;
+        };
+        switch (type) {
+            case idx_type::u8: return p[0];
+            case idx_type::i8: return static_cast<std::int8_t>(p[0]);
+            case idx_type::i16: return static_cast<std::int16_t>(static_cast<std::uint16_t>(be(2)));
+            case idx_type::i32: return static_cast<std::int32_t>(static_cast<std::uint32_t>(be(4)));
+            case idx_type::f32: {
+                const std::uint32_t bits = static_cast<std::uint32_t>(be(4));
+                float f;
+                std::memcpy(&f, &bits, sizeof f);
+                return f;
+            }
+            case idx_type::f64: {
+                const std::uint64_t bits = be(8);
+                double d;
+                std::memcpy(&d, &bits, sizeof d);
+                return d;
+            }
+        }
+        return 0.0;
+    }
+
+    /// All elements decoded and converted to T, row-major.
+    template <class T = double>
+    std::vector<T> values() const {
+        std::vector<T> out(size());
+        if (type == idx_type::u8) {
+            for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<T>(data[i]);
+        } else {
+            for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<T>(value(i));
+        }
+        return out;
+    }
+};
+
+namespace detail {
+
+inline std::string hex_bytes(const unsigned char* p, std::size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    std::string s;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (i) s += ' ';
+        s += hex[p[i] >> 4];
+        s += hex[p[i] & 0xF];
+    }
+    return s;
+}
+
+inline std::string dims_string(const std::vector<std::size_t>& dims) {
+    std::string s;
+    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? "x" : "") + std::to_string(dims[i]);
+    return s.empty() ? "(scalar)" : s;
+}
+
+inline std::string plural(std::size_t n, const char* word) {
+    return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
+}
+
+}  // namespace detail
+
+/// Parses the bytes of an IDX file (already decompressed). `name` names the file in messages.
+/// Throws format_error: file shorter than the 4-byte magic number, wrong magic number (the
+/// bytes found are shown), unsupported type code, 0 dimensions, truncated header, data size
+/// different from what the dimensions need (truncated, or trailing bytes).
+inline idx_array parse_idx(const std::vector<unsigned char>& bytes, const std::string& name) {
+    const std::string where = "lamina: IDX file '" + name + "'";
+    if (bytes.size() < 4)
+        throw format_error(where + ": truncated header: the file holds " + detail::plural(bytes.size(), "byte") +
+                           ", fewer than the 4-byte magic number" +
+                           (bytes.empty() ? std::string() : " (found " + detail::hex_bytes(bytes.data(), bytes.size()) + ")"));
+    if (bytes[0] != 0 || bytes[1] != 0)
+        throw format_error(where + ": wrong magic number: expected 00 00 <type> <ndims>, found " +
+                           detail::hex_bytes(bytes.data(), 4) +
+                           (is_gzip(bytes) ? " (gzip data: the file is compressed but was not decompressed)" : ""));
+    const unsigned code = bytes[2];
+    const idx_type type = static_cast<idx_type>(code);
+    if (idx_element_size(type) == 0)
+        throw format_error(where + ": unsupported IDX type code " + idx_type_name(code) + " in magic number " +
+                           detail::hex_bytes(bytes.data(), 4) +
+                           "; supported: 0x08 ubyte, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64");
+    const std::size_t ndims = bytes[3];
+    if (ndims == 0)
+        throw format_error(where + ": the magic number " + detail::hex_bytes(bytes.data(), 4) +
+                           " declares 0 dimensions (expected at least 1)");
+    const std::size_t header = 4 + 4 * ndims;
+    if (bytes.size() < header)
+        throw format_error(where + ": truncated header: " + detail::plural(ndims, "dimension") + " need a " +
+                           std::to_string(header) + "-byte header, but the file holds only " +
+                           detail::plural(bytes.size(), "byte"));
+
+    idx_array a;
+    a.type = type;
+    a.source = name;
+    a.dims.resize(ndims);
+    const std::size_t esize = idx_element_size(type);
+    std::size_t count = 1;
+    bool overflow = false;
+    for (std::size_t d = 0; d < ndims; ++d) {
+        const unsigned char* p = bytes.data() + 4 + 4 * d;
+        a.dims[d] = (std::size_t(p[0]) << 24) | (std::size_t(p[1]) << 16) | (std::size_t(p[2]) << 8) | std::size_t(p[3]);
+        if (a.dims[d] != 0 && count > std::numeric_limits<std::size_t>::max() / esize / a.dims[d]) overflow = true;
+        count *= a.dims[d];
+    }
+    const std::size_t found = bytes.size() - header;
+    if (overflow)
+        throw format_error(where + ": dimensions " + detail::dims_string(a.dims) + " are too large (size overflow)");
+    const std::size_t expected = count * esize;
+    if (found != expected) {
+        const std::string what = "expected " + detail::plural(expected, "byte") + " of data (dimensions " +
+                                 detail::dims_string(a.dims) + " of " + idx_type_name(code) + "), found " +
+                                 std::to_string(found);
+        if (found < expected) throw format_error(where + ": truncated data: " + what);
+        throw format_error(where + ": " + detail::plural(found - expected, "unexpected trailing byte") +
+                           " after the data: " + what);
+    }
+    a.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
+    return a;
+}
+
+/// Reads an IDX file, gunzipping it first when it is gzip-compressed.
+/// Throws io_error (missing/unreadable file, gzip without zlib) or format_error (see parse_idx;
+/// corrupt gzip).
+inline idx_array read_idx(const std::string& path) { return parse_idx(read_file_bytes(path), path); }
+
+/// Number of MNIST classes (digits 0..9).
+constexpr std::size_t mnist_classes = 10;
+
+/// Builds a classification dataset from an IDX image array (ubyte, count x rows x cols) and
+/// an IDX label array (ubyte, count), checking types, dimensions, counts and label range.
+/// Pixels become p / 255 (in [0,1]) when `scale_to_unit`, else their raw value 0..255.
+/// sample_size = rows * cols (784 for MNIST), target_size = 1 (the label as float).
+inline dataset<float> mnist_from_idx(const idx_array& images, const idx_array& labels, bool scale_to_unit = true) {
+    const std::string wi = "lamina: MNIST images file '" + images.source + "'";
+    const std::string wl = "lamina: MNIST labels file '" + labels.source + "'";
+    if (images.type != idx_type::u8)
+        throw format_error(wi + ": wrong element type: expected " + idx_type_name(0x08) + ", found " +
+                           idx_type_name(static_cast<unsigned>(images.type)));
+    if (images.dims.size() != 3)
+        throw format_error(wi + ": wrong number of dimensions: expected 3 (count x rows x columns), found " +
+                           std::to_string(images.dims.size()) + " (" + detail::dims_string(images.dims) + ")");
+    if (labels.type != idx_type::u8)
+        throw format_error(wl + ": wrong element type: expected " + idx_type_name(0x08) + ", found " +
+                           idx_type_name(static_cast<unsigned>(labels.type)));
+    if (labels.dims.size() != 1)
+        throw format_error(wl + ": wrong number of dimensions: expected 1 (count), found " +
+                           std::to_string(labels.dims.size()) + " (" + detail::dims_string(labels.dims) + ")");
+    const std::size_t n = images.dims[0];
+    const std::size_t pixels = images.dims[1] * images.dims[2];
+    if (pixels == 0)
+        throw format_error(wi + ": empty images: " + detail::dims_string(images.dims));
+    if (labels.dims[0] != n)
+        throw format_error("lamina: MNIST image count does not match the label count: '" + images.source + "' holds " +
+                           detail::plural(n, "image") + ", '" + labels.source + "' holds " +
+                           detail::plural(labels.dims[0], "label"));
+    std::vector<float> targets(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const unsigned label = labels.data[i];
+        if (label >= mnist_classes)
+            throw format_error(wl + ": label " + std::to_string(label) + " of sample " + std::to_string(i) +
+                               " is out of range (expected 0.." + std::to_string(mnist_classes - 1) + ")");
+        targets[i] = static_cast<float>(label);
+    }
+    std::vector<float> inputs(n * pixels);
+    const float k = scale_to_unit ? 1.0f / 255.0f : 1.0f;
+    for (std::size_t i = 0; i < inputs.size(); ++i) inputs[i] = static_cast<float>(images.data[i]) * k;
+    return dataset<float>(std::move(inputs), std::move(targets), pixels, 1);
+}
+
+/// Reads an MNIST image file and its label file (IDX, plain or gzipped) into a dataset:
+/// one sample of rows*cols pixels (784 for MNIST) per image, pixels scaled to [0,1] (p / 255)
+/// by default or kept as 0..255 when `scale_to_unit` is false; target_size 1, the label
+/// 0..9 as float. Throws io_error / format_error naming the file (see mnist_from_idx).
+inline dataset<float> read_mnist(const std::string& images_path, const std::string& labels_path,
+                                 bool scale_to_unit = true) {
+    const idx_array images = read_idx(images_path);
+    const idx_array labels = read_idx(labels_path);
+    return mnist_from_idx(images, labels, scale_to_unit);
+}
+
+namespace detail {
+
+inline std::string join_path(const std::string& dir, const std::string& file) {
+    if (dir.empty()) return file;
+    return (dir.back() == '/') ? dir + file : dir + "/" + file;
+}
+
+inline bool is_file(const std::string& path) {
+    std::error_code ec;
+    return std::filesystem::is_regular_file(path, ec);
+}
+
+/// `<dir>/<base>` or `<dir>/<base>.gz`, whichever exists (the uncompressed one first);
+/// empty when neither does. `looked` receives the candidates, for messages.
+inline std::string find_idx_file(const std::string& dir, const std::string& base, std::string* looked = nullptr) {
+    const std::string plain = join_path(dir, base), gz = plain + ".gz";
+    if (looked) *looked = "'" + gz + "' and '" + plain + "'";
+    if (is_file(plain)) return plain;
+    if (is_file(gz)) return gz;
+    return {};
+}
+
+}  // namespace detail
+
+/// Reads the MNIST set `which` ("t10k" or "train") from `dir`: the files
+/// `<which>-images-idx3-ubyte[.gz]` and `<which>-labels-idx1-ubyte[.gz]` (uncompressed
+/// preferred when both exist). Throws io_error listing the paths looked for when a file is
+/// absent; otherwise as read_mnist.
+inline dataset<float> read_mnist_dir(const std::string& dir, const std::string& which = "t10k",
+                                     bool scale_to_unit = true) {
+    if (dir.empty())
+        throw io_error("lamina: no MNIST data directory given (pass a path, or set LAMINA_DATA_DIR)");
+    std::string looked_i, looked_l;
+    const std::string images = detail::find_idx_file(dir, which + "-images-idx3-ubyte", &looked_i);
+    const std::string labels = detail::find_idx_file(dir, which + "-labels-idx1-ubyte", &looked_l);
+    if (images.empty() || labels.empty()) {
+        std::string msg = "lamina: MNIST '" + which + "' files not found in '" + dir + "':";
+        if (images.empty()) msg += " no images file (looked for " + looked_i + ")";
+        if (images.empty() && labels.empty()) msg += ";";
+        if (labels.empty()) msg += " no labels file (looked for " + looked_l + ")";
+        throw io_error(msg);
+    }
+    return read_mnist(images, labels, scale_to_unit);
+}
+
+/// The MNIST data directory: `argv_path_or_null` when given and non-empty, else the
+/// environment variable LAMINA_DATA_DIR when set and non-empty (both returned as given,
+/// unchecked, so that a wrong path gives a clear error when read), else
+/// "../shared/data/mnist" when that directory exists relative to the current directory,
+/// else the empty string.
+inline std::string find_data_dir(const char* argv_path_or_null = nullptr) {
+    if (argv_path_or_null && *argv_path_or_null) return argv_path_or_null;
+    if (const char* env = std::getenv("LAMINA_DATA_DIR"); env && *env) return env;
+    const std::string fallback = "../shared/data/mnist";
+    std::error_code ec;
+    if (std::filesystem::is_directory(fallback, ec)) return fallback;
+    return {};
+}
+
+/// Number of t10k images used for training when the 60,000-image training set is absent;
+/// the remaining t10k images (8000..9999) are held out.
+constexpr std::size_t mnist_t10k_train_count = 8000;
+
+/// The train / test datasets of the project's agreed MNIST split (both owning).
+struct mnist_split {
+    dataset<float> train;
+    dataset<float> test;       ///< the held-out set
+    bool full_training_set = false;  ///< true: 60k train + 10k t10k; false: t10k 0..7999 / 8000..9999
+    std::string description;   ///< human-readable: which split, from which folder
+};
+
+namespace detail {
+inline dataset<float> copy_slice(const dataset<float>& d, std::size_t begin, std::size_t end) {
+    const dataset_view<float> v = d.slice(begin, end);
+    std::vector<float> in(v.inputs, v.inputs + v.count * v.sample_size);
+    std::vector<float> tg(v.targets, v.targets + v.count * v.target_size);
+    return dataset<float>(std::move(in), std::move(tg), v.sample_size, v.target_size);
+}
+}  // namespace detail
+
+/// The project's agreed MNIST split from the files in `dir`: when the 60,000-image training
+/// files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]) are present, train =
+/// all of them and test = all 10,000 t10k images; otherwise train = t10k images 0..7999 and
+/// test (held out) = t10k images 8000..9999. Pixels as in read_mnist. Throws io_error when
+/// the t10k files are absent or only one of the two training files is present, format_error
+/// when a file is malformed or the t10k set holds fewer than 8001 images (no split possible).
+inline mnist_split mnist_train_test(const std::string& dir, bool scale_to_unit = true) {
+    if (dir.empty())
+        throw io_error("lamina: no MNIST data directory given (pass a path, or set LAMINA_DATA_DIR)");
+    mnist_split s;
+    const bool has_ti = !detail::find_idx_file(dir, "train-images-idx3-ubyte").empty();
+    const bool has_tl = !detail::find_idx_file(dir, "train-labels-idx1-ubyte").empty();
+    if (has_ti != has_tl)
+        throw io_error("lamina: incomplete MNIST training set in '" + dir + "': found the training " +
+                       (has_ti ? "images" : "labels") + " but not the training " + (has_ti ? "labels" : "images") +
+                       " (train-" + (has_ti ? "labels-idx1" : "images-idx3") + "-ubyte[.gz])");
+    if (has_ti) {
+        s.train = read_mnist_dir(dir, "train", scale_to_unit);
+        s.test = read_mnist_dir(dir, "t10k", scale_to_unit);
+        s.full_training_set = true;
+        s.description = "MNIST standard split from '" + dir + "': train = " + std::to_string(s.train.size()) +
+                        " training images, test = " + std::to_string(s.test.size()) + " t10k images";
+        return s;
+    }
+    dataset<float> all = read_mnist_dir(dir, "t10k", scale_to_unit);
+    const std::size_t n = all.size();
+    if (n <= mnist_t10k_train_count)
+        throw format_error("lamina: the MNIST t10k set in '" + dir + "' holds " + detail::plural(n, "image") +
+                           ", too few for the " + std::to_string(mnist_t10k_train_count) +
+                           "-image training part of the t10k split (expected 10000)");
+    s.train = detail::copy_slice(all, 0, mnist_t10k_train_count);
+    s.test = detail::copy_slice(all, mnist_t10k_train_count, n);
+    s.full_training_set = false;
+    s.description = "MNIST t10k split from '" + dir + "' (60,000-image training files not found): train = t10k images 0.." +
+                    std::to_string(mnist_t10k_train_count - 1) + " (" + std::to_string(s.train.size()) +
+                    "), held out = t10k images " + std::to_string(mnist_t10k_train_count) + ".." +
+                    std::to_string(n - 1) + " (" + std::to_string(s.test.size()) + ")";
+    return s;
+}
+
+}  // namespace data
+}  // namespace lamina
+// ---- end include/lamina/data/idx.hpp ----
+
+
+// ---- begin include/lamina/train/trainer.hpp ----
+// lamina: the training loop. A trainer binds a model, a loss, an optimizer and a learning
+// rate schedule; run() trains for epochs with shuffling and callbacks, evaluate() measures.
+//
+//   lamina::trainer fit{net, lamina::loss::softmax_cross_entropy{}, lamina::optim::sgd{0.05, 0.9}};
+//   fit.run(train, lamina::epochs{12}, lamina::batch{64}, lamina::progress_bar{});
+//
+// All buffers are planned on the first step; steps 2..N allocate nothing.
+
+#include <chrono>
+
+// ---- begin include/lamina/train/training_types.hpp ----
+// lamina: small value types of the training API: epochs{n}, batch{n}, and what callbacks see.
+
+
+namespace lamina {
+
+struct epochs {
+    std::size_t count = 1;
+};
+struct batch {
+    std::size_t size = 32;
+};
+
+/// What a callback sees after each step and each epoch.
+struct step_info {
+    std::size_t epoch = 0;            // 0-based epoch being run
+    std::size_t epochs_total = 0;     // epoch index the run stops before
+    std::size_t step_in_epoch = 0;    // steps done in this epoch
+    std::size_t steps_per_epoch = 0;
+    std::uint64_t global_step = 0;    // steps done since the start of training
+    double loss = 0;                  // this step's loss
+    double epoch_loss = 0;            // mean loss so far in this epoch
+    double learning_rate = 0;
+    double images_per_second = 0;     // over this epoch so far
+    double elapsed_seconds = 0;       // this epoch so far
+    double eta_seconds = 0;           // rest of this run at the current speed
+};
+
+/// Result of evaluate(): mean loss, and accuracy for classification losses.
+struct evaluation {
+    double loss = 0;
+    double accuracy = 0;  // fraction in [0, 1]; 0 for regression
+    std::size_t samples = 0;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/train/training_types.hpp ----
+
+
+namespace lamina {
+
+template <class Model, class Loss, class Optimizer, class Schedule = schedule::constant>
+class trainer {
+public:
+    using backend = typename Model::backend;
+    using T = typename Model::value_type;
+    using optimizer_state = typename Optimizer::template state<backend, T>;
+
+    trainer(Model& net, Loss loss, Optimizer opt, Schedule sched = Schedule{})
+        : net_(net), loss_(loss), opt_(opt), sched_(sched), opt_state_(opt, Model::parameter_count),
+          shuffle_seed_(net.seed_value() ^ 0x5bd1e995u) {}
+
+    Model& model() noexcept { return net_; }
+    const Loss& loss() const noexcept { return loss_; }
+    const Optimizer& optimizer() const noexcept { return opt_; }
+    optimizer_state& optimizer_state_ref() noexcept { return opt_state_; }
+    std::size_t epoch() const noexcept { return epoch_; }
+    std::uint64_t global_step() const noexcept { return step_; }
+    std::uint64_t shuffle_seed() const noexcept { return shuffle_seed_; }
+    void set_shuffle_seed(std::uint64_t s) noexcept { shuffle_seed_ = s; }
+    /// Restores the position in training (used when resuming from a checkpoint).
+    void set_position(std::size_t epoch, std::uint64_t step) noexcept {
+        epoch_ = epoch;
+        step_ = step;
+    }
+
+    /// Trains `e.count` more epochs on `data` in batches of `b.size` samples (the last batch
+    /// of an epoch may be smaller), shuffling every epoch.
+    template <class... Callbacks>
+    void run(dataset_view<T> data, epochs e, batch b, Callbacks&&... callbacks) {
+        check_data(data, "run");
+        if (b.size == 0) throw argument_error("lamina: batch size must be positive");
+        std::size_t bs = std::min(b.size, data.size());
+        std::size_t steps_per_epoch = (data.size() + bs - 1) / bs;
+        steps_per_epoch_ = steps_per_epoch;
+        prepare(bs, data.size());
+        std::size_t last = epoch_ + e.count;
+        auto run_start = std::chrono::steady_clock::now();
+        std::size_t steps_this_run = 0, total_run_steps = e.count * steps_per_epoch;
+        for (; epoch_ < last;) {
+            shuffle(data.size(), epoch_);
+            (call_epoch_begin(callbacks), ...);
+            auto t0 = std::chrono::steady_clock::now();
+            double loss_sum = 0;
+            std::size_t seen = 0;
+            step_info info;
+            info.epoch = epoch_;
+            info.epochs_total = last;
+            info.steps_per_epoch = steps_per_epoch;
+            // A run resumed from a mid-epoch checkpoint skips the batches already done.
+            std::size_t first = 0;
+            if (step_ > epoch_ * steps_per_epoch && step_ < (epoch_ + 1) * steps_per_epoch)
+                first = static_cast<std::size_t>(step_ - epoch_ * steps_per_epoch);
+            for (std::size_t s = first; s < steps_per_epoch; ++s) {
+                std::size_t lo = s * bs, hi = std::min(data.size(), lo + bs);
+                double lr = sched_(opt_.lr, schedule::clock{step_, steps_per_epoch});
+                double l = train_batch(data, order_.data() + lo, hi - lo, lr);
+                loss_sum += l * static_cast<double>(hi - lo);
+                seen += hi - lo;
+                ++steps_this_run;
+                double el = seconds_since(t0);
+                info.step_in_epoch = s + 1;
+                info.global_step = step_;
+                info.loss = l;
+                info.epoch_loss = loss_sum / static_cast<double>(seen);
+                info.learning_rate = lr;
+                info.elapsed_seconds = el;
+                info.images_per_second = el > 0 ? static_cast<double>(seen) / el : 0;
+                double run_el = seconds_since(run_start);
+                info.eta_seconds = run_el / static_cast<double>(steps_this_run) *
+                                   static_cast<double>(total_run_steps - steps_this_run);
+                (call_step_end(callbacks, info), ...);
+            }
+            ++epoch_;
+            (call_epoch_end(callbacks, info), ...);
+        }
+    }
+
+    /// One optimisation step on `count` samples of `data` picked by `indices` (host array).
+    /// Returns the batch's mean loss.
+    double train_batch(dataset_view<T> data, const std::size_t* indices, std::size_t count, double lr) {
+        prepare(count, data.size());
+        gather(data, indices, count);
+        auto& c = net_.context();
+        const T* y = net_.forward_train(x_dev(), count, step_);
+        T l = loss_.template operator()<backend, T>(c, y, t_dev(), net_.output_gradient(), loss_rows_.data(), count,
+                                                    Model::output_size);
+        net_.backward();
+        opt_state_.step(c, net_.parameters(), net_.gradients(), net_.parameter_segments(), lr);
+        ++step_;
+        return static_cast<double>(l);
+    }
+
+    /// Mean loss and (for classification) accuracy on `data`, in inference mode.
+    evaluation evaluate(dataset_view<T> data, batch b = batch{256}) {
+        check_data(data, "evaluate");
+        evaluation ev;
+        if (data.size() == 0) return ev;
+        std::size_t bs = std::min(b.size ? b.size : 256, data.size());
+        prepare(bs, data.size());
+        std::vector<std::size_t> idx(bs);
+        std::vector<std::int32_t> predicted(bs);
+        double loss_sum = 0;
+        std::size_t correct = 0;
+        auto& c = net_.context();
+        for (std::size_t lo = 0; lo < data.size(); lo += bs) {
+            std::size_t n = std::min(bs, data.size() - lo);
+            for (std::size_t i = 0; i < n; ++i) idx[i] = lo + i;
+            gather(data, idx.data(), n);
+            const T* y = net_.forward_infer(x_dev(), n);
+            loss_sum += static_cast<double>(loss_.template operator()<backend, T>(
+                            c, y, t_dev(), net_.output_gradient(), loss_rows_.data(), n, Model::output_size)) *
+                        static_cast<double>(n);
+            if constexpr (Loss::classification) {
+                backend::argmax_rows(c, y, argmax_dev_.data(), n, Model::output_size);
+                backend::download(c, predicted.data(), static_cast<const std::int32_t*>(argmax_dev_.data()), n);
+                for (std::size_t i = 0; i < n; ++i)
+                    if (predicted[i] == static_cast<std::int32_t>(*data.target(lo + i))) ++correct;
+            }
+        }
+        ev.samples = data.size();
+        ev.loss = loss_sum / static_cast<double>(data.size());
+        ev.accuracy = Loss::classification ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0;
+        return ev;
+    }
+
+    std::size_t steps_per_epoch() const noexcept { return steps_per_epoch_; }
+
+private:
+    static double seconds_since(std::chrono::steady_clock::time_point t0) {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+
+    void check_data(const dataset_view<T>& d, const char* where) const {
+        if (d.size() && d.sample_size != Model::input_size)
+            throw shape_error(std::string("lamina: ") + where + ": samples have " + std::to_string(d.sample_size) +
+                              " values, the network input " + Model::input_shape::str() + " takes " +
+                              std::to_string(Model::input_size));
+        std::size_t want = Loss::target_size(Model::output_size);
+        if (d.size() && d.target_size != want)
+            throw shape_error(std::string("lamina: ") + where + ": targets have " + std::to_string(d.target_size) +
+                              " values per sample, loss " + Loss::name() + " on output " + Model::output_shape::str() +
+                              " needs " + std::to_string(want));
+        if constexpr (Loss::classification) {
+            for (std::size_t i = 0; i < d.size(); ++i) {
+                T t = *d.target(i);
+                if (!(t >= T(0)) || t >= static_cast<T>(Model::output_size) || t != std::floor(t))
+                    throw shape_error(std::string("lamina: ") + where + ": sample " + std::to_string(i) +
+                                      " has class label " + std::to_string(static_cast<double>(t)) +
+                                      ", outside 0.." + std::to_string(Model::output_size - 1));
+            }
+        }
+    }
+
+    /// Plans every buffer for batches of up to `bs` samples (once).
+    void prepare(std::size_t bs, std::size_t n) {
+        net_.plan(bs);
+        if (bs > capacity_) {
+            std::size_t ts = Loss::target_size(Model::output_size);
+            stage_x_.assign(bs * Model::input_size, T(0));
+            stage_t_.assign(bs * ts, T(0));
+            if constexpr (!backend::host_accessible) {
+                x_buf_.allocate(bs * Model::input_size);
+                t_buf_.allocate(bs * ts);
+            }
+            loss_rows_.allocate(bs);
+            argmax_dev_.allocate(bs);
+            capacity_ = bs;
+        }
+        if (order_.size() < n) order_.resize(n);
+    }
+    T* x_dev() {
+        if constexpr (backend::host_accessible) return stage_x_.data();
+        else return x_buf_.data();
+    }
+    T* t_dev() {
+        if constexpr (backend::host_accessible) return stage_t_.data();
+        else return t_buf_.data();
+    }
+    /// Copies the chosen samples into the staging buffers (and to the device at the edge).
+    void gather(const dataset_view<T>& d, const std::size_t* idx, std::size_t n) {
+        std::size_t ts = d.target_size;
+        for (std::size_t i = 0; i < n; ++i) {
+            std::copy(d.sample(idx[i]), d.sample(idx[i]) + d.sample_size, stage_x_.data() + i * d.sample_size);
+            std::copy(d.target(idx[i]), d.target(idx[i]) + ts, stage_t_.data() + i * ts);
+        }
+        if constexpr (!backend::host_accessible) {
+            backend::upload(net_.context(), x_buf_.data(), stage_x_.data(), n * d.sample_size);
+            backend::upload(net_.context(), t_buf_.data(), stage_t_.data(), n * ts);
+        }
+    }
+    /// Fisher-Yates with the counter-based RNG: the permutation of epoch e depends only on
+    /// (shuffle seed, e), so a resumed run shuffles exactly like an uninterrupted one.
+    void shuffle(std::size_t n, std::size_t epoch) {
+        for (std::size_t i = 0; i < n; ++i) order_[i] = i;
+        random_stream s{shuffle_seed_, 0x5348554646ull + epoch};
+        for (std::size_t i = n; i > 1; --i) std::swap(order_[i - 1], order_[s.below(i, i)]);
+    }
+
+    template <class C>
+    void call_epoch_begin(C& cb) {
+        if constexpr (has_epoch_begin<C>::value) cb.on_epoch_begin(*this);
+    }
+    template <class C>
+    void call_step_end(C& cb, const step_info& info) {
+        if constexpr (has_step_end<C>::value) cb.on_step_end(*this, info);
+    }
+    template <class C>
+    void call_epoch_end(C& cb, const step_info& info) {
+        if constexpr (has_epoch_end<C>::value) cb.on_epoch_end(*this, info);
+    }
+    template <class C, class = void>
+    struct has_epoch_begin : std::false_type {};
+    template <class C>
+    struct has_epoch_begin<C, std::void_t<decltype(std::declval<C&>().on_epoch_begin(std::declval<trainer&>()))>>
+        : std::true_type {};
+    template <class C, class = void>
+    struct has_step_end : std::false_type {};
+    template <class C>
+    struct has_step_end<C, std::void_t<decltype(std::declval<C&>().on_step_end(std::declval<trainer&>(),
+                                                                                std::declval<const step_info&>()))>>
+        : std::true_type {};
+    template <class C, class = void>
+    struct has_epoch_end : std::false_type {};
+    template <class C>
+    struct has_epoch_end<C, std::void_t<decltype(std::declval<C&>().on_epoch_end(std::declval<trainer&>(),
+                                                                                  std::declval<const step_info&>()))>>
+        : std::true_type {};
+
+    Model& net_;
+    Loss loss_;
+    Optimizer opt_;
+    Schedule sched_;
+    optimizer_state opt_state_;
+    std::uint64_t shuffle_seed_;
+    std::size_t epoch_ = 0;
+    std::uint64_t step_ = 0;
+    std::size_t steps_per_epoch_ = 0;
+    std::size_t capacity_ = 0;
+    std::vector<T> stage_x_, stage_t_;
+    std::vector<std::size_t> order_;
+    typename backend::template buffer<T> x_buf_, t_buf_, loss_rows_;
+    typename backend::template buffer<std::int32_t> argmax_dev_;
+};
+
+template <class Model, class Loss, class Optimizer>
+trainer(Model&, Loss, Optimizer) -> trainer<Model, Loss, Optimizer>;
+template <class Model, class Loss, class Optimizer, class Schedule>
+trainer(Model&, Loss, Optimizer, Schedule) -> trainer<Model, Loss, Optimizer, Schedule>;
+
+}  // namespace lamina
+// ---- end include/lamina/train/trainer.hpp ----
+
+// ---- begin include/lamina/train/progress_bar.hpp ----
+// lamina: a live progress line (epoch, step, loss, images/s, ETA) on a terminal; plain lines,
+// one per epoch, when the output is not a terminal (CI logs, files).
+
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
+
+namespace lamina {
+
+class progress_bar {
+public:
+    explicit progress_bar(std::FILE* out = stdout) : out_(out) {
+#if defined(__unix__) || defined(__APPLE__)
+        tty_ = isatty(fileno(out)) != 0;
+#endif
+    }
+    /// Forces the plain (non-terminal) format; used by tests.
+    progress_bar& plain() {
+        tty_ = false;
+        return *this;
+    }
+
+    template <class Trainer>
+    void on_step_end(Trainer&, const step_info& i) {
+        if (!tty_) return;
+        // Redraw at most ~10 times a second: printing is slow next to a small step.
+        double now = i.elapsed_seconds;
+        if (i.step_in_epoch != i.steps_per_epoch && now - last_draw_ < 0.1 && i.step_in_epoch > 1) return;
+        last_draw_ = now;
+        std::fprintf(out_, "\r%s", format(i).c_str());
+        std::fflush(out_);
+    }
+    template <class Trainer>
+    void on_epoch_end(Trainer&, const step_info& i) {
+        std::fprintf(out_, tty_ ? "\r%s\n" : "%s\n", format(i).c_str());
+        std::fflush(out_);
+        last_draw_ = -1;
+    }
+
+    static std::string format(const step_info& i) {
+        char buf[320];
+        int width = 0;
+        for (std::size_t n = i.steps_per_epoch; n && width < 12; n /= 10) ++width;
+        std::snprintf(buf, sizeof buf, "epoch %zu/%zu  step %*zu/%zu  loss %.4f  lr %.3g  %.0f img/s  ETA %s",
+                      i.epoch + 1, i.epochs_total, width, i.step_in_epoch, i.steps_per_epoch, i.epoch_loss,
+                      i.learning_rate, i.images_per_second, duration(i.eta_seconds).c_str());
+        return buf;
+    }
+    static std::string duration(double s) {
+        char buf[32];
+        auto t = static_cast<long>(s + 0.5);
+        if (t >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+        else std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+        return buf;
+    }
+
+private:
+    std::FILE* out_;
+    bool tty_ = false;
+    double last_draw_ = -1;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/train/progress_bar.hpp ----
+
+// ---- begin include/lamina/train/csv_log.hpp ----
+// lamina: writes one CSV row of metrics per epoch (epoch, step, loss, lr, images/s, and the
+// value of any extra metric callbacks such as held-out accuracy).
+
+
+
+namespace lamina {
+
+class csv_log {
+public:
+    explicit csv_log(std::string path) : path_(std::move(path)) {}
+    csv_log(const csv_log&) = delete;
+    csv_log(csv_log&& o) noexcept : path_(std::move(o.path_)), file_(o.file_), extra_(std::move(o.extra_)) { o.file_ = nullptr; }
+    ~csv_log() {
+        if (file_) std::fclose(file_);
+    }
+
+    /// Adds a column computed at each epoch end, e.g. held-out accuracy.
+    template <class Trainer, class F>
+    csv_log& column(std::string name, F f) {
+        extra_.emplace_back(std::move(name), [f](void* t) { return f(*static_cast<Trainer*>(t)); });
+        return *this;
+    }
+
+    template <class Trainer>
+    void on_epoch_end(Trainer& t, const step_info& i) {
+        if (path_.empty()) return;  // an empty path disables the log
+        if (!file_) {
+            bool exists = false;
+            if (std::FILE* f = std::fopen(path_.c_str(), "r")) {
+                exists = true;
+                std::fclose(f);
+            }
+            file_ = std::fopen(path_.c_str(), "a");
+            if (!file_) throw io_error("lamina: csv_log cannot open '" + path_ + "' for writing");
+            if (!exists) {
+                std::fprintf(file_, "epoch,global_step,loss,learning_rate,images_per_second");
+                for (auto& e : extra_) std::fprintf(file_, ",%s", e.first.c_str());
+                std::fprintf(file_, "\n");
+            }
+        }
+        std::fprintf(file_, "%zu,%llu,%.6g,%.6g,%.1f", i.epoch + 1, static_cast<unsigned long long>(i.global_step),
+                     i.epoch_loss, i.learning_rate, i.images_per_second);
+        for (auto& e : extra_) std::fprintf(file_, ",%.6g", e.second(static_cast<void*>(&t)));
+        std::fprintf(file_, "\n");
+        if (std::fflush(file_) != 0) throw io_error("lamina: csv_log failed writing '" + path_ + "'");
+    }
+
+private:
+    std::string path_;
+    std::FILE* file_ = nullptr;
+    std::vector<std::pair<std::string, std::function<double(void*)>>> extra_;
+};
+
+/// Runs f(trainer, info) at every epoch end: the simplest custom callback.
+template <class F>
+struct at_epoch_end {
+    F f;
+    template <class Trainer>
+    void on_epoch_end(Trainer& t, const step_info& i) { f(t, i); }
+};
+template <class F>
+at_epoch_end(F) -> at_epoch_end<F>;
+
+}  // namespace lamina
+// ---- end include/lamina/train/csv_log.hpp ----
+
+// ---- begin include/lamina/io/checkpoint.hpp ----
+// lamina: checkpoints. A checkpoint is one binary file:
+//
+//   "LAMINACK"  magic (8 bytes)
+//   u32         format version (1)
+//   u64         payload size in bytes
+//   payload     records: u32 name length, name, u8 type (1 f32, 2 f64, 3 u64, 4 bytes),
+//               u64 element count, elements (little-endian)
+//   u32         CRC-32 of the payload
+//
+// Records: "architecture" (the layer list, input shape and scalar type, as text),
+// "parameters", "optimizer" (its name), "optimizer.steps", "optimizer.<state>" tensors,
+// "epoch", "step", "seed", "shuffle_seed". Loading checks magic, version, size, checksum and
+// architecture and says which failed. Saving is atomic (io/atomic_file.hpp).
+
+#include <fstream>
+#include <map>
+
+// ---- begin include/lamina/io/atomic_file.hpp ----
+// lamina: write a file so that a failed or killed write never destroys the previous one:
+// write `path.tmp-<pid>`, flush, fsync, rename over `path`, fsync the directory.
+
+
+#include <fcntl.h>
+#include <unistd.h>
+
+
+namespace lamina::io {
+
+namespace detail {
+/// Test hook: called before each chunk is written with the bytes written so far; a test
+/// makes it throw (an injected write failure) or kill the process midway.
+inline std::function<void(std::size_t)>& write_fault_hook() {
+    static std::function<void(std::size_t)> hook;
+    return hook;
+}
+}  // namespace detail
+
+inline void write_file_atomically(const std::string& path, const void* data, std::size_t n) {
+    std::string tmp = path + ".tmp-" + std::to_string(static_cast<long>(::getpid()));
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw io_error("lamina: cannot create '" + tmp + "': " + std::strerror(errno));
+    auto error_for = [&](const std::string& what) {
+        return io_error("lamina: " + what + " '" + tmp + "' (for '" + path + "'): " + std::strerror(errno) +
+                        "; the previous file is untouched");
+    };
+    auto p = static_cast<const char*>(data);
+    std::size_t done = 0;
+    const std::size_t chunk = std::size_t(1) << 20;
+    try {
+        while (done < n) {
+            if (auto& hook = detail::write_fault_hook()) hook(done);
+            std::size_t k = std::min(chunk, n - done);
+            ssize_t w = ::write(fd, p + done, k);
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                throw error_for("write failed on");
+            }
+            done += static_cast<std::size_t>(w);
+        }
+        if (::fsync(fd) != 0) throw error_for("fsync failed on");
+    } catch (...) {
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        throw;
+    }
+    if (::close(fd) != 0) {
+        ::unlink(tmp.c_str());
+        throw io_error("lamina: closing '" + tmp + "' failed: " + std::strerror(errno));
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+        int e = errno;
+        ::unlink(tmp.c_str());
+        throw io_error("lamina: cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(e));
+    }
+    // Make the rename itself durable.
+    std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.find_last_of('/'));
+    if (dir.empty()) dir = "/";
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        ::fsync(dfd);
+        ::close(dfd);
+    }
+}
+
+}  // namespace lamina::io
+// ---- end include/lamina/io/atomic_file.hpp ----
+
+// ---- begin include/lamina/io/crc32.hpp ----
+// lamina: CRC-32 (IEEE 802.3, the zlib/PNG polynomial), to detect corrupted checkpoints.
+
+
+namespace lamina::io {
+
+inline std::uint32_t crc32_update(std::uint32_t crc, const void* data, std::size_t n) {
+    static const auto table = [] {
+        std::array<std::uint32_t, 256> t{};
+        for (std::uint32_t i = 0; i < 256; ++i) {
+            std::uint32_t c = i;
+            for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            t[i] = c;
+        }
+        return t;
+    }();
+    auto p = static_cast<const unsigned char*>(data);
+    crc = ~crc;
+    for (std::size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+inline std::uint32_t crc32(const void* data, std::size_t n) { return crc32_update(0, data, n); }
+
+}  // namespace lamina::io
+// ---- end include/lamina/io/crc32.hpp ----
+
+
+namespace lamina {
+
+namespace io {
+
+inline constexpr char checkpoint_magic[8] = {'L', 'A', 'M', 'I', 'N', 'A', 'C', 'K'};
+inline constexpr std::uint32_t checkpoint_version = 1;
+
+enum class record_type : std::uint8_t { f32 = 1, f64 = 2, u64 = 3, bytes = 4 };
+
+/// An in-memory checkpoint: named records.
+class record_set {
+public:
+    struct record {
+        record_type type;
+        std::uint64_t count;
+        std::vector<unsigned char> data;
+    };
+
+    template <class T>
+    void put(const std::string& name, const std::vector<T>& v) {
+        record r{type_of<T>(), v.size(), {}};
+        r.data.resize(v.size() * sizeof(T));
+        if (!v.empty()) std::memcpy(r.data.data(), v.data(), r.data.size());
+        set(name, std::move(r));
+    }
+    void put_u64(const std::string& name, std::uint64_t v) { put<std::uint64_t>(name, {v}); }
+    void put_string(const std::string& name, const std::string& s) {
+        record r{record_type::bytes, s.size(), std::vector<unsigned char>(s.begin(), s.end())};
+        set(name, std::move(r));
+    }
+
+    bool has(const std::string& name) const { return index_.count(name) != 0; }
+    template <class T>
+    std::vector<T> get(const std::string& name, const std::string& file) const {
+        const record& r = find(name, file);
+        if (r.type != type_of<T>())
+            throw checkpoint_error("lamina: checkpoint '" + file + "': record '" + name + "' has type code " +
+                                   std::to_string(int(r.type)) + ", expected " + std::to_string(int(type_of<T>())));
+        std::vector<T> v(r.count);
+        if (r.count) std::memcpy(v.data(), r.data.data(), r.count * sizeof(T));
+        return v;
+    }
+    std::uint64_t get_u64(const std::string& name, const std::string& file) const {
+        auto v = get<std::uint64_t>(name, file);
+        if (v.size() != 1) throw checkpoint_error("lamina: checkpoint '" + file + "': record '" + name + "' is not a scalar");
+        return v[0];
+    }
+    std::string get_string(const std::string& name, const std::string& file) const {
+        const record& r = find(name, file);
+        if (r.type != record_type::bytes)
+            throw checkpoint_error("lamina: checkpoint '" + file + "': record '" + name + "' is not text");
+        return std::string(r.data.begin(), r.data.end());
+    }
+    std::vector<std::string> names() const {
+        std::vector<std::string> n;
+        for (auto& [k, i] : index_) n.push_back(k);
+        return n;
+    }
+
+    /// Serialises and writes atomically.
+    void save(const std::string& path) const {
+        std::vector<unsigned char> payload;
+        for (auto& [name, i] : order_) {
+            const record& r = records_[i];
+            append_u32(payload, static_cast<std::uint32_t>(name.size()));
+            payload.insert(payload.end(), name.begin(), name.end());
+            payload.push_back(static_cast<unsigned char>(r.type));
+            append_u64(payload, r.count);
+            payload.insert(payload.end(), r.data.begin(), r.data.end());
+        }
+        std::vector<unsigned char> file(checkpoint_magic, checkpoint_magic + 8);
+        append_u32(file, checkpoint_version);
+        append_u64(file, payload.size());
+        file.insert(file.end(), payload.begin(), payload.end());
+        append_u32(file, crc32(payload.data(), payload.size()));
+        write_file_atomically(path, file.data(), file.size());
+    }
+
+    /// Reads and validates a checkpoint file.
+    static record_set load(const std::string& path) {
+        std::ifstream in(path, std::ios::binary);
+        if (!in) throw io_error("lamina: cannot open checkpoint '" + path + "'");
+        std::vector<unsigned char> f((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (f.size() < 8 || std::memcmp(f.data(), checkpoint_magic, 8) != 0)
+            throw checkpoint_error("lamina: '" + path + "' is not a lamina checkpoint (bad magic number)");
+        if (f.size() < 20)
+            throw checkpoint_error("lamina: checkpoint '" + path + "' is truncated: " + std::to_string(f.size()) +
+                                   " bytes, the header alone is 20");
+        std::uint32_t version = read_u32(f.data() + 8);
+        if (version != checkpoint_version)
+            throw checkpoint_error("lamina: checkpoint '" + path + "' has format version " + std::to_string(version) +
+                                   ", this lamina reads version " + std::to_string(checkpoint_version));
+        std::uint64_t psize = read_u64(f.data() + 12);
+        if (f.size() != 20 + psize + 4)
+            throw checkpoint_error("lamina: checkpoint '" + path + "' is truncated or padded: " + std::to_string(f.size()) +
+                                   " bytes, the header announces " + std::to_string(20 + psize + 4));
+        const unsigned char* payload = f.data() + 20;
+        std::uint32_t stored = read_u32(payload + psize), actual = crc32(payload, psize);
+        if (stored != actual)
+            throw checkpoint_error("lamina: checkpoint '" + path + "' is corrupt: CRC-32 mismatch (stored " +
+                                   std::to_string(stored) + ", computed " + std::to_string(actual) + ")");
+        record_set rs;
+        std::size_t pos = 0;
+        auto need = [&](std::size_t k) {
+            if (pos + k > psize)
+                throw checkpoint_error("lamina: checkpoint '" + path + "' has a malformed record at byte " +
+                                       std::to_string(20 + pos));
+        };
+        while (pos < psize) {
+            need(4);
+            std::uint32_t nlen = read_u32(payload + pos);
+            pos += 4;
+            need(nlen + 9);
+            std::string name(payload + pos, payload + pos + nlen);
+            pos += nlen;
+            auto type = static_cast<record_type>(payload[pos++]);
+            std::uint64_t count = read_u64(payload + pos);
+            pos += 8;
+            std::size_t esize = element_size(type);
+            if (esize == 0 || count > psize / esize + 1)
+                throw checkpoint_error("lamina: checkpoint '" + path + "': record '" + name + "' has a bad type or size");
+            need(count * esize);
+            record r{type, count, std::vector<unsigned char>(payload + pos, payload + pos + count * esize)};
+            pos += count * esize;
+            rs.set(name, std::move(r));
+        }
+        return rs;
+    }
+
+private:
+    template <class T>
+    static constexpr record_type type_of() {
+        if constexpr (std::is_same_v<T, float>) return record_type::f32;
+        else if constexpr (std::is_same_v<T, double>) return record_type::f64;
+        else {
+            static_assert(std::is_same_v<T, std::uint64_t>, "lamina: checkpoint records hold float, double or uint64");
+            return record_type::u64;
+        }
+    }
+    static std::size_t element_size(record_type t) {
+        switch (t) {
+            case record_type::f32: return 4;
+            case record_type::f64: return 8;
+            case record_type::u64: return 8;
+            case record_type::bytes: return 1;
+        }
+        return 0;
+    }
+    void set(const std::string& name, record r) {
+        auto it = index_.find(name);
+        if (it != index_.end()) {
+            records_[it->second] = std::move(r);
+            return;
+        }
+        index_[name] = records_.size();
+        order_.emplace_back(name, records_.size());
+        records_.push_back(std::move(r));
+    }
+    const record& find(const std::string& name, const std::string& file) const {
+        auto it = index_.find(name);
+        if (it == index_.end()) throw checkpoint_error("lamina: checkpoint '" + file + "' has no record '" + name + "'");
+        return records_[it->second];
+    }
+    static void append_u32(std::vector<unsigned char>& b, std::uint32_t v) {
+        for (int i = 0; i < 4; ++i) b.push_back(static_cast<unsigned char>(v >> (8 * i)));
+    }
+    static void append_u64(std::vector<unsigned char>& b, std::uint64_t v) {
+        for (int i = 0; i < 8; ++i) b.push_back(static_cast<unsigned char>(v >> (8 * i)));
+    }
+    static std::uint32_t read_u32(const unsigned char* p) {
+        std::uint32_t v = 0;
+        for (int i = 0; i < 4; ++i) v |= std::uint32_t(p[i]) << (8 * i);
+        return v;
+    }
+    static std::uint64_t read_u64(const unsigned char* p) {
+        std::uint64_t v = 0;
+        for (int i = 0; i < 8; ++i) v |= std::uint64_t(p[i]) << (8 * i);
+        return v;
+    }
+
+    std::vector<record> records_;
+    std::map<std::string, std::size_t> index_;
+    std::vector<std::pair<std::string, std::size_t>> order_;
+};
+
+/// The architecture fingerprint stored in and checked against checkpoints.
+template <class Model>
+std::string architecture_of() {
+    return "input" + Model::input_shape::str() + " -> " + Model::name_of_layers() + " | scalar " +
+           (std::is_same_v<typename Model::value_type, float> ? "f32" : "f64") + " | parameters " +
+           std::to_string(Model::parameter_count);
+}
+
+template <class Model>
+void check_architecture(const record_set& rs, const std::string& path) {
+    std::string stored = rs.get_string("architecture", path), mine = architecture_of<Model>();
+    if (stored != mine)
+        throw checkpoint_error("lamina: checkpoint '" + path + "' is for another architecture:\n  checkpoint: " + stored +
+                               "\n  this model: " + mine);
+}
+
+}  // namespace io
+
+/// Saves a model's parameters (no training state): for inference and transfer.
+template <class Model>
+void save_weights(const std::string& path, const Model& net) {
+    io::record_set rs;
+    rs.put_string("architecture", io::architecture_of<Model>());
+    rs.put("parameters", net.get_parameters());
+    rs.put_u64("seed", net.seed_value());
+    rs.save(path);
+}
+
+/// Loads parameters saved by save_weights or save_checkpoint into a model of the same architecture.
+template <class Model>
+void load_weights(const std::string& path, Model& net) {
+    auto rs = io::record_set::load(path);
+    io::check_architecture<Model>(rs, path);
+    net.set_parameters(rs.get<typename Model::value_type>("parameters", path));
+}
+
+/// Saves the whole training state: parameters, optimizer state, RNG seeds, epoch and step,
+/// so that a resumed run continues bit-identically.
+template <class Trainer>
+void save_checkpoint(const std::string& path, Trainer& t) {
+    using Model = std::decay_t<decltype(t.model())>;
+    auto& net = t.model();
+    io::record_set rs;
+    rs.put_string("architecture", io::architecture_of<Model>());
+    rs.put("parameters", net.get_parameters());
+    rs.put_string("optimizer", t.optimizer().name());
+    rs.put_u64("optimizer.steps", t.optimizer_state_ref().steps());
+    for (auto& [name, values] : t.optimizer_state_ref().save(net.context())) rs.put("optimizer." + name, values);
+    rs.put_u64("epoch", t.epoch());
+    rs.put_u64("step", t.global_step());
+    rs.put_u64("seed", net.seed_value());
+    rs.put_u64("shuffle_seed", t.shuffle_seed());
+    rs.save(path);
+}
+
+/// Restores what save_checkpoint saved into a trainer of the same architecture and optimizer.
+template <class Trainer>
+void load_checkpoint(const std::string& path, Trainer& t) {
+    using Model = std::decay_t<decltype(t.model())>;
+    using T = typename Model::value_type;
+    auto rs = io::record_set::load(path);
+    io::check_architecture<Model>(rs, path);
+    std::string opt = rs.get_string("optimizer", path);
+    if (opt != t.optimizer().name())
+        throw checkpoint_error("lamina: checkpoint '" + path + "' holds optimizer state of '" + opt +
+                               "', the trainer uses '" + t.optimizer().name() + "'");
+    std::vector<std::pair<std::string, std::vector<T>>> state;
+    std::string prefix = "optimizer.";
+    for (auto& name : rs.names())
+        if (name.rfind(prefix, 0) == 0 && name != "optimizer.steps")
+            state.emplace_back(name.substr(prefix.size()), rs.get<T>(name, path));
+    // Keep the optimizer's own order of state tensors (save() order).
+    auto expected = t.optimizer_state_ref().save(t.model().context());
+    std::vector<std::pair<std::string, std::vector<T>>> ordered;
+    for (auto& entry : expected) {
+        const std::string& name = entry.first;  // (a named reference: clang 14 cannot capture bindings)
+        auto it = std::find_if(state.begin(), state.end(), [&](auto& s) { return s.first == name; });
+        if (it == state.end())
+            throw checkpoint_error("lamina: checkpoint '" + path + "' lacks optimizer state '" + name + "'");
+        ordered.push_back(std::move(*it));
+    }
+    auto& net = t.model();
+    net.set_parameters(rs.get<T>("parameters", path));
+    net.restore_seed(rs.get_u64("seed", path));
+    t.optimizer_state_ref().load(net.context(), ordered, rs.get_u64("optimizer.steps", path));
+    t.set_position(rs.get_u64("epoch", path), rs.get_u64("step", path));
+    t.set_shuffle_seed(rs.get_u64("shuffle_seed", path));
+}
+
+/// Callback: saves `<prefix>.lmck` every `every` epochs (atomically replacing the last one).
+struct checkpoint_every {
+    std::string prefix;
+    std::size_t every = 1;
+    checkpoint_every(std::string p, std::size_t n = 1) : prefix(std::move(p)), every(n ? n : 1) {}
+    std::string path() const { return prefix + ".lmck"; }
+    template <class Trainer, class Info>
+    void on_epoch_end(Trainer& t, const Info&) {
+        if (!prefix.empty() && t.epoch() % every == 0) save_checkpoint(path(), t);  // empty prefix: disabled
+    }
+};
+
+}  // namespace lamina
+// ---- end include/lamina/io/checkpoint.hpp ----
+
+// ---- end include/lamina/lamina.hpp ----

@@ -29,10 +29,15 @@
 #define LAMINA_VERSION_PATCH 0
 
 // Marks functions that kernels may call on any backend. On the host this is plain
-// `inline`; the Kokkos backend redefines it to KOKKOS_INLINE_FUNCTION before inclusion
-// so the same scalar helpers (activations, RNG) compile for devices.
+// `inline`; when Kokkos_Core.hpp was included first (backends/kokkos does that) it is
+// KOKKOS_INLINE_FUNCTION, so the same scalar helpers (activations, RNG) compile for devices.
 #ifndef LAMINA_HOST_DEVICE
+#if defined(KOKKOS_INLINE_FUNCTION)  // Kokkos_Core.hpp came first: device-callable helpers
+#define LAMINA_HOST_DEVICE KOKKOS_INLINE_FUNCTION
+#define LAMINA_HOST_DEVICE_IS_KOKKOS 1
+#else
 #define LAMINA_HOST_DEVICE inline
+#endif
 #endif
 
 namespace lamina {
@@ -250,18 +255,33 @@ struct seed {
 // their own OpenMP (possibly another runtime: libgomp vs libomp) or many MPI ranks per node.
 // An explicit pool with an explicit thread count never nests into or fights the caller's
 // runtime, never oversubscribes behind the user's back, and needs no compiler flag.
+//
+// Defining LAMINA_NO_THREADS (before including lamina) replaces the pool with a trivial serial
+// one: no std::thread, no atomics, no locks; every context has one thread.
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <cstdlib>
-#include <functional>
+
+#ifndef LAMINA_NO_THREADS
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
+#endif
 
 
 namespace lamina {
+
+/// True when lamina was built with a real thread pool (LAMINA_NO_THREADS not defined).
+#ifdef LAMINA_NO_THREADS
+inline constexpr bool threading_enabled = false;
+#else
+inline constexpr bool threading_enabled = true;
+#endif
 
 /// The thread count to use: an explicit request, else LAMINA_NUM_THREADS, else the cores.
 inline unsigned default_thread_count() {
@@ -272,8 +292,12 @@ inline unsigned default_thread_count() {
             throw argument_error(std::string("lamina: LAMINA_NUM_THREADS must be a positive integer, got '") + s + "'");
         return static_cast<unsigned>(v);
     }
+#ifdef LAMINA_NO_THREADS
+    return 1;
+#else
     unsigned hc = std::thread::hardware_concurrency();
     return hc ? hc : 1;
+#endif
 }
 
 /// The user-facing thread-count type: `model{seed{1}, threads{2}}`. 0 means the default.
@@ -281,21 +305,53 @@ struct threads {
     unsigned count = 0;
 };
 
+#ifdef LAMINA_NO_THREADS
+/// The serial stand-in: same interface, always one thread, everything runs inline.
 class thread_pool {
 public:
+    explicit thread_pool(unsigned = 0) noexcept {}
+    thread_pool(const thread_pool&) = delete;
+    thread_pool& operator=(const thread_pool&) = delete;
+    unsigned size() const noexcept { return 1; }
+    template <class F>
+    void run(F&& f) {
+        f(0u, 1u);
+    }
+    template <class F>
+    void parallel_for(std::size_t n, F&& f, std::size_t = 1) {
+        if (n) f(std::size_t(0), n);
+    }
+};
+#else
+/// A fixed set of worker threads that run one job at a time. Handoff: the caller publishes the
+/// job and bumps an atomic generation; workers spin on it (with a CPU pause) for up to
+/// spin_time before they sleep on a condition variable, so consecutive kernels of a training
+/// step (microseconds apart) never pay a futex wake-up; the caller only locks and notifies
+/// when some worker is actually asleep.
+class thread_pool {
+public:
+    /// How long an idle worker spins before sleeping (OpenMP runtimes spin for a similar
+    /// time); LAMINA_POOL_SPIN_US overrides it at compile time (0: sleep at once, for heavily
+    /// oversubscribed machines).
+#ifdef LAMINA_POOL_SPIN_US
+    static constexpr std::chrono::microseconds spin_time{LAMINA_POOL_SPIN_US};
+#else
+    static constexpr std::chrono::microseconds spin_time{100};
+#endif
+
     explicit thread_pool(unsigned n_threads = 0) : n_(n_threads ? n_threads : default_thread_count()) {
+        // More threads than cores: spinning would steal the core a working thread needs
+        // (libgomp throttles its spinning the same way).
+        const unsigned cores = std::thread::hardware_concurrency();
+        spin_ = cores != 0 && n_ > cores ? std::chrono::microseconds(0) : spin_time;
         workers_.reserve(n_ - 1);
         for (unsigned t = 1; t < n_; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
     }
     thread_pool(const thread_pool&) = delete;
     thread_pool& operator=(const thread_pool&) = delete;
     ~thread_pool() {
-        {
-            std::lock_guard<std::mutex> lk(m_);
-            stop_ = true;
-            generation_atomic_.store(++generation_, std::memory_order_release);
-        }
-        cv_.notify_all();
+        stop_ = true;
+        publish();
         for (auto& w : workers_) w.join();
     }
 
@@ -318,18 +374,19 @@ public:
             return;
         }
         task_scope scope;
-        job_ = [&f](unsigned t, unsigned n) { f(t, n); };
+        using Fn = std::remove_reference_t<F>;
+        job_ctx_ = static_cast<void*>(std::addressof(f));
+        job_fn_ = [](void* ctx, unsigned t, unsigned n) { (*static_cast<Fn*>(ctx))(t, n); };
         pending_.store(n_ - 1, std::memory_order_relaxed);
-        {
-            std::lock_guard<std::mutex> lk(m_);
-            generation_atomic_.store(++generation_, std::memory_order_release);
-        }
-        cv_.notify_all();
+        publish();
         f(0u, n_);
-        // Spin briefly (kernels are short), then yield, until every worker is done.
-        for (unsigned spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins)
-            if (spins > 1024) std::this_thread::yield();
-        job_ = nullptr;
+        // Spin (kernels are short), then yield, until every worker is done.
+        for (unsigned spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+            if (spins < 4096)
+                cpu_relax();
+            else
+                std::this_thread::yield();
+        }
     }
 
     /// Splits [0, n) into contiguous chunks, one per thread, and runs f(begin, end) on each.
@@ -360,35 +417,64 @@ private:
         ~task_scope() { inside_task() = false; }
     };
 
+    static void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        asm volatile("yield" ::: "memory");
+#endif
+    }
+
+    /// Makes the job (or stop_) visible to the workers and wakes any that sleep. The sequentially
+    /// consistent generation bump and sleepers_ read pair with the worker's sleepers_ increment
+    /// and generation re-check: a worker either sees the new generation or is counted here.
+    void publish() {
+        generation_.fetch_add(1, std::memory_order_seq_cst);
+        if (sleepers_.load(std::memory_order_seq_cst) != 0) {
+            { std::lock_guard<std::mutex> lk(m_); }
+            cv_.notify_all();
+        }
+    }
+
     void worker_loop(unsigned t) {
         inside_task() = true;  // workers only ever run pool tasks
         std::uint64_t seen = 0;
         for (;;) {
-            // Spin a little before sleeping: consecutive kernels of one training step follow
-            // each other within microseconds.
-            for (int i = 0; i < 4000; ++i)
-                if (generation_atomic_.load(std::memory_order_acquire) != seen) break;
-            std::unique_lock<std::mutex> lk(m_);
-            cv_.wait(lk, [&] { return generation_ != seen; });
-            seen = generation_;
+            std::uint64_t g = generation_.load(std::memory_order_acquire);
+            if (g == seen && spin_.count() > 0) {
+                const auto start = std::chrono::steady_clock::now();
+                for (unsigned i = 1; (g = generation_.load(std::memory_order_acquire)) == seen; ++i) {
+                    cpu_relax();
+                    if (i % 64 == 0 && std::chrono::steady_clock::now() - start > spin_) break;
+                }
+            }
+            if (g == seen) {
+                std::unique_lock<std::mutex> lk(m_);
+                sleepers_.fetch_add(1, std::memory_order_seq_cst);
+                cv_.wait(lk, [&] { return (g = generation_.load(std::memory_order_seq_cst)) != seen; });
+                sleepers_.fetch_sub(1, std::memory_order_relaxed);
+            }
+            seen = g;
             if (stop_) return;
-            lk.unlock();
-            job_(t, n_);
+            job_fn_(job_ctx_, t, n_);
             pending_.fetch_sub(1, std::memory_order_acq_rel);
         }
     }
 
     unsigned n_;
+    std::chrono::microseconds spin_{0};
     std::vector<std::thread> workers_;
     std::mutex m_;
     std::condition_variable cv_;
-    std::uint64_t generation_ = 0;
-    std::atomic<std::uint64_t> generation_atomic_{0};
-    bool stop_ = false;
+    std::atomic<std::uint64_t> generation_{0};
+    std::atomic<unsigned> sleepers_{0};
+    bool stop_ = false;  // written before a generation bump, read after seeing it
     std::mutex run_mutex_;
-    std::function<void(unsigned, unsigned)> job_;
+    void (*job_fn_)(void*, unsigned, unsigned) = nullptr;
+    void* job_ctx_ = nullptr;
     std::atomic<unsigned> pending_{0};
 };
+#endif  // LAMINA_NO_THREADS
 
 }  // namespace lamina
 // ---- end include/lamina/core/thread_pool.hpp ----
@@ -399,6 +485,7 @@ private:
 // users see through a tensor is always NCHW.
 
 #include <initializer_list>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -638,6 +725,18 @@ struct conv_geometry {
     constexpr std::size_t weight_size() const { return k * c * r * s; }
 };
 
+/// Compile-time shape of one convolution layer (square stride and padding), passed by the
+/// conv2d layer as a trailing tag argument so that a backend can pick and specialise its
+/// kernel per layer at compile time (the runtime conv_geometry is passed as well).
+template <std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+          std::size_t Stride, std::size_t Pad>
+struct conv_shape {
+    static constexpr std::size_t c = C, h = H, w = W, k = K, r = R, s = S, stride = Stride, pad = Pad;
+    static constexpr std::size_t p = conv_geometry::out_extent(H, R, Stride, Pad);
+    static constexpr std::size_t q = conv_geometry::out_extent(W, S, Stride, Pad);
+    static constexpr bool pointwise = R == 1 && S == 1 && Stride == 1 && Pad == 0;
+};
+
 struct pool_geometry {
     std::size_t n = 0, c = 0, h = 0, w = 0;
     std::size_t kh = 1, kw = 1;
@@ -783,6 +882,19 @@ struct reference {
                     s += a * b;
                 }
                 C[i * ldc + j] = alpha * s + (beta == T(0) ? T(0) : beta * C[i * ldc + j]);
+            }
+    }
+    /// GEMM with a fused epilogue: C = act(alpha * op(A) * op(B) + beta * C + bias), where
+    /// bias (N entries, one per column of C) may be null. Naive: gemm, then the epilogue.
+    template <class T>
+    static void gemm_bias_act(const context& ctx, transpose ta, transpose tb, std::size_t M, std::size_t N,
+                              std::size_t K, T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta,
+                              T* C, std::size_t ldc, const T* bias, activation act) {
+        gemm(ctx, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        for (std::size_t i = 0; i < M; ++i)
+            for (std::size_t j = 0; j < N; ++j) {
+                T& c = C[i * ldc + j];
+                c = activation_value<T>(act.kind, static_cast<T>(act.alpha), bias ? c + bias[j] : c);
             }
     }
 
@@ -1023,6 +1135,28 @@ struct reference {
                     }
     }
 
+
+    /// The conv kernels may also be called with the layer's compile-time shape as a trailing
+    /// tag (geometry.hpp's conv_shape) so that a backend can specialise per layer; the
+    /// reference ignores it.
+    template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+              std::size_t St, std::size_t Pd>
+    static void conv2d_forward(const context& ctx, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
+                               T* ws, conv_shape<C, H, W, K, R, S, St, Pd>) {
+        conv2d_forward(ctx, g, x, w, bias, y, ws);
+    }
+    template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+              std::size_t St, std::size_t Pd>
+    static void conv2d_backward_data(const context& ctx, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws,
+                                     conv_shape<C, H, W, K, R, S, St, Pd>) {
+        conv2d_backward_data(ctx, g, dy, w, dx, ws);
+    }
+    template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+              std::size_t St, std::size_t Pd>
+    static void conv2d_backward_weights(const context& ctx, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db,
+                                        T* ws, conv_shape<C, H, W, K, R, S, St, Pd>) {
+        conv2d_backward_weights(ctx, g, x, dy, dw, db, ws);
+    }
     // ---- dropout: element i is kept iff stream.uniform(i) >= p; mask holds 0 or 1/(1-p) ------
     template <class T>
     static void dropout_forward(const context&, const T* x, T* y, T* mask, std::size_t n, T p, random_stream stream) {
@@ -1079,25 +1213,39 @@ struct reference {
 #include <memory>
 
 // ---- begin include/lamina/backends/host/conv.hpp ----
-// lamina host backend: 2-D convolution lowered to GEMM.
+// lamina host backend: 2-D convolution (NCHW activations, KCRS weights).
 //
-// Per image, with col = im2col(x) of shape [C*R*S][P*Q]:
-//   forward          y_n  = W[K][CRS] * col                      (+ bias)
-//   backward data    col  = W^T * dy_n, then dx_n = col2im(col)
-//   backward weights dW  += dy_n[K][PQ] * col^T
-// A 1x1, stride-1, unpadded convolution is already a GEMM on x (col == x): no im2col.
+// Forward, chosen per shape (at compile time when the conv2d layer passes its conv_shape tag):
+//   - few filters (K <= 32), stride 1: direct kernel on a zero-padded copy of each image
+//     (conv_direct.hpp; ResNet-20, LeNet);
+//   - otherwise an implicit GEMM over the whole batch, Y[K][N*P*Q] = W * col, whose B-packing
+//     gathers col panels straight from the input (conv_igemm.hpp: no im2col buffer, batch
+//     folded into the columns for 7x7/14x14 maps);
+//   - a 1x1 stride-1 unpadded convolution on a large map (P*Q >= 2048): per-image GEMM on x.
+// Backward data: implicit GEMM col = W^T * dY per column block, scattered (col2im) into dx
+// by threads owning disjoint channel ranges (conv_igemm.hpp); per-image GEMM + col2im when
+// there are fewer channels than threads; per-image dx_n = W^T * dy_n for 1x1 (no col2im).
+// Backward weights: per image, with col = im2col(x) of shape [C*R*S][P*Q] (x itself for 1x1),
+//   dW += dy_n[K][PQ] * col^T.
 //
-// Threading: with at least as many images as threads, images are split across threads, each
-// running the serial GEMM with its own im2col scratch (thread 0 uses the layer's workspace,
-// the others thread-local scratch); weight gradients are accumulated per thread and summed in
-// thread order (deterministic for a given thread count). With fewer images, images run in
-// turn and each GEMM is threaded.
+// Per-image threading: with at least as many images as threads, images are split across
+// threads, each running the serial GEMM with its own im2col scratch (thread 0 uses the layer's
+// workspace, the others thread-local scratch); weight gradients are accumulated per thread and
+// summed in thread order (deterministic for a given thread count). With fewer images, images
+// run in turn and each GEMM is threaded. The forward paths are bit-identical across thread
+// counts.
 
 
-// ---- begin include/lamina/backends/host/elementwise.hpp ----
-// lamina host backend: streaming elementwise kernels, reductions, channel bias, activations
-// and dropout. Each is an xsimd loop over [lo, hi) run by parallel_range, so chunking (and thus
-// every reduction's summation order) depends only on the size and the thread count.
+// ---- begin include/lamina/backends/host/conv_direct.hpp ----
+// lamina host backend: direct forward convolution for few output channels (stride 1).
+//
+// With few filters (K <= 32: ResNet-20's 16/32, LeNet's 6/16), every implicit-im2col element
+// would be used only K times, so packing it costs as much as the arithmetic. This kernel reads
+// the input instead: each image is copied once into a zero-padded buffer (so the inner loop
+// has no bounds checks), then for a block of KB <= 6 filters and NV vectors of output columns
+// it keeps KB x NV accumulators in registers and, per tap (c, r, s), loads NV input vectors and
+// broadcasts KB weights. Images are split across threads; every output sums its taps in (c, r,
+// s) order whatever the thread count (bit-identical results).
 
 
 // ---- begin include/lamina/backends/host/simd.hpp ----
@@ -1198,6 +1346,810 @@ inline constexpr int slot_partial = 3;
 
 }  // namespace lamina::host_detail
 // ---- end include/lamina/backends/host/simd.hpp ----
+
+
+namespace lamina::host_detail {
+
+inline constexpr int slot_conv_pad = 44;  // padded input image (each thread)
+
+/// Whether the direct kernel serves g.
+inline bool conv_use_direct(const conv_geometry& g) {
+    return g.stride_h == 1 && g.stride_w == 1 && g.k <= 32;
+}
+constexpr bool conv_use_direct(std::size_t k, std::size_t stride) { return stride == 1 && k <= 32; }
+
+/// KB filters x NV vectors of output columns at output row p, columns [q0, q0 + NV*W).
+template <std::size_t KB, std::size_t NV, class T>
+inline void conv_direct_tile(const conv_geometry& g, const T* xp, std::size_t hp, std::size_t wp, const T* w,
+                             std::size_t k0, const T* bias, T* y, std::size_t p, std::size_t q0) {
+    using V = vec<T>;
+    constexpr std::size_t W = vec_size<T>;
+    const std::size_t rs = g.r * g.s, crs = g.c * rs, pq = g.p * g.q;
+    V acc[KB][NV];
+    for (std::size_t i = 0; i < KB; ++i)
+        for (std::size_t v = 0; v < NV; ++v) acc[i][v] = V(T(0));
+    const T* wk = w + k0 * crs;
+    for (std::size_t c = 0; c < g.c; ++c)
+        for (std::size_t r = 0; r < g.r; ++r) {
+            const T* row = xp + (c * hp + p + r) * wp + q0;
+            const T* wr = wk + c * rs + r * g.s;
+            for (std::size_t s = 0; s < g.s; ++s) {
+                V xv[NV];
+                for (std::size_t v = 0; v < NV; ++v) xv[v] = V::load_unaligned(row + s + v * W);
+                for (std::size_t i = 0; i < KB; ++i) {
+                    const V wv(wr[i * crs + s]);
+                    for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(wv, xv[v], acc[i][v]);
+                }
+            }
+        }
+    const std::size_t n = std::min(NV * W, g.q - q0);
+    for (std::size_t i = 0; i < KB; ++i) {
+        const V b(bias ? bias[k0 + i] : T(0));
+        T* out = y + (k0 + i) * pq + p * g.q + q0;
+        if (n == NV * W) {
+            for (std::size_t v = 0; v < NV; ++v) (acc[i][v] + b).store_unaligned(out + v * W);
+        } else {
+            alignas(64) T t[NV * W];
+            for (std::size_t v = 0; v < NV; ++v) (acc[i][v] + b).store_aligned(t + v * W);
+            for (std::size_t j = 0; j < n; ++j) out[j] = t[j];
+        }
+    }
+}
+
+template <std::size_t NV, class T>
+inline void conv_direct_image(const conv_geometry& g, const T* xp, std::size_t hp, std::size_t wp, const T* w,
+                              const T* bias, T* y) {
+    constexpr std::size_t W = vec_size<T>;
+    for (std::size_t k0 = 0; k0 < g.k; k0 += 6) {
+        const std::size_t kb = std::min<std::size_t>(6, g.k - k0);
+        for (std::size_t p = 0; p < g.p; ++p)
+            for (std::size_t q0 = 0; q0 < g.q; q0 += NV * W) switch (kb) {
+                    case 6: conv_direct_tile<6, NV>(g, xp, hp, wp, w, k0, bias, y, p, q0); break;
+                    case 5: conv_direct_tile<5, NV>(g, xp, hp, wp, w, k0, bias, y, p, q0); break;
+                    case 4: conv_direct_tile<4, NV>(g, xp, hp, wp, w, k0, bias, y, p, q0); break;
+                    case 3: conv_direct_tile<3, NV>(g, xp, hp, wp, w, k0, bias, y, p, q0); break;
+                    case 2: conv_direct_tile<2, NV>(g, xp, hp, wp, w, k0, bias, y, p, q0); break;
+                    default: conv_direct_tile<1, NV>(g, xp, hp, wp, w, k0, bias, y, p, q0); break;
+                }
+    }
+}
+
+/// y = conv(x, w) + bias, stride 1 (pool may be null: serial).
+template <class T>
+inline void conv_forward_direct(thread_pool* pool, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y) {
+    constexpr std::size_t W = vec_size<T>;
+    // Two vectors of columns per tile unless that would waste a vector on every row.
+    const bool two = g.q % (2 * W) == 0 || (g.q % W != 0 && g.q > W);
+    const std::size_t nv = two ? 2 : 1;
+    const std::size_t qr = (g.q + nv * W - 1) / (nv * W) * (nv * W);
+    const std::size_t hp = g.h + 2 * g.pad_h, wp = qr + g.s - 1;  // >= w + 2 * pad_w
+    const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q;
+    auto images = [&](std::size_t lo, std::size_t hi) {
+        T* xp = thread_scratch<T, slot_conv_pad>(g.c * hp * wp + W);
+        std::fill(xp, xp + g.c * hp * wp + W, T(0));
+        for (std::size_t n = lo; n < hi; ++n) {
+            const T* xn = x + n * in;
+            for (std::size_t c = 0; c < g.c; ++c)
+                for (std::size_t h = 0; h < g.h; ++h)
+                    std::memcpy(static_cast<void*>(xp + (c * hp + h + g.pad_h) * wp + g.pad_w), xn + (c * g.h + h) * g.w,
+                                g.w * sizeof(T));
+            if (two)
+                conv_direct_image<2>(g, xp, hp, wp, w, bias, y + n * out);
+            else
+                conv_direct_image<1>(g, xp, hp, wp, w, bias, y + n * out);
+        }
+    };
+    if (pool && pool->size() > 1 && g.n > 1)
+        pool->parallel_for(g.n, images);
+    else
+        images(0, g.n);
+}
+
+}  // namespace lamina::host_detail
+// ---- end include/lamina/backends/host/conv_direct.hpp ----
+
+// ---- begin include/lamina/backends/host/conv_igemm.hpp ----
+// lamina host backend: forward convolution as an implicit GEMM (no im2col buffer).
+//
+// The whole batch is one GEMM, Y[K][N*P*Q] = W[K][C*R*S] * col[C*R*S][N*P*Q], with the batch
+// folded into the columns so that small feature maps (7x7, 14x14) still give long panels.
+// col is never materialised: GEMM's B-packing routine gathers each KC x NR panel straight
+// from the NCHW input (gemm_pack_b_conv), so the only copy of the input is the cache-resident
+// packed panel the micro-kernel needs anyway. W is packed once per call (shared, read-only).
+//
+// Threads split the columns into blocks (and the rows into halves when there are too few
+// blocks). Each block is computed into a thread-local row-padded tile (full micro-tiles, no
+// partial stores) and written out to NCHW with the bias added. Every output element sums its
+// C*R*S products in the same KC-blocked order whatever the thread count: results are
+// bit-identical across thread counts.
+
+
+// ---- begin include/lamina/backends/host/gemm.hpp ----
+// lamina host backend: GEMM, C = alpha * op(A) * op(B) + beta * C, row-major.
+//
+// GotoBLAS/BLIS structure: op(B) is packed KC x NC into NR-wide column panels, op(A) is packed
+// MC x KC into MR-high row panels, and an MR x NR register-tiled micro-kernel (2*MR FMA
+// accumulators) runs over each pair of panels. Packing makes the micro-kernel's loads
+// contiguous and aligned whatever the transposes, and zero-pads edge panels so one kernel
+// handles every size; only the final store knows about partial tiles.
+//
+// Threading splits C into row (or column) slices, one per thread, each computed by the serial
+// algorithm with its own thread-local packing buffers (no shared packed panel, so no barrier).
+// Slices are whole micro-tiles and never take the small path, so every C element is
+// accumulated in the same order whatever the thread count: results are bit-identical across
+// thread counts.
+
+#include <type_traits>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+
+namespace lamina::host_detail {
+
+template <class T>
+struct gemm_blocking {
+    static constexpr std::size_t W = vec_size<T>;
+    static constexpr std::size_t NR = 2 * W;  // two vectors per accumulator row
+    static constexpr std::size_t MR = 6;      // 12 accumulators: fits 16 registers (AVX2/SSE2)
+    static constexpr std::size_t KC = 256;    // a KC x NR panel of B stays in L1
+    static constexpr std::size_t MC = 120;    // an MC x KC block of A stays in L2
+    static constexpr std::size_t NC = 2048 / NR * NR;  // KC x NC of B lives in L3
+};
+
+// Below this many multiply-adds, packing costs more than it saves.
+inline constexpr std::size_t gemm_small_flops = 32768;
+// Below this many multiply-adds, the thread handoff costs more than it saves.
+inline constexpr std::size_t gemm_parallel_flops = 1u << 18;
+
+template <class T>
+inline void gemm_pack_a(transpose ta, const T* A, std::size_t lda, std::size_t i0, std::size_t p0, std::size_t mc,
+                        std::size_t kc, T* dst) {
+    constexpr std::size_t MR = gemm_blocking<T>::MR;
+    for (std::size_t ir = 0; ir < mc; ir += MR) {
+        const std::size_t mr = std::min(MR, mc - ir);
+        T* d = dst + ir * kc;
+        if (ta == transpose::no) {
+            const T* a = A + (i0 + ir) * lda + p0;
+            if (mr == MR) {
+                for (std::size_t p = 0; p < kc; ++p)
+                    for (std::size_t r = 0; r < MR; ++r) d[p * MR + r] = a[r * lda + p];
+            } else {
+                for (std::size_t p = 0; p < kc; ++p)
+                    for (std::size_t r = 0; r < MR; ++r) d[p * MR + r] = r < mr ? a[r * lda + p] : T(0);
+            }
+        } else {
+            const T* a = A + p0 * lda + i0 + ir;
+            for (std::size_t p = 0; p < kc; ++p)
+                for (std::size_t r = 0; r < MR; ++r) d[p * MR + r] = r < mr ? a[p * lda + r] : T(0);
+        }
+    }
+}
+
+/// Packs one transposed-B panel (rows j of B are columns of op(B)): d[p * NR + c] = b[c * ldb + p]
+/// for c < nr (zero beyond), p < kc. Floats with AVX: 8 x 8 in-register transposes.
+template <class T>
+inline void gemm_pack_b_panel_t(const T* b, std::size_t ldb, std::size_t nr, std::size_t kc, T* d) {
+    constexpr std::size_t NR = gemm_blocking<T>::NR;
+    std::size_t p0 = 0;
+#if defined(__AVX__)
+    if constexpr (std::is_same<T, float>::value && NR % 8 == 0) {
+        const __m256 zero = _mm256_setzero_ps();
+        for (; p0 + 8 <= kc; p0 += 8) {
+            for (std::size_t cg = 0; cg < NR; cg += 8) {
+                __m256 r[8];
+                for (std::size_t i = 0; i < 8; ++i)
+                    r[i] = cg + i < nr ? _mm256_loadu_ps(b + (cg + i) * ldb + p0) : zero;
+                const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+                const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+                const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+                const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+                T* o = d + p0 * NR + cg;
+                _mm256_store_ps(o + 0 * NR, _mm256_permute2f128_ps(s0, s4, 0x20));
+                _mm256_store_ps(o + 1 * NR, _mm256_permute2f128_ps(s1, s5, 0x20));
+                _mm256_store_ps(o + 2 * NR, _mm256_permute2f128_ps(s2, s6, 0x20));
+                _mm256_store_ps(o + 3 * NR, _mm256_permute2f128_ps(s3, s7, 0x20));
+                _mm256_store_ps(o + 4 * NR, _mm256_permute2f128_ps(s0, s4, 0x31));
+                _mm256_store_ps(o + 5 * NR, _mm256_permute2f128_ps(s1, s5, 0x31));
+                _mm256_store_ps(o + 6 * NR, _mm256_permute2f128_ps(s2, s6, 0x31));
+                _mm256_store_ps(o + 7 * NR, _mm256_permute2f128_ps(s3, s7, 0x31));
+            }
+        }
+    }
+#endif
+    for (std::size_t p = p0; p < kc; ++p)
+        for (std::size_t c = 0; c < NR; ++c) d[p * NR + c] = c < nr ? b[c * ldb + p] : T(0);
+}
+
+template <class T>
+inline void gemm_pack_b(transpose tb, const T* B, std::size_t ldb, std::size_t p0, std::size_t j0, std::size_t kc,
+                        std::size_t nc, T* dst) {
+    constexpr std::size_t NR = gemm_blocking<T>::NR, W = gemm_blocking<T>::W;
+    for (std::size_t jr = 0; jr < nc; jr += NR) {
+        const std::size_t nr = std::min(NR, nc - jr);
+        T* d = dst + jr * kc;
+        if (tb == transpose::no) {
+            const T* b = B + p0 * ldb + j0 + jr;
+            if (nr == NR) {
+                for (std::size_t p = 0; p < kc; ++p) {
+                    vec<T>::load_unaligned(b + p * ldb).store_aligned(d + p * NR);
+                    vec<T>::load_unaligned(b + p * ldb + W).store_aligned(d + p * NR + W);
+                }
+            } else {
+                for (std::size_t p = 0; p < kc; ++p)
+                    for (std::size_t c = 0; c < NR; ++c) d[p * NR + c] = c < nr ? b[p * ldb + c] : T(0);
+            }
+        } else {
+            gemm_pack_b_panel_t(B + (j0 + jr) * ldb + p0, ldb, nr, kc, d);
+        }
+    }
+}
+
+/// How the micro-kernel combines its tile with C: overwrite (first K block, beta == 0),
+/// scale (first K block, beta != 0) or accumulate (later K blocks).
+enum class gemm_store { overwrite, scale, accumulate };
+
+/// Fused epilogue, applied to each MR x NR C tile right after its last K block is stored (the
+/// tile is still in L1):
+/// C[i][j] = act(C[i][j] + bias[j]). bias may be null; the default does nothing.
+template <class T>
+struct gemm_epilogue {
+    const T* bias = nullptr;  // N entries, indexed by column of C
+    activation act{};
+    bool active() const noexcept { return bias != nullptr || act.kind != activation_kind::identity; }
+    /// The same epilogue for the column slice starting at j0.
+    gemm_epilogue shifted(std::size_t j0) const noexcept { return {bias ? bias + j0 : nullptr, act}; }
+};
+
+/// The activation on one vector (the host's vectorised definitions, same as
+/// activation_forward_range).
+template <class T>
+inline vec<T> apply_activation(activation a, vec<T> v) {
+    using V = vec<T>;
+    switch (a.kind) {
+        case activation_kind::identity: return v;
+        case activation_kind::relu: return xsimd::max(v, V(T(0)));
+        case activation_kind::leaky_relu: return xsimd::select(v > V(T(0)), v, V(static_cast<T>(a.alpha)) * v);
+        case activation_kind::sigmoid: return V(T(1)) / (V(T(1)) + xsimd::exp(-v));
+        case activation_kind::tanh: return xsimd::tanh(v);
+        case activation_kind::gelu:
+            return V(T(0.5)) * v * (V(T(1)) + xsimd::erf(v * V(static_cast<T>(0.70710678118654752440))));
+    }
+    return v;
+}
+
+/// The epilogue on the m x n block of row-major C at C (one micro-tile, or the whole of C on
+/// the small path and for K == 0).
+template <class T>
+inline void gemm_apply_epilogue(const gemm_epilogue<T>& ep, T* C, std::size_t ldc, std::size_t m, std::size_t n) {
+    if (!ep.active()) return;
+    constexpr std::size_t W = vec_size<T>;
+    for (std::size_t i = 0; i < m; ++i) {
+        T* c = C + i * ldc;
+        std::size_t j = 0;
+        for (; j + W <= n; j += W) {
+            vec<T> v = load(c + j);
+            if (ep.bias) v += load(ep.bias + j);
+            store(c + j, apply_activation(ep.act, v));
+        }
+        if (j < n) {
+            alignas(64) T t[W] = {};
+            const std::size_t rem = n - j;  // < W (bounded loops keep GCC 12's trip-count analysis quiet)
+            for (std::size_t k = 0; k < rem && k < W; ++k) t[k] = c[j + k] + (ep.bias ? ep.bias[j + k] : T(0));
+            vec<T> v = apply_activation(ep.act, vec<T>::load_aligned(t));
+            v.store_aligned(t);
+            for (std::size_t k = 0; k < rem && k < W; ++k) c[j + k] = t[k];
+        }
+    }
+}
+
+template <class T>
+inline vec<T> gemm_combine(const vec<T>& acc, const T* c, const vec<T>& valpha, const vec<T>& vbeta,
+                           gemm_store mode) {
+    switch (mode) {
+        case gemm_store::overwrite: return valpha * acc;
+        case gemm_store::scale: return xsimd::fma(valpha, acc, vbeta * load(c));
+        case gemm_store::accumulate: return xsimd::fma(valpha, acc, load(c));
+    }
+    return acc;
+}
+
+template <class T>
+inline void gemm_store_row(T* c, const vec<T>& acc, const vec<T>& valpha, const vec<T>& vbeta, gemm_store mode) {
+    store(c, gemm_combine(acc, c, valpha, vbeta, mode));
+}
+/// The MR x NR micro-kernel (MR = 6, written out so the accumulators stay in registers).
+template <class T>
+inline void gemm_micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc, std::size_t mr,
+                              std::size_t nr, T alpha, T beta, gemm_store mode) {
+    using V = vec<T>;
+    constexpr std::size_t MR = gemm_blocking<T>::MR, NR = gemm_blocking<T>::NR, W = gemm_blocking<T>::W;
+    static_assert(MR == 6, "the micro-kernel is written for MR = 6");
+    V c00(T(0)), c01(T(0)), c10(T(0)), c11(T(0)), c20(T(0)), c21(T(0)), c30(T(0)), c31(T(0)), c40(T(0)),
+        c41(T(0)), c50(T(0)), c51(T(0));
+    for (std::size_t p = 0; p < kc; ++p) {
+        const V b0 = V::load_aligned(b), b1 = V::load_aligned(b + W);
+        V av(a[0]);
+        c00 = xsimd::fma(av, b0, c00);
+        c01 = xsimd::fma(av, b1, c01);
+        av = V(a[1]);
+        c10 = xsimd::fma(av, b0, c10);
+        c11 = xsimd::fma(av, b1, c11);
+        av = V(a[2]);
+        c20 = xsimd::fma(av, b0, c20);
+        c21 = xsimd::fma(av, b1, c21);
+        av = V(a[3]);
+        c30 = xsimd::fma(av, b0, c30);
+        c31 = xsimd::fma(av, b1, c31);
+        av = V(a[4]);
+        c40 = xsimd::fma(av, b0, c40);
+        c41 = xsimd::fma(av, b1, c41);
+        av = V(a[5]);
+        c50 = xsimd::fma(av, b0, c50);
+        c51 = xsimd::fma(av, b1, c51);
+        a += MR;
+        b += NR;
+    }
+    const V valpha(alpha), vbeta(beta);
+    if (mr == MR && nr == NR) {
+        gemm_store_row(c + 0 * ldc, c00, valpha, vbeta, mode);
+        gemm_store_row(c + 0 * ldc + W, c01, valpha, vbeta, mode);
+        gemm_store_row(c + 1 * ldc, c10, valpha, vbeta, mode);
+        gemm_store_row(c + 1 * ldc + W, c11, valpha, vbeta, mode);
+        gemm_store_row(c + 2 * ldc, c20, valpha, vbeta, mode);
+        gemm_store_row(c + 2 * ldc + W, c21, valpha, vbeta, mode);
+        gemm_store_row(c + 3 * ldc, c30, valpha, vbeta, mode);
+        gemm_store_row(c + 3 * ldc + W, c31, valpha, vbeta, mode);
+        gemm_store_row(c + 4 * ldc, c40, valpha, vbeta, mode);
+        gemm_store_row(c + 4 * ldc + W, c41, valpha, vbeta, mode);
+        gemm_store_row(c + 5 * ldc, c50, valpha, vbeta, mode);
+        gemm_store_row(c + 5 * ldc + W, c51, valpha, vbeta, mode);
+        return;
+    }
+    // Partial tile: spill the accumulators and store only the valid part.
+    alignas(64) T t[MR * NR];
+    c00.store_aligned(t + 0 * NR); c01.store_aligned(t + 0 * NR + W);
+    c10.store_aligned(t + 1 * NR); c11.store_aligned(t + 1 * NR + W);
+    c20.store_aligned(t + 2 * NR); c21.store_aligned(t + 2 * NR + W);
+    c30.store_aligned(t + 3 * NR); c31.store_aligned(t + 3 * NR + W);
+    c40.store_aligned(t + 4 * NR); c41.store_aligned(t + 4 * NR + W);
+    c50.store_aligned(t + 5 * NR); c51.store_aligned(t + 5 * NR + W);
+    for (std::size_t r = 0; r < mr; ++r)
+        for (std::size_t j = 0; j < nr; ++j) {
+            T& cc = c[r * ldc + j];
+            const T v = t[r * NR + j];
+            switch (mode) {
+                case gemm_store::overwrite: cc = alpha * v; break;
+                case gemm_store::scale: cc = alpha * v + beta * cc; break;
+                case gemm_store::accumulate: cc = alpha * v + cc; break;
+            }
+        }
+}
+
+/// Direct path for tiny problems (dense layers at batch 1, small convolutions).
+template <class T>
+inline void gemm_small(transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
+                       std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
+    constexpr std::size_t W = vec_size<T>;
+    for (std::size_t i = 0; i < M; ++i) {
+        T* c = C + i * ldc;
+        if (tb == transpose::no) {
+            // C row = beta * C row + sum_p (alpha * a(i,p)) * B row p: vectorised over j.
+            if (beta == T(0))
+                std::fill(c, c + N, T(0));
+            else if (beta != T(1))
+                for (std::size_t j = 0; j < N; ++j) c[j] *= beta;
+            for (std::size_t p = 0; p < K; ++p) {
+                const T av = alpha * (ta == transpose::no ? A[i * lda + p] : A[p * lda + i]);
+                const T* b = B + p * ldb;
+                const vec<T> va(av);
+                std::size_t j = 0;
+                for (; j + W <= N; j += W) store(c + j, xsimd::fma(va, load(b + j), load(c + j)));
+                // Tails as bounded counts: GCC 12 otherwise misjudges the trip count after
+                // inlining (a false -Waggressive-loop-optimizations).
+                for (std::size_t t = 0, rem = N - j; t < rem && t < W; ++t) c[j + t] += av * b[j + t];
+            }
+        } else {
+            for (std::size_t j = 0; j < N; ++j) {
+                const T* b = B + j * ldb;
+                T s = 0;
+                if (ta == transpose::no) {
+                    const T* a = A + i * lda;
+                    vec<T> acc(T(0));
+                    std::size_t p = 0;
+                    for (; p + W <= K; p += W) acc = xsimd::fma(load(a + p), load(b + p), acc);
+                    s = hsum(acc);
+                    for (std::size_t t = 0, rem = K - p; t < rem && t < W; ++t) s += a[p + t] * b[p + t];
+                } else {
+                    for (std::size_t p = 0; p < K; ++p) s += A[p * lda + i] * b[p];
+                }
+                c[j] = alpha * s + (beta == T(0) ? T(0) : beta * c[j]);
+            }
+        }
+    }
+}
+
+template <class T>
+inline void gemm_serial(transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
+                        std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc,
+                        bool allow_small = true, const gemm_epilogue<T>& epilogue = {}) {
+    using blk = gemm_blocking<T>;
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        for (std::size_t i = 0; i < M; ++i)
+            for (std::size_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+        gemm_apply_epilogue(epilogue, C, ldc, M, N);
+        return;
+    }
+    if (allow_small && M * N * K < gemm_small_flops) {
+        gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm_apply_epilogue(epilogue, C, ldc, M, N);
+        return;
+    }
+    const bool fused = epilogue.active();
+    T* pa = thread_scratch<T, slot_pack_a>(blk::MC * blk::KC);
+    T* pb = thread_scratch<T, slot_pack_b>(blk::KC * blk::NC);
+    for (std::size_t jc = 0; jc < N; jc += blk::NC) {
+        const std::size_t nc = std::min(blk::NC, N - jc);
+        for (std::size_t pc = 0; pc < K; pc += blk::KC) {
+            const std::size_t kc = std::min(blk::KC, K - pc);
+            const gemm_store mode =
+                pc > 0 ? gemm_store::accumulate : (beta == T(0) ? gemm_store::overwrite : gemm_store::scale);
+            const bool last = fused && pc + kc == K;
+            gemm_pack_b(tb, B, ldb, pc, jc, kc, nc, pb);
+            for (std::size_t ic = 0; ic < M; ic += blk::MC) {
+                const std::size_t mc = std::min(blk::MC, M - ic);
+                gemm_pack_a(ta, A, lda, ic, pc, mc, kc, pa);
+                for (std::size_t jr = 0; jr < nc; jr += blk::NR) {
+                    const gemm_epilogue<T> ep = last ? epilogue.shifted(jc + jr) : gemm_epilogue<T>{};
+                    const std::size_t nr = std::min(blk::NR, nc - jr);
+                    for (std::size_t ir = 0; ir < mc; ir += blk::MR) {
+                        T* c = C + (ic + ir) * ldc + jc + jr;
+                        const std::size_t mr = std::min(blk::MR, mc - ir);
+                        gemm_micro_kernel(kc, pa + ir * kc, pb + jr * kc, c, ldc, mr, nr, alpha, beta, mode);
+                        // Fused epilogue on the tile just stored, still in L1 (doing it inside the
+                        // micro-kernel costs the k-loop registers).
+                        if (last) gemm_apply_epilogue(ep, c, ldc, mr, nr);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Threaded GEMM: C is cut into one row slice (or column slice, when N is the longer side)
+/// per thread, in whole micro-tiles. pool == nullptr runs serially (nested use).
+template <class T>
+inline void gemm_parallel(thread_pool* pool, transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K,
+                          T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
+                          std::size_t ldc, const gemm_epilogue<T>& ep = {}) {
+    using blk = gemm_blocking<T>;
+    if (!pool || pool->size() == 1 || M * N * K < gemm_parallel_flops) {
+        gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, true, ep);
+        return;
+    }
+    const std::size_t units_m = (M + blk::MR - 1) / blk::MR, units_n = (N + blk::NR - 1) / blk::NR;
+    const bool split_rows = M >= N ? units_m >= 2 : units_n < 2;
+    if (split_rows) {
+        pool->parallel_for(units_m, [&](std::size_t lo, std::size_t hi) {
+            const std::size_t i0 = lo * blk::MR, i1 = std::min(M, hi * blk::MR);
+            const T* a = ta == transpose::no ? A + i0 * lda : A + i0;
+            gemm_serial(ta, tb, i1 - i0, N, K, alpha, a, lda, B, ldb, beta, C + i0 * ldc, ldc, false, ep);
+        });
+    } else {
+        pool->parallel_for(units_n, [&](std::size_t lo, std::size_t hi) {
+            const std::size_t j0 = lo * blk::NR, j1 = std::min(N, hi * blk::NR);
+            const T* b = tb == transpose::no ? B + j0 : B + j0 * ldb;
+            gemm_serial(ta, tb, M, j1 - j0, K, alpha, A, lda, b, ldb, beta, C + j0, ldc, false, ep.shifted(j0));
+        });
+    }
+}
+
+}  // namespace lamina::host_detail
+// ---- end include/lamina/backends/host/gemm.hpp ----
+
+
+namespace lamina::host_detail {
+
+inline constexpr int slot_conv_w = 40;     // packed weights (calling thread)
+inline constexpr int slot_conv_tile = 41;  // output tile (each thread)
+
+inline constexpr int slot_conv_row = 42;   // one row of the implicit im2col block (each thread)
+inline constexpr int slot_conv_seg = 43;   // the block's column runs (each thread)
+
+/// A run of consecutive columns lying in one image and one output row: input columns iw0,
+/// iw0 + stride, ... of input row ih0 (before the kernel offsets r, s are added).
+struct conv_segment {
+    long col, len;   // first column within the block, length
+    long image;      // offset of the image in x
+    long ih0, iw0;   // p*stride - pad, q*stride - pad
+};
+
+/// Splits columns [j0, j0 + nc) into runs within one image and output row; returns the count.
+inline std::size_t conv_segments(const conv_geometry& g, std::size_t j0, std::size_t nc, conv_segment* seg) {
+    const std::size_t pq = g.p * g.q, chw = g.c * g.h * g.w;
+    std::size_t nseg = 0;
+    for (std::size_t j = j0; j < j0 + nc;) {
+        const std::size_t n = j / pq, rem = j % pq, p = rem / g.q, q = rem % g.q;
+        const std::size_t len = std::min(j0 + nc - j, g.q - q);
+        seg[nseg++] = {static_cast<long>(j - j0), static_cast<long>(len), static_cast<long>(n * chw),
+                       static_cast<long>(p * g.stride_h) - static_cast<long>(g.pad_h),
+                       static_cast<long>(q * g.stride_w) - static_cast<long>(g.pad_w)};
+        j += len;
+    }
+    return nseg;
+}
+
+/// Valid t range of a run: 0 <= iw + t*sw < W, clamped to [0, len].
+inline void conv_run_range(long iw, long sw, long Wd, long len, long& tlo, long& thi) {
+    tlo = iw >= 0 ? 0 : (-iw + sw - 1) / sw;
+    thi = iw < Wd ? std::min(len, (Wd - iw + sw - 1) / sw) : 0;
+    if (tlo > len) tlo = len;
+    if (thi < tlo) thi = tlo;
+}
+
+/// Packs rows [p0, p0 + kc) (index (c*R + r)*S + s) and columns [j0, j0 + nc) (index
+/// (n*P + p)*Q + q) of the implicit im2col matrix into NR-wide panels, zero-padded.
+/// Each row is first gathered into a linear buffer (contiguous copies of the input rows, zeros
+/// for padding), then cut into panels with vector moves.
+template <class T>
+inline void gemm_pack_b_conv(const conv_geometry& g, const T* x, std::size_t p0, std::size_t j0, std::size_t kc,
+                             std::size_t nc, T* dst) {
+    constexpr std::size_t NR = gemm_blocking<T>::NR, W = gemm_blocking<T>::W;
+    const std::size_t hw = g.h * g.w;
+    const long H = static_cast<long>(g.h), Wd = static_cast<long>(g.w), sw = static_cast<long>(g.stride_w);
+    const std::size_t ncp = (nc + NR - 1) / NR * NR;
+    T* line = thread_scratch<T, slot_conv_row>(ncp);
+    conv_segment* seg = reinterpret_cast<conv_segment*>(thread_scratch<long, slot_conv_seg>(5 * (nc + 2)));
+    const std::size_t nseg = conv_segments(g, j0, nc, seg);
+    for (std::size_t t = nc; t < ncp; ++t) line[t] = T(0);
+    std::size_t c = p0 / (g.r * g.s), r = (p0 / g.s) % g.r, s = p0 % g.s;
+    for (std::size_t p = 0; p < kc; ++p) {
+        const T* xc = x + c * hw;
+        for (std::size_t k = 0; k < nseg; ++k) {
+            const conv_segment& sg = seg[k];
+            T* o = line + sg.col;
+            const long ih = sg.ih0 + static_cast<long>(r);
+            const long len = sg.len;
+            if (ih < 0 || ih >= H) {
+                for (long t = 0; t < len; ++t) o[t] = T(0);
+                continue;
+            }
+            const T* src = xc + sg.image + ih * Wd;
+            const long iw = sg.iw0 + static_cast<long>(s);
+            long tlo, thi;
+            conv_run_range(iw, sw, Wd, len, tlo, thi);
+            for (long t = 0; t < tlo; ++t) o[t] = T(0);
+            if (sw == 1) {  // short runs: inline vector copy (a memcpy call costs more)
+                const T* in = src + iw;
+                long t = tlo;
+                for (; t + static_cast<long>(W) <= thi; t += static_cast<long>(W))
+                    vec<T>::load_unaligned(in + t).store_unaligned(o + t);
+                for (; t < thi; ++t) o[t] = in[t];
+            } else {
+                for (long t = tlo; t < thi; ++t) o[t] = src[iw + t * sw];
+            }
+            for (long t = thi; t < len; ++t) o[t] = T(0);
+        }
+        T* d = dst + p * NR;
+        for (std::size_t jr = 0; jr < ncp; jr += NR) {
+            vec<T>::load_aligned(line + jr).store_aligned(d + jr * kc);
+            vec<T>::load_aligned(line + jr + W).store_aligned(d + jr * kc + W);
+        }
+        if (++s == g.s) {
+            s = 0;
+            if (++r == g.r) {
+                r = 0;
+                ++c;
+            }
+        }
+    }
+}
+
+/// Column block width (a multiple of NR) and row split for a conv GEMM with ncols columns.
+template <class T>
+inline void conv_igemm_blocks(std::size_t ncols, std::size_t kpad, unsigned nt, std::size_t& nb, std::size_t& jblocks,
+                              std::size_t& kblocks) {
+    constexpr std::size_t NR = gemm_blocking<T>::NR, MR = gemm_blocking<T>::MR;
+    constexpr std::size_t target = 192;  // KC x target panel block stays in L2
+    std::size_t blocks = std::max<std::size_t>(1, (ncols + target - 1) / target);
+    if (nt > 1) blocks = (blocks + nt - 1) / nt * nt;  // whole rounds: balanced threads
+    nb = ((ncols + blocks - 1) / blocks + NR - 1) / NR * NR;
+    jblocks = (ncols + nb - 1) / nb;
+    // Too few column blocks to keep every thread busy: split the rows too.
+    kblocks = 1;
+    const std::size_t row_panels = kpad / MR;
+    while (jblocks * kblocks < nt && kblocks * 2 <= row_panels) kblocks *= 2;
+}
+
+/// y = conv(x, w) + bias over the whole batch (pool may be null: serial).
+template <class T>
+inline void conv_forward_igemm(thread_pool* pool, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y) {
+    using blk = gemm_blocking<T>;
+    constexpr std::size_t MR = blk::MR, NR = blk::NR, KC = blk::KC, MC = blk::MC;
+    const std::size_t crs = g.c * g.r * g.s, pq = g.p * g.q, ncols = g.n * pq;
+    if (ncols == 0 || g.k == 0) return;
+    if (crs == 0) {
+        for (std::size_t n = 0; n < g.n; ++n)
+            for (std::size_t k = 0; k < g.k; ++k) std::fill(y + (n * g.k + k) * pq, y + (n * g.k + k + 1) * pq, bias ? bias[k] : T(0));
+        return;
+    }
+    // A 1x1 stride-1 unpadded convolution reads each image plane as one row: longer runs.
+    conv_geometry gp = g;
+    if (g.r == 1 && g.s == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0) {
+        gp.h = gp.p = 1;
+        gp.w = gp.q = pq;
+    }
+    const std::size_t kpad = (g.k + MR - 1) / MR * MR;
+    const unsigned nt = pool ? pool->size() : 1u;
+    // Pack W once: for each KC block pc, all kpad rows as MR panels at wp + pc*kpad.
+    T* wp = thread_scratch<T, slot_conv_w>(kpad * crs);
+    const std::size_t pblocks = (crs + KC - 1) / KC;
+    auto pack_w = [&](std::size_t lo, std::size_t hi) {
+        for (std::size_t b = lo; b < hi; ++b) {
+            const std::size_t pc = b * KC, kc = std::min(KC, crs - pc);
+            gemm_pack_a(transpose::no, w, crs, 0, pc, g.k, kc, wp + pc * kpad);
+        }
+    };
+    if (pool && nt > 1 && pblocks > 1 && g.k * crs >= 65536)
+        pool->parallel_for(pblocks, pack_w);
+    else
+        pack_w(0, pblocks);
+
+    std::size_t nb, jblocks, kblocks;
+    conv_igemm_blocks<T>(ncols, kpad, nt, nb, jblocks, kblocks);
+    const std::size_t kpanels = kpad / MR;
+    auto work = [&](std::size_t lo, std::size_t hi) {
+        T* pb = thread_scratch<T, slot_pack_b>(KC * nb);
+        T* tile = thread_scratch<T, slot_conv_tile>(kpad * nb);
+        for (std::size_t item = lo; item < hi; ++item) {
+            const std::size_t jb = item / kblocks, kb = item % kblocks;
+            const std::size_t j0 = jb * nb, ncb = std::min(nb, ncols - j0), ncp = (ncb + NR - 1) / NR * NR;
+            const std::size_t r0 = kpanels * kb / kblocks * MR, r1 = kpanels * (kb + 1) / kblocks * MR;
+            for (std::size_t pc = 0; pc < crs; pc += KC) {
+                const std::size_t kc = std::min(KC, crs - pc);
+                const gemm_store mode = pc == 0 ? gemm_store::overwrite : gemm_store::accumulate;
+                gemm_pack_b_conv(gp, x, pc, j0, kc, ncb, pb);
+                const T* wblk = wp + pc * kpad;
+                for (std::size_t ic = r0; ic < r1; ic += MC) {
+                    const std::size_t ic1 = std::min(r1, ic + MC);
+                    for (std::size_t jr = 0; jr < ncp; jr += NR)
+                        for (std::size_t ir = ic; ir < ic1; ir += MR)
+                            gemm_micro_kernel(kc, wblk + ir * kc, pb + jr * kc, tile + ir * nb + jr, nb, MR, NR, T(1),
+                                              T(0), mode);
+                }
+            }
+            // Write out rows [r0, min(r1, K)) of the block to NCHW, adding the bias.
+            const std::size_t k1 = std::min(r1, g.k);
+            std::size_t j = j0;
+            while (j < j0 + ncb) {
+                const std::size_t n = j / pq, rem = j % pq, len = std::min(j0 + ncb - j, pq - rem);
+                for (std::size_t k = r0; k < k1; ++k) {
+                    const T* src = tile + k * nb + (j - j0);
+                    T* dst = y + (n * g.k + k) * pq + rem;
+                    if (bias) {
+                        const vec<T> vb(bias[k]);
+                        map1(src, dst, 0, len, [&](vec<T> v) { return v + vb; });
+                    } else {
+                        std::memcpy(static_cast<void*>(dst), src, len * sizeof(T));
+                    }
+                }
+                j += len;
+            }
+        }
+    };
+    const std::size_t items = jblocks * kblocks;
+    if (pool && nt > 1 && items > 1)
+        pool->parallel_for(items, work);
+    else
+        work(0, items);
+}
+
+/// dx = conv2d^T(dy, w) over the whole batch as an implicit GEMM, col[C*R*S][N*P*Q] =
+/// W^T * dY, one column block at a time into a tile that is scattered (col2im) straight into
+/// dx. Threads own disjoint input-channel ranges (rows (c, r, s) of col), so their scatters
+/// never overlap; each packs the dY block itself (dY is read as a 1x1 convolution's input).
+/// Every dx element sums its contributions in the same order whatever the thread count.
+/// Needs at least as many channels as threads (pool may be null: serial).
+template <class T>
+inline void conv_backward_data_igemm(thread_pool* pool, const conv_geometry& g, const T* dy, const T* w, T* dx) {
+    using blk = gemm_blocking<T>;
+    constexpr std::size_t MR = blk::MR, NR = blk::NR, KC = blk::KC, MC = blk::MC;
+    const std::size_t rs = g.r * g.s, crs = g.c * rs, pq = g.p * g.q, ncols = g.n * pq, hw = g.h * g.w;
+    const std::size_t chw = g.c * hw;
+    const std::size_t mpad = (crs + MR - 1) / MR * MR;
+    const unsigned nt = pool ? pool->size() : 1u;
+    // W^T packed once: for each KC block of K, all mpad rows as MR panels at wp + pc*mpad.
+    T* wp = thread_scratch<T, slot_conv_w>(mpad * std::max<std::size_t>(g.k, 1));
+    const std::size_t pblocks = (g.k + KC - 1) / KC;
+    auto pack_w = [&](std::size_t lo, std::size_t hi) {
+        for (std::size_t b = lo; b < hi; ++b) {
+            const std::size_t pc = b * KC, kc = std::min(KC, g.k - pc);
+            gemm_pack_a(transpose::yes, w, crs, 0, pc, crs, kc, wp + pc * mpad);
+        }
+    };
+    if (pool && nt > 1 && pblocks > 1 && g.k * crs >= 65536)
+        pool->parallel_for(pblocks, pack_w);
+    else
+        pack_w(0, pblocks);
+    // dY as the input of a 1x1 convolution with K channels and one P*Q-long row per image.
+    conv_geometry gd;
+    gd.n = g.n; gd.c = g.k; gd.h = 1; gd.w = pq; gd.k = g.c; gd.r = gd.s = 1; gd.p = 1; gd.q = pq;
+    // Column blocks: the tile (this thread's rows x nb) stays around L2 size. Fixed by the
+    // geometry alone (not the thread count): deterministic summation order.
+    const std::size_t nb = std::clamp<std::size_t>((65536 / std::max<std::size_t>(crs, 1)) / NR * NR, 2 * NR, 192);
+    const long H = static_cast<long>(g.h), Wd = static_cast<long>(g.w), sw = static_cast<long>(g.stride_w);
+    auto work = [&](unsigned t, unsigned parts) {
+        const std::size_t c0 = g.c * t / parts, c1 = g.c * (t + 1) / parts;
+        if (c0 == c1) return;
+        for (std::size_t n = 0; n < g.n; ++n)
+            std::memset(static_cast<void*>(dx + n * chw + c0 * hw), 0, (c1 - c0) * hw * sizeof(T));
+        if (g.k == 0 || ncols == 0) return;
+        const std::size_t row0 = c0 * rs, row1 = c1 * rs;
+        const std::size_t m0 = row0 / MR * MR, m1 = (row1 + MR - 1) / MR * MR;
+        T* pb = thread_scratch<T, slot_pack_b>(KC * nb);
+        T* tile = thread_scratch<T, slot_conv_tile>((m1 - m0) * nb);
+        conv_segment* seg = reinterpret_cast<conv_segment*>(thread_scratch<long, slot_conv_seg>(5 * (nb + 2)));
+        for (std::size_t j0 = 0; j0 < ncols; j0 += nb) {
+            const std::size_t ncb = std::min(nb, ncols - j0), ncp = (ncb + NR - 1) / NR * NR;
+            for (std::size_t pc = 0; pc < g.k; pc += KC) {
+                const std::size_t kc = std::min(KC, g.k - pc);
+                const gemm_store mode = pc == 0 ? gemm_store::overwrite : gemm_store::accumulate;
+                gemm_pack_b_conv(gd, dy, pc, j0, kc, ncb, pb);
+                const T* wblk = wp + pc * mpad;
+                for (std::size_t ic = m0; ic < m1; ic += MC) {
+                    const std::size_t ic1 = std::min(m1, ic + MC);
+                    for (std::size_t jr = 0; jr < ncp; jr += NR)
+                        for (std::size_t ir = ic; ir < ic1; ir += MR)
+                            gemm_micro_kernel(kc, wblk + ir * kc, pb + jr * kc, tile + (ir - m0) * nb + jr, nb, MR, NR,
+                                              T(1), T(0), mode);
+                }
+            }
+            // col2im: scatter rows [row0, row1) of the block into dx.
+            const std::size_t nseg = conv_segments(g, j0, ncb, seg);
+            for (std::size_t row = row0; row < row1; ++row) {
+                const std::size_t c = row / rs, r = (row / g.s) % g.r, s = row % g.s;
+                const T* trow = tile + (row - m0) * nb;
+                for (std::size_t k = 0; k < nseg; ++k) {
+                    const conv_segment& sg = seg[k];
+                    const long ih = sg.ih0 + static_cast<long>(r);
+                    if (ih < 0 || ih >= H) continue;
+                    T* drow = dx + sg.image + c * hw + ih * Wd;
+                    const long iw = sg.iw0 + static_cast<long>(s);
+                    long tlo, thi;
+                    conv_run_range(iw, sw, Wd, sg.len, tlo, thi);
+                    const T* src = trow + sg.col;
+                    if (sw == 1) {
+                        T* o = drow + iw;
+                        long u = tlo;
+                        for (; u + static_cast<long>(vec_size<T>) <= thi; u += static_cast<long>(vec_size<T>))
+                            (vec<T>::load_unaligned(o + u) + vec<T>::load_unaligned(src + u)).store_unaligned(o + u);
+                        for (; u < thi; ++u) o[u] += src[u];
+                    } else {
+                        for (long u = tlo; u < thi; ++u) drow[iw + u * sw] += src[u];
+                    }
+                }
+            }
+        }
+    };
+    if (pool && nt > 1 && g.c >= nt)
+        pool->run([&](unsigned t, unsigned parts) { work(t, parts); });
+    else
+        work(0, 1);
+}
+
+}  // namespace lamina::host_detail
+// ---- end include/lamina/backends/host/conv_igemm.hpp ----
+
+// ---- begin include/lamina/backends/host/elementwise.hpp ----
+// lamina host backend: streaming elementwise kernels, reductions, channel bias, activations
+// and dropout. Each is an xsimd loop over [lo, hi) run by parallel_range, so chunking (and thus
+// every reduction's summation order) depends only on the size and the thread count.
+
 
 
 namespace lamina::host_detail {
@@ -1318,7 +2270,10 @@ inline double sum_range(const T* x, std::size_t lo, std::size_t hi) {
         s2 += static_cast<double>(x[i + 2]);
         s3 += static_cast<double>(x[i + 3]);
     }
-    for (; i < hi; ++i) s0 += static_cast<double>(x[i]);
+    // Tail as a bounded count: GCC 12 otherwise misjudges the trip count once the serial
+    // path is inlined (a false -Waggressive-loop-optimizations).
+    const std::size_t rem = hi - i;
+    for (std::size_t k = 0; k < rem && k < 4; ++k) s0 += static_cast<double>(x[i + k]);
     return (s0 + s1) + (s2 + s3);
 }
 
@@ -1380,282 +2335,155 @@ inline T contiguous_sum(const T* x, std::size_t n) {
 }  // namespace lamina::host_detail
 // ---- end include/lamina/backends/host/elementwise.hpp ----
 
-// ---- begin include/lamina/backends/host/gemm.hpp ----
-// lamina host backend: GEMM, C = alpha * op(A) * op(B) + beta * C, row-major.
-//
-// GotoBLAS/BLIS structure: op(B) is packed KC x NC into NR-wide column panels, op(A) is packed
-// MC x KC into MR-high row panels, and an MR x NR register-tiled micro-kernel (2*MR FMA
-// accumulators) runs over each pair of panels. Packing makes the micro-kernel's loads
-// contiguous and aligned whatever the transposes, and zero-pads edge panels so one kernel
-// handles every size; only the final store knows about partial tiles.
-//
-// Threading splits C into row (or column) slices, one per thread, each computed by the serial
-// algorithm with its own thread-local packing buffers (no shared packed panel, so no barrier).
-// Slices are whole micro-tiles and never take the small path, so every C element is
-// accumulated in the same order whatever the thread count: results are bit-identical across
-// thread counts.
+// ---- begin include/lamina/backends/host/pooling.hpp ----
+// lamina host backend: max and average pooling (NCHW). Work is split across threads by whole
+// (image, channel) planes, which never write to each other. Within a plane the valid window is
+// clipped once per output row/column, so the inner loops carry no bounds tests; windows are
+// tiny (2x2, 3x3), so these loops are bound by memory traffic rather than arithmetic, and
+// the scalar code visits cells in the reference's order (identical argmax ties and sums).
 
 
 
 namespace lamina::host_detail {
 
-template <class T>
-struct gemm_blocking {
-    static constexpr std::size_t W = vec_size<T>;
-    static constexpr std::size_t NR = 2 * W;  // two vectors per accumulator row
-    static constexpr std::size_t MR = 6;      // 12 accumulators: fits 16 registers (AVX2/SSE2)
-    static constexpr std::size_t KC = 256;    // a KC x NR panel of B stays in L1
-    static constexpr std::size_t MC = 120;    // an MC x KC block of A stays in L2
-    static constexpr std::size_t NC = 2048 / NR * NR;  // KC x NC of B lives in L3
-};
-
-// Below this many multiply-adds, packing costs more than it saves.
-inline constexpr std::size_t gemm_small_flops = 32768;
-// Below this many multiply-adds, the thread handoff costs more than it saves.
-inline constexpr std::size_t gemm_parallel_flops = 1u << 18;
-
-template <class T>
-inline void gemm_pack_a(transpose ta, const T* A, std::size_t lda, std::size_t i0, std::size_t p0, std::size_t mc,
-                        std::size_t kc, T* dst) {
-    constexpr std::size_t MR = gemm_blocking<T>::MR;
-    for (std::size_t ir = 0; ir < mc; ir += MR) {
-        const std::size_t mr = std::min(MR, mc - ir);
-        T* d = dst + ir * kc;
-        if (ta == transpose::no) {
-            const T* a = A + (i0 + ir) * lda + p0;
-            if (mr == MR) {
-                for (std::size_t p = 0; p < kc; ++p)
-                    for (std::size_t r = 0; r < MR; ++r) d[p * MR + r] = a[r * lda + p];
-            } else {
-                for (std::size_t p = 0; p < kc; ++p)
-                    for (std::size_t r = 0; r < MR; ++r) d[p * MR + r] = r < mr ? a[r * lda + p] : T(0);
-            }
-        } else {
-            const T* a = A + p0 * lda + i0 + ir;
-            for (std::size_t p = 0; p < kc; ++p)
-                for (std::size_t r = 0; r < MR; ++r) d[p * MR + r] = r < mr ? a[p * lda + r] : T(0);
-        }
-    }
+/// Valid window rows [lo, hi) for output index o: o*stride + i - pad in [0, extent).
+inline void pool_window(std::size_t o, std::size_t stride, std::size_t pad, std::size_t k, std::size_t extent,
+                        std::size_t& lo, std::size_t& hi) {
+    const std::size_t start = o * stride;  // window cell i sits at start + i - pad
+    lo = start >= pad ? 0 : pad - start;
+    const std::size_t end = extent + pad;  // need start + i < extent + pad
+    hi = end > start ? std::min(k, end - start) : 0;
+    if (hi < lo) hi = lo;
 }
 
+inline std::size_t plane_grain(std::size_t plane_elems) {
+    return std::max<std::size_t>(1, elementwise_grain / std::max<std::size_t>(1, plane_elems));
+}
+
+/// The common 2x2, stride 2, unpadded window, unrolled (same visiting order and tie rule as
+/// the general loop: the first cell, then strictly greater ones).
 template <class T>
-inline void gemm_pack_b(transpose tb, const T* B, std::size_t ldb, std::size_t p0, std::size_t j0, std::size_t kc,
-                        std::size_t nc, T* dst) {
-    constexpr std::size_t NR = gemm_blocking<T>::NR, W = gemm_blocking<T>::W;
-    for (std::size_t jr = 0; jr < nc; jr += NR) {
-        const std::size_t nr = std::min(NR, nc - jr);
-        T* d = dst + jr * kc;
-        if (tb == transpose::no) {
-            const T* b = B + p0 * ldb + j0 + jr;
-            if (nr == NR) {
-                for (std::size_t p = 0; p < kc; ++p) {
-                    vec<T>::load_unaligned(b + p * ldb).store_aligned(d + p * NR);
-                    vec<T>::load_unaligned(b + p * ldb + W).store_aligned(d + p * NR + W);
-                }
-            } else {
-                for (std::size_t p = 0; p < kc; ++p)
-                    for (std::size_t c = 0; c < NR; ++c) d[p * NR + c] = c < nr ? b[p * ldb + c] : T(0);
-            }
-        } else {
-            const T* b = B + (j0 + jr) * ldb + p0;
-            for (std::size_t c = 0; c < NR; ++c) {
-                if (c < nr)
-                    for (std::size_t p = 0; p < kc; ++p) d[p * NR + c] = b[c * ldb + p];
-                else
-                    for (std::size_t p = 0; p < kc; ++p) d[p * NR + c] = T(0);
+inline void max_pool_planes_2x2(const pool_geometry& g, const T* x, T* y, std::int32_t* argmax, std::size_t lo,
+                                std::size_t hi) {
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        const T* xp = x + nc * g.h * g.w;
+        T* yp = y + nc * g.p * g.q;
+        std::int32_t* ap = argmax ? argmax + nc * g.p * g.q : nullptr;
+        for (std::size_t p = 0; p < g.p; ++p) {
+            const std::size_t row0 = 2 * p * g.w, row1 = row0 + g.w;
+            for (std::size_t q = 0; q < g.q; ++q) {
+                const std::size_t o0 = row0 + 2 * q, o1 = row1 + 2 * q;
+                T best = xp[o0];
+                std::size_t where = o0;
+                if (xp[o0 + 1] > best) { best = xp[o0 + 1]; where = o0 + 1; }
+                if (xp[o1] > best) { best = xp[o1]; where = o1; }
+                if (xp[o1 + 1] > best) { best = xp[o1 + 1]; where = o1 + 1; }
+                yp[p * g.q + q] = best;
+                if (ap) ap[p * g.q + q] = static_cast<std::int32_t>(where);
             }
         }
     }
 }
 
-/// How the micro-kernel combines its tile with C: overwrite (first K block, beta == 0),
-/// scale (first K block, beta != 0) or accumulate (later K blocks).
-enum class gemm_store { overwrite, scale, accumulate };
-
 template <class T>
-inline void gemm_store_row(T* c, const vec<T>& acc, const vec<T>& valpha, const vec<T>& vbeta, gemm_store mode) {
-    switch (mode) {
-        case gemm_store::overwrite: store(c, valpha * acc); break;
-        case gemm_store::scale: store(c, xsimd::fma(valpha, acc, vbeta * load(c))); break;
-        case gemm_store::accumulate: store(c, xsimd::fma(valpha, acc, load(c))); break;
-    }
-}
-
-/// The MR x NR micro-kernel (MR = 6, written out so the accumulators stay in registers).
-template <class T>
-inline void gemm_micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc, std::size_t mr,
-                              std::size_t nr, T alpha, T beta, gemm_store mode) {
-    using V = vec<T>;
-    constexpr std::size_t MR = gemm_blocking<T>::MR, NR = gemm_blocking<T>::NR, W = gemm_blocking<T>::W;
-    static_assert(MR == 6, "the micro-kernel is written for MR = 6");
-    V c00(T(0)), c01(T(0)), c10(T(0)), c11(T(0)), c20(T(0)), c21(T(0)), c30(T(0)), c31(T(0)), c40(T(0)),
-        c41(T(0)), c50(T(0)), c51(T(0));
-    for (std::size_t p = 0; p < kc; ++p) {
-        const V b0 = V::load_aligned(b), b1 = V::load_aligned(b + W);
-        V av(a[0]);
-        c00 = xsimd::fma(av, b0, c00);
-        c01 = xsimd::fma(av, b1, c01);
-        av = V(a[1]);
-        c10 = xsimd::fma(av, b0, c10);
-        c11 = xsimd::fma(av, b1, c11);
-        av = V(a[2]);
-        c20 = xsimd::fma(av, b0, c20);
-        c21 = xsimd::fma(av, b1, c21);
-        av = V(a[3]);
-        c30 = xsimd::fma(av, b0, c30);
-        c31 = xsimd::fma(av, b1, c31);
-        av = V(a[4]);
-        c40 = xsimd::fma(av, b0, c40);
-        c41 = xsimd::fma(av, b1, c41);
-        av = V(a[5]);
-        c50 = xsimd::fma(av, b0, c50);
-        c51 = xsimd::fma(av, b1, c51);
-        a += MR;
-        b += NR;
-    }
-    const V valpha(alpha), vbeta(beta);
-    if (mr == MR && nr == NR) {
-        gemm_store_row(c + 0 * ldc, c00, valpha, vbeta, mode);
-        gemm_store_row(c + 0 * ldc + W, c01, valpha, vbeta, mode);
-        gemm_store_row(c + 1 * ldc, c10, valpha, vbeta, mode);
-        gemm_store_row(c + 1 * ldc + W, c11, valpha, vbeta, mode);
-        gemm_store_row(c + 2 * ldc, c20, valpha, vbeta, mode);
-        gemm_store_row(c + 2 * ldc + W, c21, valpha, vbeta, mode);
-        gemm_store_row(c + 3 * ldc, c30, valpha, vbeta, mode);
-        gemm_store_row(c + 3 * ldc + W, c31, valpha, vbeta, mode);
-        gemm_store_row(c + 4 * ldc, c40, valpha, vbeta, mode);
-        gemm_store_row(c + 4 * ldc + W, c41, valpha, vbeta, mode);
-        gemm_store_row(c + 5 * ldc, c50, valpha, vbeta, mode);
-        gemm_store_row(c + 5 * ldc + W, c51, valpha, vbeta, mode);
+inline void max_pool_planes(const pool_geometry& g, const T* x, T* y, std::int32_t* argmax, std::size_t lo,
+                            std::size_t hi) {
+    if (g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0 &&
+        2 * g.p <= g.h && 2 * g.q <= g.w) {
+        max_pool_planes_2x2(g, x, y, argmax, lo, hi);
         return;
     }
-    // Partial tile: spill the accumulators and store only the valid part.
-    alignas(64) T t[MR * NR];
-    c00.store_aligned(t + 0 * NR); c01.store_aligned(t + 0 * NR + W);
-    c10.store_aligned(t + 1 * NR); c11.store_aligned(t + 1 * NR + W);
-    c20.store_aligned(t + 2 * NR); c21.store_aligned(t + 2 * NR + W);
-    c30.store_aligned(t + 3 * NR); c31.store_aligned(t + 3 * NR + W);
-    c40.store_aligned(t + 4 * NR); c41.store_aligned(t + 4 * NR + W);
-    c50.store_aligned(t + 5 * NR); c51.store_aligned(t + 5 * NR + W);
-    for (std::size_t r = 0; r < mr; ++r)
-        for (std::size_t j = 0; j < nr; ++j) {
-            T& cc = c[r * ldc + j];
-            const T v = t[r * NR + j];
-            switch (mode) {
-                case gemm_store::overwrite: cc = alpha * v; break;
-                case gemm_store::scale: cc = alpha * v + beta * cc; break;
-                case gemm_store::accumulate: cc = alpha * v + cc; break;
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        const T* xp = x + nc * g.h * g.w;
+        T* yp = y + nc * g.p * g.q;
+        std::int32_t* ap = argmax ? argmax + nc * g.p * g.q : nullptr;
+        for (std::size_t p = 0; p < g.p; ++p) {
+            std::size_t i0, i1;
+            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
+            for (std::size_t q = 0; q < g.q; ++q) {
+                std::size_t j0, j1;
+                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
+                T best = -std::numeric_limits<T>::infinity();
+                std::int32_t where = -1;
+                for (std::size_t i = i0; i < i1; ++i) {
+                    const std::size_t row = (p * g.stride_h + i - g.pad_h) * g.w;
+                    for (std::size_t j = j0; j < j1; ++j) {
+                        const std::size_t off = row + q * g.stride_w + j - g.pad_w;
+                        const T v = xp[off];
+                        if (where < 0 || v > best) {
+                            best = v;
+                            where = static_cast<std::int32_t>(off);
+                        }
+                    }
+                }
+                yp[p * g.q + q] = best;
+                if (ap) ap[p * g.q + q] = where;
             }
         }
+    }
 }
 
-/// Direct path for tiny problems (dense layers at batch 1, small convolutions).
 template <class T>
-inline void gemm_small(transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
-                       std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
-    constexpr std::size_t W = vec_size<T>;
-    for (std::size_t i = 0; i < M; ++i) {
-        T* c = C + i * ldc;
-        if (tb == transpose::no) {
-            // C row = beta * C row + sum_p (alpha * a(i,p)) * B row p: vectorised over j.
-            if (beta == T(0))
-                std::fill(c, c + N, T(0));
-            else if (beta != T(1))
-                for (std::size_t j = 0; j < N; ++j) c[j] *= beta;
-            for (std::size_t p = 0; p < K; ++p) {
-                const T av = alpha * (ta == transpose::no ? A[i * lda + p] : A[p * lda + i]);
-                const T* b = B + p * ldb;
-                const vec<T> va(av);
-                std::size_t j = 0;
-                for (; j + W <= N; j += W) store(c + j, xsimd::fma(va, load(b + j), load(c + j)));
-                for (; j < N; ++j) c[j] += av * b[j];
-            }
-        } else {
-            for (std::size_t j = 0; j < N; ++j) {
-                const T* b = B + j * ldb;
+inline void max_pool_backward_planes(const pool_geometry& g, const T* dy, const std::int32_t* argmax, T* dx,
+                                     std::size_t lo, std::size_t hi) {
+    std::memset(static_cast<void*>(dx + lo * g.h * g.w), 0, (hi - lo) * g.h * g.w * sizeof(T));
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        T* dxp = dx + nc * g.h * g.w;
+        const T* dyp = dy + nc * g.p * g.q;
+        const std::int32_t* ap = argmax + nc * g.p * g.q;
+        for (std::size_t o = 0; o < g.p * g.q; ++o)
+            if (ap[o] >= 0) dxp[static_cast<std::size_t>(ap[o])] += dyp[o];
+    }
+}
+
+template <class T>
+inline void avg_pool_planes(const pool_geometry& g, const T* x, T* y, std::size_t lo, std::size_t hi) {
+    const T inv = T(1) / static_cast<T>(g.kh * g.kw);
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        const T* xp = x + nc * g.h * g.w;
+        T* yp = y + nc * g.p * g.q;
+        for (std::size_t p = 0; p < g.p; ++p) {
+            std::size_t i0, i1;
+            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
+            for (std::size_t q = 0; q < g.q; ++q) {
+                std::size_t j0, j1;
+                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
                 T s = 0;
-                if (ta == transpose::no) {
-                    const T* a = A + i * lda;
-                    vec<T> acc(T(0));
-                    std::size_t p = 0;
-                    for (; p + W <= K; p += W) acc = xsimd::fma(load(a + p), load(b + p), acc);
-                    s = hsum(acc);
-                    for (; p < K; ++p) s += a[p] * b[p];
-                } else {
-                    for (std::size_t p = 0; p < K; ++p) s += A[p * lda + i] * b[p];
+                for (std::size_t i = i0; i < i1; ++i) {
+                    const T* row = xp + (p * g.stride_h + i - g.pad_h) * g.w + (q * g.stride_w + j0 - g.pad_w);
+                    for (std::size_t j = 0; j < j1 - j0; ++j) s += row[j];
                 }
-                c[j] = alpha * s + (beta == T(0) ? T(0) : beta * c[j]);
+                yp[p * g.q + q] = s * inv;
             }
         }
     }
 }
 
 template <class T>
-inline void gemm_serial(transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
-                        std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc,
-                        bool allow_small = true) {
-    using blk = gemm_blocking<T>;
-    if (M == 0 || N == 0) return;
-    if (K == 0) {
-        for (std::size_t i = 0; i < M; ++i)
-            for (std::size_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
-        return;
-    }
-    if (allow_small && M * N * K < gemm_small_flops) {
-        gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    T* pa = thread_scratch<T, slot_pack_a>(blk::MC * blk::KC);
-    T* pb = thread_scratch<T, slot_pack_b>(blk::KC * blk::NC);
-    for (std::size_t jc = 0; jc < N; jc += blk::NC) {
-        const std::size_t nc = std::min(blk::NC, N - jc);
-        for (std::size_t pc = 0; pc < K; pc += blk::KC) {
-            const std::size_t kc = std::min(blk::KC, K - pc);
-            const gemm_store mode =
-                pc > 0 ? gemm_store::accumulate : (beta == T(0) ? gemm_store::overwrite : gemm_store::scale);
-            gemm_pack_b(tb, B, ldb, pc, jc, kc, nc, pb);
-            for (std::size_t ic = 0; ic < M; ic += blk::MC) {
-                const std::size_t mc = std::min(blk::MC, M - ic);
-                gemm_pack_a(ta, A, lda, ic, pc, mc, kc, pa);
-                for (std::size_t jr = 0; jr < nc; jr += blk::NR)
-                    for (std::size_t ir = 0; ir < mc; ir += blk::MR)
-                        gemm_micro_kernel(kc, pa + ir * kc, pb + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc,
-                                          std::min(blk::MR, mc - ir), std::min(blk::NR, nc - jr), alpha, beta, mode);
+inline void avg_pool_backward_planes(const pool_geometry& g, const T* dy, T* dx, std::size_t lo, std::size_t hi) {
+    const T inv = T(1) / static_cast<T>(g.kh * g.kw);
+    std::memset(static_cast<void*>(dx + lo * g.h * g.w), 0, (hi - lo) * g.h * g.w * sizeof(T));
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        T* dxp = dx + nc * g.h * g.w;
+        const T* dyp = dy + nc * g.p * g.q;
+        for (std::size_t p = 0; p < g.p; ++p) {
+            std::size_t i0, i1;
+            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
+            for (std::size_t q = 0; q < g.q; ++q) {
+                std::size_t j0, j1;
+                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
+                const T d = dyp[p * g.q + q] * inv;
+                for (std::size_t i = i0; i < i1; ++i) {
+                    T* row = dxp + (p * g.stride_h + i - g.pad_h) * g.w + (q * g.stride_w + j0 - g.pad_w);
+                    for (std::size_t j = 0; j < j1 - j0; ++j) row[j] += d;
+                }
             }
         }
-    }
-}
-
-/// Threaded GEMM: C is cut into one row slice (or column slice, when N is the longer side)
-/// per thread, in whole micro-tiles. pool == nullptr runs serially (nested use).
-template <class T>
-inline void gemm_parallel(thread_pool* pool, transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K,
-                          T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
-                          std::size_t ldc) {
-    using blk = gemm_blocking<T>;
-    if (!pool || pool->size() == 1 || M * N * K < gemm_parallel_flops) {
-        gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    const std::size_t units_m = (M + blk::MR - 1) / blk::MR, units_n = (N + blk::NR - 1) / blk::NR;
-    const bool split_rows = M >= N ? units_m >= 2 : units_n < 2;
-    if (split_rows) {
-        pool->parallel_for(units_m, [&](std::size_t lo, std::size_t hi) {
-            const std::size_t i0 = lo * blk::MR, i1 = std::min(M, hi * blk::MR);
-            const T* a = ta == transpose::no ? A + i0 * lda : A + i0;
-            gemm_serial(ta, tb, i1 - i0, N, K, alpha, a, lda, B, ldb, beta, C + i0 * ldc, ldc, false);
-        });
-    } else {
-        pool->parallel_for(units_n, [&](std::size_t lo, std::size_t hi) {
-            const std::size_t j0 = lo * blk::NR, j1 = std::min(N, hi * blk::NR);
-            const T* b = tb == transpose::no ? B + j0 : B + j0 * ldb;
-            gemm_serial(ta, tb, M, j1 - j0, K, alpha, A, lda, b, ldb, beta, C + j0, ldc, false);
-        });
     }
 }
 
 }  // namespace lamina::host_detail
-// ---- end include/lamina/backends/host/gemm.hpp ----
+// ---- end include/lamina/backends/host/pooling.hpp ----
 
 
 namespace lamina::host_detail {
@@ -1792,6 +2620,125 @@ inline void conv_for_images(thread_pool& pool, const conv_geometry& g, T* ws, F&
     } else {
         T* col = ws || col_n == 0 ? ws : thread_scratch<T, slot_col>(col_n);
         for (std::size_t n = 0; n < g.n; ++n) f(&pool, n, col, 0u, 1u);
+    }
+}
+
+// ---- the backend's conv kernels (host::conv2d_* forward here) ---------------------------------
+
+/// Forward path choice. Few filters (K <= 32) at stride 1: the direct kernel
+/// (conv_direct.hpp). Otherwise the implicit GEMM (whole batch, no im2col buffer) everywhere except a
+/// 1x1 stride-1 unpadded convolution on a large map: there each image already is a GEMM
+/// operand (no im2col), and P*Q is long enough to feed the per-image GEMMs directly.
+constexpr bool conv_use_igemm(bool pointwise, std::size_t pq) { return !(pointwise && pq >= 2048); }
+inline bool conv_use_igemm(const conv_geometry& g) { return conv_use_igemm(conv_is_pointwise(g), g.p * g.q); }
+
+/// Scratch (in T elements) the caller passes to the conv kernels: one image's im2col matrix
+/// (C*R*S x P*Q), or 0 for a 1x1 stride-1 unpadded convolution. Other threads use their own
+/// thread-local scratch; a null workspace is also accepted.
+inline std::size_t conv2d_workspace_size(const conv_geometry& g) { return conv_col_size(g); }
+
+/// Forward by per-image im2col (skipped for 1x1) + GEMM.
+template <class T>
+inline void conv2d_forward_per_image(thread_pool& pool, const conv_geometry& g, const T* x, const T* w, const T* bias,
+                                     T* y, T* ws) {
+    const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q;
+    conv_for_images(pool, g, ws, [&](thread_pool* p, std::size_t n, T* col, unsigned, unsigned) {
+        conv_forward_image(p, g, x + n * in, w, bias, y + n * out, col);
+    });
+}
+
+template <class T>
+inline void conv2d_forward(thread_pool& pool, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
+                           T* ws) {
+    if (conv_use_direct(g))
+        conv_forward_direct(&pool, g, x, w, bias, y);
+    else if (conv_use_igemm(g))
+        conv_forward_igemm(&pool, g, x, w, bias, y);
+    else
+        conv2d_forward_per_image(pool, g, x, w, bias, y, ws);
+}
+
+/// Forward with the layer's shape known at compile time: the path is fixed per layer.
+template <class Shape, class T>
+inline void conv2d_forward(thread_pool& pool, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
+                           T* ws, Shape) {
+    if constexpr (conv_use_direct(Shape::k, Shape::stride))
+        conv_forward_direct(&pool, g, x, w, bias, y);
+    else if constexpr (conv_use_igemm(Shape::pointwise, Shape::p * Shape::q))
+        conv_forward_igemm(&pool, g, x, w, bias, y);
+    else
+        conv2d_forward_per_image(pool, g, x, w, bias, y, ws);
+}
+
+/// dx = conv2d^T(dy, w) (overwrites dx).
+template <class T>
+inline void conv2d_backward_data(thread_pool& pool, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws) {
+    // 1x1 stride-1 unpadded: dx_n = W^T * dy_n directly (no col2im), per image.
+    if (!conv_is_pointwise(g) && (pool.size() == 1 || g.c >= pool.size())) {
+        conv_backward_data_igemm(&pool, g, dy, w, dx);
+        return;
+    }
+    const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q;
+    conv_for_images(pool, g, ws, [&](thread_pool* p, std::size_t n, T* col, unsigned, unsigned) {
+        conv_backward_data_image(p, g, dy + n * out, w, dx + n * in, col);
+    });
+}
+
+/// db[k] = sum of dy over n, p, q (overwrites db).
+template <class T>
+inline void conv_bias_grad(thread_pool& pool, const conv_geometry& g, const T* dy, T* db) {
+    const std::size_t pq = g.p * g.q;
+    parallel_range(pool, g.k, plane_grain(g.n * pq), [&](std::size_t lo, std::size_t hi) {
+        for (std::size_t k = lo; k < hi; ++k) {
+            T s = 0;
+            for (std::size_t n = 0; n < g.n; ++n) s += contiguous_sum(dy + (n * g.k + k) * pq, pq);
+            db[k] = s;
+        }
+    });
+}
+
+/// dw = sum over the batch of x (*) dy (overwrites dw); db[k] = sum of dy over n, p, q when
+/// db is not null (overwrites db).
+template <class T>
+inline void conv2d_backward_weights(thread_pool& pool, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db,
+                                    T* ws) {
+    const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q, wn = g.weight_size();
+    if (db) conv_bias_grad(pool, g, dy, db);
+    if (g.n == 0 || g.p * g.q == 0) {
+        std::fill(dw, dw + wn, T(0));
+        return;
+    }
+    if (!conv_split_images(g, pool.size())) {
+        conv_for_images(pool, g, ws, [&](thread_pool* p, std::size_t n, T* col, unsigned, unsigned) {
+            conv_backward_weights_image(p, g, x + n * in, dy + n * out, dw, col, n > 0);
+        });
+        return;
+    }
+    // Images split across threads: thread t accumulates its images into its own partial
+    // (thread 0 into dw), then the partials are added to dw in thread order.
+    // Grow-only per calling thread: no allocation on the hot path after the first call.
+    // (Bound to a local reference: inside the pool lambda the name would denote each
+    // worker's own thread_local.)
+    thread_local std::vector<T*> partial_storage;
+    std::vector<T*>& partial = partial_storage;
+    partial.assign(std::max<std::size_t>(partial.size(), pool.size()), nullptr);
+    unsigned used = 1;
+    const std::size_t col_n = conv_col_size(g);
+    pool.run([&](unsigned t, unsigned nt) {
+        if (t == 0) used = nt;
+        const std::size_t lo = g.n * t / nt, hi = g.n * (t + 1) / nt;
+        T* acc = t == 0 ? dw : thread_scratch<T, slot_partial>(wn);
+        partial[t] = acc;
+        T* col = (t == 0 && ws) || col_n == 0 ? ws : thread_scratch<T, slot_col>(col_n);
+        if (lo == hi) std::fill(acc, acc + wn, T(0));
+        for (std::size_t n = lo; n < hi; ++n)
+            conv_backward_weights_image<T>(nullptr, g, x + n * in, dy + n * out, acc, col, n > lo);
+    });
+    for (unsigned t = 1; t < used; ++t) {
+        const T* src = partial[t];
+        parallel_range(pool, wn, elementwise_grain, [&](std::size_t lo, std::size_t hi) {
+            map2(src, dw, dw, lo, hi, [](vec<T> a, vec<T> b) { return a + b; });
+        });
     }
 }
 
@@ -2018,126 +2965,6 @@ inline void adam_range(T* w, const T* g, T* m, T* v, const adam_step<T>& s, std:
 }  // namespace lamina::host_detail
 // ---- end include/lamina/backends/host/optimizer_updates.hpp ----
 
-// ---- begin include/lamina/backends/host/pooling.hpp ----
-// lamina host backend: max and average pooling (NCHW). Work is split across threads by whole
-// (image, channel) planes, which never write to each other. Within a plane the valid window is
-// clipped once per output row/column, so the inner loops carry no bounds tests; windows are
-// tiny (2x2, 3x3), so these loops are bound by memory traffic rather than arithmetic, and
-// the scalar code visits cells in the reference's order (identical argmax ties and sums).
-
-
-
-namespace lamina::host_detail {
-
-/// Valid window rows [lo, hi) for output index o: o*stride + i - pad in [0, extent).
-inline void pool_window(std::size_t o, std::size_t stride, std::size_t pad, std::size_t k, std::size_t extent,
-                        std::size_t& lo, std::size_t& hi) {
-    const std::size_t start = o * stride;  // window cell i sits at start + i - pad
-    lo = start >= pad ? 0 : pad - start;
-    const std::size_t end = extent + pad;  // need start + i < extent + pad
-    hi = end > start ? std::min(k, end - start) : 0;
-    if (hi < lo) hi = lo;
-}
-
-inline std::size_t plane_grain(std::size_t plane_elems) {
-    return std::max<std::size_t>(1, elementwise_grain / std::max<std::size_t>(1, plane_elems));
-}
-
-template <class T>
-inline void max_pool_planes(const pool_geometry& g, const T* x, T* y, std::int32_t* argmax, std::size_t lo,
-                            std::size_t hi) {
-    for (std::size_t nc = lo; nc < hi; ++nc) {
-        const T* xp = x + nc * g.h * g.w;
-        T* yp = y + nc * g.p * g.q;
-        std::int32_t* ap = argmax ? argmax + nc * g.p * g.q : nullptr;
-        for (std::size_t p = 0; p < g.p; ++p) {
-            std::size_t i0, i1;
-            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
-            for (std::size_t q = 0; q < g.q; ++q) {
-                std::size_t j0, j1;
-                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
-                T best = -std::numeric_limits<T>::infinity();
-                std::int32_t where = -1;
-                for (std::size_t i = i0; i < i1; ++i) {
-                    const std::size_t row = (p * g.stride_h + i - g.pad_h) * g.w;
-                    for (std::size_t j = j0; j < j1; ++j) {
-                        const std::size_t off = row + q * g.stride_w + j - g.pad_w;
-                        const T v = xp[off];
-                        if (where < 0 || v > best) {
-                            best = v;
-                            where = static_cast<std::int32_t>(off);
-                        }
-                    }
-                }
-                yp[p * g.q + q] = best;
-                if (ap) ap[p * g.q + q] = where;
-            }
-        }
-    }
-}
-
-template <class T>
-inline void max_pool_backward_planes(const pool_geometry& g, const T* dy, const std::int32_t* argmax, T* dx,
-                                     std::size_t lo, std::size_t hi) {
-    std::memset(static_cast<void*>(dx + lo * g.h * g.w), 0, (hi - lo) * g.h * g.w * sizeof(T));
-    for (std::size_t nc = lo; nc < hi; ++nc) {
-        T* dxp = dx + nc * g.h * g.w;
-        const T* dyp = dy + nc * g.p * g.q;
-        const std::int32_t* ap = argmax + nc * g.p * g.q;
-        for (std::size_t o = 0; o < g.p * g.q; ++o)
-            if (ap[o] >= 0) dxp[static_cast<std::size_t>(ap[o])] += dyp[o];
-    }
-}
-
-template <class T>
-inline void avg_pool_planes(const pool_geometry& g, const T* x, T* y, std::size_t lo, std::size_t hi) {
-    const T inv = T(1) / static_cast<T>(g.kh * g.kw);
-    for (std::size_t nc = lo; nc < hi; ++nc) {
-        const T* xp = x + nc * g.h * g.w;
-        T* yp = y + nc * g.p * g.q;
-        for (std::size_t p = 0; p < g.p; ++p) {
-            std::size_t i0, i1;
-            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
-            for (std::size_t q = 0; q < g.q; ++q) {
-                std::size_t j0, j1;
-                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
-                T s = 0;
-                for (std::size_t i = i0; i < i1; ++i) {
-                    const T* row = xp + (p * g.stride_h + i - g.pad_h) * g.w + (q * g.stride_w + j0 - g.pad_w);
-                    for (std::size_t j = 0; j < j1 - j0; ++j) s += row[j];
-                }
-                yp[p * g.q + q] = s * inv;
-            }
-        }
-    }
-}
-
-template <class T>
-inline void avg_pool_backward_planes(const pool_geometry& g, const T* dy, T* dx, std::size_t lo, std::size_t hi) {
-    const T inv = T(1) / static_cast<T>(g.kh * g.kw);
-    std::memset(static_cast<void*>(dx + lo * g.h * g.w), 0, (hi - lo) * g.h * g.w * sizeof(T));
-    for (std::size_t nc = lo; nc < hi; ++nc) {
-        T* dxp = dx + nc * g.h * g.w;
-        const T* dyp = dy + nc * g.p * g.q;
-        for (std::size_t p = 0; p < g.p; ++p) {
-            std::size_t i0, i1;
-            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
-            for (std::size_t q = 0; q < g.q; ++q) {
-                std::size_t j0, j1;
-                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
-                const T d = dyp[p * g.q + q] * inv;
-                for (std::size_t i = i0; i < i1; ++i) {
-                    T* row = dxp + (p * g.stride_h + i - g.pad_h) * g.w + (q * g.stride_w + j0 - g.pad_w);
-                    for (std::size_t j = 0; j < j1 - j0; ++j) row[j] += d;
-                }
-            }
-        }
-    }
-}
-
-}  // namespace lamina::host_detail
-// ---- end include/lamina/backends/host/pooling.hpp ----
-
 
 namespace lamina {
 
@@ -2287,6 +3114,15 @@ struct host {
                      const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
         host_detail::gemm_parallel(&ctx.pool(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     }
+    /// GEMM with a fused epilogue: C = act(alpha * op(A) * op(B) + beta * C + bias), bias
+    /// (N entries, one per column of C) may be null. Applied while each C tile is in registers.
+    template <class T>
+    static void gemm_bias_act(const context& ctx, transpose ta, transpose tb, std::size_t M, std::size_t N,
+                              std::size_t K, T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta,
+                              T* C, std::size_t ldc, const T* bias, activation act) {
+        host_detail::gemm_parallel(&ctx.pool(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                                   host_detail::gemm_epilogue<T>{bias, act});
+    }
 
     // ---- activations -------------------------------------------------------------------------
     template <class T>
@@ -2376,70 +3212,47 @@ struct host {
                                     });
     }
 
-    // ---- convolution: im2col + GEMM --------------------------------------------------------
-    /// Scratch (in T elements) the caller passes to the conv kernels: one image's im2col matrix
-    /// (C*R*S x P*Q), or 0 for a 1x1 stride-1 unpadded convolution. Other threads use their
-    /// own thread-local scratch; a null workspace is also accepted.
+    // ---- convolution (conv.hpp: implicit GEMM forward, im2col + GEMM backward) ---------------
     template <class T>
     static std::size_t conv2d_workspace(const conv_geometry& g) {
-        return host_detail::conv_col_size(g);
+        return host_detail::conv2d_workspace_size(g);
     }
     template <class T>
     static void conv2d_forward(const context& ctx, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
                                T* ws) {
-        const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q;
-        host_detail::conv_for_images(ctx.pool(), g, ws, [&](thread_pool* pool, std::size_t n, T* col, unsigned, unsigned) {
-            host_detail::conv_forward_image(pool, g, x + n * in, w, bias, y + n * out, col);
-        });
+        host_detail::conv2d_forward(ctx.pool(), g, x, w, bias, y, ws);
     }
     /// dx = conv2d^T(dy, w) (overwrites dx).
     template <class T>
     static void conv2d_backward_data(const context& ctx, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws) {
-        const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q;
-        host_detail::conv_for_images(ctx.pool(), g, ws, [&](thread_pool* pool, std::size_t n, T* col, unsigned, unsigned) {
-            host_detail::conv_backward_data_image(pool, g, dy + n * out, w, dx + n * in, col);
-        });
+        host_detail::conv2d_backward_data(ctx.pool(), g, dy, w, dx, ws);
     }
-    /// dw = sum over the batch of x (*) dy (overwrites dw); db[k] = sum of dy over n, p, q
-    /// when db is not null (overwrites db).
+    /// dw = sum over the batch of x (*) dy (overwrites dw); db = sum of dy over n, p, q when
+    /// not null (overwrites db).
     template <class T>
     static void conv2d_backward_weights(const context& ctx, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db,
                                         T* ws) {
-        const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q, wn = g.weight_size();
-        if (db) channel_bias_grad(ctx, dy, db, g.n, g.k, g.p * g.q);
-        if (g.n == 0 || g.p * g.q == 0) {
-            fill(ctx, dw, wn, T(0));
-            return;
-        }
-        if (!host_detail::conv_split_images(g, ctx.thread_count())) {
-            host_detail::conv_for_images(ctx.pool(), g, ws,
-                                         [&](thread_pool* pool, std::size_t n, T* col, unsigned, unsigned) {
-                                             host_detail::conv_backward_weights_image(pool, g, x + n * in, dy + n * out,
-                                                                                      dw, col, n > 0);
-                                         });
-            return;
-        }
-        // Images split across threads: thread t accumulates its images into its own partial
-        // (thread 0 into dw), then the partials are added to dw in thread order.
-        // Grow-only per calling thread: no allocation on the hot path after the first call.
-        // (Bound to a local reference: inside the pool lambda the name would denote each
-        // worker's own thread_local.)
-        thread_local std::vector<T*> partial_storage;
-        std::vector<T*>& partial = partial_storage;
-        partial.assign(std::max<std::size_t>(partial.size(), ctx.thread_count()), nullptr);
-        unsigned used = 1;
-        const std::size_t col_n = host_detail::conv_col_size(g);
-        ctx.pool().run([&](unsigned t, unsigned nt) {
-            if (t == 0) used = nt;
-            const std::size_t lo = g.n * t / nt, hi = g.n * (t + 1) / nt;
-            T* acc = t == 0 ? dw : host_detail::thread_scratch<T, host_detail::slot_partial>(wn);
-            partial[t] = acc;
-            T* col = (t == 0 && ws) || col_n == 0 ? ws : host_detail::thread_scratch<T, host_detail::slot_col>(col_n);
-            if (lo == hi) std::fill(acc, acc + wn, T(0));
-            for (std::size_t n = lo; n < hi; ++n)
-                host_detail::conv_backward_weights_image<T>(nullptr, g, x + n * in, dy + n * out, acc, col, n > lo);
-        });
-        for (unsigned t = 1; t < used; ++t) axpy(ctx, wn, T(1), static_cast<const T*>(partial[t]), dw);
+        host_detail::conv2d_backward_weights(ctx.pool(), g, x, dy, dw, db, ws);
+    }
+    /// The same kernels with the layer's compile-time shape (geometry.hpp's conv_shape) as a
+    /// trailing tag: the path is chosen per layer at compile time.
+    template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+              std::size_t St, std::size_t Pd>
+    static void conv2d_forward(const context& ctx, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
+                               T* ws, conv_shape<C, H, W, K, R, S, St, Pd> shape) {
+        host_detail::conv2d_forward(ctx.pool(), g, x, w, bias, y, ws, shape);
+    }
+    template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+              std::size_t St, std::size_t Pd>
+    static void conv2d_backward_data(const context& ctx, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws,
+                                     conv_shape<C, H, W, K, R, S, St, Pd>) {
+        host_detail::conv2d_backward_data(ctx.pool(), g, dy, w, dx, ws);
+    }
+    template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+              std::size_t St, std::size_t Pd>
+    static void conv2d_backward_weights(const context& ctx, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db,
+                                        T* ws, conv_shape<C, H, W, K, R, S, St, Pd>) {
+        host_detail::conv2d_backward_weights(ctx.pool(), g, x, dy, dw, db, ws);
     }
 
     // ---- dropout: element i is kept iff stream.uniform(i) >= p; mask holds 0 or 1/(1-p) ------
@@ -2513,7 +3326,6 @@ struct is_input<input<D...>> : std::true_type {};
 // error shows e.g. `layer_shape_mismatch<lamina::dense<10>, lamina::shape<1, 28, 28>,
 // lamina::any_shape_of_rank<1>>` right next to the message.
 
-#include <type_traits>
 
 
 namespace lamina {
@@ -2721,9 +3533,10 @@ struct dense : layer_descriptor_base {
         void bind_parameters(T* w, T* g) { w_ = w; dw_ = g; }
 
         void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            Backend::gemm(c, transpose::no, transpose::yes, batch, Outputs, inputs, T(1), x, inputs, w_, inputs, T(0), y,
-                          Outputs);
-            if (Bias) Backend::add_channel_bias(c, y, w_ + Outputs * inputs, batch, Outputs, std::size_t(1));
+            // y = x W^T + b, the bias added by the GEMM's fused epilogue.
+            Backend::gemm_bias_act(c, transpose::no, transpose::yes, batch, Outputs, inputs, T(1), x, inputs, w_, inputs,
+                                   T(0), y, Outputs, Bias ? w_ + Outputs * inputs : static_cast<const T*>(nullptr),
+                                   activation{});
         }
         void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
             forward(c, x, y, batch, ws);
@@ -2755,6 +3568,19 @@ struct dense : layer_descriptor_base {
 
 
 namespace lamina {
+
+namespace conv2d_detail {
+/// Whether Backend's conv kernels take the compile-time conv_shape tag (host and reference
+/// do); other backends are called with the runtime geometry alone.
+template <class Backend, class T, class Shape, class = void>
+struct takes_shape : std::false_type {};
+template <class Backend, class T, class Shape>
+struct takes_shape<Backend, T, Shape,
+                   std::void_t<decltype(Backend::conv2d_forward(
+                       std::declval<const typename Backend::context&>(), std::declval<const conv_geometry&>(),
+                       std::declval<const T*>(), std::declval<const T*>(), std::declval<const T*>(), std::declval<T*>(),
+                       std::declval<T*>(), Shape{}))>> : std::true_type {};
+}  // namespace conv2d_detail
 
 template <std::size_t Filters, std::size_t Kernel, std::size_t Stride = 1, std::size_t Padding = 0,
           class Init = init::glorot_uniform, bool Bias = true>
@@ -2807,17 +3633,30 @@ struct conv2d : layer_descriptor_base {
             return Backend::template conv2d_workspace<T>(geometry(batch));
         }
 
+        /// The layer's compile-time shape, the trailing tag of the backend's conv kernels.
+        using shape_tag = conv_shape<C, H, W, Filters, Kernel, Kernel, Stride, Padding>;
+        static constexpr bool tagged = conv2d_detail::takes_shape<Backend, T, shape_tag>::value;
+
         void forward(const context& c, const T* x, T* y, std::size_t batch, T* ws) const {
-            Backend::conv2d_forward(c, geometry(batch), x, w_, Bias ? w_ + weight_count : static_cast<const T*>(nullptr), y,
-                                    ws);
+            const T* b = Bias ? w_ + weight_count : static_cast<const T*>(nullptr);
+            if constexpr (tagged)
+                Backend::conv2d_forward(c, geometry(batch), x, static_cast<const T*>(w_), b, y, ws, shape_tag{});
+            else
+                Backend::conv2d_forward(c, geometry(batch), x, static_cast<const T*>(w_), b, y, ws);
         }
         void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
             forward(c, x, y, batch, ws);
         }
         void backward(const context& c, const T* x, const T*, const T* dy, T* dx, std::size_t batch, T* ws) {
             auto g = geometry(batch);
-            Backend::conv2d_backward_weights(c, g, x, dy, dw_, Bias ? dw_ + weight_count : static_cast<T*>(nullptr), ws);
-            if (dx) Backend::conv2d_backward_data(c, g, dy, static_cast<const T*>(w_), dx, ws);
+            T* db = Bias ? dw_ + weight_count : static_cast<T*>(nullptr);
+            if constexpr (tagged) {
+                Backend::conv2d_backward_weights(c, g, x, dy, dw_, db, ws, shape_tag{});
+                if (dx) Backend::conv2d_backward_data(c, g, dy, static_cast<const T*>(w_), dx, ws, shape_tag{});
+            } else {
+                Backend::conv2d_backward_weights(c, g, x, dy, dw_, db, ws);
+                if (dx) Backend::conv2d_backward_data(c, g, dy, static_cast<const T*>(w_), dx, ws);
+            }
         }
 
     private:
@@ -3104,6 +3943,7 @@ struct softmax : layer_descriptor_base {
 // batch-1 inference allocate nothing after the first call.
 
 #include <cstdio>
+#include <mutex>
 #include <sstream>
 
 
@@ -3878,6 +4718,7 @@ struct adamw : adam {
 // training clock to the rate of this step. Durations are in epochs (fractional epochs are
 // fine: the clock is step / steps_per_epoch), as the papers' recipes state them.
 
+#include <functional>
 
 
 namespace lamina::schedule {

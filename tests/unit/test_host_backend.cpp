@@ -235,7 +235,8 @@ TEMPLATE_TEST_CASE("host pooling matches reference", "[host][pool]", float, doub
     std::vector<pool_geometry> geoms = {make_pool(2, 3, 8, 8, 2, 2, 0),    make_pool(3, 5, 9, 7, 3, 2, 1),
                                         make_pool(1, 2, 5, 5, 3, 1, 1),    make_pool(2, 4, 11, 13, 5, 3, 2),
                                         make_pool(1, 1, 4, 4, 4, 4, 0),    make_pool(16, 32, 28, 28, 2, 2, 0),
-                                        make_pool(4, 6, 10, 10, 3, 3, 1),  make_pool(2, 3, 7, 7, 1, 1, 0)};
+                                        make_pool(4, 6, 10, 10, 3, 3, 1),  make_pool(2, 3, 7, 7, 1, 1, 0),
+                                        make_pool(2, 3, 9, 7, 2, 2, 0)};  // 2x2 fast path, odd extents
     std::uint64_t seed = 500;
     for (const auto& g : geoms) {
         const std::string tag = "pool n=" + std::to_string(g.n) + " c=" + std::to_string(g.c) + " h=" +

@@ -9,10 +9,15 @@
 #define LAMINA_VERSION_PATCH 0
 
 // Marks functions that kernels may call on any backend. On the host this is plain
-// `inline`; the Kokkos backend redefines it to KOKKOS_INLINE_FUNCTION before inclusion
-// so the same scalar helpers (activations, RNG) compile for devices.
+// `inline`; when Kokkos_Core.hpp was included first (backends/kokkos does that) it is
+// KOKKOS_INLINE_FUNCTION, so the same scalar helpers (activations, RNG) compile for devices.
 #ifndef LAMINA_HOST_DEVICE
+#if defined(KOKKOS_INLINE_FUNCTION)  // Kokkos_Core.hpp came first: device-callable helpers
+#define LAMINA_HOST_DEVICE KOKKOS_INLINE_FUNCTION
+#define LAMINA_HOST_DEVICE_IS_KOKKOS 1
+#else
 #define LAMINA_HOST_DEVICE inline
+#endif
 #endif
 
 namespace lamina {

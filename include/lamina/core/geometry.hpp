@@ -23,6 +23,18 @@ struct conv_geometry {
     constexpr std::size_t weight_size() const { return k * c * r * s; }
 };
 
+/// Compile-time shape of one convolution layer (square stride and padding), passed by the
+/// conv2d layer as a trailing tag argument so that a backend can pick and specialise its
+/// kernel per layer at compile time (the runtime conv_geometry is passed as well).
+template <std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+          std::size_t Stride, std::size_t Pad>
+struct conv_shape {
+    static constexpr std::size_t c = C, h = H, w = W, k = K, r = R, s = S, stride = Stride, pad = Pad;
+    static constexpr std::size_t p = conv_geometry::out_extent(H, R, Stride, Pad);
+    static constexpr std::size_t q = conv_geometry::out_extent(W, S, Stride, Pad);
+    static constexpr bool pointwise = R == 1 && S == 1 && Stride == 1 && Pad == 0;
+};
+
 struct pool_geometry {
     std::size_t n = 0, c = 0, h = 0, w = 0;
     std::size_t kh = 1, kw = 1;

@@ -4,21 +4,38 @@
 // their own OpenMP (possibly another runtime: libgomp vs libomp) or many MPI ranks per node.
 // An explicit pool with an explicit thread count never nests into or fights the caller's
 // runtime, never oversubscribes behind the user's back, and needs no compiler flag.
+//
+// Defining LAMINA_NO_THREADS (before including lamina) replaces the pool with a trivial serial
+// one: no std::thread, no atomics, no locks; every context has one thread.
 #pragma once
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
-#include <functional>
-#include <mutex>
 #include <string>
+
+#ifndef LAMINA_NO_THREADS
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
+#endif
 
 #include "error.hpp"
 
 namespace lamina {
+
+/// True when lamina was built with a real thread pool (LAMINA_NO_THREADS not defined).
+#ifdef LAMINA_NO_THREADS
+inline constexpr bool threading_enabled = false;
+#else
+inline constexpr bool threading_enabled = true;
+#endif
 
 /// The thread count to use: an explicit request, else LAMINA_NUM_THREADS, else the cores.
 inline unsigned default_thread_count() {
@@ -29,8 +46,12 @@ inline unsigned default_thread_count() {
             throw argument_error(std::string("lamina: LAMINA_NUM_THREADS must be a positive integer, got '") + s + "'");
         return static_cast<unsigned>(v);
     }
+#ifdef LAMINA_NO_THREADS
+    return 1;
+#else
     unsigned hc = std::thread::hardware_concurrency();
     return hc ? hc : 1;
+#endif
 }
 
 /// The user-facing thread-count type: `model{seed{1}, threads{2}}`. 0 means the default.
@@ -38,21 +59,53 @@ struct threads {
     unsigned count = 0;
 };
 
+#ifdef LAMINA_NO_THREADS
+/// The serial stand-in: same interface, always one thread, everything runs inline.
 class thread_pool {
 public:
+    explicit thread_pool(unsigned = 0) noexcept {}
+    thread_pool(const thread_pool&) = delete;
+    thread_pool& operator=(const thread_pool&) = delete;
+    unsigned size() const noexcept { return 1; }
+    template <class F>
+    void run(F&& f) {
+        f(0u, 1u);
+    }
+    template <class F>
+    void parallel_for(std::size_t n, F&& f, std::size_t = 1) {
+        if (n) f(std::size_t(0), n);
+    }
+};
+#else
+/// A fixed set of worker threads that run one job at a time. Handoff: the caller publishes the
+/// job and bumps an atomic generation; workers spin on it (with a CPU pause) for up to
+/// spin_time before they sleep on a condition variable, so consecutive kernels of a training
+/// step (microseconds apart) never pay a futex wake-up; the caller only locks and notifies
+/// when some worker is actually asleep.
+class thread_pool {
+public:
+    /// How long an idle worker spins before sleeping (OpenMP runtimes spin for a similar
+    /// time); LAMINA_POOL_SPIN_US overrides it at compile time (0: sleep at once, for heavily
+    /// oversubscribed machines).
+#ifdef LAMINA_POOL_SPIN_US
+    static constexpr std::chrono::microseconds spin_time{LAMINA_POOL_SPIN_US};
+#else
+    static constexpr std::chrono::microseconds spin_time{100};
+#endif
+
     explicit thread_pool(unsigned n_threads = 0) : n_(n_threads ? n_threads : default_thread_count()) {
+        // More threads than cores: spinning would steal the core a working thread needs
+        // (libgomp throttles its spinning the same way).
+        const unsigned cores = std::thread::hardware_concurrency();
+        spin_ = cores != 0 && n_ > cores ? std::chrono::microseconds(0) : spin_time;
         workers_.reserve(n_ - 1);
         for (unsigned t = 1; t < n_; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
     }
     thread_pool(const thread_pool&) = delete;
     thread_pool& operator=(const thread_pool&) = delete;
     ~thread_pool() {
-        {
-            std::lock_guard<std::mutex> lk(m_);
-            stop_ = true;
-            generation_atomic_.store(++generation_, std::memory_order_release);
-        }
-        cv_.notify_all();
+        stop_ = true;
+        publish();
         for (auto& w : workers_) w.join();
     }
 
@@ -75,18 +128,19 @@ public:
             return;
         }
         task_scope scope;
-        job_ = [&f](unsigned t, unsigned n) { f(t, n); };
+        using Fn = std::remove_reference_t<F>;
+        job_ctx_ = static_cast<void*>(std::addressof(f));
+        job_fn_ = [](void* ctx, unsigned t, unsigned n) { (*static_cast<Fn*>(ctx))(t, n); };
         pending_.store(n_ - 1, std::memory_order_relaxed);
-        {
-            std::lock_guard<std::mutex> lk(m_);
-            generation_atomic_.store(++generation_, std::memory_order_release);
-        }
-        cv_.notify_all();
+        publish();
         f(0u, n_);
-        // Spin briefly (kernels are short), then yield, until every worker is done.
-        for (unsigned spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins)
-            if (spins > 1024) std::this_thread::yield();
-        job_ = nullptr;
+        // Spin (kernels are short), then yield, until every worker is done.
+        for (unsigned spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+            if (spins < 4096)
+                cpu_relax();
+            else
+                std::this_thread::yield();
+        }
     }
 
     /// Splits [0, n) into contiguous chunks, one per thread, and runs f(begin, end) on each.
@@ -117,34 +171,63 @@ private:
         ~task_scope() { inside_task() = false; }
     };
 
+    static void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        asm volatile("yield" ::: "memory");
+#endif
+    }
+
+    /// Makes the job (or stop_) visible to the workers and wakes any that sleep. The sequentially
+    /// consistent generation bump and sleepers_ read pair with the worker's sleepers_ increment
+    /// and generation re-check: a worker either sees the new generation or is counted here.
+    void publish() {
+        generation_.fetch_add(1, std::memory_order_seq_cst);
+        if (sleepers_.load(std::memory_order_seq_cst) != 0) {
+            { std::lock_guard<std::mutex> lk(m_); }
+            cv_.notify_all();
+        }
+    }
+
     void worker_loop(unsigned t) {
         inside_task() = true;  // workers only ever run pool tasks
         std::uint64_t seen = 0;
         for (;;) {
-            // Spin a little before sleeping: consecutive kernels of one training step follow
-            // each other within microseconds.
-            for (int i = 0; i < 4000; ++i)
-                if (generation_atomic_.load(std::memory_order_acquire) != seen) break;
-            std::unique_lock<std::mutex> lk(m_);
-            cv_.wait(lk, [&] { return generation_ != seen; });
-            seen = generation_;
+            std::uint64_t g = generation_.load(std::memory_order_acquire);
+            if (g == seen && spin_.count() > 0) {
+                const auto start = std::chrono::steady_clock::now();
+                for (unsigned i = 1; (g = generation_.load(std::memory_order_acquire)) == seen; ++i) {
+                    cpu_relax();
+                    if (i % 64 == 0 && std::chrono::steady_clock::now() - start > spin_) break;
+                }
+            }
+            if (g == seen) {
+                std::unique_lock<std::mutex> lk(m_);
+                sleepers_.fetch_add(1, std::memory_order_seq_cst);
+                cv_.wait(lk, [&] { return (g = generation_.load(std::memory_order_seq_cst)) != seen; });
+                sleepers_.fetch_sub(1, std::memory_order_relaxed);
+            }
+            seen = g;
             if (stop_) return;
-            lk.unlock();
-            job_(t, n_);
+            job_fn_(job_ctx_, t, n_);
             pending_.fetch_sub(1, std::memory_order_acq_rel);
         }
     }
 
     unsigned n_;
+    std::chrono::microseconds spin_{0};
     std::vector<std::thread> workers_;
     std::mutex m_;
     std::condition_variable cv_;
-    std::uint64_t generation_ = 0;
-    std::atomic<std::uint64_t> generation_atomic_{0};
-    bool stop_ = false;
+    std::atomic<std::uint64_t> generation_{0};
+    std::atomic<unsigned> sleepers_{0};
+    bool stop_ = false;  // written before a generation bump, read after seeing it
     std::mutex run_mutex_;
-    std::function<void(unsigned, unsigned)> job_;
+    void (*job_fn_)(void*, unsigned, unsigned) = nullptr;
+    void* job_ctx_ = nullptr;
     std::atomic<unsigned> pending_{0};
 };
+#endif  // LAMINA_NO_THREADS
 
 }  // namespace lamina

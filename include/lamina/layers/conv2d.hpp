@@ -4,12 +4,27 @@
 #pragma once
 
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "../core/geometry.hpp"
 #include "../network/shape_check.hpp"
 #include "layer_concept.hpp"
 
 namespace lamina {
+
+namespace conv2d_detail {
+/// Whether Backend's conv kernels take the compile-time conv_shape tag (host and reference
+/// do); other backends are called with the runtime geometry alone.
+template <class Backend, class T, class Shape, class = void>
+struct takes_shape : std::false_type {};
+template <class Backend, class T, class Shape>
+struct takes_shape<Backend, T, Shape,
+                   std::void_t<decltype(Backend::conv2d_forward(
+                       std::declval<const typename Backend::context&>(), std::declval<const conv_geometry&>(),
+                       std::declval<const T*>(), std::declval<const T*>(), std::declval<const T*>(), std::declval<T*>(),
+                       std::declval<T*>(), Shape{}))>> : std::true_type {};
+}  // namespace conv2d_detail
 
 template <std::size_t Filters, std::size_t Kernel, std::size_t Stride = 1, std::size_t Padding = 0,
           class Init = init::glorot_uniform, bool Bias = true>
@@ -62,17 +77,30 @@ struct conv2d : layer_descriptor_base {
             return Backend::template conv2d_workspace<T>(geometry(batch));
         }
 
+        /// The layer's compile-time shape, the trailing tag of the backend's conv kernels.
+        using shape_tag = conv_shape<C, H, W, Filters, Kernel, Kernel, Stride, Padding>;
+        static constexpr bool tagged = conv2d_detail::takes_shape<Backend, T, shape_tag>::value;
+
         void forward(const context& c, const T* x, T* y, std::size_t batch, T* ws) const {
-            Backend::conv2d_forward(c, geometry(batch), x, w_, Bias ? w_ + weight_count : static_cast<const T*>(nullptr), y,
-                                    ws);
+            const T* b = Bias ? w_ + weight_count : static_cast<const T*>(nullptr);
+            if constexpr (tagged)
+                Backend::conv2d_forward(c, geometry(batch), x, static_cast<const T*>(w_), b, y, ws, shape_tag{});
+            else
+                Backend::conv2d_forward(c, geometry(batch), x, static_cast<const T*>(w_), b, y, ws);
         }
         void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
             forward(c, x, y, batch, ws);
         }
         void backward(const context& c, const T* x, const T*, const T* dy, T* dx, std::size_t batch, T* ws) {
             auto g = geometry(batch);
-            Backend::conv2d_backward_weights(c, g, x, dy, dw_, Bias ? dw_ + weight_count : static_cast<T*>(nullptr), ws);
-            if (dx) Backend::conv2d_backward_data(c, g, dy, static_cast<const T*>(w_), dx, ws);
+            T* db = Bias ? dw_ + weight_count : static_cast<T*>(nullptr);
+            if constexpr (tagged) {
+                Backend::conv2d_backward_weights(c, g, x, dy, dw_, db, ws, shape_tag{});
+                if (dx) Backend::conv2d_backward_data(c, g, dy, static_cast<const T*>(w_), dx, ws, shape_tag{});
+            } else {
+                Backend::conv2d_backward_weights(c, g, x, dy, dw_, db, ws);
+                if (dx) Backend::conv2d_backward_data(c, g, dy, static_cast<const T*>(w_), dx, ws);
+            }
         }
 
     private:

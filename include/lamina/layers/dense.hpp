@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "../core/activation.hpp"
 #include "../core/geometry.hpp"
 #include "../network/shape_check.hpp"
 #include "layer_concept.hpp"
@@ -37,9 +38,10 @@ struct dense : layer_descriptor_base {
         void bind_parameters(T* w, T* g) { w_ = w; dw_ = g; }
 
         void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            Backend::gemm(c, transpose::no, transpose::yes, batch, Outputs, inputs, T(1), x, inputs, w_, inputs, T(0), y,
-                          Outputs);
-            if (Bias) Backend::add_channel_bias(c, y, w_ + Outputs * inputs, batch, Outputs, std::size_t(1));
+            // y = x W^T + b, the bias added by the GEMM's fused epilogue.
+            Backend::gemm_bias_act(c, transpose::no, transpose::yes, batch, Outputs, inputs, T(1), x, inputs, w_, inputs,
+                                   T(0), y, Outputs, Bias ? w_ + Outputs * inputs : static_cast<const T*>(nullptr),
+                                   activation{});
         }
         void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
             forward(c, x, y, batch, ws);

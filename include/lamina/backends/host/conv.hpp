@@ -1,16 +1,24 @@
-// lamina host backend: 2-D convolution lowered to GEMM.
+// lamina host backend: 2-D convolution (NCHW activations, KCRS weights).
 //
-// Per image, with col = im2col(x) of shape [C*R*S][P*Q]:
-//   forward          y_n  = W[K][CRS] * col                      (+ bias)
-//   backward data    col  = W^T * dy_n, then dx_n = col2im(col)
-//   backward weights dW  += dy_n[K][PQ] * col^T
-// A 1x1, stride-1, unpadded convolution is already a GEMM on x (col == x): no im2col.
+// Forward, chosen per shape (at compile time when the conv2d layer passes its conv_shape tag):
+//   - few filters (K <= 32), stride 1: direct kernel on a zero-padded copy of each image
+//     (conv_direct.hpp; ResNet-20, LeNet);
+//   - otherwise an implicit GEMM over the whole batch, Y[K][N*P*Q] = W * col, whose B-packing
+//     gathers col panels straight from the input (conv_igemm.hpp: no im2col buffer, batch
+//     folded into the columns for 7x7/14x14 maps);
+//   - a 1x1 stride-1 unpadded convolution on a large map (P*Q >= 2048): per-image GEMM on x.
+// Backward data: implicit GEMM col = W^T * dY per column block, scattered (col2im) into dx
+// by threads owning disjoint channel ranges (conv_igemm.hpp); per-image GEMM + col2im when
+// there are fewer channels than threads; per-image dx_n = W^T * dy_n for 1x1 (no col2im).
+// Backward weights: per image, with col = im2col(x) of shape [C*R*S][P*Q] (x itself for 1x1),
+//   dW += dy_n[K][PQ] * col^T.
 //
-// Threading: with at least as many images as threads, images are split across threads, each
-// running the serial GEMM with its own im2col scratch (thread 0 uses the layer's workspace,
-// the others thread-local scratch); weight gradients are accumulated per thread and summed in
-// thread order (deterministic for a given thread count). With fewer images, images run in
-// turn and each GEMM is threaded.
+// Per-image threading: with at least as many images as threads, images are split across
+// threads, each running the serial GEMM with its own im2col scratch (thread 0 uses the layer's
+// workspace, the others thread-local scratch); weight gradients are accumulated per thread and
+// summed in thread order (deterministic for a given thread count). With fewer images, images
+// run in turn and each GEMM is threaded. The forward paths are bit-identical across thread
+// counts.
 #pragma once
 
 #include <algorithm>
@@ -18,8 +26,11 @@
 #include <vector>
 
 #include "../../core/geometry.hpp"
+#include "conv_direct.hpp"
+#include "conv_igemm.hpp"
 #include "elementwise.hpp"
 #include "gemm.hpp"
+#include "pooling.hpp"
 
 namespace lamina::host_detail {
 
@@ -155,6 +166,125 @@ inline void conv_for_images(thread_pool& pool, const conv_geometry& g, T* ws, F&
     } else {
         T* col = ws || col_n == 0 ? ws : thread_scratch<T, slot_col>(col_n);
         for (std::size_t n = 0; n < g.n; ++n) f(&pool, n, col, 0u, 1u);
+    }
+}
+
+// ---- the backend's conv kernels (host::conv2d_* forward here) ---------------------------------
+
+/// Forward path choice. Few filters (K <= 32) at stride 1: the direct kernel
+/// (conv_direct.hpp). Otherwise the implicit GEMM (whole batch, no im2col buffer) everywhere except a
+/// 1x1 stride-1 unpadded convolution on a large map: there each image already is a GEMM
+/// operand (no im2col), and P*Q is long enough to feed the per-image GEMMs directly.
+constexpr bool conv_use_igemm(bool pointwise, std::size_t pq) { return !(pointwise && pq >= 2048); }
+inline bool conv_use_igemm(const conv_geometry& g) { return conv_use_igemm(conv_is_pointwise(g), g.p * g.q); }
+
+/// Scratch (in T elements) the caller passes to the conv kernels: one image's im2col matrix
+/// (C*R*S x P*Q), or 0 for a 1x1 stride-1 unpadded convolution. Other threads use their own
+/// thread-local scratch; a null workspace is also accepted.
+inline std::size_t conv2d_workspace_size(const conv_geometry& g) { return conv_col_size(g); }
+
+/// Forward by per-image im2col (skipped for 1x1) + GEMM.
+template <class T>
+inline void conv2d_forward_per_image(thread_pool& pool, const conv_geometry& g, const T* x, const T* w, const T* bias,
+                                     T* y, T* ws) {
+    const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q;
+    conv_for_images(pool, g, ws, [&](thread_pool* p, std::size_t n, T* col, unsigned, unsigned) {
+        conv_forward_image(p, g, x + n * in, w, bias, y + n * out, col);
+    });
+}
+
+template <class T>
+inline void conv2d_forward(thread_pool& pool, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
+                           T* ws) {
+    if (conv_use_direct(g))
+        conv_forward_direct(&pool, g, x, w, bias, y);
+    else if (conv_use_igemm(g))
+        conv_forward_igemm(&pool, g, x, w, bias, y);
+    else
+        conv2d_forward_per_image(pool, g, x, w, bias, y, ws);
+}
+
+/// Forward with the layer's shape known at compile time: the path is fixed per layer.
+template <class Shape, class T>
+inline void conv2d_forward(thread_pool& pool, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
+                           T* ws, Shape) {
+    if constexpr (conv_use_direct(Shape::k, Shape::stride))
+        conv_forward_direct(&pool, g, x, w, bias, y);
+    else if constexpr (conv_use_igemm(Shape::pointwise, Shape::p * Shape::q))
+        conv_forward_igemm(&pool, g, x, w, bias, y);
+    else
+        conv2d_forward_per_image(pool, g, x, w, bias, y, ws);
+}
+
+/// dx = conv2d^T(dy, w) (overwrites dx).
+template <class T>
+inline void conv2d_backward_data(thread_pool& pool, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws) {
+    // 1x1 stride-1 unpadded: dx_n = W^T * dy_n directly (no col2im), per image.
+    if (!conv_is_pointwise(g) && (pool.size() == 1 || g.c >= pool.size())) {
+        conv_backward_data_igemm(&pool, g, dy, w, dx);
+        return;
+    }
+    const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q;
+    conv_for_images(pool, g, ws, [&](thread_pool* p, std::size_t n, T* col, unsigned, unsigned) {
+        conv_backward_data_image(p, g, dy + n * out, w, dx + n * in, col);
+    });
+}
+
+/// db[k] = sum of dy over n, p, q (overwrites db).
+template <class T>
+inline void conv_bias_grad(thread_pool& pool, const conv_geometry& g, const T* dy, T* db) {
+    const std::size_t pq = g.p * g.q;
+    parallel_range(pool, g.k, plane_grain(g.n * pq), [&](std::size_t lo, std::size_t hi) {
+        for (std::size_t k = lo; k < hi; ++k) {
+            T s = 0;
+            for (std::size_t n = 0; n < g.n; ++n) s += contiguous_sum(dy + (n * g.k + k) * pq, pq);
+            db[k] = s;
+        }
+    });
+}
+
+/// dw = sum over the batch of x (*) dy (overwrites dw); db[k] = sum of dy over n, p, q when
+/// db is not null (overwrites db).
+template <class T>
+inline void conv2d_backward_weights(thread_pool& pool, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db,
+                                    T* ws) {
+    const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q, wn = g.weight_size();
+    if (db) conv_bias_grad(pool, g, dy, db);
+    if (g.n == 0 || g.p * g.q == 0) {
+        std::fill(dw, dw + wn, T(0));
+        return;
+    }
+    if (!conv_split_images(g, pool.size())) {
+        conv_for_images(pool, g, ws, [&](thread_pool* p, std::size_t n, T* col, unsigned, unsigned) {
+            conv_backward_weights_image(p, g, x + n * in, dy + n * out, dw, col, n > 0);
+        });
+        return;
+    }
+    // Images split across threads: thread t accumulates its images into its own partial
+    // (thread 0 into dw), then the partials are added to dw in thread order.
+    // Grow-only per calling thread: no allocation on the hot path after the first call.
+    // (Bound to a local reference: inside the pool lambda the name would denote each
+    // worker's own thread_local.)
+    thread_local std::vector<T*> partial_storage;
+    std::vector<T*>& partial = partial_storage;
+    partial.assign(std::max<std::size_t>(partial.size(), pool.size()), nullptr);
+    unsigned used = 1;
+    const std::size_t col_n = conv_col_size(g);
+    pool.run([&](unsigned t, unsigned nt) {
+        if (t == 0) used = nt;
+        const std::size_t lo = g.n * t / nt, hi = g.n * (t + 1) / nt;
+        T* acc = t == 0 ? dw : thread_scratch<T, slot_partial>(wn);
+        partial[t] = acc;
+        T* col = (t == 0 && ws) || col_n == 0 ? ws : thread_scratch<T, slot_col>(col_n);
+        if (lo == hi) std::fill(acc, acc + wn, T(0));
+        for (std::size_t n = lo; n < hi; ++n)
+            conv_backward_weights_image<T>(nullptr, g, x + n * in, dy + n * out, acc, col, n > lo);
+    });
+    for (unsigned t = 1; t < used; ++t) {
+        const T* src = partial[t];
+        parallel_range(pool, wn, elementwise_grain, [&](std::size_t lo, std::size_t hi) {
+            map2(src, dw, dw, lo, hi, [](vec<T> a, vec<T> b) { return a + b; });
+        });
     }
 }
 

@@ -15,7 +15,12 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
+#include "../../core/activation.hpp"
 #include "../../core/geometry.hpp"
 #include "simd.hpp"
 
@@ -60,6 +65,45 @@ inline void gemm_pack_a(transpose ta, const T* A, std::size_t lda, std::size_t i
     }
 }
 
+/// Packs one transposed-B panel (rows j of B are columns of op(B)): d[p * NR + c] = b[c * ldb + p]
+/// for c < nr (zero beyond), p < kc. Floats with AVX: 8 x 8 in-register transposes.
+template <class T>
+inline void gemm_pack_b_panel_t(const T* b, std::size_t ldb, std::size_t nr, std::size_t kc, T* d) {
+    constexpr std::size_t NR = gemm_blocking<T>::NR;
+    std::size_t p0 = 0;
+#if defined(__AVX__)
+    if constexpr (std::is_same<T, float>::value && NR % 8 == 0) {
+        const __m256 zero = _mm256_setzero_ps();
+        for (; p0 + 8 <= kc; p0 += 8) {
+            for (std::size_t cg = 0; cg < NR; cg += 8) {
+                __m256 r[8];
+                for (std::size_t i = 0; i < 8; ++i)
+                    r[i] = cg + i < nr ? _mm256_loadu_ps(b + (cg + i) * ldb + p0) : zero;
+                const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+                const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+                const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+                const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+                T* o = d + p0 * NR + cg;
+                _mm256_store_ps(o + 0 * NR, _mm256_permute2f128_ps(s0, s4, 0x20));
+                _mm256_store_ps(o + 1 * NR, _mm256_permute2f128_ps(s1, s5, 0x20));
+                _mm256_store_ps(o + 2 * NR, _mm256_permute2f128_ps(s2, s6, 0x20));
+                _mm256_store_ps(o + 3 * NR, _mm256_permute2f128_ps(s3, s7, 0x20));
+                _mm256_store_ps(o + 4 * NR, _mm256_permute2f128_ps(s0, s4, 0x31));
+                _mm256_store_ps(o + 5 * NR, _mm256_permute2f128_ps(s1, s5, 0x31));
+                _mm256_store_ps(o + 6 * NR, _mm256_permute2f128_ps(s2, s6, 0x31));
+                _mm256_store_ps(o + 7 * NR, _mm256_permute2f128_ps(s3, s7, 0x31));
+            }
+        }
+    }
+#endif
+    for (std::size_t p = p0; p < kc; ++p)
+        for (std::size_t c = 0; c < NR; ++c) d[p * NR + c] = c < nr ? b[c * ldb + p] : T(0);
+}
+
 template <class T>
 inline void gemm_pack_b(transpose tb, const T* B, std::size_t ldb, std::size_t p0, std::size_t j0, std::size_t kc,
                         std::size_t nc, T* dst) {
@@ -79,13 +123,7 @@ inline void gemm_pack_b(transpose tb, const T* B, std::size_t ldb, std::size_t p
                     for (std::size_t c = 0; c < NR; ++c) d[p * NR + c] = c < nr ? b[p * ldb + c] : T(0);
             }
         } else {
-            const T* b = B + (j0 + jr) * ldb + p0;
-            for (std::size_t c = 0; c < NR; ++c) {
-                if (c < nr)
-                    for (std::size_t p = 0; p < kc; ++p) d[p * NR + c] = b[c * ldb + p];
-                else
-                    for (std::size_t p = 0; p < kc; ++p) d[p * NR + c] = T(0);
-            }
+            gemm_pack_b_panel_t(B + (j0 + jr) * ldb + p0, ldb, nr, kc, d);
         }
     }
 }
@@ -94,15 +132,75 @@ inline void gemm_pack_b(transpose tb, const T* B, std::size_t ldb, std::size_t p
 /// scale (first K block, beta != 0) or accumulate (later K blocks).
 enum class gemm_store { overwrite, scale, accumulate };
 
+/// Fused epilogue, applied to each MR x NR C tile right after its last K block is stored (the
+/// tile is still in L1):
+/// C[i][j] = act(C[i][j] + bias[j]). bias may be null; the default does nothing.
 template <class T>
-inline void gemm_store_row(T* c, const vec<T>& acc, const vec<T>& valpha, const vec<T>& vbeta, gemm_store mode) {
-    switch (mode) {
-        case gemm_store::overwrite: store(c, valpha * acc); break;
-        case gemm_store::scale: store(c, xsimd::fma(valpha, acc, vbeta * load(c))); break;
-        case gemm_store::accumulate: store(c, xsimd::fma(valpha, acc, load(c))); break;
+struct gemm_epilogue {
+    const T* bias = nullptr;  // N entries, indexed by column of C
+    activation act{};
+    bool active() const noexcept { return bias != nullptr || act.kind != activation_kind::identity; }
+    /// The same epilogue for the column slice starting at j0.
+    gemm_epilogue shifted(std::size_t j0) const noexcept { return {bias ? bias + j0 : nullptr, act}; }
+};
+
+/// The activation on one vector (the host's vectorised definitions, same as
+/// activation_forward_range).
+template <class T>
+inline vec<T> apply_activation(activation a, vec<T> v) {
+    using V = vec<T>;
+    switch (a.kind) {
+        case activation_kind::identity: return v;
+        case activation_kind::relu: return xsimd::max(v, V(T(0)));
+        case activation_kind::leaky_relu: return xsimd::select(v > V(T(0)), v, V(static_cast<T>(a.alpha)) * v);
+        case activation_kind::sigmoid: return V(T(1)) / (V(T(1)) + xsimd::exp(-v));
+        case activation_kind::tanh: return xsimd::tanh(v);
+        case activation_kind::gelu:
+            return V(T(0.5)) * v * (V(T(1)) + xsimd::erf(v * V(static_cast<T>(0.70710678118654752440))));
+    }
+    return v;
+}
+
+/// The epilogue on the m x n block of row-major C at C (one micro-tile, or the whole of C on
+/// the small path and for K == 0).
+template <class T>
+inline void gemm_apply_epilogue(const gemm_epilogue<T>& ep, T* C, std::size_t ldc, std::size_t m, std::size_t n) {
+    if (!ep.active()) return;
+    constexpr std::size_t W = vec_size<T>;
+    for (std::size_t i = 0; i < m; ++i) {
+        T* c = C + i * ldc;
+        std::size_t j = 0;
+        for (; j + W <= n; j += W) {
+            vec<T> v = load(c + j);
+            if (ep.bias) v += load(ep.bias + j);
+            store(c + j, apply_activation(ep.act, v));
+        }
+        if (j < n) {
+            alignas(64) T t[W] = {};
+            const std::size_t rem = n - j;  // < W (bounded loops keep GCC 12's trip-count analysis quiet)
+            for (std::size_t k = 0; k < rem && k < W; ++k) t[k] = c[j + k] + (ep.bias ? ep.bias[j + k] : T(0));
+            vec<T> v = apply_activation(ep.act, vec<T>::load_aligned(t));
+            v.store_aligned(t);
+            for (std::size_t k = 0; k < rem && k < W; ++k) c[j + k] = t[k];
+        }
     }
 }
 
+template <class T>
+inline vec<T> gemm_combine(const vec<T>& acc, const T* c, const vec<T>& valpha, const vec<T>& vbeta,
+                           gemm_store mode) {
+    switch (mode) {
+        case gemm_store::overwrite: return valpha * acc;
+        case gemm_store::scale: return xsimd::fma(valpha, acc, vbeta * load(c));
+        case gemm_store::accumulate: return xsimd::fma(valpha, acc, load(c));
+    }
+    return acc;
+}
+
+template <class T>
+inline void gemm_store_row(T* c, const vec<T>& acc, const vec<T>& valpha, const vec<T>& vbeta, gemm_store mode) {
+    store(c, gemm_combine(acc, c, valpha, vbeta, mode));
+}
 /// The MR x NR micro-kernel (MR = 6, written out so the accumulators stay in registers).
 template <class T>
 inline void gemm_micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std::size_t ldc, std::size_t mr,
@@ -190,7 +288,9 @@ inline void gemm_small(transpose ta, transpose tb, std::size_t M, std::size_t N,
                 const vec<T> va(av);
                 std::size_t j = 0;
                 for (; j + W <= N; j += W) store(c + j, xsimd::fma(va, load(b + j), load(c + j)));
-                for (; j < N; ++j) c[j] += av * b[j];
+                // Tails as bounded counts: GCC 12 otherwise misjudges the trip count after
+                // inlining (a false -Waggressive-loop-optimizations).
+                for (std::size_t t = 0, rem = N - j; t < rem && t < W; ++t) c[j + t] += av * b[j + t];
             }
         } else {
             for (std::size_t j = 0; j < N; ++j) {
@@ -202,7 +302,7 @@ inline void gemm_small(transpose ta, transpose tb, std::size_t M, std::size_t N,
                     std::size_t p = 0;
                     for (; p + W <= K; p += W) acc = xsimd::fma(load(a + p), load(b + p), acc);
                     s = hsum(acc);
-                    for (; p < K; ++p) s += a[p] * b[p];
+                    for (std::size_t t = 0, rem = K - p; t < rem && t < W; ++t) s += a[p + t] * b[p + t];
                 } else {
                     for (std::size_t p = 0; p < K; ++p) s += A[p * lda + i] * b[p];
                 }
@@ -215,18 +315,21 @@ inline void gemm_small(transpose ta, transpose tb, std::size_t M, std::size_t N,
 template <class T>
 inline void gemm_serial(transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
                         std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc,
-                        bool allow_small = true) {
+                        bool allow_small = true, const gemm_epilogue<T>& epilogue = {}) {
     using blk = gemm_blocking<T>;
     if (M == 0 || N == 0) return;
     if (K == 0) {
         for (std::size_t i = 0; i < M; ++i)
             for (std::size_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+        gemm_apply_epilogue(epilogue, C, ldc, M, N);
         return;
     }
     if (allow_small && M * N * K < gemm_small_flops) {
         gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm_apply_epilogue(epilogue, C, ldc, M, N);
         return;
     }
+    const bool fused = epilogue.active();
     T* pa = thread_scratch<T, slot_pack_a>(blk::MC * blk::KC);
     T* pb = thread_scratch<T, slot_pack_b>(blk::KC * blk::NC);
     for (std::size_t jc = 0; jc < N; jc += blk::NC) {
@@ -235,14 +338,23 @@ inline void gemm_serial(transpose ta, transpose tb, std::size_t M, std::size_t N
             const std::size_t kc = std::min(blk::KC, K - pc);
             const gemm_store mode =
                 pc > 0 ? gemm_store::accumulate : (beta == T(0) ? gemm_store::overwrite : gemm_store::scale);
+            const bool last = fused && pc + kc == K;
             gemm_pack_b(tb, B, ldb, pc, jc, kc, nc, pb);
             for (std::size_t ic = 0; ic < M; ic += blk::MC) {
                 const std::size_t mc = std::min(blk::MC, M - ic);
                 gemm_pack_a(ta, A, lda, ic, pc, mc, kc, pa);
-                for (std::size_t jr = 0; jr < nc; jr += blk::NR)
-                    for (std::size_t ir = 0; ir < mc; ir += blk::MR)
-                        gemm_micro_kernel(kc, pa + ir * kc, pb + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc,
-                                          std::min(blk::MR, mc - ir), std::min(blk::NR, nc - jr), alpha, beta, mode);
+                for (std::size_t jr = 0; jr < nc; jr += blk::NR) {
+                    const gemm_epilogue<T> ep = last ? epilogue.shifted(jc + jr) : gemm_epilogue<T>{};
+                    const std::size_t nr = std::min(blk::NR, nc - jr);
+                    for (std::size_t ir = 0; ir < mc; ir += blk::MR) {
+                        T* c = C + (ic + ir) * ldc + jc + jr;
+                        const std::size_t mr = std::min(blk::MR, mc - ir);
+                        gemm_micro_kernel(kc, pa + ir * kc, pb + jr * kc, c, ldc, mr, nr, alpha, beta, mode);
+                        // Fused epilogue on the tile just stored, still in L1 (doing it inside the
+                        // micro-kernel costs the k-loop registers).
+                        if (last) gemm_apply_epilogue(ep, c, ldc, mr, nr);
+                    }
+                }
             }
         }
     }
@@ -253,10 +365,10 @@ inline void gemm_serial(transpose ta, transpose tb, std::size_t M, std::size_t N
 template <class T>
 inline void gemm_parallel(thread_pool* pool, transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K,
                           T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
-                          std::size_t ldc) {
+                          std::size_t ldc, const gemm_epilogue<T>& ep = {}) {
     using blk = gemm_blocking<T>;
     if (!pool || pool->size() == 1 || M * N * K < gemm_parallel_flops) {
-        gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, true, ep);
         return;
     }
     const std::size_t units_m = (M + blk::MR - 1) / blk::MR, units_n = (N + blk::NR - 1) / blk::NR;
@@ -265,13 +377,13 @@ inline void gemm_parallel(thread_pool* pool, transpose ta, transpose tb, std::si
         pool->parallel_for(units_m, [&](std::size_t lo, std::size_t hi) {
             const std::size_t i0 = lo * blk::MR, i1 = std::min(M, hi * blk::MR);
             const T* a = ta == transpose::no ? A + i0 * lda : A + i0;
-            gemm_serial(ta, tb, i1 - i0, N, K, alpha, a, lda, B, ldb, beta, C + i0 * ldc, ldc, false);
+            gemm_serial(ta, tb, i1 - i0, N, K, alpha, a, lda, B, ldb, beta, C + i0 * ldc, ldc, false, ep);
         });
     } else {
         pool->parallel_for(units_n, [&](std::size_t lo, std::size_t hi) {
             const std::size_t j0 = lo * blk::NR, j1 = std::min(N, hi * blk::NR);
             const T* b = tb == transpose::no ? B + j0 : B + j0 * ldb;
-            gemm_serial(ta, tb, M, j1 - j0, K, alpha, A, lda, b, ldb, beta, C + j0, ldc, false);
+            gemm_serial(ta, tb, M, j1 - j0, K, alpha, A, lda, b, ldb, beta, C + j0, ldc, false, ep.shifted(j0));
         });
     }
 }

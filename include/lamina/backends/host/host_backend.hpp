@@ -177,6 +177,15 @@ struct host {
                      const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
         host_detail::gemm_parallel(&ctx.pool(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     }
+    /// GEMM with a fused epilogue: C = act(alpha * op(A) * op(B) + beta * C + bias), bias
+    /// (N entries, one per column of C) may be null. Applied while each C tile is in registers.
+    template <class T>
+    static void gemm_bias_act(const context& ctx, transpose ta, transpose tb, std::size_t M, std::size_t N,
+                              std::size_t K, T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta,
+                              T* C, std::size_t ldc, const T* bias, activation act) {
+        host_detail::gemm_parallel(&ctx.pool(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                                   host_detail::gemm_epilogue<T>{bias, act});
+    }
 
     // ---- activations -------------------------------------------------------------------------
     template <class T>
@@ -266,70 +275,47 @@ struct host {
                                     });
     }
 
-    // ---- convolution: im2col + GEMM --------------------------------------------------------
-    /// Scratch (in T elements) the caller passes to the conv kernels: one image's im2col matrix
-    /// (C*R*S x P*Q), or 0 for a 1x1 stride-1 unpadded convolution. Other threads use their
-    /// own thread-local scratch; a null workspace is also accepted.
+    // ---- convolution (conv.hpp: implicit GEMM forward, im2col + GEMM backward) ---------------
     template <class T>
     static std::size_t conv2d_workspace(const conv_geometry& g) {
-        return host_detail::conv_col_size(g);
+        return host_detail::conv2d_workspace_size(g);
     }
     template <class T>
     static void conv2d_forward(const context& ctx, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
                                T* ws) {
-        const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q;
-        host_detail::conv_for_images(ctx.pool(), g, ws, [&](thread_pool* pool, std::size_t n, T* col, unsigned, unsigned) {
-            host_detail::conv_forward_image(pool, g, x + n * in, w, bias, y + n * out, col);
-        });
+        host_detail::conv2d_forward(ctx.pool(), g, x, w, bias, y, ws);
     }
     /// dx = conv2d^T(dy, w) (overwrites dx).
     template <class T>
     static void conv2d_backward_data(const context& ctx, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws) {
-        const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q;
-        host_detail::conv_for_images(ctx.pool(), g, ws, [&](thread_pool* pool, std::size_t n, T* col, unsigned, unsigned) {
-            host_detail::conv_backward_data_image(pool, g, dy + n * out, w, dx + n * in, col);
-        });
+        host_detail::conv2d_backward_data(ctx.pool(), g, dy, w, dx, ws);
     }
-    /// dw = sum over the batch of x (*) dy (overwrites dw); db[k] = sum of dy over n, p, q
-    /// when db is not null (overwrites db).
+    /// dw = sum over the batch of x (*) dy (overwrites dw); db = sum of dy over n, p, q when
+    /// not null (overwrites db).
     template <class T>
     static void conv2d_backward_weights(const context& ctx, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db,
                                         T* ws) {
-        const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q, wn = g.weight_size();
-        if (db) channel_bias_grad(ctx, dy, db, g.n, g.k, g.p * g.q);
-        if (g.n == 0 || g.p * g.q == 0) {
-            fill(ctx, dw, wn, T(0));
-            return;
-        }
-        if (!host_detail::conv_split_images(g, ctx.thread_count())) {
-            host_detail::conv_for_images(ctx.pool(), g, ws,
-                                         [&](thread_pool* pool, std::size_t n, T* col, unsigned, unsigned) {
-                                             host_detail::conv_backward_weights_image(pool, g, x + n * in, dy + n * out,
-                                                                                      dw, col, n > 0);
-                                         });
-            return;
-        }
-        // Images split across threads: thread t accumulates its images into its own partial
-        // (thread 0 into dw), then the partials are added to dw in thread order.
-        // Grow-only per calling thread: no allocation on the hot path after the first call.
-        // (Bound to a local reference: inside the pool lambda the name would denote each
-        // worker's own thread_local.)
-        thread_local std::vector<T*> partial_storage;
-        std::vector<T*>& partial = partial_storage;
-        partial.assign(std::max<std::size_t>(partial.size(), ctx.thread_count()), nullptr);
-        unsigned used = 1;
-        const std::size_t col_n = host_detail::conv_col_size(g);
-        ctx.pool().run([&](unsigned t, unsigned nt) {
-            if (t == 0) used = nt;
-            const std::size_t lo = g.n * t / nt, hi = g.n * (t + 1) / nt;
-            T* acc = t == 0 ? dw : host_detail::thread_scratch<T, host_detail::slot_partial>(wn);
-            partial[t] = acc;
-            T* col = (t == 0 && ws) || col_n == 0 ? ws : host_detail::thread_scratch<T, host_detail::slot_col>(col_n);
-            if (lo == hi) std::fill(acc, acc + wn, T(0));
-            for (std::size_t n = lo; n < hi; ++n)
-                host_detail::conv_backward_weights_image<T>(nullptr, g, x + n * in, dy + n * out, acc, col, n > lo);
-        });
-        for (unsigned t = 1; t < used; ++t) axpy(ctx, wn, T(1), static_cast<const T*>(partial[t]), dw);
+        host_detail::conv2d_backward_weights(ctx.pool(), g, x, dy, dw, db, ws);
+    }
+    /// The same kernels with the layer's compile-time shape (geometry.hpp's conv_shape) as a
+    /// trailing tag: the path is chosen per layer at compile time.
+    template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+              std::size_t St, std::size_t Pd>
+    static void conv2d_forward(const context& ctx, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
+                               T* ws, conv_shape<C, H, W, K, R, S, St, Pd> shape) {
+        host_detail::conv2d_forward(ctx.pool(), g, x, w, bias, y, ws, shape);
+    }
+    template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+              std::size_t St, std::size_t Pd>
+    static void conv2d_backward_data(const context& ctx, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws,
+                                     conv_shape<C, H, W, K, R, S, St, Pd>) {
+        host_detail::conv2d_backward_data(ctx.pool(), g, dy, w, dx, ws);
+    }
+    template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+              std::size_t St, std::size_t Pd>
+    static void conv2d_backward_weights(const context& ctx, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db,
+                                        T* ws, conv_shape<C, H, W, K, R, S, St, Pd>) {
+        host_detail::conv2d_backward_weights(ctx.pool(), g, x, dy, dw, db, ws);
     }
 
     // ---- dropout: element i is kept iff stream.uniform(i) >= p; mask holds 0 or 1/(1-p) ------

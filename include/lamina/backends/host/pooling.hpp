@@ -29,9 +29,39 @@ inline std::size_t plane_grain(std::size_t plane_elems) {
     return std::max<std::size_t>(1, elementwise_grain / std::max<std::size_t>(1, plane_elems));
 }
 
+/// The common 2x2, stride 2, unpadded window, unrolled (same visiting order and tie rule as
+/// the general loop: the first cell, then strictly greater ones).
+template <class T>
+inline void max_pool_planes_2x2(const pool_geometry& g, const T* x, T* y, std::int32_t* argmax, std::size_t lo,
+                                std::size_t hi) {
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        const T* xp = x + nc * g.h * g.w;
+        T* yp = y + nc * g.p * g.q;
+        std::int32_t* ap = argmax ? argmax + nc * g.p * g.q : nullptr;
+        for (std::size_t p = 0; p < g.p; ++p) {
+            const std::size_t row0 = 2 * p * g.w, row1 = row0 + g.w;
+            for (std::size_t q = 0; q < g.q; ++q) {
+                const std::size_t o0 = row0 + 2 * q, o1 = row1 + 2 * q;
+                T best = xp[o0];
+                std::size_t where = o0;
+                if (xp[o0 + 1] > best) { best = xp[o0 + 1]; where = o0 + 1; }
+                if (xp[o1] > best) { best = xp[o1]; where = o1; }
+                if (xp[o1 + 1] > best) { best = xp[o1 + 1]; where = o1 + 1; }
+                yp[p * g.q + q] = best;
+                if (ap) ap[p * g.q + q] = static_cast<std::int32_t>(where);
+            }
+        }
+    }
+}
+
 template <class T>
 inline void max_pool_planes(const pool_geometry& g, const T* x, T* y, std::int32_t* argmax, std::size_t lo,
                             std::size_t hi) {
+    if (g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0 &&
+        2 * g.p <= g.h && 2 * g.q <= g.w) {
+        max_pool_planes_2x2(g, x, y, argmax, lo, hi);
+        return;
+    }
     for (std::size_t nc = lo; nc < hi; ++nc) {
         const T* xp = x + nc * g.h * g.w;
         T* yp = y + nc * g.p * g.q;

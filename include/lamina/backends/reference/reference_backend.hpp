@@ -131,6 +131,19 @@ struct reference {
                 C[i * ldc + j] = alpha * s + (beta == T(0) ? T(0) : beta * C[i * ldc + j]);
             }
     }
+    /// GEMM with a fused epilogue: C = act(alpha * op(A) * op(B) + beta * C + bias), where
+    /// bias (N entries, one per column of C) may be null. Naive: gemm, then the epilogue.
+    template <class T>
+    static void gemm_bias_act(const context& ctx, transpose ta, transpose tb, std::size_t M, std::size_t N,
+                              std::size_t K, T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta,
+                              T* C, std::size_t ldc, const T* bias, activation act) {
+        gemm(ctx, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        for (std::size_t i = 0; i < M; ++i)
+            for (std::size_t j = 0; j < N; ++j) {
+                T& c = C[i * ldc + j];
+                c = activation_value<T>(act.kind, static_cast<T>(act.alpha), bias ? c + bias[j] : c);
+            }
+    }
 
     // ---- activations -------------------------------------------------------------------------
     template <class T>
@@ -369,6 +382,28 @@ struct reference {
                     }
     }
 
+
+    /// The conv kernels may also be called with the layer's compile-time shape as a trailing
+    /// tag (geometry.hpp's conv_shape) so that a backend can specialise per layer; the
+    /// reference ignores it.
+    template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+              std::size_t St, std::size_t Pd>
+    static void conv2d_forward(const context& ctx, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
+                               T* ws, conv_shape<C, H, W, K, R, S, St, Pd>) {
+        conv2d_forward(ctx, g, x, w, bias, y, ws);
+    }
+    template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+              std::size_t St, std::size_t Pd>
+    static void conv2d_backward_data(const context& ctx, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws,
+                                     conv_shape<C, H, W, K, R, S, St, Pd>) {
+        conv2d_backward_data(ctx, g, dy, w, dx, ws);
+    }
+    template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+              std::size_t St, std::size_t Pd>
+    static void conv2d_backward_weights(const context& ctx, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db,
+                                        T* ws, conv_shape<C, H, W, K, R, S, St, Pd>) {
+        conv2d_backward_weights(ctx, g, x, dy, dw, db, ws);
+    }
     // ---- dropout: element i is kept iff stream.uniform(i) >= p; mask holds 0 or 1/(1-p) ------
     template <class T>
     static void dropout_forward(const context&, const T* x, T* y, T* mask, std::size_t n, T p, random_stream stream) {

@@ -11,6 +11,11 @@ its best: OpenMP OpenBLAS (LD_LIBRARY_PATH), glibc malloc tunables that keep its
 mapped, OMP_NUM_THREADS = threads. The figure per implementation is the median over rounds of
 each run's median images/s.
 
+Kokkos (--kokkos-build-dir DIR, repeatable: a build with LAMINA_WITH_KOKKOS=ON, e.g. the
+build/ci-kokkos-openmp and build/ci-kokkos-serial folders of scripts/test_kokkos.sh): the same
+models on the Kokkos backend (bench_models_kokkos, default execution space) interleaved with the
+host backend (bench_models), as the ratio of step times; target for OpenMP: within 1.5x.
+
 GEMM (bench_gemm, lamina vs OpenBLAS, at 1 and 2 threads plus --threads) and convolution
 (bench_conv, lamina vs oneDNN's best of NCHW and blocked layouts) run when built.
 
@@ -39,6 +44,7 @@ LIBTORCH_ENV = {
     "LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu/openblas-openmp",
     "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296",
 }
+KOKKOS_TARGET = 1.5  # Kokkos OpenMP step time / host backend step time
 MODEL_TARGETS = {("lenet5", "train"): 1.5, ("lenet5", "infer"): 1.5, ("mlp", "train"): 1.2, ("mlp", "infer"): 1.0}
 GEMM_TARGET = 0.85  # lamina / OpenBLAS
 CONV_TARGET = 0.80  # lamina / oneDNN best (max of nchw and blocked)
@@ -204,6 +210,54 @@ def bench_models(runner, opts, progs):
     return rows
 
 
+def kokkos_env(threads):
+    env = base_env(threads)
+    env.setdefault("OMP_PROC_BIND", "spread")
+    env.setdefault("OMP_PLACES", "threads")
+    return env
+
+
+def bench_kokkos(runner, opts, progs):
+    """Kokkos backend vs host backend, interleaved, per Kokkos build directory."""
+    rows = []
+    host = progs["bench_models"]
+    if not host:
+        raise BenchError("bench_models not found in the build directory (build the bench targets first)")
+    for kdir in opts.kokkos_build_dir:
+        kprog = find_program(kdir, "bench_models_kokkos")
+        if not kprog:
+            raise BenchError(f"bench_models_kokkos not found in {kdir} (configure it with -DLAMINA_WITH_KOKKOS=ON "
+                             f"-DLAMINA_BUILD_BENCH=ON and build that target)")
+        for threads in opts.threads:
+            for model in ("mlp", "lenet5"):
+                for phase in ("train", "infer"):
+                    args = ["--model", model, "--phase", phase, "--threads", str(threads),
+                            "--min-time", str(opts.min_time)]
+                    res = {"host": [], "kokkos": []}
+                    flagged_any = False
+                    space = "?"
+                    for rnd in range(opts.rounds):
+                        for impl, prog, env in (("host", host, base_env(threads)),
+                                                ("kokkos", kprog, kokkos_env(threads))):
+                            label = f"kokkos {model} {phase} {impl} t={threads} round {rnd + 1}/{opts.rounds}"
+                            recs, others, flagged = runner.run([prog] + args, env, label)
+                            for r in recs:
+                                r["round"] = rnd + 1
+                                r["kokkos_build_dir"] = kdir
+                                res[impl].append(r["images_per_s"])
+                                if impl == "kokkos":
+                                    space = r["impl"].replace("lamina-kokkos-", "")
+                            flagged_any |= flagged
+                            log(f"  {label}: {recs[0]['images_per_s']:.0f} img/s (others {others:.2f} cores)")
+                    h, k = statistics.median(res["host"]), statistics.median(res["kokkos"])
+                    slowdown = h / k
+                    rows.append({"model": model, "phase": phase, "threads": threads, "space": space,
+                                 "host": h, "kokkos": k, "slowdown": slowdown,
+                                 "met": slowdown <= KOKKOS_TARGET if space == "openmp" else None,
+                                 "contaminated": flagged_any})
+    return rows
+
+
 def bench_gemm(runner, opts, progs):
     prog = progs.get("bench_gemm")
     if not prog:
@@ -264,9 +318,20 @@ def verdict(met, contaminated=False):
     return ("met" if met else "missed") + (" (contaminated)" if contaminated else "")
 
 
-def tables(model_rows, gemm_rows, conv_rows):
+def tables(model_rows, gemm_rows, conv_rows, kokkos_rows=()):
     """Markdown tables (also printed to stdout)."""
     out = []
+    if kokkos_rows:
+        out.append(f"### Kokkos backend vs host backend (images/s, median over rounds; target for Kokkos OpenMP: "
+                   f"step time within {KOKKOS_TARGET:.1f}x of the host backend's)\n")
+        out.append("| model | phase | Kokkos space | threads | host img/s | Kokkos img/s | Kokkos time / host time "
+                   "| result |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for r in kokkos_rows:
+            out.append(f"| {r['model']} | {r['phase']} | {r['space']} | {r['threads']} | {fmt(r['host'])} "
+                       f"| {fmt(r['kokkos'])} | {fmt(r['slowdown'], 2)}{mark(r['contaminated'])} "
+                       f"| {verdict(r['met'], r['contaminated'])} |")
+        out.append("")
     if model_rows:
         out.append("### Models (images/s, median over rounds; float32)\n")
         out.append("| model | phase | threads | lamina img/s | libtorch img/s | lamina / libtorch | target | result "
@@ -327,7 +392,9 @@ def main(argv):
     ap.add_argument("--build-dir", default="build/bench", help="CMake build directory (default build/bench)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per model and phase (default 5)")
     ap.add_argument("--threads", type=parse_list, default=[2], help="thread counts, e.g. 2 or 1,2 (default 2)")
-    ap.add_argument("--only", choices=["models", "gemm", "conv"], help="run only this part")
+    ap.add_argument("--only", choices=["models", "kokkos", "gemm", "conv"], help="run only this part")
+    ap.add_argument("--kokkos-build-dir", action="append", default=[], metavar="DIR",
+                    help="a LAMINA_WITH_KOKKOS=ON build with bench_models_kokkos (repeatable)")
     ap.add_argument("--min-time", type=float, default=1.0, help="timed seconds per model run (default 1)")
     ap.add_argument("--kernel-min-time", type=float, default=0.5,
                     help="timed seconds per GEMM/conv measurement (default 0.5)")
@@ -348,10 +415,15 @@ def main(argv):
              for n in ("bench_models", "bench_torch_models", "bench_gemm", "bench_conv")}
     started = datetime.datetime.now().astimezone()
     runner = Runner(opts)
-    model_rows = gemm_rows = conv_rows = []
+    model_rows = gemm_rows = conv_rows = kokkos_rows = []
     if opts.only in (None, "models"):
         log("== models")
         model_rows = bench_models(runner, opts, progs)
+    if opts.only in (None, "kokkos") and opts.kokkos_build_dir:
+        log("== kokkos")
+        kokkos_rows = bench_kokkos(runner, opts, progs)
+    elif opts.only == "kokkos":
+        raise BenchError("--only kokkos needs --kokkos-build-dir")
     if opts.only in (None, "gemm"):
         log("== gemm")
         gemm_rows = bench_gemm(runner, opts, progs)
@@ -359,7 +431,7 @@ def main(argv):
         log("== conv")
         conv_rows = bench_conv(runner, opts, progs)
 
-    body = tables(model_rows, gemm_rows, conv_rows)
+    body = tables(model_rows, gemm_rows, conv_rows, kokkos_rows)
     if runner.contaminated:
         note = (f"CONTAMINATED: {runner.contaminated} of {runner.runs} runs had other processes using more than "
                 f"{opts.busy_threshold:.2f} cores after {opts.max_retries} retries (worst {runner.max_others:.2f} "

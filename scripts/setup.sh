@@ -3,6 +3,7 @@
 #
 #   scripts/setup.sh           build + tests + examples (g++ and clang-14 stages of scripts/test.sh)
 #   scripts/setup.sh --bench   also the comparison libraries used by bench/ (libtorch, oneDNN, OpenBLAS)
+#   scripts/setup.sh --kokkos  also Debian's Kokkos (Serial only) for the Kokkos backend's tests
 #
 # Idempotent: when every package is already installed it runs neither `apt-get update` nor
 # `apt-get install`. Runs as root directly, otherwise through sudo when sudo exists.
@@ -11,12 +12,16 @@ set -euo pipefail
 
 packages=(cmake g++ make python3 libeigen3-dev libxsimd-dev catch2 zlib1g-dev clang-14)
 bench_packages=(libtorch-dev libdnnl-dev libopenblas-dev libopenblas0-openmp)
+# Kokkos 3.4.1 (Serial); scripts/build_kokkos.sh builds an OpenMP Kokkos from Debian's sources
+# and needs xz-utils to unpack them.
+kokkos_packages=(libtrilinos-kokkos-dev xz-utils)
 
 for arg in "$@"; do
   case "$arg" in
     --bench) packages+=("${bench_packages[@]}") ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "setup.sh: unknown option '$arg' (use --bench or --help)" >&2; exit 2 ;;
+    --kokkos) packages+=("${kokkos_packages[@]}") ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup.sh: unknown option '$arg' (use --bench, --kokkos or --help)" >&2; exit 2 ;;
   esac
 done
 

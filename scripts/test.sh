@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # lamina's test suite: what CI runs (.ci/run) and what developers run before pushing.
 #
-#   scripts/test.sh            setup + all stages (a, b, c)
+#   scripts/test.sh            setup + all stages (a, b, c, k)
 #   scripts/test.sh --quick    setup + stage (a) only
-#   scripts/test.sh --stage b  setup + one stage (a, b or c; may be repeated)
+#   scripts/test.sh --stage b  setup + one stage (a, b, c or k; may be repeated)
 #   scripts/test.sh --no-setup skip scripts/setup.sh (packages already installed)
 #
 # Stages, each in its own build folder (reused between runs, so reruns are incremental):
 #   (a) build/ci-release  g++ Release (-mavx2 -mfma, the documented target), tests + examples (+ bench), ctest
 #   (b) build/ci-asan     g++ -O0 -g1 with AddressSanitizer + UBSan (-DLAMINA_SANITIZE=ON), tests, ctest
 #   (c) build/ci-clang    clang++-14 -O1 (asserts on), tests, ctest
+#   (k) scripts/test_kokkos.sh: the Kokkos backend on Kokkos Serial (Debian's libtrilinos-kokkos-dev,
+#       build/ci-kokkos-serial) and on Kokkos OpenMP (built from Debian's trilinos sources by
+#       scripts/build_kokkos.sh into ~/.cache/lamina, build/ci-kokkos-openmp)
+# Stages (a)-(c) build with LAMINA_WITH_KOKKOS=OFF: the Kokkos backend is stage (k)'s.
 # Every stage prints its time budget and its elapsed time; the run ends with one summary
 # line per stage and exits non-zero when any stage failed.
 #
@@ -27,7 +31,7 @@ run_setup=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) stages=(a) ;;
-    --stage) shift; [[ "${1:-}" =~ ^[abc]$ ]] || { echo "test.sh: --stage needs a, b or c" >&2; exit 2; }
+    --stage) shift; [[ "${1:-}" =~ ^[abck]$ ]] || { echo "test.sh: --stage needs a, b, c or k" >&2; exit 2; }
              stages+=("$1") ;;
     --no-setup) run_setup=0 ;;
     -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -35,7 +39,7 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-[[ ${#stages[@]} -eq 0 ]] && stages=(a b c)
+[[ ${#stages[@]} -eq 0 ]] && stages=(a b c k)
 
 JOBS=${LAMINA_JOBS:-2}
 export LAMINA_NUM_THREADS=${LAMINA_NUM_THREADS:-2}
@@ -57,7 +61,9 @@ echo "test.sh: root $ROOT, stages: ${stages[*]}, jobs $JOBS, LAMINA_NUM_THREADS=
 
 if [[ $run_setup -eq 1 ]]; then
   banner "setup: scripts/setup.sh"
-  if ! bash "$ROOT/scripts/setup.sh"; then
+  setup_args=()
+  [[ " ${stages[*]} " == *" k "* ]] && setup_args=(--kokkos)
+  if ! bash "$ROOT/scripts/setup.sh" "${setup_args[@]}"; then
     echo "test.sh: scripts/setup.sh failed" >&2
     exit 1
   fi
@@ -66,7 +72,7 @@ fi
 # Options common to every stage. The examples and benchmarks folders are only added when they
 # have a CMakeLists.txt, so the script also works while they are being written.
 has_dir() { [[ -f "$ROOT/$1/CMakeLists.txt" ]] && echo ON || echo OFF; }
-common=(-DLAMINA_BUILD_TESTS=ON)
+common=(-DLAMINA_BUILD_TESTS=ON -DLAMINA_WITH_KOKKOS=OFF)
 launcher=()
 if command -v ccache >/dev/null 2>&1 && [[ "${LAMINA_CCACHE:-1}" != 0 ]]; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
@@ -150,6 +156,18 @@ for s in "${stages[@]}"; do
         -- "${common[@]}" -DCMAKE_CXX_COMPILER="$(command -v "$clangxx")" \
            -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1" \
            -DLAMINA_NATIVE=ON -DLAMINA_SANITIZE=OFF -DLAMINA_BUILD_EXAMPLES=OFF -DLAMINA_BUILD_BENCH=OFF
+      ;;
+    k)
+      # Its own script (two Kokkos installs, two build folders); also runnable alone.
+      title_of[k]="Kokkos backend: Serial + OpenMP"; budget_of[k]=600
+      banner "stage (k) ${title_of[k]}: scripts/test_kokkos.sh, time budget $(fmt_time 600)"
+      start=$SECONDS
+      if timeout 1800 env LAMINA_JOBS="$JOBS" bash "$ROOT/scripts/test_kokkos.sh"; then result[k]=PASS; else result[k]="FAIL"; fi
+      elapsed[k]=$((SECONDS - start))
+      if [[ ${result[k]} == PASS && ${elapsed[k]} -gt 600 ]]; then
+        echo "stage (k): WARNING: took $(fmt_time "${elapsed[k]}"), over its budget of $(fmt_time 600)"
+      fi
+      echo "stage (k) ${title_of[k]}: ${result[k]} in $(fmt_time "${elapsed[k]}")"
       ;;
   esac
 done

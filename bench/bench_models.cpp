@@ -43,7 +43,7 @@ void run_model(const bench::model_spec& spec, const bench::args& a, const bench:
 
     bench::record r;
     r.bench = "models";
-    r.impl = "lamina";
+    r.impl = lm::threading_enabled ? "lamina" : "lamina-no-threads";
     r.what = spec.name;
     r.shape = spec.shape;
     r.batch = B;

@@ -11,6 +11,10 @@ its best: OpenMP OpenBLAS (LD_LIBRARY_PATH), glibc malloc tunables that keep its
 mapped, OMP_NUM_THREADS = threads. The figure per implementation is the median over rounds of
 each run's median images/s.
 
+Threading cost (--only threading, also part of a full run when bench_models_serial is built):
+bench_models --threads 1 against bench_models_serial (lamina built with LAMINA_NO_THREADS),
+interleaved; target: the 1-thread run within 3% of the build without threads.
+
 Kokkos (--kokkos-build-dir DIR, repeatable: a build with LAMINA_WITH_KOKKOS=ON, e.g. the
 build/ci-kokkos-openmp and build/ci-kokkos-serial folders of scripts/test_kokkos.sh): the same
 models on the Kokkos backend (bench_models_kokkos, default execution space) interleaved with the
@@ -44,6 +48,7 @@ LIBTORCH_ENV = {
     "LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu/openblas-openmp",
     "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296",
 }
+THREADING_TARGET = 1.03  # 1-thread step time / LAMINA_NO_THREADS step time
 KOKKOS_TARGET = 1.5  # Kokkos OpenMP step time / host backend step time
 MODEL_TARGETS = {("lenet5", "train"): 1.5, ("lenet5", "infer"): 1.5, ("mlp", "train"): 1.2, ("mlp", "infer"): 1.0}
 GEMM_TARGET = 0.85  # lamina / OpenBLAS
@@ -210,6 +215,33 @@ def bench_models(runner, opts, progs):
     return rows
 
 
+def bench_threading(runner, opts, progs):
+    """bench_models at 1 thread vs the same program built with LAMINA_NO_THREADS, interleaved."""
+    lam, ser = progs["bench_models"], progs.get("bench_models_serial")
+    if not lam or not ser:
+        log("bench_models_serial not built: threading cost skipped")
+        return []
+    rows = []
+    for model in ("mlp", "lenet5"):
+        for phase in ("train", "infer"):
+            args = ["--model", model, "--phase", phase, "--threads", "1", "--min-time", str(opts.min_time)]
+            res = {"pool": [], "serial": []}
+            flagged_any = False
+            for rnd in range(opts.rounds):
+                for impl, prog in (("pool", lam), ("serial", ser)):
+                    label = f"threading {model} {phase} {impl} round {rnd + 1}/{opts.rounds}"
+                    recs, others, flagged = runner.run([prog] + args, base_env(1), label)
+                    for r in recs:
+                        r["round"] = rnd + 1
+                        res[impl].append(r["images_per_s"])
+                    flagged_any |= flagged
+                    log(f"  {label}: {recs[0]['images_per_s']:.0f} img/s (others {others:.2f} cores)")
+            p, s = statistics.median(res["pool"]), statistics.median(res["serial"])
+            rows.append({"model": model, "phase": phase, "pool": p, "serial": s, "cost": s / p,
+                         "met": s / p <= THREADING_TARGET, "contaminated": flagged_any})
+    return rows
+
+
 def kokkos_env(threads):
     env = base_env(threads)
     env.setdefault("OMP_PROC_BIND", "spread")
@@ -318,9 +350,18 @@ def verdict(met, contaminated=False):
     return ("met" if met else "missed") + (" (contaminated)" if contaminated else "")
 
 
-def tables(model_rows, gemm_rows, conv_rows, kokkos_rows=()):
+def tables(model_rows, gemm_rows, conv_rows, kokkos_rows=(), threading_rows=()):
     """Markdown tables (also printed to stdout)."""
     out = []
+    if threading_rows:
+        out.append(f"### Threading cost at 1 thread (images/s; target: the thread-pool build at 1 thread within "
+                   f"{THREADING_TARGET - 1:.0%} of the LAMINA_NO_THREADS build)\n")
+        out.append("| model | phase | pool, 1 thread | LAMINA_NO_THREADS | pool time / no-threads time | result |")
+        out.append("|---|---|---|---|---|---|")
+        for r in threading_rows:
+            out.append(f"| {r['model']} | {r['phase']} | {fmt(r['pool'])} | {fmt(r['serial'])} "
+                       f"| {fmt(r['cost'], 3)}{mark(r['contaminated'])} | {verdict(r['met'], r['contaminated'])} |")
+        out.append("")
     if kokkos_rows:
         out.append(f"### Kokkos backend vs host backend (images/s, median over rounds; target for Kokkos OpenMP: "
                    f"step time within {KOKKOS_TARGET:.1f}x of the host backend's)\n")
@@ -392,7 +433,7 @@ def main(argv):
     ap.add_argument("--build-dir", default="build/bench", help="CMake build directory (default build/bench)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per model and phase (default 5)")
     ap.add_argument("--threads", type=parse_list, default=[2], help="thread counts, e.g. 2 or 1,2 (default 2)")
-    ap.add_argument("--only", choices=["models", "kokkos", "gemm", "conv"], help="run only this part")
+    ap.add_argument("--only", choices=["models", "threading", "kokkos", "gemm", "conv"], help="run only this part")
     ap.add_argument("--kokkos-build-dir", action="append", default=[], metavar="DIR",
                     help="a LAMINA_WITH_KOKKOS=ON build with bench_models_kokkos (repeatable)")
     ap.add_argument("--min-time", type=float, default=1.0, help="timed seconds per model run (default 1)")
@@ -412,13 +453,16 @@ def main(argv):
     if not os.path.isdir(opts.build_dir):
         raise BenchError(f"build directory {opts.build_dir} does not exist; see bench/README.md")
     progs = {n: find_program(opts.build_dir, n)
-             for n in ("bench_models", "bench_torch_models", "bench_gemm", "bench_conv")}
+             for n in ("bench_models", "bench_models_serial", "bench_torch_models", "bench_gemm", "bench_conv")}
     started = datetime.datetime.now().astimezone()
     runner = Runner(opts)
-    model_rows = gemm_rows = conv_rows = kokkos_rows = []
+    model_rows = gemm_rows = conv_rows = kokkos_rows = threading_rows = []
     if opts.only in (None, "models"):
         log("== models")
         model_rows = bench_models(runner, opts, progs)
+    if opts.only in (None, "threading"):
+        log("== threading cost")
+        threading_rows = bench_threading(runner, opts, progs)
     if opts.only in (None, "kokkos") and opts.kokkos_build_dir:
         log("== kokkos")
         kokkos_rows = bench_kokkos(runner, opts, progs)
@@ -431,7 +475,7 @@ def main(argv):
         log("== conv")
         conv_rows = bench_conv(runner, opts, progs)
 
-    body = tables(model_rows, gemm_rows, conv_rows, kokkos_rows)
+    body = tables(model_rows, gemm_rows, conv_rows, kokkos_rows, threading_rows)
     if runner.contaminated:
         note = (f"CONTAMINATED: {runner.contaminated} of {runner.runs} runs had other processes using more than "
                 f"{opts.busy_threshold:.2f} cores after {opts.max_retries} retries (worst {runner.max_others:.2f} "

@@ -1595,14 +1595,20 @@ enum class gemm_store { overwrite, scale, accumulate };
 
 /// Fused epilogue, applied to each MR x NR C tile right after its last K block is stored (the
 /// tile is still in L1):
-/// C[i][j] = act(C[i][j] + bias[j]). bias may be null; the default does nothing.
+/// C[i][j] = act(C[i][j] + bias[j] + row_bias[i]). Either bias may be null; the default does
+/// nothing. (row_bias: a convolution's per-filter bias when C is one image's K x P*Q output.)
 template <class T>
 struct gemm_epilogue {
     const T* bias = nullptr;  // N entries, indexed by column of C
     activation act{};
-    bool active() const noexcept { return bias != nullptr || act.kind != activation_kind::identity; }
+    const T* row_bias = nullptr;  // M entries, indexed by row of C
+    bool active() const noexcept {
+        return bias != nullptr || row_bias != nullptr || act.kind != activation_kind::identity;
+    }
     /// The same epilogue for the column slice starting at j0.
-    gemm_epilogue shifted(std::size_t j0) const noexcept { return {bias ? bias + j0 : nullptr, act}; }
+    gemm_epilogue shifted(std::size_t j0) const noexcept { return {bias ? bias + j0 : nullptr, act, row_bias}; }
+    /// The same epilogue for the row slice starting at i0.
+    gemm_epilogue shifted_rows(std::size_t i0) const noexcept { return {bias, act, row_bias ? row_bias + i0 : nullptr}; }
 };
 
 /// The activation on one vector (the host's vectorised definitions, same as
@@ -1630,16 +1636,19 @@ inline void gemm_apply_epilogue(const gemm_epilogue<T>& ep, T* C, std::size_t ld
     constexpr std::size_t W = vec_size<T>;
     for (std::size_t i = 0; i < m; ++i) {
         T* c = C + i * ldc;
+        const T rb = ep.row_bias ? ep.row_bias[i] : T(0);
+        const vec<T> vrb(rb);
         std::size_t j = 0;
         for (; j + W <= n; j += W) {
             vec<T> v = load(c + j);
             if (ep.bias) v += load(ep.bias + j);
+            if (ep.row_bias) v += vrb;
             store(c + j, apply_activation(ep.act, v));
         }
         if (j < n) {
             alignas(64) T t[W] = {};
             const std::size_t rem = n - j;  // < W (bounded loops keep GCC 12's trip-count analysis quiet)
-            for (std::size_t k = 0; k < rem && k < W; ++k) t[k] = c[j + k] + (ep.bias ? ep.bias[j + k] : T(0));
+            for (std::size_t k = 0; k < rem && k < W; ++k) t[k] = c[j + k] + (ep.bias ? ep.bias[j + k] : T(0)) + rb;
             vec<T> v = apply_activation(ep.act, vec<T>::load_aligned(t));
             v.store_aligned(t);
             for (std::size_t k = 0; k < rem && k < W; ++k) c[j + k] = t[k];
@@ -1813,7 +1822,7 @@ inline void gemm_serial(transpose ta, transpose tb, std::size_t M, std::size_t N
                         gemm_micro_kernel(kc, pa + ir * kc, pb + jr * kc, c, ldc, mr, nr, alpha, beta, mode);
                         // Fused epilogue on the tile just stored, still in L1 (doing it inside the
                         // micro-kernel costs the k-loop registers).
-                        if (last) gemm_apply_epilogue(ep, c, ldc, mr, nr);
+                        if (last) gemm_apply_epilogue(ep.shifted_rows(ic + ir), c, ldc, mr, nr);
                     }
                 }
             }
@@ -1838,13 +1847,14 @@ inline void gemm_parallel(thread_pool* pool, transpose ta, transpose tb, std::si
         pool->parallel_for(units_m, [&](std::size_t lo, std::size_t hi) {
             const std::size_t i0 = lo * blk::MR, i1 = std::min(M, hi * blk::MR);
             const T* a = ta == transpose::no ? A + i0 * lda : A + i0;
-            gemm_serial(ta, tb, i1 - i0, N, K, alpha, a, lda, B, ldb, beta, C + i0 * ldc, ldc, false, ep);
+            gemm_serial(ta, tb, i1 - i0, N, K, alpha, a, lda, B, ldb, beta, C + i0 * ldc, ldc, false,
+                        ep.shifted_rows(i0));
         });
     } else {
         pool->parallel_for(units_n, [&](std::size_t lo, std::size_t hi) {
             const std::size_t j0 = lo * blk::NR, j1 = std::min(N, hi * blk::NR);
             const T* b = tb == transpose::no ? B + j0 : B + j0 * ldb;
-            gemm_serial(ta, tb, M, j1 - j0, K, alpha, A, lda, b, ldb, beta, C + j0, ldc, false, ep.shifted(j0));
+            gemm_serial(ta, tb, M, j1 - j0, K, alpha, A, lda, b, ldb, beta, C + j0, ldc, false, ep.shifted(j0));  // rows whole
         });
     }
 }
@@ -2572,12 +2582,9 @@ inline void conv_forward_image(thread_pool* pool, const conv_geometry& g, const 
         im2col(g, x, col);
         b = col;
     }
-    gemm_parallel(pool, transpose::no, transpose::no, g.k, pq, crs, T(1), w, crs, b, pq, T(0), y, pq);
-    if (bias)
-        for (std::size_t k = 0; k < g.k; ++k) {
-            const vec<T> vb(bias[k]);
-            map1(y + k * pq, y + k * pq, 0, pq, [&](vec<T> v) { return v + vb; });
-        }
+    // The per-filter bias is a row bias of this K x P*Q GEMM: added in the epilogue, tile by tile.
+    gemm_parallel(pool, transpose::no, transpose::no, g.k, pq, crs, T(1), w, crs, b, pq, T(0), y, pq,
+                  gemm_epilogue<T>{nullptr, activation{}, bias});
 }
 
 template <class T>
@@ -3532,11 +3539,17 @@ struct dense : layer_descriptor_base {
         }
         void bind_parameters(T* w, T* g) { w_ = w; dw_ = g; }
 
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            // y = x W^T + b, the bias added by the GEMM's fused epilogue.
+        void forward(const context& c, const T* x, T* y, std::size_t batch, T* ws) const {
+            forward_fused(c, x, y, batch, ws, activation{});
+        }
+        /// y = act(x W^T + b): bias and activation in the GEMM's epilogue, while each C tile is
+        /// still in L1. layer_chain calls this when an activation layer follows (the activation
+        /// layer is then skipped), so backward must not read this layer's own output y.
+        static constexpr bool fuses_activation = true;
+        void forward_fused(const context& c, const T* x, T* y, std::size_t batch, T*, activation act) const {
             Backend::gemm_bias_act(c, transpose::no, transpose::yes, batch, Outputs, inputs, T(1), x, inputs, w_, inputs,
                                    T(0), y, Outputs, Bias ? w_ + Outputs * inputs : static_cast<const T*>(nullptr),
-                                   activation{});
+                                   act);
         }
         void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
             forward(c, x, y, batch, ws);
@@ -3870,6 +3883,14 @@ struct activation_layer : layer_descriptor_base {
     public:
         using context = typename Backend::context;
         static constexpr double flops_per_sample = double(In::size);
+        /// Whether a preceding layer may apply this activation in its own epilogue: only when
+        /// the derivative can be taken from the output y alone (relu, leaky_relu with a
+        /// non-negative slope: y > 0 exactly when x > 0; sigmoid, tanh: f' is a function of y).
+        /// backward() then receives y in place of x. GELU needs x: never fused.
+        static constexpr bool fusable_into_producer =
+            Kind == activation_kind::relu || Kind == activation_kind::sigmoid || Kind == activation_kind::tanh ||
+            (Kind == activation_kind::leaky_relu && alpha >= 0.0);
+        static activation fused_activation() { return activation{Kind, alpha}; }
         void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
             Backend::activation_forward(c, activation{Kind, alpha}, x, y, batch * In::size);
         }
@@ -3963,6 +3984,13 @@ struct reference;  // backends/reference: naive loops, the test oracle
 // where S_1 = In and S_{i+1} = L_i::output_shape<S_i> (checked, see shape_check.hpp). It owns
 // the intermediate activations (kept for backward) and two ping-pong gradient buffers, all
 // sized once by plan(batch): training steps allocate nothing.
+//
+// Layer fusion (decided at compile time): a layer with a fused activation epilogue (dense:
+// `fuses_activation`) followed by an activation layer whose derivative needs only its output
+// (`fusable_into_producer`: relu, sigmoid, tanh, leaky_relu with slope >= 0) runs as one
+// kernel: the producer writes act(...) straight into the activation layer's output, the
+// activation layer's forward is skipped and its backward gets y in place of x. No buffer
+// holds the pre-activation. Define LAMINA_NO_LAYER_FUSION to turn this off (same results).
 
 #include <tuple>
 
@@ -3989,6 +4017,15 @@ template <class Impl, class = void>
 struct has_set_stream : std::false_type {};
 template <class Impl>
 struct has_set_stream<Impl, std::void_t<decltype(std::declval<Impl&>().set_stream(random_stream{}))>> : std::true_type {};
+
+template <class Impl, class = void>
+struct fuses_activation : std::false_type {};
+template <class Impl>
+struct fuses_activation<Impl, std::enable_if_t<Impl::fuses_activation>> : std::true_type {};
+template <class Impl, class = void>
+struct fusable_activation : std::false_type {};
+template <class Impl>
+struct fusable_activation<Impl, std::enable_if_t<Impl::fusable_into_producer>> : std::true_type {};
 
 }  // namespace detail
 
@@ -4033,6 +4070,35 @@ public:
     static constexpr double flops_per_sample = sum_flops(std::index_sequence_for<Layers...>{});
     /// Largest per-sample activation of any layer (input excluded).
     static constexpr std::size_t max_activation_size = max_activation(std::index_sequence_for<Layers...>{});
+
+    /// Layer I applies layer I + 1 (an activation) in its own epilogue (see the file comment).
+    template <std::size_t I>
+    static constexpr bool fused_with_next = [] {
+#if defined(LAMINA_NO_LAYER_FUSION)
+        return false;
+#else
+        if constexpr (I + 1 >= depth) return false;
+        else return detail::fuses_activation<std::tuple_element_t<I, impls_type>>::value &&
+                    detail::fusable_activation<std::tuple_element_t<I + 1, impls_type>>::value;
+#endif
+    }();
+    /// Layer I is an activation applied by layer I - 1: its forward is skipped.
+    template <std::size_t I>
+    static constexpr bool absorbed = [] {
+        if constexpr (I == 0) return false;
+        else return fused_with_next<I - 1>;
+    }();
+
+private:
+    template <std::size_t J, std::size_t... I>
+    static constexpr std::size_t count_executed(std::index_sequence<I...>) {
+        return (std::size_t(0) + ... + (I <= J && !absorbed<I> ? std::size_t(1) : std::size_t(0)));
+    }
+
+public:
+    /// How many layers in 0..J run their own kernels (absorbed activations do not).
+    template <std::size_t J>
+    static constexpr std::size_t executed_through = count_executed<J>(std::index_sequence_for<Layers...>{});
 
     template <std::size_t I>
     auto& layer() { return std::get<I>(impls_); }
@@ -4101,8 +4167,12 @@ public:
     }
 
     /// Device pointer to the output of layer I from the last forward_train (I < depth - 1).
+    /// Not kept for a layer whose activation is fused into it (fused_with_next<I>).
     template <std::size_t I>
-    const T* activation() const { return activations_[I].data(); }
+    const T* activation() const {
+        static_assert(!fused_with_next<I>, "lamina: this layer's output is not kept: its activation is fused into it");
+        return activations_[I].data();
+    }
 
     template <class F>
     void for_each_layer(F&& f) const {
@@ -4117,7 +4187,7 @@ private:
     template <std::size_t... I>
     void plan_activations(std::size_t batch, std::index_sequence<I...>) {
         (void)batch;  // unused by a one-layer chain (no intermediate activations)
-        ((activations_[I].allocate(batch * shape_at<I + 1>::size)), ...);
+        ((activations_[I].allocate(fused_with_next<I> ? 0 : batch * shape_at<I + 1>::size)), ...);
     }
     template <class F, std::size_t... I>
     void for_each_impl(F& f, std::index_sequence<I...>) const {
@@ -4132,15 +4202,25 @@ private:
     template <std::size_t I>
     T* train_out(T* y) { if constexpr (I + 1 == depth) return y; else return activations_[I].data(); }
 
+    template <std::size_t I>
+    void forward_train_one(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t step) {
+        if constexpr (fused_with_next<I>)
+            std::get<I>(impls_).forward_fused(c, train_in<I>(x), train_out<I + 1>(y), batch, ws,
+                                              impl_at<I + 1>::fused_activation());
+        else if constexpr (!absorbed<I>)
+            std::get<I>(impls_).forward_train(c, train_in<I>(x), train_out<I>(y), batch, ws, step);
+    }
     template <std::size_t... I>
     void forward_train_impl(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t step,
                             std::index_sequence<I...>) {
-        (std::get<I>(impls_).forward_train(c, train_in<I>(x), train_out<I>(y), batch, ws, step), ...);
+        (forward_train_one<I>(c, x, y, batch, ws, step), ...);
     }
     template <std::size_t I>
     void backward_impl(const context& c, const T* x, const T* y, const T* dy, T* dx, std::size_t batch, T* ws) {
-        const T* xin = train_in<I>(x);
-        const T* yout = (I + 1 == depth) ? y : activations_[I].data();
+        // A fused producer's own output was never stored (it must not read it); an absorbed
+        // activation gets its output y in place of its input x.
+        const T* yout = fused_with_next<I> ? nullptr : (I + 1 == depth) ? y : activations_[I].data();
+        const T* xin = absorbed<I> ? yout : train_in<I>(x);
         const T* dyin = (I + 1 == depth) ? dy : grads_[I % 2].data();
         T* dxout = (I == 0) ? dx : grads_[(I + 1) % 2].data();
         std::get<I>(impls_).backward(c, xin, yout, dyin, dxout, batch, ws);
@@ -4149,18 +4229,26 @@ private:
     template <std::size_t... I>
     void forward_impl(const context& c, const T* x, T* y, std::size_t batch, T* ws, T* scratch,
                       std::index_sequence<I...>) const {
+        // Ping-pong over the layers that run (absorbed activations run inside their producer):
+        // the output of layer j lives in ping[(executed_through<j> - 1) % 2].
         T* ping[2] = {scratch, scratch + batch * max_activation_size};
+        auto output_of = [&](auto j) -> T* {
+            constexpr std::size_t k = decltype(j)::value;
+            if constexpr (k + 1 == depth) return y; else return ping[(executed_through<k> - 1) % 2];
+        };
         auto in = [&](auto i) -> const T* {
             constexpr std::size_t k = decltype(i)::value;
-            if constexpr (k == 0) return x; else return ping[(k - 1) % 2];
+            if constexpr (k == 0) return x; else return output_of(std::integral_constant<std::size_t, k - 1>{});
         };
-        auto out = [&](auto i) -> T* {
+        auto one = [&](auto i) {
             constexpr std::size_t k = decltype(i)::value;
-            if constexpr (k + 1 == depth) return y; else return ping[k % 2];
+            if constexpr (fused_with_next<k>)
+                std::get<k>(impls_).forward_fused(c, in(i), output_of(std::integral_constant<std::size_t, k + 1>{}), batch,
+                                                  ws, impl_at<k + 1>::fused_activation());
+            else if constexpr (!absorbed<k>)
+                std::get<k>(impls_).forward(c, in(i), output_of(i), batch, ws);
         };
-        (std::get<I>(impls_).forward(c, in(std::integral_constant<std::size_t, I>{}),
-                                     out(std::integral_constant<std::size_t, I>{}), batch, ws),
-         ...);
+        (one(std::integral_constant<std::size_t, I>{}), ...);
     }
 
     impls_type impls_;

@@ -123,3 +123,43 @@ TEMPLATE_TEST_CASE("gemm_bias_act with no epilogue is gemm, bit for bit", "[host
         CHECK(c1 == c2);
     }
 }
+
+TEMPLATE_TEST_CASE("the row-bias epilogue (convolution bias) matches a naive loop", "[host][gemm][epilogue]", float,
+                   double) {
+    // C = act(A B + row_bias[i] + bias[j]) through host_detail::gemm_parallel, with row and
+    // column thread splits (the row slices must see their own part of row_bias).
+    using T = TestType;
+    struct dims {
+        std::size_t m, n, k;
+    };
+    const std::vector<dims> shapes{{1, 1, 1}, {7, 17, 5}, {256, 300, 64}, {37, 2100, 19}, {300, 200, 64}, {130, 9, 70}, {6, 5, 0}};
+    std::uint64_t seed = 500;
+    for (const auto& d : shapes)
+        for (int with_col_bias = 0; with_col_bias < 2; ++with_col_bias)
+            for (activation_kind kind : {activation_kind::identity, activation_kind::relu}) {
+                auto A = random_vec<T>(d.m * d.k + 1, ++seed), B = random_vec<T>(d.k * d.n + 1, ++seed);
+                auto rb = random_vec<T>(d.m, ++seed), cb = random_vec<T>(d.n, ++seed);
+                std::vector<T> ref(d.m * d.n);
+                double scale = 0;
+                for (std::size_t i = 0; i < d.m; ++i)
+                    for (std::size_t j = 0; j < d.n; ++j) {
+                        double s = 0;
+                        for (std::size_t p = 0; p < d.k; ++p) s += double(A[i * d.k + p]) * double(B[p * d.n + j]);
+                        s += double(rb[i]) + (with_col_bias ? double(cb[j]) : 0.0);
+                        scale = std::max(scale, std::abs(s));
+                        ref[i * d.n + j] = static_cast<T>(kind == activation_kind::relu ? std::max(s, 0.0) : s);
+                    }
+                for (auto& ctx : contexts()) {
+                    std::vector<T> got(d.m * d.n, std::numeric_limits<T>::quiet_NaN());
+                    host_detail::gemm_parallel(&ctx.pool(), transpose::no, transpose::no, d.m, d.n, d.k, T(1), A.data(),
+                                               d.k, B.data(), d.n, T(0), got.data(), d.n,
+                                               host_detail::gemm_epilogue<T>{with_col_bias ? cb.data() : nullptr,
+                                                                             activation{kind, 0.0}, rb.data()});
+                    check_close(got, ref,
+                                "M=" + std::to_string(d.m) + " N=" + std::to_string(d.n) + " K=" + std::to_string(d.k) +
+                                    " col bias " + std::to_string(with_col_bias) + " act " + to_string(kind) +
+                                    " threads " + std::to_string(ctx.thread_count()),
+                                scale);
+                }
+            }
+}

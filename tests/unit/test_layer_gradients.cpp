@@ -587,3 +587,41 @@ TEMPLATE_LIST_TEST_CASE("layer_chain: gradients through whole networks", "[netwo
         require_chain_gradients<la::shape<6>, B, la::dense<4>, la::dense<3, la::init::he_uniform, false>>(o);
     }
 }
+
+TEMPLATE_LIST_TEST_CASE("layer_chain: dense + activation fusion keeps forward, inference and gradients",
+                        "[network][chain][gradient][fusion]", lt::backends) {
+    using B = TestType;
+    lt::gradient_check_options o;
+    o.batch = 3;
+    o.max_entries = 400;
+    SECTION("every fusable activation, the last one absorbed into the final dense") {
+        // dense+relu, dense+sigmoid, dense+tanh, dense+leaky_relu: four fused pairs; the
+        // inference ping-pong has an odd number of running layers before the output.
+        using chain = la::layer_chain<la::shape<7>, B, double, la::dense<6>, la::relu, la::dense<5>, la::sigmoid,
+                                      la::dense<6>, la::tanh_layer, la::dense<4>, la::leaky_relu>;
+#if !defined(LAMINA_NO_LAYER_FUSION)
+        static_assert(chain::template fused_with_next<0> && chain::template fused_with_next<2> && chain::template fused_with_next<4> &&
+                      chain::template fused_with_next<6> && chain::template absorbed<7> && !chain::template fused_with_next<7>);
+#endif
+        (void)sizeof(chain);
+        require_chain_gradients<la::shape<7>, B, la::dense<6>, la::relu, la::dense<5>, la::sigmoid, la::dense<6>,
+                                la::tanh_layer, la::dense<4>, la::leaky_relu>(o);
+    }
+    SECTION("fused and unfused neighbours: dense dense+relu gelu dense") {
+        using chain = la::layer_chain<la::shape<5>, B, double, la::dense<6>, la::dense<7>, la::relu, la::gelu,
+                                      la::dense<3>>;
+#if !defined(LAMINA_NO_LAYER_FUSION)
+        static_assert(!chain::template fused_with_next<0> && chain::template fused_with_next<1> && chain::template absorbed<2> &&
+                      !chain::template fused_with_next<2> && !chain::template absorbed<3>);
+#endif
+        (void)sizeof(chain);
+        require_chain_gradients<la::shape<5>, B, la::dense<6>, la::dense<7>, la::relu, la::gelu, la::dense<3>>(o);
+    }
+    SECTION("GELU and a negative leaky slope are never fused (their derivative needs x)") {
+        using chain = la::layer_chain<la::shape<5>, B, double, la::dense<6>, la::gelu, la::dense<4>,
+                                      la::leaky_relu_slope<std::ratio<-1, 2>>>;
+        static_assert(!chain::template fused_with_next<0> && !chain::template fused_with_next<2>);
+        require_chain_gradients<la::shape<5>, B, la::dense<6>, la::gelu, la::dense<4>,
+                                la::leaky_relu_slope<std::ratio<-1, 2>>>(o);
+    }
+}

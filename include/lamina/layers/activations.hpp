@@ -24,6 +24,14 @@ struct activation_layer : layer_descriptor_base {
     public:
         using context = typename Backend::context;
         static constexpr double flops_per_sample = double(In::size);
+        /// Whether a preceding layer may apply this activation in its own epilogue: only when
+        /// the derivative can be taken from the output y alone (relu, leaky_relu with a
+        /// non-negative slope: y > 0 exactly when x > 0; sigmoid, tanh: f' is a function of y).
+        /// backward() then receives y in place of x. GELU needs x: never fused.
+        static constexpr bool fusable_into_producer =
+            Kind == activation_kind::relu || Kind == activation_kind::sigmoid || Kind == activation_kind::tanh ||
+            (Kind == activation_kind::leaky_relu && alpha >= 0.0);
+        static activation fused_activation() { return activation{Kind, alpha}; }
         void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
             Backend::activation_forward(c, activation{Kind, alpha}, x, y, batch * In::size);
         }

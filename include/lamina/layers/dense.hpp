@@ -37,11 +37,17 @@ struct dense : layer_descriptor_base {
         }
         void bind_parameters(T* w, T* g) { w_ = w; dw_ = g; }
 
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            // y = x W^T + b, the bias added by the GEMM's fused epilogue.
+        void forward(const context& c, const T* x, T* y, std::size_t batch, T* ws) const {
+            forward_fused(c, x, y, batch, ws, activation{});
+        }
+        /// y = act(x W^T + b): bias and activation in the GEMM's epilogue, while each C tile is
+        /// still in L1. layer_chain calls this when an activation layer follows (the activation
+        /// layer is then skipped), so backward must not read this layer's own output y.
+        static constexpr bool fuses_activation = true;
+        void forward_fused(const context& c, const T* x, T* y, std::size_t batch, T*, activation act) const {
             Backend::gemm_bias_act(c, transpose::no, transpose::yes, batch, Outputs, inputs, T(1), x, inputs, w_, inputs,
                                    T(0), y, Outputs, Bias ? w_ + Outputs * inputs : static_cast<const T*>(nullptr),
-                                   activation{});
+                                   act);
         }
         void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
             forward(c, x, y, batch, ws);

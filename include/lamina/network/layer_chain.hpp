@@ -4,6 +4,13 @@
 // where S_1 = In and S_{i+1} = L_i::output_shape<S_i> (checked, see shape_check.hpp). It owns
 // the intermediate activations (kept for backward) and two ping-pong gradient buffers, all
 // sized once by plan(batch): training steps allocate nothing.
+//
+// Layer fusion (decided at compile time): a layer with a fused activation epilogue (dense:
+// `fuses_activation`) followed by an activation layer whose derivative needs only its output
+// (`fusable_into_producer`: relu, sigmoid, tanh, leaky_relu with slope >= 0) runs as one
+// kernel: the producer writes act(...) straight into the activation layer's output, the
+// activation layer's forward is skipped and its backward gets y in place of x. No buffer
+// holds the pre-activation. Define LAMINA_NO_LAYER_FUSION to turn this off (same results).
 #pragma once
 
 #include <cstdint>
@@ -38,6 +45,15 @@ template <class Impl, class = void>
 struct has_set_stream : std::false_type {};
 template <class Impl>
 struct has_set_stream<Impl, std::void_t<decltype(std::declval<Impl&>().set_stream(random_stream{}))>> : std::true_type {};
+
+template <class Impl, class = void>
+struct fuses_activation : std::false_type {};
+template <class Impl>
+struct fuses_activation<Impl, std::enable_if_t<Impl::fuses_activation>> : std::true_type {};
+template <class Impl, class = void>
+struct fusable_activation : std::false_type {};
+template <class Impl>
+struct fusable_activation<Impl, std::enable_if_t<Impl::fusable_into_producer>> : std::true_type {};
 
 }  // namespace detail
 
@@ -82,6 +98,35 @@ public:
     static constexpr double flops_per_sample = sum_flops(std::index_sequence_for<Layers...>{});
     /// Largest per-sample activation of any layer (input excluded).
     static constexpr std::size_t max_activation_size = max_activation(std::index_sequence_for<Layers...>{});
+
+    /// Layer I applies layer I + 1 (an activation) in its own epilogue (see the file comment).
+    template <std::size_t I>
+    static constexpr bool fused_with_next = [] {
+#if defined(LAMINA_NO_LAYER_FUSION)
+        return false;
+#else
+        if constexpr (I + 1 >= depth) return false;
+        else return detail::fuses_activation<std::tuple_element_t<I, impls_type>>::value &&
+                    detail::fusable_activation<std::tuple_element_t<I + 1, impls_type>>::value;
+#endif
+    }();
+    /// Layer I is an activation applied by layer I - 1: its forward is skipped.
+    template <std::size_t I>
+    static constexpr bool absorbed = [] {
+        if constexpr (I == 0) return false;
+        else return fused_with_next<I - 1>;
+    }();
+
+private:
+    template <std::size_t J, std::size_t... I>
+    static constexpr std::size_t count_executed(std::index_sequence<I...>) {
+        return (std::size_t(0) + ... + (I <= J && !absorbed<I> ? std::size_t(1) : std::size_t(0)));
+    }
+
+public:
+    /// How many layers in 0..J run their own kernels (absorbed activations do not).
+    template <std::size_t J>
+    static constexpr std::size_t executed_through = count_executed<J>(std::index_sequence_for<Layers...>{});
 
     template <std::size_t I>
     auto& layer() { return std::get<I>(impls_); }
@@ -150,8 +195,12 @@ public:
     }
 
     /// Device pointer to the output of layer I from the last forward_train (I < depth - 1).
+    /// Not kept for a layer whose activation is fused into it (fused_with_next<I>).
     template <std::size_t I>
-    const T* activation() const { return activations_[I].data(); }
+    const T* activation() const {
+        static_assert(!fused_with_next<I>, "lamina: this layer's output is not kept: its activation is fused into it");
+        return activations_[I].data();
+    }
 
     template <class F>
     void for_each_layer(F&& f) const {
@@ -166,7 +215,7 @@ private:
     template <std::size_t... I>
     void plan_activations(std::size_t batch, std::index_sequence<I...>) {
         (void)batch;  // unused by a one-layer chain (no intermediate activations)
-        ((activations_[I].allocate(batch * shape_at<I + 1>::size)), ...);
+        ((activations_[I].allocate(fused_with_next<I> ? 0 : batch * shape_at<I + 1>::size)), ...);
     }
     template <class F, std::size_t... I>
     void for_each_impl(F& f, std::index_sequence<I...>) const {
@@ -181,15 +230,25 @@ private:
     template <std::size_t I>
     T* train_out(T* y) { if constexpr (I + 1 == depth) return y; else return activations_[I].data(); }
 
+    template <std::size_t I>
+    void forward_train_one(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t step) {
+        if constexpr (fused_with_next<I>)
+            std::get<I>(impls_).forward_fused(c, train_in<I>(x), train_out<I + 1>(y), batch, ws,
+                                              impl_at<I + 1>::fused_activation());
+        else if constexpr (!absorbed<I>)
+            std::get<I>(impls_).forward_train(c, train_in<I>(x), train_out<I>(y), batch, ws, step);
+    }
     template <std::size_t... I>
     void forward_train_impl(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t step,
                             std::index_sequence<I...>) {
-        (std::get<I>(impls_).forward_train(c, train_in<I>(x), train_out<I>(y), batch, ws, step), ...);
+        (forward_train_one<I>(c, x, y, batch, ws, step), ...);
     }
     template <std::size_t I>
     void backward_impl(const context& c, const T* x, const T* y, const T* dy, T* dx, std::size_t batch, T* ws) {
-        const T* xin = train_in<I>(x);
-        const T* yout = (I + 1 == depth) ? y : activations_[I].data();
+        // A fused producer's own output was never stored (it must not read it); an absorbed
+        // activation gets its output y in place of its input x.
+        const T* yout = fused_with_next<I> ? nullptr : (I + 1 == depth) ? y : activations_[I].data();
+        const T* xin = absorbed<I> ? yout : train_in<I>(x);
         const T* dyin = (I + 1 == depth) ? dy : grads_[I % 2].data();
         T* dxout = (I == 0) ? dx : grads_[(I + 1) % 2].data();
         std::get<I>(impls_).backward(c, xin, yout, dyin, dxout, batch, ws);
@@ -198,18 +257,26 @@ private:
     template <std::size_t... I>
     void forward_impl(const context& c, const T* x, T* y, std::size_t batch, T* ws, T* scratch,
                       std::index_sequence<I...>) const {
+        // Ping-pong over the layers that run (absorbed activations run inside their producer):
+        // the output of layer j lives in ping[(executed_through<j> - 1) % 2].
         T* ping[2] = {scratch, scratch + batch * max_activation_size};
+        auto output_of = [&](auto j) -> T* {
+            constexpr std::size_t k = decltype(j)::value;
+            if constexpr (k + 1 == depth) return y; else return ping[(executed_through<k> - 1) % 2];
+        };
         auto in = [&](auto i) -> const T* {
             constexpr std::size_t k = decltype(i)::value;
-            if constexpr (k == 0) return x; else return ping[(k - 1) % 2];
+            if constexpr (k == 0) return x; else return output_of(std::integral_constant<std::size_t, k - 1>{});
         };
-        auto out = [&](auto i) -> T* {
+        auto one = [&](auto i) {
             constexpr std::size_t k = decltype(i)::value;
-            if constexpr (k + 1 == depth) return y; else return ping[k % 2];
+            if constexpr (fused_with_next<k>)
+                std::get<k>(impls_).forward_fused(c, in(i), output_of(std::integral_constant<std::size_t, k + 1>{}), batch,
+                                                  ws, impl_at<k + 1>::fused_activation());
+            else if constexpr (!absorbed<k>)
+                std::get<k>(impls_).forward(c, in(i), output_of(i), batch, ws);
         };
-        (std::get<I>(impls_).forward(c, in(std::integral_constant<std::size_t, I>{}),
-                                     out(std::integral_constant<std::size_t, I>{}), batch, ws),
-         ...);
+        (one(std::integral_constant<std::size_t, I>{}), ...);
     }
 
     impls_type impls_;

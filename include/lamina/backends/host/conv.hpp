@@ -118,12 +118,9 @@ inline void conv_forward_image(thread_pool* pool, const conv_geometry& g, const 
         im2col(g, x, col);
         b = col;
     }
-    gemm_parallel(pool, transpose::no, transpose::no, g.k, pq, crs, T(1), w, crs, b, pq, T(0), y, pq);
-    if (bias)
-        for (std::size_t k = 0; k < g.k; ++k) {
-            const vec<T> vb(bias[k]);
-            map1(y + k * pq, y + k * pq, 0, pq, [&](vec<T> v) { return v + vb; });
-        }
+    // The per-filter bias is a row bias of this K x P*Q GEMM: added in the epilogue, tile by tile.
+    gemm_parallel(pool, transpose::no, transpose::no, g.k, pq, crs, T(1), w, crs, b, pq, T(0), y, pq,
+                  gemm_epilogue<T>{nullptr, activation{}, bias});
 }
 
 template <class T>

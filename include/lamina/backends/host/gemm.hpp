@@ -134,14 +134,20 @@ enum class gemm_store { overwrite, scale, accumulate };
 
 /// Fused epilogue, applied to each MR x NR C tile right after its last K block is stored (the
 /// tile is still in L1):
-/// C[i][j] = act(C[i][j] + bias[j]). bias may be null; the default does nothing.
+/// C[i][j] = act(C[i][j] + bias[j] + row_bias[i]). Either bias may be null; the default does
+/// nothing. (row_bias: a convolution's per-filter bias when C is one image's K x P*Q output.)
 template <class T>
 struct gemm_epilogue {
     const T* bias = nullptr;  // N entries, indexed by column of C
     activation act{};
-    bool active() const noexcept { return bias != nullptr || act.kind != activation_kind::identity; }
+    const T* row_bias = nullptr;  // M entries, indexed by row of C
+    bool active() const noexcept {
+        return bias != nullptr || row_bias != nullptr || act.kind != activation_kind::identity;
+    }
     /// The same epilogue for the column slice starting at j0.
-    gemm_epilogue shifted(std::size_t j0) const noexcept { return {bias ? bias + j0 : nullptr, act}; }
+    gemm_epilogue shifted(std::size_t j0) const noexcept { return {bias ? bias + j0 : nullptr, act, row_bias}; }
+    /// The same epilogue for the row slice starting at i0.
+    gemm_epilogue shifted_rows(std::size_t i0) const noexcept { return {bias, act, row_bias ? row_bias + i0 : nullptr}; }
 };
 
 /// The activation on one vector (the host's vectorised definitions, same as
@@ -169,16 +175,19 @@ inline void gemm_apply_epilogue(const gemm_epilogue<T>& ep, T* C, std::size_t ld
     constexpr std::size_t W = vec_size<T>;
     for (std::size_t i = 0; i < m; ++i) {
         T* c = C + i * ldc;
+        const T rb = ep.row_bias ? ep.row_bias[i] : T(0);
+        const vec<T> vrb(rb);
         std::size_t j = 0;
         for (; j + W <= n; j += W) {
             vec<T> v = load(c + j);
             if (ep.bias) v += load(ep.bias + j);
+            if (ep.row_bias) v += vrb;
             store(c + j, apply_activation(ep.act, v));
         }
         if (j < n) {
             alignas(64) T t[W] = {};
             const std::size_t rem = n - j;  // < W (bounded loops keep GCC 12's trip-count analysis quiet)
-            for (std::size_t k = 0; k < rem && k < W; ++k) t[k] = c[j + k] + (ep.bias ? ep.bias[j + k] : T(0));
+            for (std::size_t k = 0; k < rem && k < W; ++k) t[k] = c[j + k] + (ep.bias ? ep.bias[j + k] : T(0)) + rb;
             vec<T> v = apply_activation(ep.act, vec<T>::load_aligned(t));
             v.store_aligned(t);
             for (std::size_t k = 0; k < rem && k < W; ++k) c[j + k] = t[k];
@@ -352,7 +361,7 @@ inline void gemm_serial(transpose ta, transpose tb, std::size_t M, std::size_t N
                         gemm_micro_kernel(kc, pa + ir * kc, pb + jr * kc, c, ldc, mr, nr, alpha, beta, mode);
                         // Fused epilogue on the tile just stored, still in L1 (doing it inside the
                         // micro-kernel costs the k-loop registers).
-                        if (last) gemm_apply_epilogue(ep, c, ldc, mr, nr);
+                        if (last) gemm_apply_epilogue(ep.shifted_rows(ic + ir), c, ldc, mr, nr);
                     }
                 }
             }
@@ -377,13 +386,14 @@ inline void gemm_parallel(thread_pool* pool, transpose ta, transpose tb, std::si
         pool->parallel_for(units_m, [&](std::size_t lo, std::size_t hi) {
             const std::size_t i0 = lo * blk::MR, i1 = std::min(M, hi * blk::MR);
             const T* a = ta == transpose::no ? A + i0 * lda : A + i0;
-            gemm_serial(ta, tb, i1 - i0, N, K, alpha, a, lda, B, ldb, beta, C + i0 * ldc, ldc, false, ep);
+            gemm_serial(ta, tb, i1 - i0, N, K, alpha, a, lda, B, ldb, beta, C + i0 * ldc, ldc, false,
+                        ep.shifted_rows(i0));
         });
     } else {
         pool->parallel_for(units_n, [&](std::size_t lo, std::size_t hi) {
             const std::size_t j0 = lo * blk::NR, j1 = std::min(N, hi * blk::NR);
             const T* b = tb == transpose::no ? B + j0 : B + j0 * ldb;
-            gemm_serial(ta, tb, M, j1 - j0, K, alpha, A, lda, b, ldb, beta, C + j0, ldc, false, ep.shifted(j0));
+            gemm_serial(ta, tb, M, j1 - j0, K, alpha, A, lda, b, ldb, beta, C + j0, ldc, false, ep.shifted(j0));  // rows whole
         });
     }
 }

@@ -74,4 +74,61 @@ if(LAMINA_WITH_KOKKOS)
     target_link_libraries(lamina_kokkos INTERFACE ${Kokkos_LIBRARIES} ${Kokkos_TPL_LIBRARIES})
   endif()
   target_compile_features(lamina_kokkos INTERFACE cxx_std_17)
+
+  # CUDA-enabled Kokkos: its targets compile through nvcc_wrapper (kokkos_launch_compiler), which
+  # already adds -extended-lambda and the -arch flag. Host-only calls inside kernels are only
+  # warnings by default; make them errors so a CUDA compile check catches them (see
+  # scripts/check_kokkos_cuda.sh). Plain g++ rejects this flag, so only when Kokkos has CUDA.
+  # EIGEN_NO_CUDA: lamina uses Eigen on the host only; without it nvcc compiles Eigen's CUDA
+  # paths and Eigen's own headers warn (#20015-D, constexpr host calls in std::complex ops).
+  if("CUDA" IN_LIST Kokkos_DEVICES)
+    set(LAMINA_KOKKOS_HAS_CUDA ON)
+    message(STATUS "lamina: Kokkos has CUDA: adding -Werror=cross-execution-space-call")
+    target_compile_options(lamina_kokkos INTERFACE
+      $<$<COMPILE_LANGUAGE:CXX>:-Werror=cross-execution-space-call>)
+    target_compile_definitions(lamina_kokkos INTERFACE EIGEN_NO_CUDA)
+  else()
+    set(LAMINA_KOKKOS_HAS_CUDA OFF)
+  endif()
+
+  # KokkosKernels: the Kokkos backend's GEMM goes through KokkosBlas::gemm (and so the vendor
+  # BLAS KokkosKernels was built with) when a KokkosKernels built against this same Kokkos is
+  # found: same install prefix as Kokkos (Debian's libtrilinos-kokkos-kernels-dev next to
+  # libtrilinos-kokkos-dev). A KokkosKernels of another Kokkos (e.g. Debian's beside an OpenMP
+  # Kokkos built from source) would not link against it: then lamina's own GEMM runs.
+  if(NOT DEFINED LAMINA_WITH_KOKKOSKERNELS OR LAMINA_WITH_KOKKOSKERNELS)
+    find_package(KokkosKernels CONFIG QUIET)
+    set(_lamina_kk_ok OFF)
+    if(KokkosKernels_FOUND)
+      get_filename_component(_lamina_kk_parent "${KokkosKernels_DIR}" DIRECTORY)
+      get_filename_component(_lamina_kokkos_parent "${Kokkos_DIR}" DIRECTORY)
+      if(_lamina_kk_parent STREQUAL _lamina_kokkos_parent)
+        set(_lamina_kk_ok ON)
+      else()
+        message(STATUS "lamina: KokkosKernels (${KokkosKernels_DIR}) belongs to another Kokkos than "
+                       "${Kokkos_DIR}: not used")
+      endif()
+    endif()
+    if(DEFINED LAMINA_WITH_KOKKOSKERNELS AND LAMINA_WITH_KOKKOSKERNELS AND NOT _lamina_kk_ok)
+      message(FATAL_ERROR "lamina: LAMINA_WITH_KOKKOSKERNELS=ON but no KokkosKernels matching ${Kokkos_DIR} was found")
+    endif()
+  endif()
+  option(LAMINA_WITH_KOKKOSKERNELS "Route the Kokkos backend's GEMM to KokkosBlas::gemm" ${_lamina_kk_ok})
+  if(LAMINA_WITH_KOKKOSKERNELS)
+    # As with Kokkos, Debian's exported targets point at include folders that may not exist:
+    # use the variables the package configuration sets.
+    find_library(LAMINA_KOKKOSKERNELS_LIBRARY NAMES kokkoskernels trilinos_kokkoskernels
+                 HINTS "${KokkosKernels_DIR}/../.." "${KokkosKernels_DIR}/../../.." NO_DEFAULT_PATH)
+    if(NOT LAMINA_KOKKOSKERNELS_LIBRARY)
+      find_library(LAMINA_KOKKOSKERNELS_LIBRARY NAMES kokkoskernels trilinos_kokkoskernels)
+    endif()
+    if(NOT LAMINA_KOKKOSKERNELS_LIBRARY)
+      message(FATAL_ERROR "lamina: KokkosKernels found (${KokkosKernels_DIR}) but not its library")
+    endif()
+    message(STATUS "lamina: KokkosKernels (${LAMINA_KOKKOSKERNELS_LIBRARY}): "
+                   "Kokkos backend GEMM through KokkosBlas::gemm")
+    target_include_directories(lamina_kokkos SYSTEM INTERFACE ${KokkosKernels_INCLUDE_DIRS} ${KokkosKernels_TPL_INCLUDE_DIRS})
+    target_link_libraries(lamina_kokkos INTERFACE ${LAMINA_KOKKOSKERNELS_LIBRARY} ${KokkosKernels_TPL_LIBRARIES})
+    target_compile_definitions(lamina_kokkos INTERFACE LAMINA_WITH_KOKKOSKERNELS)
+  endif()
 endif()

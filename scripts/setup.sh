@@ -12,9 +12,10 @@ set -euo pipefail
 
 packages=(cmake g++ make python3 libeigen3-dev libxsimd-dev catch2 zlib1g-dev clang-14)
 bench_packages=(libtorch-dev libdnnl-dev libopenblas-dev libopenblas0-openmp)
-# Kokkos 3.4.1 (Serial); scripts/build_kokkos.sh builds an OpenMP Kokkos from Debian's sources
+# Kokkos 3.4.1 (Serial) and its KokkosKernels (the backend's GEMM through KokkosBlas::gemm);
+# scripts/build_kokkos.sh builds an OpenMP Kokkos from Debian's sources
 # and needs xz-utils to unpack them.
-kokkos_packages=(libtrilinos-kokkos-dev xz-utils)
+kokkos_packages=(libtrilinos-kokkos-dev libtrilinos-kokkos-kernels-dev xz-utils)
 
 for arg in "$@"; do
   case "$arg" in

@@ -26,7 +26,7 @@ variants=("$@")
 [[ ${#variants[@]} -eq 0 ]] && variants=(serial openmp)
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
-targets=(test_kokkos_kernels test_kokkos_models test_kokkos_no_host mnist_mlp_kokkos mnist_lenet_kokkos)
+targets=(test_kokkos_kernels test_kokkos_models test_kokkos_no_host test_kokkos_blas mnist_mlp_kokkos mnist_lenet_kokkos)
 
 stage() {  # stage NAME KOKKOS_DIR KOKKOS_INCLUDE
   local name=$1 kdir=$2 kinc=$3 build="$ROOT/build/ci-kokkos-$1" t0=$SECONDS
@@ -35,7 +35,7 @@ stage() {  # stage NAME KOKKOS_DIR KOKKOS_INCLUDE
   cmake -S "$ROOT" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLAMINA_WITH_KOKKOS=ON -DKokkos_DIR="$kdir" \
         -DLAMINA_BUILD_BENCH=OFF ${LAMINA_DATA_DIR:+-DLAMINA_DATA_DIR="$LAMINA_DATA_DIR"} >"$build/lamina-configure.log" 2>&1 \
     || { cat "$build/lamina-configure.log"; return 1; }
-  grep 'lamina: Kokkos' "$build/lamina-configure.log"
+  grep -E 'lamina: (Kokkos|KokkosKernels)' "$build/lamina-configure.log"
   cmake --build "$build" -j "$JOBS" --target "${targets[@]}" || return 1
   # No host-backend header behind the Kokkos backend (test_kokkos_no_host checks types too).
   local pre
@@ -61,8 +61,9 @@ status=0
 for v in "${variants[@]}"; do
   case "$v" in
     serial)
-      dpkg -s libtrilinos-kokkos-dev >/dev/null 2>&1 ||
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libtrilinos-kokkos-dev >/dev/null || status=1
+      { dpkg -s libtrilinos-kokkos-dev && dpkg -s libtrilinos-kokkos-kernels-dev; } >/dev/null 2>&1 ||
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+          libtrilinos-kokkos-dev libtrilinos-kokkos-kernels-dev >/dev/null || status=1
       kdir=$(dirname "$(dpkg -L libtrilinos-kokkos-dev 2>/dev/null | grep '/cmake/Kokkos/KokkosConfig.cmake$' | head -n1)")
       stage serial "$kdir" /usr/include/trilinos || status=1 ;;
     openmp)

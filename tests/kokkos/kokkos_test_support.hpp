@@ -19,13 +19,20 @@
 namespace kt {
 
 #if defined(KOKKOS_ENABLE_SERIAL) && defined(KOKKOS_ENABLE_OPENMP)
-#define LAMINA_KOKKOS_TEST_SPACES Kokkos::Serial, Kokkos::OpenMP
+#define LAMINA_KOKKOS_HOST_TEST_SPACES Kokkos::Serial, Kokkos::OpenMP
 #elif defined(KOKKOS_ENABLE_OPENMP)
-#define LAMINA_KOKKOS_TEST_SPACES Kokkos::OpenMP
+#define LAMINA_KOKKOS_HOST_TEST_SPACES Kokkos::OpenMP
 #elif defined(KOKKOS_ENABLE_SERIAL)
-#define LAMINA_KOKKOS_TEST_SPACES Kokkos::Serial
+#define LAMINA_KOKKOS_HOST_TEST_SPACES Kokkos::Serial
 #else
-#define LAMINA_KOKKOS_TEST_SPACES Kokkos::DefaultExecutionSpace
+#define LAMINA_KOKKOS_HOST_TEST_SPACES Kokkos::DefaultHostExecutionSpace
+#endif
+// CUDA builds also test on Kokkos::Cuda, so every kernel is compiled for the device (the CUDA
+// compile check, scripts/check_kokkos_cuda.sh) and runs there on a GPU machine.
+#if defined(KOKKOS_ENABLE_CUDA)
+#define LAMINA_KOKKOS_TEST_SPACES LAMINA_KOKKOS_HOST_TEST_SPACES, Kokkos::Cuda
+#else
+#define LAMINA_KOKKOS_TEST_SPACES LAMINA_KOKKOS_HOST_TEST_SPACES
 #endif
 
 template <class T>

@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "../../core/geometry.hpp"
+#include "elementwise.hpp"
 #include "gemm.hpp"
 #include "simd.hpp"
 

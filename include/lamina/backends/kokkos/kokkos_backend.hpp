@@ -42,6 +42,7 @@
 #include "../../core/geometry.hpp"
 #include "../../core/philox.hpp"
 #include "../../core/thread_pool.hpp"  // lamina::threads (the context's constructor argument)
+#include "kokkos_blas_gemm.hpp"            // KokkosBlas::gemm when LAMINA_WITH_KOKKOSKERNELS
 
 namespace lamina {
 
@@ -268,6 +269,9 @@ struct kokkos_backend {
     template <class T>
     static void gemm(const context& c, transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K, T alpha,
                      const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
+        if (kokkos_detail::kokkos_blas_gemm<ExecutionSpace, MemorySpace>(c.space(), ta, tb, M, N, K, alpha, A, lda, B,
+                                                                         ldb, beta, C, ldc))
+            return;
         gemm_tiled<T>(c, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nullptr, false, activation{});
     }
     /// GEMM with a fused epilogue: C = act(alpha * op(A) * op(B) + beta * C + bias), where
@@ -276,7 +280,26 @@ struct kokkos_backend {
     static void gemm_bias_act(const context& c, transpose ta, transpose tb, std::size_t M, std::size_t N,
                               std::size_t K, T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta,
                               T* C, std::size_t ldc, const T* bias, activation act) {
+        if (kokkos_detail::kokkos_blas_gemm<ExecutionSpace, MemorySpace>(c.space(), ta, tb, M, N, K, alpha, A, lda, B,
+                                                                         ldb, beta, C, ldc)) {
+            if (bias || act.kind != activation_kind::identity) bias_act_epilogue(c, M, N, C, ldc, bias, act);
+            return;
+        }
         gemm_tiled<T>(c, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, true, act);
+    }
+    /// C[i][j] = act(C[i][j] + bias[j]) (bias may be null): the epilogue after KokkosBlas::gemm.
+    template <class T>
+    static void bias_act_epilogue(const context& c, std::size_t M, std::size_t N, T* C, std::size_t ldc, const T* bias,
+                                  activation act) {
+        const index_type n = static_cast<index_type>(N), lc = static_cast<index_type>(ldc);
+        const activation_kind kind = act.kind;
+        const T slope = static_cast<T>(act.alpha);
+        Kokkos::parallel_for(
+            "lamina::gemm_epilogue", range(c, M * N), KOKKOS_LAMBDA(const index_type e) {
+                const index_type i = e / n, j = e % n;
+                T& out = C[i * lc + j];
+                out = activation_value<T>(kind, slope, bias ? out + bias[j] : out);
+            });
     }
 
     template <class T>

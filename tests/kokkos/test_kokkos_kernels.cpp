@@ -167,6 +167,73 @@ KOKKOS_SPACES_TEST("kokkos tiled GEMM and fused epilogue match the reference", "
     }
 }
 
+// Awkward sizes for the packed host GEMM (host_space_gemm.hpp): edges of the 6 x 16 micro-tile,
+// several M / N blocks and several reduction slices (beta applied once, epilogue once).
+KOKKOS_SPACES_TEST("kokkos GEMM at awkward sizes matches the reference", "[kokkos][gemm]") {
+    using B = lm::kokkos_backend<TestType>;
+    typename B::context c;
+    ref::context rc;
+    struct dims { std::size_t m, n, k; bool all; };
+    int round = 0;
+    for (auto d : {dims{1, 17, 7, true}, dims{17, 1, 255, true}, dims{7, 255, 17, true}, dims{255, 7, 600, true},
+                   dims{97, 385, 257, true}, dims{1000, 17, 1, true}, dims{1, 1000, 300, true},
+                   dims{200, 1001, 513, false}, dims{513, 100, 1025, false}}) {
+        for (auto ta : {lm::transpose::no, lm::transpose::yes})
+            for (auto tb : {lm::transpose::no, lm::transpose::yes})
+                for (float beta : {0.0f, -0.5f}) {
+                    ++round;
+                    if (!d.all && (ta != tb || beta != 0.0f)) continue;  // the large ones: fewer combinations
+                    INFO("M " << d.m << " N " << d.n << " K " << d.k << " ta " << int(ta) << " tb " << int(tb)
+                              << " beta " << beta);
+                    std::size_t lda = (ta == lm::transpose::no ? d.k : d.m) + 1;
+                    std::size_t ldb = (tb == lm::transpose::no ? d.n : d.k) + 3;
+                    std::size_t ldc = d.n + 2;
+                    std::size_t arows = ta == lm::transpose::no ? d.m : d.k;
+                    std::size_t brows = tb == lm::transpose::no ? d.k : d.n;
+                    auto A = random_vector<float>(arows * lda, 110 + round);
+                    auto Bm = random_vector<float>(brows * ldb, 120 + round);
+                    auto C0 = random_vector<float>(d.m * ldc, 130 + round);
+                    if (beta == 0.0f)
+                        for (std::size_t i = 0; i < d.m; ++i) C0[i * ldc + d.n - 1] = std::nanf("");  // never read
+                    auto bias = random_vector<float>(d.n, 140 + round);
+                    // activations that keep the pre-activation's scale (the tolerance is relative to max|ref|)
+                    lm::activation act = round % 2 ? lm::activation{lm::activation_kind::relu, 0}
+                                                   : lm::activation{lm::activation_kind::leaky_relu, 0.1};
+                    {
+                        auto r = C0;
+                        ref::gemm(rc, ta, tb, d.m, d.n, d.k, -0.75f, A.data(), lda, Bm.data(), ldb, beta, r.data(), ldc);
+                        dev<B, float> da(A), db(Bm), dc(C0);
+                        B::gemm(c, ta, tb, d.m, d.n, d.k, -0.75f, static_cast<const float*>(da.data()), lda,
+                                static_cast<const float*>(db.data()), ldb, beta, dc.data(), ldc);
+                        KT_REQUIRE_CLOSE(dc.host(), r);
+                    }
+                    {
+                        auto r = C0;
+                        ref::gemm_bias_act(rc, ta, tb, d.m, d.n, d.k, 1.5f, A.data(), lda, Bm.data(), ldb, beta, r.data(),
+                                           ldc, bias.data(), act);
+                        dev<B, float> da(A), db(Bm), dc(C0), dbias(bias);
+                        B::gemm_bias_act(c, ta, tb, d.m, d.n, d.k, 1.5f, static_cast<const float*>(da.data()), lda,
+                                         static_cast<const float*>(db.data()), ldb, beta, dc.data(), ldc,
+                                         static_cast<const float*>(dbias.data()), act);
+                        KT_REQUIRE_CLOSE(dc.host(), r);
+                    }
+                }
+    }
+    // double precision, every transpose, several reduction slices
+    for (auto ta : {lm::transpose::no, lm::transpose::yes})
+        for (auto tb : {lm::transpose::no, lm::transpose::yes}) {
+            std::size_t m = 31, n = 19, k = 700;
+            auto A = random_vector<double>(m * k, 3), Bm = random_vector<double>(k * n, 4), C0 = random_vector<double>(m * n, 5);
+            auto r = C0;
+            std::size_t lda = ta == lm::transpose::no ? k : m, ldb = tb == lm::transpose::no ? n : k;
+            ref::gemm(rc, ta, tb, m, n, k, 0.5, A.data(), lda, Bm.data(), ldb, 2.0, r.data(), n);
+            dev<B, double> da(A), db(Bm), dc(C0);
+            B::gemm(c, ta, tb, m, n, k, 0.5, static_cast<const double*>(da.data()), lda,
+                    static_cast<const double*>(db.data()), ldb, 2.0, dc.data(), n);
+            KT_REQUIRE_CLOSE(dc.host(), r);
+        }
+}
+
 KOKKOS_SPACES_TEST("kokkos activations and softmax match the reference", "[kokkos][activation]") {
     using B = lm::kokkos_backend<TestType>;
     typename B::context c;
@@ -266,7 +333,8 @@ KOKKOS_SPACES_TEST("kokkos pooling matches the reference", "[kokkos][pooling]") 
     typename B::context c;
     ref::context rc;
     for (auto g : {pool(4, 6, 24, 24, 2, 2, 0), pool(2, 3, 7, 9, 3, 2, 1), pool(3, 2, 8, 8, 3, 1, 1),
-                   pool(1, 1, 5, 5, 5, 1, 2), pool(2, 4, 10, 6, 2, 3, 0)}) {
+                   pool(1, 1, 5, 5, 5, 1, 2), pool(2, 4, 10, 6, 2, 3, 0),
+                   pool(2, 3, 9, 40, 3, 2, 1), pool(1, 2, 6, 37, 2, 1, 1)}) {  // wide rows: 8 outputs at a time
         INFO("h " << g.h << " w " << g.w << " k " << g.kh << " s " << g.stride_h << " p " << g.pad_h);
         auto x = random_vector<float>(g.input_size(), 15), dy = random_vector<float>(g.output_size(), 16);
         std::vector<float> ry(g.output_size()), rdx(g.input_size());
@@ -302,7 +370,11 @@ KOKKOS_SPACES_TEST("kokkos convolution matches the reference", "[kokkos][conv]")
     ref::context rc;
     for (auto g : {conv(4, 1, 28, 28, 6, 5, 1, 0), conv(3, 6, 12, 12, 16, 5, 1, 0), conv(2, 3, 9, 7, 4, 3, 2, 1),
                    conv(2, 2, 6, 6, 3, 3, 1, 2), conv(1, 5, 8, 8, 7, 1, 1, 0), conv(2, 3, 11, 11, 2, 4, 3, 1),
-                   conv(2, 2, 12, 12, 3, 8, 1, 3), conv(1, 3, 40, 21, 2, 3, 1, 1)}) {
+                   conv(2, 2, 12, 12, 3, 8, 1, 3), conv(1, 3, 40, 21, 2, 3, 1, 1),
+                   // odd shapes for the host implicit GEMM: 7x7 stride 2, 1x1 stride 2, more output
+                   // channels than one M block, C*R*S over one reduction slice, rows longer than a panel
+                   conv(2, 3, 17, 15, 5, 7, 2, 3), conv(3, 4, 9, 10, 7, 1, 2, 0), conv(1, 2, 9, 9, 100, 3, 1, 1),
+                   conv(2, 30, 10, 10, 8, 3, 1, 1), conv(2, 1, 5, 37, 3, 3, 1, 1), conv(1, 3, 6, 6, 2, 6, 3, 2)}) {
         INFO("n " << g.n << " c " << g.c << " h " << g.h << " k " << g.k << " r " << g.r << " stride " << g.stride_h
                   << " pad " << g.pad_h);
         REQUIRE(B::template conv2d_workspace<float>(g) == 0);

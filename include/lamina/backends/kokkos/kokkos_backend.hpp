@@ -43,6 +43,9 @@
 #include "../../core/philox.hpp"
 #include "../../core/thread_pool.hpp"  // lamina::threads (the context's constructor argument)
 #include "kokkos_blas_gemm.hpp"            // KokkosBlas::gemm when LAMINA_WITH_KOKKOSKERNELS
+#include "host_space_conv.hpp"             // packed GEMM and implicit-GEMM conv for host execution spaces
+#include "host_space_elementwise.hpp"      // activations, channel bias gradient for host execution spaces
+#include "host_space_pool.hpp"             // max pooling for host execution spaces
 
 namespace lamina {
 
@@ -242,6 +245,10 @@ struct kokkos_backend {
     template <class T>
     static void channel_bias_grad(const context& c, const T* dy, T* db, std::size_t outer, std::size_t channels,
                                   std::size_t inner) {
+        if constexpr (kokkos_detail::is_host_execution_space<ExecutionSpace>) {
+            kokkos_detail::host_space_channel_bias_grad(c.space(), dy, db, outer, channels, inner);
+            return;
+        }
         const auto nch = static_cast<index_type>(channels), nin = static_cast<index_type>(inner),
                    nout = static_cast<index_type>(outer);
         Kokkos::parallel_for(
@@ -307,6 +314,11 @@ struct kokkos_backend {
                            T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
                            std::size_t ldc, const T* bias, bool epilogue, activation act) {
         if (M == 0 || N == 0) return;
+        if constexpr (kokkos_detail::is_host_execution_space<ExecutionSpace>) {  // packed, register-blocked
+            kokkos_detail::host_space_gemm(c.space(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias,
+                                           epilogue, act);
+            return;
+        }
         constexpr index_type TB = gemm_tile, TK = gemm_tile_k;
         const index_type m = static_cast<index_type>(M), n = static_cast<index_type>(N), k = static_cast<index_type>(K);
         const index_type la = static_cast<index_type>(lda), lb = static_cast<index_type>(ldb),
@@ -365,6 +377,10 @@ struct kokkos_backend {
     // ---- activations -------------------------------------------------------------------------
     template <class T>
     static void activation_forward(const context& c, activation a, const T* x, T* y, std::size_t n) {
+        if constexpr (kokkos_detail::is_host_execution_space<ExecutionSpace>) {
+            kokkos_detail::host_space_activation_forward(c.space(), a, x, y, n);
+            return;
+        }
         const activation_kind kind = a.kind;
         const T slope = static_cast<T>(a.alpha);
         Kokkos::parallel_for(
@@ -375,6 +391,10 @@ struct kokkos_backend {
     template <class T>
     static void activation_backward(const context& c, activation a, const T* x, const T* y, const T* dy, T* dx,
                                     std::size_t n) {
+        if constexpr (kokkos_detail::is_host_execution_space<ExecutionSpace>) {
+            kokkos_detail::host_space_activation_backward(c.space(), a, x, y, dy, dx, n);
+            return;
+        }
         const activation_kind kind = a.kind;
         const T slope = static_cast<T>(a.alpha);
         Kokkos::parallel_for(
@@ -475,6 +495,10 @@ struct kokkos_backend {
 
     template <class T>
     static void max_pool_forward(const context& c, const pool_geometry& g, const T* x, T* y, std::int32_t* argmax) {
+        if constexpr (kokkos_detail::is_host_execution_space<ExecutionSpace>) {
+            kokkos_detail::host_space_max_pool_forward(c.space(), g, x, y, argmax);
+            return;
+        }
         const index_type H = g.h, W = g.w, P = g.p, Q = g.q, KH = g.kh, KW = g.kw, SH = g.stride_h, SW = g.stride_w,
                          PH = g.pad_h, PW = g.pad_w;
         const T neg_inf = -std::numeric_limits<T>::infinity();
@@ -503,6 +527,10 @@ struct kokkos_backend {
     template <class T>
     static void max_pool_backward(const context& c, const pool_geometry& g, const T* dy, const std::int32_t* argmax,
                                   T* dx) {
+        if constexpr (kokkos_detail::is_host_execution_space<ExecutionSpace>) {
+            kokkos_detail::host_space_max_pool_backward(c.space(), g, dy, argmax, dx);
+            return;
+        }
         const index_type H = g.h, W = g.w, P = g.p, Q = g.q, KH = g.kh, KW = g.kw, SH = g.stride_h, SW = g.stride_w,
                          PH = g.pad_h, PW = g.pad_w;
         Kokkos::parallel_for(
@@ -575,6 +603,10 @@ struct kokkos_backend {
     template <class T, class... Tag>
     static void conv2d_forward(const context& ctx, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
                                T*, Tag...) {
+        if constexpr (kokkos_detail::is_host_execution_space<ExecutionSpace>) {  // implicit GEMM
+            kokkos_detail::host_space_conv2d_forward(ctx.space(), g, x, w, bias, y);
+            return;
+        }
         const index_type C = g.c, H = g.h, W = g.w, K = g.k, R = g.r, S = g.s, P = g.p, Q = g.q, SH = g.stride_h,
                          SW = g.stride_w, PH = g.pad_h, PW = g.pad_w;
         constexpr index_type QC = conv_q_chunk;
@@ -610,6 +642,10 @@ struct kokkos_backend {
     template <class T, class... Tag>
     static void conv2d_backward_data(const context& ctx, const conv_geometry& g, const T* dy, const T* w, T* dx, T*,
                                      Tag...) {
+        if constexpr (kokkos_detail::is_host_execution_space<ExecutionSpace>) {  // implicit GEMM + col2im
+            kokkos_detail::host_space_conv2d_backward_data(ctx.space(), g, dy, w, dx);
+            return;
+        }
         const index_type C = g.c, H = g.h, W = g.w, K = g.k, R = g.r, S = g.s, P = g.p, Q = g.q, SH = g.stride_h,
                          SW = g.stride_w, PH = g.pad_h, PW = g.pad_w;
         Kokkos::parallel_for(
@@ -640,6 +676,11 @@ struct kokkos_backend {
     template <class T, class... Tag>
     static void conv2d_backward_weights(const context& ctx, const conv_geometry& g, const T* x, const T* dy, T* dw,
                                         T* db, T*, Tag...) {
+        if constexpr (kokkos_detail::is_host_execution_space<ExecutionSpace>) {  // implicit GEMM
+            kokkos_detail::host_space_conv2d_backward_weights(ctx.space(), g, x, dy, dw);
+            if (db) channel_bias_grad(ctx, dy, db, g.n, g.k, g.p * g.q);
+            return;
+        }
         const index_type N = g.n, C = g.c, H = g.h, W = g.w, K = g.k, R = g.r, S = g.s, P = g.p, Q = g.q,
                          SH = g.stride_h, SW = g.stride_w, PH = g.pad_h, PW = g.pad_w;
         if (R * S <= conv_rs_max) {

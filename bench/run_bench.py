@@ -20,6 +20,10 @@ build/ci-kokkos-openmp and build/ci-kokkos-serial folders of scripts/test_kokkos
 models on the Kokkos backend (bench_models_kokkos, default execution space) interleaved with the
 host backend (bench_models), as the ratio of step times; target for OpenMP: within 1.5x.
 
+FMA peak (bench_peak, when built and GEMM or conv runs): the peak at lamina's compiled vector
+width on 1 and max(--threads) threads, printed in the header with the vector extensions the CPU
+reports (lamina's width is fixed when compiling; oneDNN and OpenBLAS choose theirs at run time).
+
 GEMM (bench_gemm, lamina vs OpenBLAS, at 1 and 2 threads plus --threads) and convolution
 (bench_conv, lamina vs oneDNN's best of NCHW and blocked layouts) run when built.
 
@@ -290,6 +294,37 @@ def bench_kokkos(runner, opts, progs):
     return rows
 
 
+def bench_peak(runner, opts, progs):
+    """The FMA peak at lamina's compiled vector width (bench_peak), 1 and max(threads) threads:
+    a header line, so GEMM and conv figures can be read as a fraction of what this build can do."""
+    prog = progs.get("bench_peak")
+    if not prog:
+        return None
+    threads = max(opts.threads)
+    recs, _, flagged = runner.run([prog, "--threads", str(threads), "--min-time", "0.5"], base_env(threads), "fma peak")
+    if not recs:
+        return None
+    by = {r["threads"]: r["gflops"] for r in recs}
+    width = recs[0]["impl"].replace("fma-", "")
+    parts = ", ".join(f"{by[t]:.0f} GFLOP/s on {t} thread{'s' if t > 1 else ''}" for t in sorted(by))
+    log(f"  fma peak ({width} vectors): {parts}")
+    return f"FMA peak at lamina's compiled vector width ({width}, bench_peak): {parts}{mark(flagged)}"
+
+
+def cpu_isa():
+    """The x86 vector extensions the CPU reports (lamina's width is fixed at compile time; oneDNN
+    and OpenBLAS pick theirs at run time)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return " ".join(x for x in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_tile") if x in flags)
+    except OSError:
+        pass
+    return "unknown"
+
+
 def bench_gemm(runner, opts, progs):
     prog = progs.get("bench_gemm")
     if not prog:
@@ -453,10 +488,15 @@ def main(argv):
     if not os.path.isdir(opts.build_dir):
         raise BenchError(f"build directory {opts.build_dir} does not exist; see bench/README.md")
     progs = {n: find_program(opts.build_dir, n)
-             for n in ("bench_models", "bench_models_serial", "bench_torch_models", "bench_gemm", "bench_conv")}
+             for n in ("bench_models", "bench_models_serial", "bench_torch_models", "bench_gemm", "bench_conv",
+                       "bench_peak")}
     started = datetime.datetime.now().astimezone()
     runner = Runner(opts)
     model_rows = gemm_rows = conv_rows = kokkos_rows = threading_rows = []
+    peak_line = None
+    if opts.only in (None, "gemm", "conv"):
+        log("== fma peak")
+        peak_line = bench_peak(runner, opts, progs)
     if opts.only in (None, "models"):
         log("== models")
         model_rows = bench_models(runner, opts, progs)
@@ -485,7 +525,8 @@ def main(argv):
                 f"(threshold {opts.busy_threshold:.2f}; {runner.retried} retries).")
     command = "python3 bench/run_bench.py " + shlex.join(argv)
     header = (f"Date: {started.strftime('%Y-%m-%d %H:%M %Z')}  \n"
-              f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs  \n"
+              f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs (reports: {cpu_isa()})  \n"
+              + (f"{peak_line}  \n" if peak_line else "") +
               f"Command: `{command.strip()}`  \n"
               f"{note}\n")
     print(header)

@@ -1222,7 +1222,8 @@ struct reference {
 //     gathers col panels straight from the input (conv_igemm.hpp: no im2col buffer, batch
 //     folded into the columns for 7x7/14x14 maps);
 //   - a 1x1 stride-1 unpadded convolution on a large map (P*Q >= 2048): per-image GEMM on x.
-// Backward data: implicit GEMM col = W^T * dY per column block, scattered (col2im) into dx
+// Backward data: with stride 1 and few input channels (2 <= C <= 32), the direct forward kernel
+// on dy with the weights transposed and rotated (conv_direct.hpp); otherwise implicit GEMM col = W^T * dY per column block, scattered (col2im) into dx
 // by threads owning disjoint channel ranges (conv_igemm.hpp); per-image GEMM + col2im when
 // there are fewer channels than threads; per-image dx_n = W^T * dy_n for 1x1 (no col2im).
 // Backward weights: per image, with col = im2col(x) of shape [C*R*S][P*Q] (x itself for 1x1),
@@ -1350,7 +1351,8 @@ inline constexpr int slot_partial = 3;
 
 namespace lamina::host_detail {
 
-inline constexpr int slot_conv_pad = 44;  // padded input image (each thread)
+inline constexpr int slot_conv_pad = 44;   // padded input image (each thread)
+inline constexpr int slot_conv_flip = 45;  // flipped, transposed weights for backward-data (calling thread)
 
 /// Whether the direct kernel serves g.
 inline bool conv_use_direct(const conv_geometry& g) {
@@ -1443,6 +1445,36 @@ inline void conv_forward_direct(thread_pool* pool, const conv_geometry& g, const
         pool->parallel_for(g.n, images);
     else
         images(0, g.n);
+}
+
+/// Whether backward-data runs as a direct convolution: with stride 1, dx is the forward
+/// convolution of dy with the weights transposed (K <-> C) and rotated by 180 degrees, padded
+/// by R-1-pad; the direct kernel serves it when C (its filter count) is small. A single input
+/// channel (LeNet's first layer) would leave one accumulator row: the implicit GEMM does better.
+inline bool conv_use_direct_backward_data(const conv_geometry& g) {
+    return g.stride_h == 1 && g.stride_w == 1 && g.c >= 2 && g.c <= 32 && g.pad_h < g.r && g.pad_w < g.s;
+}
+
+/// dx = conv2d^T(dy, w) for conv_use_direct_backward_data(g) (overwrites dx).
+template <class T>
+inline void conv_backward_data_direct(thread_pool* pool, const conv_geometry& g, const T* dy, const T* w, T* dx) {
+    conv_geometry t = g;
+    t.c = g.k;
+    t.k = g.c;
+    t.h = g.p;
+    t.w = g.q;
+    t.p = g.h;
+    t.q = g.w;
+    t.pad_h = g.r - 1 - g.pad_h;
+    t.pad_w = g.s - 1 - g.pad_w;
+    const std::size_t r = g.r, s = g.s;
+    T* wt = thread_scratch<T, slot_conv_flip>(g.k * g.c * r * s);
+    for (std::size_t k = 0; k < g.k; ++k)
+        for (std::size_t c = 0; c < g.c; ++c)
+            for (std::size_t i = 0; i < r; ++i)
+                for (std::size_t j = 0; j < s; ++j)
+                    wt[((c * g.k + k) * r + i) * s + j] = w[((k * g.c + c) * r + (r - 1 - i)) * s + (s - 1 - j)];
+    conv_forward_direct(pool, t, dy, static_cast<const T*>(wt), static_cast<const T*>(nullptr), dx);
 }
 
 }  // namespace lamina::host_detail
@@ -2680,6 +2712,10 @@ inline void conv2d_forward(thread_pool& pool, const conv_geometry& g, const T* x
 /// dx = conv2d^T(dy, w) (overwrites dx).
 template <class T>
 inline void conv2d_backward_data(thread_pool& pool, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws) {
+    if (conv_use_direct_backward_data(g)) {
+        conv_backward_data_direct(&pool, g, dy, w, dx);
+        return;
+    }
     // 1x1 stride-1 unpadded: dx_n = W^T * dy_n directly (no col2im), per image.
     if (!conv_is_pointwise(g) && (pool.size() == 1 || g.c >= pool.size())) {
         conv_backward_data_igemm(&pool, g, dy, w, dx);

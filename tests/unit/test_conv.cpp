@@ -1,6 +1,7 @@
 // The host backend's convolution paths against the reference backend: the direct kernel (K <=
 // 32, stride 1), the implicit GEMM (batch folded into columns, blocks split across threads,
 // rows split when columns are few), the per-image 1x1 path, the implicit-GEMM backward data,
+// the direct backward data (stride 1, 2 <= C <= 32: a forward of dy with rotated weights),
 // and the compile-time conv_shape tag, on awkward shapes (C and K not
 // multiples of the vector width, odd batches, strides 1 and 2, kernels 1 to 7, rectangular
 // inputs), float and double, 1 to 3 threads.
@@ -130,6 +131,16 @@ TEMPLATE_TEST_CASE("host conv2d paths match reference", "[host][conv]", float, d
         make_conv(1, 40, 3, 3, 50, 3, 1, 0), make_conv(2, 64, 5, 5, 20, 3, 1, 1), make_conv(1, 3, 4, 4, 2, 3, 1, 1),
         // kernel as large as the padded input, output 1x1
         make_conv(3, 2, 3, 3, 4, 5, 1, 1),
+        // direct backward data at its edges: C = 32 unpadded, C = 33 (implicit GEMM), and a
+        // rectangular kernel with different paddings per axis
+        make_conv(2, 32, 10, 10, 24, 3, 1, 0), make_conv(2, 33, 6, 6, 8, 3, 1, 1),
+        [] {
+            conv_geometry g = make_conv(3, 6, 11, 14, 9, 3, 1, 1);
+            g.s = 5;
+            g.pad_w = 2;
+            g.q = conv_geometry::out_extent(g.w, g.s, g.stride_w, g.pad_w);
+            return g;
+        }(),
     };
     std::uint64_t seed = 1000;
     for (const auto& g : geoms) check_conv<T>(g, seed += 10);

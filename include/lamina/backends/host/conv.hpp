@@ -7,7 +7,8 @@
 //     gathers col panels straight from the input (conv_igemm.hpp: no im2col buffer, batch
 //     folded into the columns for 7x7/14x14 maps);
 //   - a 1x1 stride-1 unpadded convolution on a large map (P*Q >= 2048): per-image GEMM on x.
-// Backward data: implicit GEMM col = W^T * dY per column block, scattered (col2im) into dx
+// Backward data: with stride 1 and few input channels (2 <= C <= 32), the direct forward kernel
+// on dy with the weights transposed and rotated (conv_direct.hpp); otherwise implicit GEMM col = W^T * dY per column block, scattered (col2im) into dx
 // by threads owning disjoint channel ranges (conv_igemm.hpp); per-image GEMM + col2im when
 // there are fewer channels than threads; per-image dx_n = W^T * dy_n for 1x1 (no col2im).
 // Backward weights: per image, with col = im2col(x) of shape [C*R*S][P*Q] (x itself for 1x1),
@@ -216,6 +217,10 @@ inline void conv2d_forward(thread_pool& pool, const conv_geometry& g, const T* x
 /// dx = conv2d^T(dy, w) (overwrites dx).
 template <class T>
 inline void conv2d_backward_data(thread_pool& pool, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws) {
+    if (conv_use_direct_backward_data(g)) {
+        conv_backward_data_direct(&pool, g, dy, w, dx);
+        return;
+    }
     // 1x1 stride-1 unpadded: dx_n = W^T * dy_n directly (no col2im), per image.
     if (!conv_is_pointwise(g) && (pool.size() == 1 || g.c >= pool.size())) {
         conv_backward_data_igemm(&pool, g, dy, w, dx);

@@ -18,7 +18,8 @@
 
 namespace lamina::host_detail {
 
-inline constexpr int slot_conv_pad = 44;  // padded input image (each thread)
+inline constexpr int slot_conv_pad = 44;   // padded input image (each thread)
+inline constexpr int slot_conv_flip = 45;  // flipped, transposed weights for backward-data (calling thread)
 
 /// Whether the direct kernel serves g.
 inline bool conv_use_direct(const conv_geometry& g) {
@@ -111,6 +112,36 @@ inline void conv_forward_direct(thread_pool* pool, const conv_geometry& g, const
         pool->parallel_for(g.n, images);
     else
         images(0, g.n);
+}
+
+/// Whether backward-data runs as a direct convolution: with stride 1, dx is the forward
+/// convolution of dy with the weights transposed (K <-> C) and rotated by 180 degrees, padded
+/// by R-1-pad; the direct kernel serves it when C (its filter count) is small. A single input
+/// channel (LeNet's first layer) would leave one accumulator row: the implicit GEMM does better.
+inline bool conv_use_direct_backward_data(const conv_geometry& g) {
+    return g.stride_h == 1 && g.stride_w == 1 && g.c >= 2 && g.c <= 32 && g.pad_h < g.r && g.pad_w < g.s;
+}
+
+/// dx = conv2d^T(dy, w) for conv_use_direct_backward_data(g) (overwrites dx).
+template <class T>
+inline void conv_backward_data_direct(thread_pool* pool, const conv_geometry& g, const T* dy, const T* w, T* dx) {
+    conv_geometry t = g;
+    t.c = g.k;
+    t.k = g.c;
+    t.h = g.p;
+    t.w = g.q;
+    t.p = g.h;
+    t.q = g.w;
+    t.pad_h = g.r - 1 - g.pad_h;
+    t.pad_w = g.s - 1 - g.pad_w;
+    const std::size_t r = g.r, s = g.s;
+    T* wt = thread_scratch<T, slot_conv_flip>(g.k * g.c * r * s);
+    for (std::size_t k = 0; k < g.k; ++k)
+        for (std::size_t c = 0; c < g.c; ++c)
+            for (std::size_t i = 0; i < r; ++i)
+                for (std::size_t j = 0; j < s; ++j)
+                    wt[((c * g.k + k) * r + i) * s + j] = w[((k * g.c + c) * r + (r - 1 - i)) * s + (s - 1 - j)];
+    conv_forward_direct(pool, t, dy, static_cast<const T*>(wt), static_cast<const T*>(nullptr), dx);
 }
 
 }  // namespace lamina::host_detail

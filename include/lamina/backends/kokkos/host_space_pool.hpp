@@ -60,14 +60,14 @@ void host_space_max_pool_forward(const ExecutionSpace& space, const pool_geometr
             const T* xp = x + nc * H * W;
             T* yp = y + nc * P * Q;
             std::int32_t* ap = argmax ? argmax + nc * P * Q : nullptr;
-            // outputs whose window lies inside the row: [q_in0, q_in1)
-            const index q_in0 = PW <= 0 ? 0 : (PW + SW - 1) / SW;
-            const index q_in1 = W - KW + PW < 0 ? 0 : (W - KW + PW) / SW + 1 < Q ? (W - KW + PW) / SW + 1 : Q;
             for (index p = 0; p < P; ++p) {
                 const index h0 = p * SH - PH;
                 const index i0 = h0 < 0 ? -h0 : 0, i1 = H - h0 < KH ? H - h0 : KH;
                 index q = 0;
 #if defined(LAMINA_KOKKOS_HOST_GEMM_VECTOR_TYPES)
+                // outputs whose window lies inside the row: [q_in0, q_in1)
+                const index q_in0 = PW <= 0 ? 0 : (PW + SW - 1) / SW;
+                const index q_in1 = W - KW + PW < 0 ? 0 : (W - KW + PW) / SW + 1 < Q ? (W - KW + PW) / SW + 1 : Q;
                 // 8 outputs side by side: gathered window cells, compare and select in vector registers
                 if constexpr (std::is_same_v<T, float>) {
                     using V = typename host_vec32<float>::type;

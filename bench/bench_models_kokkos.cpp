@@ -99,7 +99,9 @@ bool run_space(const bench::args& a, const bench::protocol& p) {
 }
 
 int main(int argc, char** argv) {
-    Kokkos::ScopeGuard kokkos(argc, argv);  // the application initialises Kokkos, not lamina
+    // The application initialises Kokkos, not lamina. Not from argv: Kokkos would take this
+    // program's `--threads N` for its own `--threads=N` and stop; OMP_NUM_THREADS sets the threads.
+    Kokkos::ScopeGuard kokkos;
     try {
         bench::args a(argc, argv, {"space", "model", "phase", "threads", "min-time", "warmup", "min-reps"},
                       "options: --space default|serial  --model mlp|lenet5|all  --phase train|infer|all\n"

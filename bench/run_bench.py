@@ -7,8 +7,9 @@ OpenBLAS and oneDNN and says which targets are met.
 
 Models: lamina (bench_models) and libtorch (bench_torch_models) run interleaved, A B A B ...,
 `--rounds` times per model, phase and thread count, each run a fresh process. libtorch runs at
-its best: OpenMP OpenBLAS (LD_LIBRARY_PATH), glibc malloc tunables that keep its buffers
-mapped, OMP_NUM_THREADS = threads. The figure per implementation is the median over rounds of
+its best: OpenMP OpenBLAS (LD_LIBRARY_PATH) with OPENBLAS_CORETYPE named from the CPU's flags
+(OpenBLAS 0.3.21 falls back to SSE3 kernels on CPU models it does not know), glibc malloc
+tunables that keep its buffers mapped, OMP_NUM_THREADS = threads. The figure per implementation is the median over rounds of
 each run's median images/s.
 
 Threading cost (--only threading, also part of a full run when bench_models_serial is built):
@@ -164,8 +165,37 @@ def base_env(threads):
     return env
 
 
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def openblas_coretype():
+    """The OpenBLAS kernel family for this CPU's vector extensions. Debian's OpenBLAS 0.3.21 picks
+    its kernels by CPU model and falls back to Prescott (SSE3, ~1/3 of AVX2 speed) on models it
+    does not know (seen: Intel Xeon family 6 model 207); naming the family from the flags makes
+    OpenBLAS, and libtorch's GEMMs through it, run at their best. An OPENBLAS_CORETYPE already in
+    the environment wins."""
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        return os.environ["OPENBLAS_CORETYPE"]
+    flags = cpu_flags()
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        return "SkylakeX"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell"
+    return None
+
+
 def torch_env(threads):
     env = base_env(threads)
+    if openblas_coretype():
+        env["OPENBLAS_CORETYPE"] = openblas_coretype()
     ld = LIBTORCH_ENV["LD_LIBRARY_PATH"]
     env["LD_LIBRARY_PATH"] = ld + (":" + os.environ["LD_LIBRARY_PATH"] if os.environ.get("LD_LIBRARY_PATH") else "")
     env["GLIBC_TUNABLES"] = LIBTORCH_ENV["GLIBC_TUNABLES"]
@@ -314,15 +344,8 @@ def bench_peak(runner, opts, progs):
 def cpu_isa():
     """The x86 vector extensions the CPU reports (lamina's width is fixed at compile time; oneDNN
     and OpenBLAS pick theirs at run time)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return " ".join(x for x in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_tile") if x in flags)
-    except OSError:
-        pass
-    return "unknown"
+    flags = cpu_flags()
+    return " ".join(x for x in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_tile") if x in flags) or "unknown"
 
 
 def bench_gemm(runner, opts, progs):
@@ -379,6 +402,13 @@ def fmt(v, digits=0):
     return f"{v:,.{digits}f}"
 
 
+def spread(runs):
+    """max/min of a row's per-round figures: how much the machine drifted while it was measured
+    (a busy neighbour on a shared host shows here, not in the contamination check)."""
+    runs = [x for x in runs if x]
+    return f"{max(runs) / min(runs):.2f}" if runs else "-"
+
+
 def verdict(met, contaminated=False):
     if met is None:
         return "-"
@@ -411,12 +441,13 @@ def tables(model_rows, gemm_rows, conv_rows, kokkos_rows=(), threading_rows=()):
     if model_rows:
         out.append("### Models (images/s, median over rounds; float32)\n")
         out.append("| model | phase | threads | lamina img/s | libtorch img/s | lamina / libtorch | target | result "
-                   "| peak RSS MB lamina / libtorch |")
-        out.append("|---|---|---|---|---|---|---|---|---|")
+                   "| peak RSS MB lamina / libtorch | round spread (max/min) lamina / libtorch |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
         for r in model_rows:
             out.append(f"| {r['model']} | {r['phase']} | {r['threads']} | {fmt(r['lamina'])} | {fmt(r['libtorch'])} "
                        f"| {fmt(r['ratio'], 2)}{mark(r['contaminated'])} | >= {r['target']:.1f}x "
-                       f"| {verdict(r['met'], r['contaminated'])} | {r['rss_lamina']:.0f} / {r['rss_libtorch']:.0f} |")
+                       f"| {verdict(r['met'], r['contaminated'])} | {r['rss_lamina']:.0f} / {r['rss_libtorch']:.0f} "
+                       f"| {spread(r['lamina_runs'])} / {spread(r['libtorch_runs'])} |")
         out.append("")
     if gemm_rows:
         out.append(f"### GEMM (GFLOP/s, C = A B, row-major float32, M = N = K; target lamina >= "
@@ -526,7 +557,9 @@ def main(argv):
     command = "python3 bench/run_bench.py " + shlex.join(argv)
     header = (f"Date: {started.strftime('%Y-%m-%d %H:%M %Z')}  \n"
               f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs (reports: {cpu_isa()})  \n"
-              + (f"{peak_line}  \n" if peak_line else "") +
+              + (f"{peak_line}  \n" if peak_line else "")
+              + (f"OpenBLAS kernels (libtorch's GEMMs and bench_gemm): OPENBLAS_CORETYPE={openblas_coretype()}  \n"
+                 if openblas_coretype() else "") +
               f"Command: `{command.strip()}`  \n"
               f"{note}\n")
     print(header)

@@ -132,10 +132,12 @@ TEMPLATE_TEST_CASE("host conv2d paths match reference", "[host][conv]", float, d
         // kernel as large as the padded input, output 1x1
         make_conv(3, 2, 3, 3, 4, 5, 1, 1),
         // direct backward data at its edges: C = 32 unpadded, C = 33 (implicit GEMM), and a
-        // rectangular kernel with different paddings per axis
-        make_conv(2, 32, 10, 10, 24, 3, 1, 0), make_conv(2, 33, 6, 6, 8, 3, 1, 1),
+        // rectangular kernel with different paddings per axis; padding wider than half the
+        // kernel
+        make_conv(2, 32, 10, 10, 24, 3, 1, 0), make_conv(2, 33, 6, 6, 8, 3, 1, 1), make_conv(2, 3, 6, 6, 5, 5, 1, 3),
+        make_conv(3, 5, 18, 18, 32, 3, 1, 1),
         [] {
-            conv_geometry g = make_conv(3, 6, 11, 14, 9, 3, 1, 1);
+            conv_geometry g = make_conv(3, 6, 11, 16, 9, 3, 1, 1);
             g.s = 5;
             g.pad_w = 2;
             g.q = conv_geometry::out_extent(g.w, g.s, g.stride_w, g.pad_w);

@@ -4,6 +4,8 @@
 
 #include <lamina/backends/reference/reference_backend.hpp>
 
+#include <cmath>
+
 namespace lm = lamina;
 using ref = lm::reference;
 using kt::dev;
@@ -334,9 +336,15 @@ KOKKOS_SPACES_TEST("kokkos pooling matches the reference", "[kokkos][pooling]") 
     ref::context rc;
     for (auto g : {pool(4, 6, 24, 24, 2, 2, 0), pool(2, 3, 7, 9, 3, 2, 1), pool(3, 2, 8, 8, 3, 1, 1),
                    pool(1, 1, 5, 5, 5, 1, 2), pool(2, 4, 10, 6, 2, 3, 0),
-                   pool(2, 3, 9, 40, 3, 2, 1), pool(1, 2, 6, 37, 2, 1, 1)}) {  // wide rows: 8 outputs at a time
-        INFO("h " << g.h << " w " << g.w << " k " << g.kh << " s " << g.stride_h << " p " << g.pad_h);
+                   pool(2, 3, 9, 40, 3, 2, 1), pool(1, 2, 6, 37, 2, 1, 1),  // wide rows: 8 outputs at a time
+                   pool(3, 2, 7, 9, 2, 2, 0), pool(2, 2, 8, 8, 2, 2, 0)}) {  // 2x2/2 path, odd sizes
+      for (bool ties : {false, true}) {
+        INFO("h " << g.h << " w " << g.w << " k " << g.kh << " s " << g.stride_h << " p " << g.pad_h << " ties "
+                  << ties);
         auto x = random_vector<float>(g.input_size(), 15), dy = random_vector<float>(g.output_size(), 16);
+        // Ties: values on a coarse grid, so windows hold equal maxima and the first one must win.
+        if (ties)
+            for (auto& v : x) v = std::round(v * 2.0f) / 2.0f;
         std::vector<float> ry(g.output_size()), rdx(g.input_size());
         std::vector<std::int32_t> ridx(g.output_size());
         ref::max_pool_forward(rc, g, x.data(), ry.data(), ridx.data());
@@ -361,6 +369,7 @@ KOKKOS_SPACES_TEST("kokkos pooling matches the reference", "[kokkos][pooling]") 
         KT_REQUIRE_CLOSE(day.host(), ay);
         B::avg_pool_backward(c, g, static_cast<const float*>(ddy.data()), dadx.data());
         KT_REQUIRE_CLOSE(dadx.host(), adx);
+      }
     }
 }
 

@@ -53,6 +53,10 @@ void host_space_max_pool_forward(const ExecutionSpace& space, const pool_geometr
                 PH = static_cast<index>(g.pad_h), PW = static_cast<index>(g.pad_w);
     const T neg_inf = -std::numeric_limits<T>::infinity();
     const host_max_pool_one<T> pool_one{W, Q, KW, SW, PW, neg_inf};
+    // 2x2 windows, stride 2, no padding (LeNet, VGG-style nets): every window is whole, so the
+    // four cells are read directly, compared in window order with selects (first cell, then
+    // strictly larger ones: the reference's tie rule), and the compiler vectorises along q.
+    const bool two_by_two = KH == 2 && KW == 2 && SH == 2 && SW == 2 && PH == 0 && PW == 0 && 2 * P <= H && 2 * Q <= W;
     Kokkos::parallel_for(
         "lamina::max_pool_forward_host",
         Kokkos::RangePolicy<ExecutionSpace, Kokkos::IndexType<index>>(space, 0, static_cast<index>(g.n * g.c)),
@@ -60,6 +64,32 @@ void host_space_max_pool_forward(const ExecutionSpace& space, const pool_geometr
             const T* xp = x + nc * H * W;
             T* yp = y + nc * P * Q;
             std::int32_t* ap = argmax ? argmax + nc * P * Q : nullptr;
+            if (two_by_two) {
+                for (index p = 0; p < P; ++p) {
+                    const index o0 = 2 * p * W, o1 = o0 + W;
+                    const T* r0 = xp + o0;
+                    const T* r1 = xp + o1;
+                    T* yr = yp + p * Q;
+                    std::int32_t* ar = ap ? ap + p * Q : nullptr;
+                    for (index q = 0; q < Q; ++q) {
+                        const index j = 2 * q;
+                        T best = r0[j];
+                        index where = o0 + j;
+                        bool take = r0[j + 1] > best;
+                        best = take ? r0[j + 1] : best;
+                        where = take ? o0 + j + 1 : where;
+                        take = r1[j] > best;
+                        best = take ? r1[j] : best;
+                        where = take ? o1 + j : where;
+                        take = r1[j + 1] > best;
+                        best = take ? r1[j + 1] : best;
+                        where = take ? o1 + j + 1 : where;
+                        yr[q] = best;
+                        if (ar) ar[q] = static_cast<std::int32_t>(where);
+                    }
+                }
+                return;
+            }
             for (index p = 0; p < P; ++p) {
                 const index h0 = p * SH - PH;
                 const index i0 = h0 < 0 ? -h0 : 0, i1 = H - h0 < KH ? H - h0 : KH;

@@ -39,6 +39,7 @@ missing or failing); 2 on bad arguments. Python 3 standard library only.
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -165,15 +166,17 @@ def base_env(threads):
     return env
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo (read once)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return set()
+    return frozenset()
 
 
 def openblas_coretype():

@@ -10,7 +10,7 @@
 // pool; run_bench.py sets it). The JSON lines carry impl "lamina-kokkos-<space name>".
 // The batch is uploaded by the trainer per step and predict() copies in and out (host pointers):
 // the same edges the host backend's figures include.
-#include <lamina/backends/kokkos/kokkos.hpp>  // Kokkos first, then lamina
+#include <lamina/kokkos.hpp>  // Kokkos first, then lamina
 
 #include <cctype>
 #include <cstdio>

@@ -8,7 +8,7 @@
 # A development-time check, not a CI stage: Debian 12 ships no Kokkos 4 (its Kokkos 3.4.1
 # cannot target CUDA 13), so a fresh CI machine cannot build a CUDA Kokkos. It needs the CUDA
 # toolkit (nvcc) but no GPU: the binaries link against the toolkit's stub libcuda and RUN ONLY
-# ON A GPU MACHINE. See shared/design/KOKKOS-CUDA.md.
+# ON A GPU MACHINE. See ../shared/design/KOKKOS-CUDA.md beside the checkout.
 #
 # Usage:
 #   scripts/check_kokkos_cuda.sh [KOKKOS_CUDA_ROOT]

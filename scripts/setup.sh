@@ -10,7 +10,9 @@
 # Non-interactive (DEBIAN_FRONTEND=noninteractive), so it is safe in CI without a terminal.
 set -euo pipefail
 
-packages=(cmake g++ make python3 libeigen3-dev libxsimd-dev catch2 zlib1g-dev clang-14)
+# libclang-rt-14-dev: libFuzzer and the sanitizer runtimes for clang-14 (the fuzz harnesses of
+# stage (c) and scripts/fuzz.sh); only recommended by clang-14, so --no-install-recommends skips it.
+packages=(cmake g++ make python3 libeigen3-dev libxsimd-dev catch2 zlib1g-dev clang-14 libclang-rt-14-dev)
 bench_packages=(libtorch-dev libdnnl-dev libopenblas-dev libopenblas0-openmp)
 # Kokkos 3.4.1 (Serial) and its KokkosKernels (the backend's GEMM through KokkosBlas::gemm);
 # scripts/build_kokkos.sh builds an OpenMP Kokkos from Debian's sources

@@ -9,7 +9,10 @@
 # Stages, each in its own build folder (reused between runs, so reruns are incremental):
 #   (a) build/ci-release  g++ Release (-mavx2 -mfma, the documented target), tests + examples (+ bench), ctest
 #   (b) build/ci-asan     g++ -O0 -g1 with AddressSanitizer + UBSan (-DLAMINA_SANITIZE=ON), tests, ctest
-#   (c) build/ci-clang    clang++-14 -O1 (asserts on), tests, ctest
+#   (c) build/ci-clang    clang++-14 -O1 (asserts on), tests, ctest; also the libFuzzer harnesses
+#       (tests/fuzz/: checkpoint loader, IDX/gzip reader; -fsanitize=fuzzer,address,undefined),
+#       each fuzzed for LAMINA_FUZZ_SECONDS (default 45, both at once with -j2) and failing on
+#       any crash, sanitizer report or leak; scripts/fuzz.sh fuzzes longer on demand
 #   (k) scripts/test_kokkos.sh: the Kokkos backend on Kokkos Serial (Debian's libtrilinos-kokkos-dev,
 #       build/ci-kokkos-serial) and on Kokkos OpenMP (built from Debian's trilinos sources by
 #       scripts/build_kokkos.sh into ~/.cache/lamina, build/ci-kokkos-openmp)
@@ -20,7 +23,8 @@
 # Environment: LAMINA_JOBS (build/ctest parallelism, default 2), LAMINA_NUM_THREADS (default 2),
 # LAMINA_DATA_DIR (default: ../shared/data/mnist beside the checkout when it exists),
 # LAMINA_CI_BENCH=0 to leave the benchmarks out of stage (a), LAMINA_CLANG_CXX (default clang++-14),
-# LAMINA_ASAN_FLAGS (stage (b)'s optimisation/debug flags, default "-O0 -g1").
+# LAMINA_ASAN_FLAGS (stage (b)'s optimisation/debug flags, default "-O0 -g1"), LAMINA_FUZZ_SECONDS
+# (stage (c)'s time per fuzz harness, default 45).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,7 +53,7 @@ if [[ -z "${LAMINA_DATA_DIR:-}" && -d "$ROOT/../shared/data/mnist" ]]; then
 fi
 export CTEST_OUTPUT_ON_FAILURE=1
 # Sanitizer reports must fail the tests loudly and say where.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 fmt_time() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
@@ -152,10 +156,13 @@ for s in "${stages[@]}"; do
       # -O1 with asserts on: stage (a) already tests optimised code; this stage checks that
       # lamina compiles and passes with clang, and -O1 compiles ~1.5x faster than -O3.
       # -march=native here: where the machine has AVX-512, its kernels are tested too.
-      run_stage c "$clangxx -O1 -march=native, tests" 360 build/ci-clang -LE packaging \
+      # The fuzz harnesses (tests/cmake/fuzz.cmake) add about 2 x LAMINA_FUZZ_SECONDS / JOBS
+      # to the tests and a minute of building.
+      run_stage c "$clangxx -O1 -march=native, tests + fuzzers" 480 build/ci-clang -LE packaging \
         -- "${common[@]}" -DCMAKE_CXX_COMPILER="$(command -v "$clangxx")" \
            -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1" \
-           -DLAMINA_NATIVE=ON -DLAMINA_SANITIZE=OFF -DLAMINA_BUILD_EXAMPLES=OFF -DLAMINA_BUILD_BENCH=OFF
+           -DLAMINA_NATIVE=ON -DLAMINA_SANITIZE=OFF -DLAMINA_BUILD_EXAMPLES=OFF -DLAMINA_BUILD_BENCH=OFF \
+           -DLAMINA_FUZZ=ON -DLAMINA_FUZZ_SECONDS="${LAMINA_FUZZ_SECONDS:-45}"
       ;;
     k)
       # Its own script (two Kokkos installs, two build folders); also runnable alone.

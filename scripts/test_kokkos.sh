@@ -26,7 +26,7 @@ variants=("$@")
 [[ ${#variants[@]} -eq 0 ]] && variants=(serial openmp)
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
-targets=(test_kokkos_kernels test_kokkos_models test_kokkos_no_host test_kokkos_blas mnist_mlp_kokkos mnist_lenet_kokkos)
+targets=(test_kokkos_kernels test_kokkos_models test_kokkos_no_host test_kokkos_blas mnist_mlp_kokkos mnist_lenet_kokkos readme_examples_kokkos)
 
 stage() {  # stage NAME KOKKOS_DIR KOKKOS_INCLUDE
   local name=$1 kdir=$2 kinc=$3 build="$ROOT/build/ci-kokkos-$1" t0=$SECONDS
@@ -39,7 +39,7 @@ stage() {  # stage NAME KOKKOS_DIR KOKKOS_INCLUDE
   cmake --build "$build" -j "$JOBS" --target "${targets[@]}" || return 1
   # No host-backend header behind the Kokkos backend (test_kokkos_no_host checks types too).
   local pre
-  pre=$(echo '#include <lamina/backends/kokkos/kokkos.hpp>' |
+  pre=$(echo '#include <lamina/kokkos.hpp>' |
         ${CXX:-c++} -std=c++17 -fopenmp -E -x c++ -I"$ROOT/include" -isystem "$kinc" -isystem /usr/include/eigen3 - 2>&1) \
     || { echo "$pre" | tail -20; echo "kokkos $name: preprocessing kokkos.hpp failed"; return 1; }
   if grep -E '^# [0-9]+ ".*(backends/host/|xsimd)' <<<"$pre" | head -5 | grep .; then

@@ -3,7 +3,7 @@
 // default execution space (OpenMP when this Kokkos has it, else Serial).
 //
 //   ./mnist_lenet_kokkos ../shared/data/mnist --seed 1 [--kokkos-num-threads=2]
-#include <lamina/backends/kokkos/kokkos.hpp>  // Kokkos first, then lamina
+#include <lamina/kokkos.hpp>  // Kokkos first, then lamina
 
 #include <cstdio>
 

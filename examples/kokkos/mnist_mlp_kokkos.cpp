@@ -1,6 +1,6 @@
 // The MNIST multilayer perceptron (784-512-relu-256-relu-10, Adam) of examples/mnist_mlp on
 // the Kokkos backend, on Kokkos' default execution space.
-#include <lamina/backends/kokkos/kokkos.hpp>  // Kokkos first, then lamina
+#include <lamina/kokkos.hpp>  // Kokkos first, then lamina
 
 #include <cstdio>
 

@@ -15,8 +15,9 @@
 //   using net_t = lamina::sequential<lamina::input<784>, lamina::dense<128>, lamina::relu, lamina::dense<10>>;
 //   net_t::model<lamina::host> net{lamina::seed{1}};
 //
-// Folders: core (tensors, shapes, RNG, threads), backends (host, reference), layers,
-// network (composition, shape checks), init, losses, optimizers, schedules, train, data, io.
+// Folders: core (tensors, shapes, RNG, threads), backends (host, reference, kokkos), layers,
+// network (nodes, composites, graph, memory plan, the model), init, losses, optimizers,
+// schedules, train, data, io, models. With Kokkos include <lamina/kokkos.hpp> instead (or first).
 
 // ---- begin include/lamina/core/config.hpp ----
 // lamina: compile-time configuration, version and portability macros.
@@ -40,6 +41,17 @@
 #endif
 #endif
 
+// The lambda that kernels written once for every backend hand to Backend::for_each_index:
+// KOKKOS_LAMBDA when Kokkos_Core.hpp came first (a __host__ __device__ lambda under CUDA),
+// a plain by-value lambda otherwise. Capture only values and device pointers.
+#ifndef LAMINA_LAMBDA
+#if defined(KOKKOS_LAMBDA)
+#define LAMINA_LAMBDA KOKKOS_LAMBDA
+#else
+#define LAMINA_LAMBDA [=]
+#endif
+#endif
+
 namespace lamina {
 
 using index_t = std::ptrdiff_t;
@@ -50,96 +62,232 @@ inline constexpr std::size_t buffer_alignment = 64;
 }  // namespace lamina
 // ---- end include/lamina/core/config.hpp ----
 
-// ---- begin include/lamina/core/error.hpp ----
-// lamina: the exception types. Every message names what was wrong (shape, file, field).
+// ---- begin include/lamina/backends/reference/reference_backend.hpp ----
+// lamina: the reference backend. Deliberately naive loops, single-threaded, written for
+// obviousness rather than speed: it is the oracle every other backend is tested against,
+// and the executable specification of the backend kernel interface.
+//
+// A backend is a policy type providing: a `context` (execution resources), a `buffer<T>`
+// (owning device memory), upload/download at the edges, and the kernels below. Layer code
+// is written once against this interface; pointers handed to kernels are device pointers.
 
-#include <stdexcept>
-#include <string>
+#include <algorithm>
+#include <cmath>
+#include <utility>
+#include <limits>
 
-namespace lamina {
+// ---- begin include/lamina/core/activation.hpp ----
+// lamina: the elementwise activation functions as a runtime-tagged value type, so one
+// kernel entry point per backend serves every activation layer.
 
-/// Base of every error lamina throws.
-struct error : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
 
-/// A runtime size or shape does not match what a network or kernel expects.
-struct shape_error : error {
-    using error::error;
-};
-
-/// A file could not be opened, read or written.
-struct io_error : error {
-    using error::error;
-};
-
-/// A file was read but its contents are malformed (bad magic, truncated, count mismatch).
-struct format_error : error {
-    using error::error;
-};
-
-/// A checkpoint is corrupt, truncated, of another version or of another architecture.
-struct checkpoint_error : error {
-    using error::error;
-};
-
-/// An argument is out of its valid range (learning rate, batch size, probability, ...).
-struct argument_error : error {
-    using error::error;
-};
-
-namespace detail {
-inline void require(bool ok, const std::string& what) {
-    if (!ok) throw argument_error("lamina: " + what);
-}
-}  // namespace detail
-
-}  // namespace lamina
-// ---- end include/lamina/core/error.hpp ----
-
-// ---- begin include/lamina/core/shape.hpp ----
-// lamina: compile-time shapes of one sample (the batch size is a runtime value).
-
-#include <array>
 
 namespace lamina {
 
-/// The shape of one sample, e.g. shape<1, 28, 28> for a grey MNIST image (C, H, W) or
-/// shape<10> for a vector. Shapes are types so layers deduce their outputs while compiling.
-template <std::size_t... Dims>
-struct shape {
-    static_assert(sizeof...(Dims) >= 1, "lamina::shape needs at least one dimension");
-    static constexpr std::size_t rank = sizeof...(Dims);
-    static constexpr std::size_t size = (Dims * ...);
-    static constexpr std::array<std::size_t, rank> dims{Dims...};
+enum class activation_kind { identity, relu, leaky_relu, sigmoid, tanh, gelu };
 
-    static std::string str() {
-        std::string s = "(";
-        std::size_t i = 0;
-        ((s += (i++ ? "," : "") + std::to_string(Dims)), ...);
-        return s + ")";
+struct activation {
+    activation_kind kind = activation_kind::identity;
+    double alpha = 0.0;  // leaky_relu's negative slope
+};
+
+inline const char* to_string(activation_kind k) {
+    switch (k) {
+        case activation_kind::identity: return "identity";
+        case activation_kind::relu: return "relu";
+        case activation_kind::leaky_relu: return "leaky_relu";
+        case activation_kind::sigmoid: return "sigmoid";
+        case activation_kind::tanh: return "tanh";
+        case activation_kind::gelu: return "gelu";
     }
-};
+    return "?";
+}
 
-template <class S>
-struct is_shape : std::false_type {};
-template <std::size_t... D>
-struct is_shape<shape<D...>> : std::true_type {};
+/// Scalar definitions, used by the reference and Kokkos backends (the host backend has
+/// its own vectorised versions and is tested against these). GELU is the exact erf form
+/// (PyTorch's default), d/dx = Phi(x) + x * phi(x).
+template <class T>
+LAMINA_HOST_DEVICE T activation_value(activation_kind k, T alpha, T x) {
+    switch (k) {
+        case activation_kind::identity: return x;
+        case activation_kind::relu: return x < T(0) ? T(0) : x;  // NaN stays NaN (PyTorch)
+        case activation_kind::leaky_relu: return x > T(0) ? x : alpha * x;
+        case activation_kind::sigmoid: return T(1) / (T(1) + std::exp(-x));
+        case activation_kind::tanh: return std::tanh(x);
+        case activation_kind::gelu: return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
+    }
+    return x;
+}
 
-/// Channels, height and width of a rank-3 shape (C, H, W); a rank-1 shape is (N, 1, 1).
-template <class S>
-struct chw;
-template <std::size_t C, std::size_t H, std::size_t W>
-struct chw<shape<C, H, W>> {
-    static constexpr std::size_t c = C, h = H, w = W;
-};
-template <std::size_t N>
-struct chw<shape<N>> {
-    static constexpr std::size_t c = N, h = 1, w = 1;
+/// Derivative dy/dx given the input x and the output y = f(x). For relu and leaky_relu use
+/// activation_gradient, which selects rather than multiplies (as PyTorch does).
+template <class T>
+LAMINA_HOST_DEVICE T activation_derivative(activation_kind k, T alpha, T x, T y) {
+    switch (k) {
+        case activation_kind::identity: return T(1);
+        case activation_kind::relu: return x > T(0) ? T(1) : T(0);
+        case activation_kind::leaky_relu: return x > T(0) ? T(1) : alpha;
+        case activation_kind::sigmoid: return y * (T(1) - y);
+        case activation_kind::tanh: return T(1) - y * y;
+        case activation_kind::gelu: {
+            T cdf = T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
+            T pdf = T(0.39894228040143267794) * std::exp(T(-0.5) * x * x);
+            return cdf + x * pdf;
+        }
+    }
+    return T(1);
+}
+
+/// dx for one element: f'(x) * dy, except that relu and leaky_relu select dy (PyTorch's
+/// threshold_backward: a NaN upstream gradient is dropped where the unit is off, a NaN input
+/// passes dy through). With y in place of x (fused or in-place use) the result is the same,
+/// since y <= 0 exactly when x <= 0 and y is NaN exactly when x is.
+template <class T>
+LAMINA_HOST_DEVICE T activation_gradient(activation_kind k, T alpha, T x, T y, T dy) {
+    switch (k) {
+        case activation_kind::relu: return x <= T(0) ? T(0) : dy;
+        case activation_kind::leaky_relu: return x > T(0) ? dy : alpha * dy;
+        default: return dy * activation_derivative<T>(k, alpha, x, y);
+    }
+}
+
+}  // namespace lamina
+// ---- end include/lamina/core/activation.hpp ----
+
+// ---- begin include/lamina/core/aligned_buffer.hpp ----
+// lamina: an owning, cache-line aligned, move-only array in host memory.
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+
+namespace lamina {
+
+template <class T>
+class aligned_buffer {
+public:
+    aligned_buffer() noexcept = default;
+    explicit aligned_buffer(std::size_t n) { allocate(n); }
+    aligned_buffer(const aligned_buffer&) = delete;
+    aligned_buffer& operator=(const aligned_buffer&) = delete;
+    aligned_buffer(aligned_buffer&& o) noexcept
+        : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+    aligned_buffer& operator=(aligned_buffer&& o) noexcept {
+        if (this != &o) {
+            release();
+            data_ = std::exchange(o.data_, nullptr);
+            size_ = std::exchange(o.size_, 0);
+        }
+        return *this;
+    }
+    ~aligned_buffer() { release(); }
+
+    /// Reallocates to n elements (contents undefined, zero-filled for determinism).
+    void allocate(std::size_t n) {
+        release();
+        if (n == 0) return;
+        if (n > (std::size_t(-1) - buffer_alignment) / sizeof(T)) throw std::bad_alloc();  // bytes would wrap
+        std::size_t bytes = (n * sizeof(T) + buffer_alignment - 1) / buffer_alignment * buffer_alignment;
+        void* p = std::aligned_alloc(buffer_alignment, bytes);
+        if (!p) throw std::bad_alloc();
+        std::memset(p, 0, bytes);
+        data_ = static_cast<T*>(p);
+        size_ = n;
+    }
+    void release() noexcept {
+        std::free(data_);
+        data_ = nullptr;
+        size_ = 0;
+    }
+
+    T* data() noexcept { return data_; }
+    const T* data() const noexcept { return data_; }
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    T& operator[](std::size_t i) noexcept { return data_[i]; }
+    const T& operator[](std::size_t i) const noexcept { return data_[i]; }
+    T* begin() noexcept { return data_; }
+    T* end() noexcept { return data_ + size_; }
+    const T* begin() const noexcept { return data_; }
+    const T* end() const noexcept { return data_ + size_; }
+
+private:
+    T* data_ = nullptr;
+    std::size_t size_ = 0;
 };
 
 }  // namespace lamina
-// ---- end include/lamina/core/shape.hpp ----
+// ---- end include/lamina/core/aligned_buffer.hpp ----
+
+// ---- begin include/lamina/core/geometry.hpp ----
+// lamina: runtime descriptions of convolution and pooling problems handed to kernels.
+// Layouts are NCHW for activations and KCRS (PyTorch's OIHW) for convolution weights.
+
+
+namespace lamina {
+
+struct conv_geometry {
+    std::size_t n = 0;               // batch
+    std::size_t c = 0, h = 0, w = 0; // input channels, height, width
+    std::size_t k = 0;               // output channels
+    std::size_t r = 0, s = 0;        // kernel height, width
+    std::size_t stride_h = 1, stride_w = 1;
+    std::size_t pad_h = 0, pad_w = 0;
+    std::size_t p = 0, q = 0;        // output height, width
+
+    static constexpr std::size_t out_extent(std::size_t in, std::size_t kernel, std::size_t stride, std::size_t pad) {
+        return (in + 2 * pad - kernel) / stride + 1;
+    }
+    constexpr std::size_t input_size() const { return n * c * h * w; }
+    constexpr std::size_t output_size() const { return n * k * p * q; }
+    constexpr std::size_t weight_size() const { return k * c * r * s; }
+};
+
+/// Compile-time shape of one convolution layer (square stride and padding), passed by the
+/// conv2d layer as a trailing tag argument so that a backend can pick and specialise its
+/// kernel per layer at compile time (the runtime conv_geometry is passed as well).
+template <std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
+          std::size_t Stride, std::size_t Pad>
+struct conv_shape {
+    static constexpr std::size_t c = C, h = H, w = W, k = K, r = R, s = S, stride = Stride, pad = Pad;
+    static constexpr std::size_t p = conv_geometry::out_extent(H, R, Stride, Pad);
+    static constexpr std::size_t q = conv_geometry::out_extent(W, S, Stride, Pad);
+    static constexpr bool pointwise = R == 1 && S == 1 && Stride == 1 && Pad == 0;
+};
+
+struct pool_geometry {
+    std::size_t n = 0, c = 0, h = 0, w = 0;
+    std::size_t kh = 1, kw = 1;
+    std::size_t stride_h = 1, stride_w = 1;
+    std::size_t pad_h = 0, pad_w = 0;
+    std::size_t p = 0, q = 0;
+
+    constexpr std::size_t input_size() const { return n * c * h * w; }
+    constexpr std::size_t output_size() const { return n * c * p * q; }
+};
+
+/// Parameters of one SGD step (PyTorch semantics: L2 weight decay added to the gradient,
+/// velocity v = momentum * v + g, Nesterov uses g + momentum * v).
+template <class T>
+struct sgd_step {
+    T lr = T(0.01), momentum = T(0), weight_decay = T(0);
+    bool nesterov = false;
+};
+
+/// Parameters of one Adam/AdamW step. bias_correction1/2 are 1 - beta^t, computed on the
+/// host once per step. decoupled = AdamW (w -= lr * wd * w before the Adam update).
+template <class T>
+struct adam_step {
+    T lr = T(1e-3), beta1 = T(0.9), beta2 = T(0.999), eps = T(1e-8), weight_decay = T(0);
+    T bias_correction1 = T(1), bias_correction2 = T(1);
+    bool decoupled = false;
+};
+
+enum class transpose { no, yes };
+
+}  // namespace lamina
+// ---- end include/lamina/core/geometry.hpp ----
 
 // ---- begin include/lamina/core/philox.hpp ----
 // lamina: Philox4x32-10, a counter-based random number generator (Salmon et al., SC11).
@@ -147,7 +295,6 @@ struct chw<shape<N>> {
 // initialisation, shuffling and dropout give the same numbers on any compiler, thread count
 // or backend, and a checkpoint only needs the seed and counters to resume bit-identically.
 
-#include <cmath>
 
 
 namespace lamina {
@@ -259,8 +406,7 @@ struct seed {
 // Defining LAMINA_NO_THREADS (before including lamina) replaces the pool with a trivial serial
 // one: no std::thread, no atomics, no locks; every context has one thread.
 
-#include <algorithm>
-#include <cstdlib>
+#include <string>
 
 #ifndef LAMINA_NO_THREADS
 #include <atomic>
@@ -272,6 +418,63 @@ struct seed {
 #include <type_traits>
 #include <vector>
 #endif
+
+// ---- begin include/lamina/core/error.hpp ----
+// lamina: the exception types. Every message names what was wrong (shape, file, field).
+
+#include <stdexcept>
+
+namespace lamina {
+
+/// Base of every error lamina throws.
+struct error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// A runtime size or shape does not match what a network or kernel expects.
+struct shape_error : error {
+    using error::error;
+};
+
+/// A file could not be opened, read or written.
+struct io_error : error {
+    using error::error;
+};
+
+/// A file was read but its contents are malformed (bad magic, truncated, count mismatch).
+struct format_error : error {
+    using error::error;
+};
+
+/// A checkpoint is corrupt, truncated, of another version or of another architecture.
+struct checkpoint_error : error {
+    using error::error;
+};
+
+/// An argument is out of its valid range (learning rate, batch size, probability, ...).
+struct argument_error : error {
+    using error::error;
+};
+
+/// A value that must be finite is not: a diverged loss, a NaN or infinite parameter that is
+/// about to be saved. The message names where it was found (epoch, step, tensor).
+struct numeric_error : error {
+    using error::error;
+};
+
+/// Memory for a planned buffer could not be allocated (the message names the size and why).
+struct allocation_error : error {
+    using error::error;
+};
+
+namespace detail {
+inline void require(bool ok, const std::string& what) {
+    if (!ok) throw argument_error("lamina: " + what);
+}
+}  // namespace detail
+
+}  // namespace lamina
+// ---- end include/lamina/core/error.hpp ----
 
 
 namespace lamina {
@@ -479,297 +682,6 @@ private:
 }  // namespace lamina
 // ---- end include/lamina/core/thread_pool.hpp ----
 
-// ---- begin include/lamina/core/tensor.hpp ----
-// lamina: an owning tensor of up to four dimensions (N, C, H, W), in a backend's memory.
-// The public layout is NCHW, row-major. Kernels may keep internal blocked layouts; what
-// users see through a tensor is always NCHW.
-
-#include <initializer_list>
-#include <vector>
-
-#include <Eigen/Core>
-
-
-namespace lamina {
-
-template <class T, class Backend>
-class tensor {
-public:
-    using value_type = T;
-    using backend = Backend;
-    using context = typename Backend::context;
-
-    tensor() = default;
-    /// A zero-filled tensor of the given extents (1 to 4 of them).
-    explicit tensor(std::initializer_list<std::size_t> extents) { resize(extents); }
-
-    void resize(std::initializer_list<std::size_t> extents) {
-        if (extents.size() == 0 || extents.size() > 4)
-            throw shape_error("lamina: a tensor has 1 to 4 extents, got " + std::to_string(extents.size()));
-        rank_ = extents.size();
-        std::size_t i = 0, n = 1;
-        for (auto e : extents) {
-            dims_[i++] = e;
-            n *= e;
-        }
-        buf_.allocate(n);
-        size_ = n;
-    }
-
-    std::size_t rank() const noexcept { return rank_; }
-    std::size_t extent(std::size_t i) const noexcept { return i < rank_ ? dims_[i] : 1; }
-    std::size_t size() const noexcept { return size_; }
-    std::string shape_string() const {
-        std::string s = "(";
-        for (std::size_t i = 0; i < rank_; ++i) s += (i ? "," : "") + std::to_string(dims_[i]);
-        return s + ")";
-    }
-
-    /// Device pointer (host pointer for host backends).
-    T* data() noexcept { return buf_.data(); }
-    const T* data() const noexcept { return buf_.data(); }
-
-    /// Copies host values in; the count must match.
-    void from_host(const context& c, const T* src, std::size_t n) {
-        if (n != size_)
-            throw shape_error("lamina: tensor " + shape_string() + " holds " + std::to_string(size_) + " values, got " +
-                              std::to_string(n));
-        Backend::upload(c, buf_.data(), src, n);
-    }
-    void from_host(const context& c, const std::vector<T>& v) { from_host(c, v.data(), v.size()); }
-    std::vector<T> to_host(const context& c) const {
-        std::vector<T> v(size_);
-        if (size_) Backend::download(c, v.data(), buf_.data(), size_);
-        return v;
-    }
-
-    /// For host-accessible backends: the tensor as an Eigen row-major matrix of
-    /// extent(0) rows (the batch) and size/extent(0) columns.
-    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> matrix() {
-        static_assert(Backend::host_accessible, "lamina: tensor::matrix() needs a host-accessible backend; use to_host()");
-        auto rows = static_cast<Eigen::Index>(extent(0));
-        return {buf_.data(), rows, rows ? static_cast<Eigen::Index>(size_ / extent(0)) : 0};
-    }
-
-private:
-    typename Backend::template buffer<T> buf_;
-    std::array<std::size_t, 4> dims_{};
-    std::size_t rank_ = 0, size_ = 0;
-};
-
-}  // namespace lamina
-// ---- end include/lamina/core/tensor.hpp ----
-
-
-// ---- begin include/lamina/backends/reference/reference_backend.hpp ----
-// lamina: the reference backend. Deliberately naive loops, single-threaded, written for
-// obviousness rather than speed: it is the oracle every other backend is tested against,
-// and the executable specification of the backend kernel interface (docs/backends.md).
-//
-// A backend is a policy type providing: a `context` (execution resources), a `buffer<T>`
-// (owning device memory), upload/download at the edges, and the kernels below. Layer code
-// is written once against this interface; pointers handed to kernels are device pointers.
-
-#include <limits>
-
-// ---- begin include/lamina/core/activation.hpp ----
-// lamina: the elementwise activation functions as a runtime-tagged value type, so one
-// kernel entry point per backend serves every activation layer.
-
-
-
-namespace lamina {
-
-enum class activation_kind { identity, relu, leaky_relu, sigmoid, tanh, gelu };
-
-struct activation {
-    activation_kind kind = activation_kind::identity;
-    double alpha = 0.0;  // leaky_relu's negative slope
-};
-
-inline const char* to_string(activation_kind k) {
-    switch (k) {
-        case activation_kind::identity: return "identity";
-        case activation_kind::relu: return "relu";
-        case activation_kind::leaky_relu: return "leaky_relu";
-        case activation_kind::sigmoid: return "sigmoid";
-        case activation_kind::tanh: return "tanh";
-        case activation_kind::gelu: return "gelu";
-    }
-    return "?";
-}
-
-/// Scalar definitions, used by the reference and Kokkos backends (the host backend has
-/// its own vectorised versions and is tested against these). GELU is the exact erf form
-/// (PyTorch's default), d/dx = Phi(x) + x * phi(x).
-template <class T>
-LAMINA_HOST_DEVICE T activation_value(activation_kind k, T alpha, T x) {
-    switch (k) {
-        case activation_kind::identity: return x;
-        case activation_kind::relu: return x > T(0) ? x : T(0);
-        case activation_kind::leaky_relu: return x > T(0) ? x : alpha * x;
-        case activation_kind::sigmoid: return T(1) / (T(1) + std::exp(-x));
-        case activation_kind::tanh: return std::tanh(x);
-        case activation_kind::gelu: return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
-    }
-    return x;
-}
-
-/// Derivative dy/dx given the input x and the output y = f(x).
-template <class T>
-LAMINA_HOST_DEVICE T activation_derivative(activation_kind k, T alpha, T x, T y) {
-    switch (k) {
-        case activation_kind::identity: return T(1);
-        case activation_kind::relu: return x > T(0) ? T(1) : T(0);
-        case activation_kind::leaky_relu: return x > T(0) ? T(1) : alpha;
-        case activation_kind::sigmoid: return y * (T(1) - y);
-        case activation_kind::tanh: return T(1) - y * y;
-        case activation_kind::gelu: {
-            T cdf = T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
-            T pdf = T(0.39894228040143267794) * std::exp(T(-0.5) * x * x);
-            return cdf + x * pdf;
-        }
-    }
-    return T(1);
-}
-
-}  // namespace lamina
-// ---- end include/lamina/core/activation.hpp ----
-
-// ---- begin include/lamina/core/aligned_buffer.hpp ----
-// lamina: an owning, cache-line aligned, move-only array in host memory.
-
-#include <cstring>
-#include <new>
-#include <utility>
-
-
-namespace lamina {
-
-template <class T>
-class aligned_buffer {
-public:
-    aligned_buffer() noexcept = default;
-    explicit aligned_buffer(std::size_t n) { allocate(n); }
-    aligned_buffer(const aligned_buffer&) = delete;
-    aligned_buffer& operator=(const aligned_buffer&) = delete;
-    aligned_buffer(aligned_buffer&& o) noexcept
-        : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
-    aligned_buffer& operator=(aligned_buffer&& o) noexcept {
-        if (this != &o) {
-            release();
-            data_ = std::exchange(o.data_, nullptr);
-            size_ = std::exchange(o.size_, 0);
-        }
-        return *this;
-    }
-    ~aligned_buffer() { release(); }
-
-    /// Reallocates to n elements (contents undefined, zero-filled for determinism).
-    void allocate(std::size_t n) {
-        release();
-        if (n == 0) return;
-        std::size_t bytes = (n * sizeof(T) + buffer_alignment - 1) / buffer_alignment * buffer_alignment;
-        void* p = std::aligned_alloc(buffer_alignment, bytes);
-        if (!p) throw std::bad_alloc();
-        std::memset(p, 0, bytes);
-        data_ = static_cast<T*>(p);
-        size_ = n;
-    }
-    void release() noexcept {
-        std::free(data_);
-        data_ = nullptr;
-        size_ = 0;
-    }
-
-    T* data() noexcept { return data_; }
-    const T* data() const noexcept { return data_; }
-    std::size_t size() const noexcept { return size_; }
-    bool empty() const noexcept { return size_ == 0; }
-    T& operator[](std::size_t i) noexcept { return data_[i]; }
-    const T& operator[](std::size_t i) const noexcept { return data_[i]; }
-    T* begin() noexcept { return data_; }
-    T* end() noexcept { return data_ + size_; }
-    const T* begin() const noexcept { return data_; }
-    const T* end() const noexcept { return data_ + size_; }
-
-private:
-    T* data_ = nullptr;
-    std::size_t size_ = 0;
-};
-
-}  // namespace lamina
-// ---- end include/lamina/core/aligned_buffer.hpp ----
-
-// ---- begin include/lamina/core/geometry.hpp ----
-// lamina: runtime descriptions of convolution and pooling problems handed to kernels.
-// Layouts are NCHW for activations and KCRS (PyTorch's OIHW) for convolution weights.
-
-
-namespace lamina {
-
-struct conv_geometry {
-    std::size_t n = 0;               // batch
-    std::size_t c = 0, h = 0, w = 0; // input channels, height, width
-    std::size_t k = 0;               // output channels
-    std::size_t r = 0, s = 0;        // kernel height, width
-    std::size_t stride_h = 1, stride_w = 1;
-    std::size_t pad_h = 0, pad_w = 0;
-    std::size_t p = 0, q = 0;        // output height, width
-
-    static constexpr std::size_t out_extent(std::size_t in, std::size_t kernel, std::size_t stride, std::size_t pad) {
-        return (in + 2 * pad - kernel) / stride + 1;
-    }
-    constexpr std::size_t input_size() const { return n * c * h * w; }
-    constexpr std::size_t output_size() const { return n * k * p * q; }
-    constexpr std::size_t weight_size() const { return k * c * r * s; }
-};
-
-/// Compile-time shape of one convolution layer (square stride and padding), passed by the
-/// conv2d layer as a trailing tag argument so that a backend can pick and specialise its
-/// kernel per layer at compile time (the runtime conv_geometry is passed as well).
-template <std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-          std::size_t Stride, std::size_t Pad>
-struct conv_shape {
-    static constexpr std::size_t c = C, h = H, w = W, k = K, r = R, s = S, stride = Stride, pad = Pad;
-    static constexpr std::size_t p = conv_geometry::out_extent(H, R, Stride, Pad);
-    static constexpr std::size_t q = conv_geometry::out_extent(W, S, Stride, Pad);
-    static constexpr bool pointwise = R == 1 && S == 1 && Stride == 1 && Pad == 0;
-};
-
-struct pool_geometry {
-    std::size_t n = 0, c = 0, h = 0, w = 0;
-    std::size_t kh = 1, kw = 1;
-    std::size_t stride_h = 1, stride_w = 1;
-    std::size_t pad_h = 0, pad_w = 0;
-    std::size_t p = 0, q = 0;
-
-    constexpr std::size_t input_size() const { return n * c * h * w; }
-    constexpr std::size_t output_size() const { return n * c * p * q; }
-};
-
-/// Parameters of one SGD step (PyTorch semantics: L2 weight decay added to the gradient,
-/// velocity v = momentum * v + g, Nesterov uses g + momentum * v).
-template <class T>
-struct sgd_step {
-    T lr = T(0.01), momentum = T(0), weight_decay = T(0);
-    bool nesterov = false;
-};
-
-/// Parameters of one Adam/AdamW step. bias_correction1/2 are 1 - beta^t, computed on the
-/// host once per step. decoupled = AdamW (w -= lr * wd * w before the Adam update).
-template <class T>
-struct adam_step {
-    T lr = T(1e-3), beta1 = T(0.9), beta2 = T(0.999), eps = T(1e-8), weight_decay = T(0);
-    T bias_correction1 = T(1), bias_correction2 = T(1);
-    bool decoupled = false;
-};
-
-enum class transpose { no, yes };
-
-}  // namespace lamina
-// ---- end include/lamina/core/geometry.hpp ----
-
 
 namespace lamina {
 
@@ -846,6 +758,11 @@ struct reference {
     static void for_each_index(const context&, std::size_t n, F&& f) {
         for (std::size_t i = 0; i < n; ++i) f(i);
     }
+    /// The same with a per-item cost hint (ignored: the reference is serial).
+    template <class F>
+    static void for_each_index(const context&, std::size_t n, F&& f, std::size_t) {
+        for (std::size_t i = 0; i < n; ++i) f(i);
+    }
 
     // ---- bias over channels: y is [outer][channels][inner] ---------------------------------
     template <class T>
@@ -908,7 +825,7 @@ struct reference {
     static void activation_backward(const context&, activation a, const T* x, const T* y, const T* dy, T* dx,
                                     std::size_t n) {
         for (std::size_t i = 0; i < n; ++i)
-            dx[i] = dy[i] * activation_derivative<T>(a.kind, static_cast<T>(a.alpha), x[i], y[i]);
+            dx[i] = activation_gradient<T>(a.kind, static_cast<T>(a.alpha), x[i], y[i], dy[i]);
     }
 
     // ---- softmax over the last dimension of a rows x cols matrix -------------------------------
@@ -982,14 +899,15 @@ struct reference {
             for (std::size_t c = 0; c < cols; ++c) {
                 T d = pred[r * cols + c] - target[r * cols + c];
                 loss += std::abs(d);
-                T sign = d > T(0) ? T(1) : (d < T(0) ? T(-1) : T(0));
+                T sign = d > T(0) ? T(1) : (d < T(0) ? T(-1) : d * T(0));  // 0 at d == 0, NaN for NaN
                 grad[r * cols + c] = sign / static_cast<T>(cols) * grad_scale;
             }
             loss_rows[r] = loss / static_cast<T>(cols);
         }
     }
 
-    // ---- pooling (NCHW); padded cells never win a max and count as zero in an average ----------
+    // ---- pooling (NCHW); padded cells never win a max and count as zero in an average; a NaN in
+    // a window wins the max (the first NaN, then nothing replaces it), as in PyTorch ---------
     /// argmax may be null (inference): then only y is written.
     template <class T>
     static void max_pool_forward(const context&, const pool_geometry& g, const T* x, T* y, std::int32_t* argmax) {
@@ -1006,7 +924,7 @@ struct reference {
                                 continue;
                             std::size_t off = static_cast<std::size_t>(hh) * g.w + static_cast<std::size_t>(ww);
                             T v = x[nc * g.h * g.w + off];
-                            if (where < 0 || v > best) {
+                            if (where < 0 || v > best || (v != v && best == best)) {  // a NaN wins, as in PyTorch
                                 best = v;
                                 where = static_cast<std::int32_t>(off);
                             }
@@ -1211,6 +1129,7 @@ struct reference {
 // thread count and differ across thread counts only by floating-point reassociation.
 
 #include <memory>
+#include <vector>
 
 // ---- begin include/lamina/backends/host/conv.hpp ----
 // lamina host backend: 2-D convolution (NCHW activations, KCRS weights).
@@ -1558,7 +1477,7 @@ inline void activation_forward_range(activation a, const T* x, T* y, std::size_t
         case activation_kind::identity:
             if (x != y) std::memmove(y + lo, x + lo, (hi - lo) * sizeof(T));
             break;
-        case activation_kind::relu: map1(x, y, lo, hi, [&](V v) { return xsimd::select(v > zero, v, zero); }); break;
+        case activation_kind::relu: map1(x, y, lo, hi, [&](V v) { return xsimd::select(v < zero, zero, v); }); break;
         case activation_kind::leaky_relu:
             map1(x, y, lo, hi, [&](V v) { return xsimd::select(v > zero, v, alpha * v); });
             break;
@@ -1581,7 +1500,7 @@ inline void activation_backward_range(activation a, const T* x, const T* y, cons
             if (dy != dx) std::memmove(dx + lo, dy + lo, (hi - lo) * sizeof(T));
             break;
         case activation_kind::relu:
-            map2(x, dy, dx, lo, hi, [&](V xv, V d) { return xsimd::select(xv > zero, d, zero); });
+            map2(x, dy, dx, lo, hi, [&](V xv, V d) { return xsimd::select(xv <= zero, zero, d); });
             break;
         case activation_kind::leaky_relu:
             map2(x, dy, dx, lo, hi, [&](V xv, V d) { return xsimd::select(xv > zero, d, alpha * d); });
@@ -1840,7 +1759,7 @@ inline vec<T> apply_activation(activation a, vec<T> v) {
     using V = vec<T>;
     switch (a.kind) {
         case activation_kind::identity: return v;
-        case activation_kind::relu: return xsimd::max(v, V(T(0)));
+        case activation_kind::relu: return xsimd::select(v < V(T(0)), V(T(0)), v);  // keeps NaN
         case activation_kind::leaky_relu: return xsimd::select(v > V(T(0)), v, V(static_cast<T>(a.alpha)) * v);
         case activation_kind::sigmoid: return V(T(1)) / (V(T(1)) + xsimd::exp(-v));
         case activation_kind::tanh: return xsimd::tanh(v);
@@ -2402,6 +2321,13 @@ inline std::size_t plane_grain(std::size_t plane_elems) {
     return std::max<std::size_t>(1, elementwise_grain / std::max<std::size_t>(1, plane_elems));
 }
 
+/// Whether window cell v replaces the running max: strictly larger, or the first NaN (a NaN
+/// in the window makes the max NaN, as in PyTorch; the reference's rule).
+template <class T>
+inline bool wins(T v, T best) {
+    return v > best || (v != v && best == best);
+}
+
 /// The common 2x2, stride 2, unpadded window, unrolled (same visiting order and tie rule as
 /// the general loop: the first cell, then strictly greater ones).
 template <class T>
@@ -2417,9 +2343,9 @@ inline void max_pool_planes_2x2(const pool_geometry& g, const T* x, T* y, std::i
                 const std::size_t o0 = row0 + 2 * q, o1 = row1 + 2 * q;
                 T best = xp[o0];
                 std::size_t where = o0;
-                if (xp[o0 + 1] > best) { best = xp[o0 + 1]; where = o0 + 1; }
-                if (xp[o1] > best) { best = xp[o1]; where = o1; }
-                if (xp[o1 + 1] > best) { best = xp[o1 + 1]; where = o1 + 1; }
+                if (wins(xp[o0 + 1], best)) { best = xp[o0 + 1]; where = o0 + 1; }
+                if (wins(xp[o1], best)) { best = xp[o1]; where = o1; }
+                if (wins(xp[o1 + 1], best)) { best = xp[o1 + 1]; where = o1 + 1; }
                 yp[p * g.q + q] = best;
                 if (ap) ap[p * g.q + q] = static_cast<std::int32_t>(where);
             }
@@ -2452,7 +2378,7 @@ inline void max_pool_planes(const pool_geometry& g, const T* x, T* y, std::int32
                     for (std::size_t j = j0; j < j1; ++j) {
                         const std::size_t off = row + q * g.stride_w + j - g.pad_w;
                         const T v = xp[off];
-                        if (where < 0 || v > best) {
+                        if (where < 0 || wins(v, best)) {
                             best = v;
                             where = static_cast<std::int32_t>(off);
                         }
@@ -2808,7 +2734,10 @@ inline T row_max(const T* x, std::size_t n) {
         vm.store_aligned(t);
         for (std::size_t j = 0; j < W; ++j) m = std::max(m, t[j]);
     }
-    for (; i < n; ++i) m = std::max(m, x[i]);
+    // The tail (< W elements) as a bounded count: GCC 12 otherwise misjudges the trip count
+    // once a small constant n is inlined (a false -Waggressive-loop-optimizations).
+    const std::size_t rem = n - i;
+    for (std::size_t k = 0; k < rem && k < W; ++k) m = std::max(m, x[i + k]);
     return m;
 }
 
@@ -2914,7 +2843,7 @@ inline void regression_loss_rows(const T* pred, const T* target, T* grad, T* los
     auto row_op = [&](V d, V& acc) {
         if constexpr (Abs) {
             acc += xsimd::abs(d);
-            V sign = xsimd::select(d > zero, one, xsimd::select(d < zero, -one, zero));
+            V sign = xsimd::select(d > zero, one, xsimd::select(d < zero, -one, d * zero));  // NaN stays NaN
             return sign * gs;
         } else {
             acc = xsimd::fma(d, d, acc);
@@ -3098,7 +3027,15 @@ struct host {
     /// Calls f(i) for i in [0, n), split across the pool's threads.
     template <class F>
     static void for_each_index(const context& ctx, std::size_t n, F&& f) {
-        host_detail::parallel_range(ctx.pool(), n, 1024, [&](std::size_t lo, std::size_t hi) {
+        for_each_index(ctx, n, std::forward<F>(f), 1);
+    }
+    /// The same with the cost of one item in elementary operations (a per-channel reduction
+    /// over a whole batch is one item of many), so that few heavy items still spread over
+    /// the threads while many light ones are chunked.
+    template <class F>
+    static void for_each_index(const context& ctx, std::size_t n, F&& f, std::size_t work_per_item) {
+        const std::size_t grain = std::max<std::size_t>(1, 1024 / std::max<std::size_t>(1, work_per_item));
+        host_detail::parallel_range(ctx.pool(), n, grain, [&](std::size_t lo, std::size_t hi) {
             for (std::size_t i = lo; i < hi; ++i) f(i);
         });
     }
@@ -3333,6 +3270,151 @@ private:
 // ---- end include/lamina/backends/host/host_backend.hpp ----
 
 
+// ---- begin include/lamina/framework.hpp ----
+// lamina without any backend's kernels: shapes, layers, composites, networks, losses,
+// optimizers, schedules, training, data and checkpoints. The umbrella headers include it after
+// their backends: lamina.hpp (reference + host) and kokkos.hpp (the Kokkos backend).
+
+// ---- begin include/lamina/core/shape.hpp ----
+// lamina: compile-time shapes of one sample (the batch size is a runtime value).
+
+#include <array>
+
+namespace lamina {
+
+/// The shape of one sample, e.g. shape<1, 28, 28> for a grey MNIST image (C, H, W) or
+/// shape<10> for a vector. Shapes are types so layers deduce their outputs while compiling.
+template <std::size_t... Dims>
+struct shape {
+    static_assert(sizeof...(Dims) >= 1, "lamina::shape needs at least one dimension");
+    static constexpr std::size_t rank = sizeof...(Dims);
+    static constexpr std::size_t size = (Dims * ...);
+    static constexpr std::array<std::size_t, rank> dims{Dims...};
+
+    static std::string str() {
+        std::string s = "(";
+        std::size_t i = 0;
+        ((s += (i++ ? "," : "") + std::to_string(Dims)), ...);
+        return s + ")";
+    }
+};
+
+/// The shapes of several ports (the inputs of concat and add, the outputs of a network with
+/// several heads), e.g. shapes<shape<16, 8, 8>, shape<32, 8, 8>>.
+template <class... S>
+struct shapes {
+    static constexpr std::size_t count = sizeof...(S);
+    static constexpr std::array<std::size_t, sizeof...(S)> sizes{S::size...};
+    static constexpr std::size_t size = (std::size_t(0) + ... + S::size);  // all ports together
+    static std::string str() {
+        std::string s = "[";
+        std::size_t i = 0;
+        ((s += (i++ ? ", " : "") + S::str()), ...);
+        return s + "]";
+    }
+};
+
+template <class S>
+struct is_shape : std::false_type {};
+template <std::size_t... D>
+struct is_shape<shape<D...>> : std::true_type {};
+
+/// Channels, height and width of a rank-3 shape (C, H, W); a rank-1 shape is (N, 1, 1).
+template <class S>
+struct chw;
+template <std::size_t C, std::size_t H, std::size_t W>
+struct chw<shape<C, H, W>> {
+    static constexpr std::size_t c = C, h = H, w = W;
+};
+template <std::size_t N>
+struct chw<shape<N>> {
+    static constexpr std::size_t c = N, h = 1, w = 1;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/core/shape.hpp ----
+
+// ---- begin include/lamina/core/tensor.hpp ----
+// lamina: an owning tensor of up to four dimensions (N, C, H, W), in a backend's memory.
+// The public layout is NCHW, row-major. Kernels may keep internal blocked layouts; what
+// users see through a tensor is always NCHW.
+
+#include <initializer_list>
+
+#include <Eigen/Core>
+
+
+namespace lamina {
+
+template <class T, class Backend>
+class tensor {
+public:
+    using value_type = T;
+    using backend = Backend;
+    using context = typename Backend::context;
+
+    tensor() = default;
+    /// A zero-filled tensor of the given extents (1 to 4 of them).
+    explicit tensor(std::initializer_list<std::size_t> extents) { resize(extents); }
+
+    void resize(std::initializer_list<std::size_t> extents) {
+        if (extents.size() == 0 || extents.size() > 4)
+            throw shape_error("lamina: a tensor has 1 to 4 extents, got " + std::to_string(extents.size()));
+        rank_ = extents.size();
+        std::size_t i = 0, n = 1;
+        for (auto e : extents) {
+            dims_[i++] = e;
+            n *= e;
+        }
+        buf_.allocate(n);
+        size_ = n;
+    }
+
+    std::size_t rank() const noexcept { return rank_; }
+    std::size_t extent(std::size_t i) const noexcept { return i < rank_ ? dims_[i] : 1; }
+    std::size_t size() const noexcept { return size_; }
+    std::string shape_string() const {
+        std::string s = "(";
+        for (std::size_t i = 0; i < rank_; ++i) s += (i ? "," : "") + std::to_string(dims_[i]);
+        return s + ")";
+    }
+
+    /// Device pointer (host pointer for host backends).
+    T* data() noexcept { return buf_.data(); }
+    const T* data() const noexcept { return buf_.data(); }
+
+    /// Copies host values in; the count must match.
+    void from_host(const context& c, const T* src, std::size_t n) {
+        if (n != size_)
+            throw shape_error("lamina: tensor " + shape_string() + " holds " + std::to_string(size_) + " values, got " +
+                              std::to_string(n));
+        Backend::upload(c, buf_.data(), src, n);
+    }
+    void from_host(const context& c, const std::vector<T>& v) { from_host(c, v.data(), v.size()); }
+    std::vector<T> to_host(const context& c) const {
+        std::vector<T> v(size_);
+        if (size_) Backend::download(c, v.data(), buf_.data(), size_);
+        return v;
+    }
+
+    /// For host-accessible backends: the tensor as an Eigen row-major matrix of
+    /// extent(0) rows (the batch) and size/extent(0) columns.
+    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> matrix() {
+        static_assert(Backend::host_accessible, "lamina: tensor::matrix() needs a host-accessible backend; use to_host()");
+        auto rows = static_cast<Eigen::Index>(extent(0));
+        return {buf_.data(), rows, rows ? static_cast<Eigen::Index>(size_ / extent(0)) : 0};
+    }
+
+private:
+    typename Backend::template buffer<T> buf_;
+    std::array<std::size_t, 4> dims_{};
+    std::size_t rank_ = 0, size_ = 0;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/core/tensor.hpp ----
+
+
 // ---- begin include/lamina/layers/input.hpp ----
 // lamina: the first element of every network: the shape of one sample.
 
@@ -3379,6 +3461,9 @@ struct any_shape_of_rank {};
 /// A rank-3 (C, H, W) input whose H and W are at least the given extents.
 template <std::size_t MinH, std::size_t MinW>
 struct spatial_at_least {};
+/// Any input with exactly this many elements (reshape).
+template <std::size_t Size>
+struct any_shape_of_size {};
 /// A rank-3 input whose H and W are divisible by the given window (pooling without padding).
 template <std::size_t DivH, std::size_t DivW>
 struct spatial_divisible_by {};
@@ -3391,12 +3476,42 @@ struct layer_shape_mismatch {
     using type = Given;
 };
 
+/// Inside a composite (residual, branches, repeat), two parts that must agree do not: the
+/// diagnostic shows the composite, the node whose output does not fit, its shape and the
+/// shape it had to match, e.g. composite_shape_mismatch<lamina::residual<...>,
+/// lamina::conv2d<32, 3>, lamina::shape<32, 6, 6>, lamina::shape<16, 8, 8>>.
+template <class Composite, class Node, class Shape, class MustMatch>
+struct composite_shape_mismatch {
+    static_assert(sizeof(Composite) == 0,
+                  "lamina: shape mismatch inside a composite (1st argument): the node (2nd argument) produces the "
+                  "3rd argument, which must match the 4th");
+    using type = MustMatch;
+};
+
+namespace detail {
+template <class D, class = void>
+struct is_composite : std::false_type {};
+template <class D>
+struct is_composite<D, std::enable_if_t<D::is_composite>> : std::true_type {};
+
+/// A leaf's shape rule is `output_shape<In>`; a composite's is `output_for<In>` (so that a
+/// network type can also name its own `output_shape`).
+template <class Layer, class In, bool = is_composite<Layer>::value>
+struct rule_output {
+    using type = typename Layer::template output_shape<In>;
+};
+template <class Layer, class In>
+struct rule_output<Layer, In, true> {
+    using type = typename Layer::template output_for<In>;
+};
+}  // namespace detail
+
 /// Output shape of Layer on In, after checking that Layer accepts In. On a mismatch the
 /// diagnostic comes from layer_shape_mismatch and compilation carries on with In as the
 /// output so that only one error is printed.
 template <class Layer, class In, bool Ok = Layer::template accepts<In>>
 struct checked_output {
-    using type = typename Layer::template output_shape<In>;
+    using type = typename detail::rule_output<Layer, In>::type;
 };
 template <class Layer, class In>
 struct checked_output<Layer, In, false> {
@@ -3410,8 +3525,8 @@ using checked_output_t = typename checked_output<Layer, In>::type;
 // ---- end include/lamina/network/shape_check.hpp ----
 
 // ---- begin include/lamina/layers/layer_concept.hpp ----
-// lamina: what a layer is. Read this to write your own layer (tests/test_custom_layer.cpp
-// defines one outside the lamina namespace and trains through it).
+// lamina: what a layer is. Read this to write your own layer (tests/unit/test_network.cpp
+// defines two outside the lamina namespace and trains through them).
 //
 // A layer is a *descriptor* type, the thing users list in a network:
 //
@@ -3420,25 +3535,35 @@ using checked_output_t = typename checked_output<Layer, In>::type;
 //       template <class In> static constexpr bool accepts = ...; // may it take shape In?
 //       template <class In> using expected_input = ...;          // shown when it may not
 //       template <class In> using output_shape = ...;            // compile-time shape rule
-//       template <class In, class Backend, class T> class impl;  // the runtime layer
+//       template <class In, class Backend, class T> class impl;  // the runtime node
 //   };
 //
-// and `impl<In, Backend, T>` is the runtime part, written once for every backend because
-// it only calls Backend's kernels (never dereferences device pointers):
+// `impl<In, Backend, T>` is written once for every backend: it calls only Backend's kernels
+// and never dereferences device pointers. It derives from node_base (defaults below) and has:
 //
-//   static constexpr std::size_t parameter_count;   // scalars in the network's flat buffer
+//   static constexpr std::size_t parameter_count;   // trainable scalars (compile-time counts)
+//   static constexpr std::size_t state_count;       // running-state scalars (batch norm)
 //   static constexpr double flops_per_sample;       // forward FLOPs of one sample
-//   std::vector<parameter_spec> parameter_specs() const;      // how to initialise them
-//   void bind_parameters(T* weights, T* gradients);           // device pointers into flat buffers
-//   void plan(const context&, std::size_t batch);             // allocate per-batch state
-//   std::size_t workspace_size(std::size_t batch) const;      // scratch T elements it needs
-//   void forward(const context&, const T* x, T* y, std::size_t batch, T* ws) const;  // inference
-//   void forward_train(const context&, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t step);
-//   void backward(const context&, const T* x, const T* y, const T* dy, T* dx,
-//                 std::size_t batch, T* ws);  // dx may be null; overwrites parameter gradients
+//   static constexpr graph::leaf_traits traits;     // in place? needs x or y in backward? ...
+//   std::vector<tensor_spec> tensor_specs() const;  // name, count, kind, init, fans, decay
+//   void bind(const tensor_binding<T>&);            // its slices of the model's flat buffers
+//   std::size_t workspace_size(std::size_t batch) const;  // T elements of scratch per call
+//   std::size_t saved_bytes(std::size_t batch) const;     // kept from forward_train to backward
+//   void forward(const context&, const node_io<T>&) const;             // inference
+//   void forward_train(const context&, const node_io<T>&, std::uint64_t step);
+//   template <class Sink> void backward(const context&, const node_io<T>&, Sink&);
 //
-// Inference `forward` is const and touches no member state, so one model serves concurrent
-// `predict` calls. `layer_base` supplies the defaults of a parameter-free, stateless layer.
+// The contract (network/node_io.hpp): input gradients accumulate when io.accumulate says so
+// (dx += ...), parameter gradients are overwritten; backward calls sink.ready(grad, count)
+// for its parameter gradients before it computes input gradients. A node with several inputs
+// (concat, add) has `static constexpr std::size_t inputs = N` and takes node_io<T, N>. A node
+// that adds a term to the loss (a VAE's KL) has `static constexpr bool adds_loss = true` and
+// `double added_loss(const context&, const node_io<T>&) const`. Inference `forward` is const
+// and touches no member state, so one model serves concurrent `predict` calls.
+//
+// Layers written against lamina 0.1's contract (forward(c, x, y, batch, ws), backward(c, x, y,
+// dy, dx, batch, ws) overwriting dx, bind_parameters, plan; base class layer_base) still work:
+// the model runs them through an adapter that accumulates through a temporary.
 
 
 // ---- begin include/lamina/init/initializers.hpp ----
@@ -3506,17 +3631,263 @@ struct lecun_normal { static constexpr kind value = kind::lecun_normal; };
 }  // namespace lamina::init
 // ---- end include/lamina/init/initializers.hpp ----
 
+// ---- begin include/lamina/network/graph.hpp ----
+// lamina: a network as the model sees it at run time: leaves (the nodes that compute) joined
+// by edges (activation tensors). Composites only wire; what runs is the leaves, in the order
+// they were wired, forward in that order and backward in reverse.
+//
+// The description is built once per model (`wire`), from the nested composite types. The
+// memory planner (network/memory_plan.hpp) turns it into one arena per batch size.
+
+
+
+namespace lamina::graph {
+
+using edge_id = std::uint32_t;
+inline constexpr edge_id no_edge = 0xFFFFFFFFu;
+
+/// How a leaf uses memory; the planner relies on these to alias and free buffers.
+struct leaf_traits {
+    bool view = false;                  // y is x reinterpreted (flatten, reshape, identity): no storage, no work
+    bool in_place_forward = false;      // y may overwrite x[0]; backward then reads y where it would read x[0]
+    bool in_place_backward = false;     // dx[0] may overwrite dy (an elementwise gradient)
+    bool gradient_passthrough = false;  // dx[i] equals dy for every input (a sum): may alias; the leaf skips dx[i] == dy
+    bool needs_input = true;            // backward reads x
+    bool needs_output = false;          // backward reads y
+    bool accumulates = false;           // honours node_io::accumulate itself (else the model adds through a temporary)
+};
+
+/// Sizes a leaf needs per batch size, asked when a plan is made (never on the hot path).
+class leaf_sizes {
+public:
+    virtual ~leaf_sizes() = default;
+    virtual std::size_t saved_bytes(std::size_t batch) const = 0;
+    virtual std::size_t workspace_elements(std::size_t batch) const = 0;
+};
+
+struct leaf {
+    std::string name;                // as in the summary, e.g. "conv2d<16,3x3,p1>"
+    std::string path;                // position in the nested node lists, e.g. "4.0.1"
+    std::string output_shape;        // e.g. "(16,32,32)"
+    unsigned depth = 0;              // nesting depth inside composites (for the summary)
+    std::vector<edge_id> inputs;
+    edge_id output = no_edge;
+    leaf_traits traits;
+    const leaf_sizes* sizes = nullptr;
+    double flops_per_sample = 0;     // forward FLOPs of one sample
+    std::size_t parameters = 0;      // trainable scalars
+    std::size_t parameter_offset = 0;  // first trainable scalar in the flat buffer
+    std::size_t state = 0;           // running-state scalars
+};
+
+struct edge {
+    std::size_t size = 0;                 // elements per sample
+    std::int64_t producer = -1;           // leaf index; -1: the network input
+    std::vector<std::uint32_t> consumers;  // leaf index per consuming port (a leaf reading it twice is listed twice)
+    std::int32_t output = -1;             // which network output this edge is, -1 if none
+};
+
+/// A summary row: a leaf, or the heading of a composite.
+struct row {
+    bool is_leaf = true;
+    std::uint32_t leaf = 0;  // when is_leaf
+    std::string heading;     // when not
+    unsigned depth = 0;
+};
+
+class description {
+public:
+    edge_id add_input(std::size_t per_sample) {
+        if (!edges_.empty()) throw error("lamina: internal error: a network has one input edge");
+        edges_.push_back(edge{per_sample, -1, {}, -1});
+        return 0;
+    }
+
+    /// Registers the next leaf in execution order; returns its index. Its output edge is a new
+    /// edge of `out_size` elements per sample, or, for a view, its input edge.
+    std::uint32_t add_leaf(leaf l, std::size_t out_size) {
+        const auto id = static_cast<std::uint32_t>(leaves_.size());
+        for (edge_id e : l.inputs) {
+            if (e >= edges_.size()) throw error("lamina: internal error: leaf '" + l.name + "' reads an unknown edge");
+            if (!l.traits.view) edges_[e].consumers.push_back(id);  // a view's readers read the edge itself
+        }
+        if (l.traits.view) {
+            if (l.inputs.size() != 1 || edges_[l.inputs[0]].size != out_size)
+                throw error("lamina: internal error: view '" + l.name + "' must keep its input's size");
+            l.output = l.inputs[0];
+        } else {
+            l.output = static_cast<edge_id>(edges_.size());
+            edges_.push_back(edge{out_size, static_cast<std::int64_t>(id), {}, -1});
+        }
+        rows_.push_back(row{true, id, {}, depth_});
+        leaves_.push_back(std::move(l));
+        return id;
+    }
+
+    void mark_output(edge_id e, std::int32_t index) {
+        if (edges_.at(e).output >= 0)
+            throw error("lamina: internal error: an edge is already network output " +
+                        std::to_string(edges_[e].output));
+        edges_[e].output = index;
+        if (static_cast<std::size_t>(index) >= outputs_.size()) outputs_.resize(static_cast<std::size_t>(index) + 1, no_edge);
+        outputs_[static_cast<std::size_t>(index)] = e;
+    }
+
+    /// Composites open and close a level of the summary.
+    void begin_composite(std::string heading) {
+        rows_.push_back(row{false, 0, std::move(heading), depth_});
+        ++depth_;
+    }
+    void end_composite() { --depth_; }
+    unsigned depth() const noexcept { return depth_; }
+
+    const std::vector<leaf>& leaves() const noexcept { return leaves_; }
+    std::vector<leaf>& leaves() noexcept { return leaves_; }
+    const std::vector<edge>& edges() const noexcept { return edges_; }
+    const std::vector<edge_id>& outputs() const noexcept { return outputs_; }
+    const std::vector<row>& rows() const noexcept { return rows_; }
+    std::size_t input_size() const noexcept { return edges_.empty() ? 0 : edges_[0].size; }
+
+private:
+    std::vector<leaf> leaves_;
+    std::vector<edge> edges_;
+    std::vector<edge_id> outputs_;
+    std::vector<row> rows_;
+    unsigned depth_ = 0;
+};
+
+}  // namespace lamina::graph
+// ---- end include/lamina/network/graph.hpp ----
+
+// ---- begin include/lamina/network/node_io.hpp ----
+// lamina: one call's view of a node's ports, and the gradient-ready sink.
+//
+// Pointers are device pointers (host pointers on host backends). The model plans them: y may
+// alias x[0] (an in-place node), dx[i] may alias dy (an elementwise or pass-through
+// gradient), dx[i] is null when that input's gradient is not wanted (the network input).
+// accumulate[i] says whether dx[i] already holds another consumer's contribution:
+//   accumulate[i] == false   dx[i] = gradient   (the first writer overwrites)
+//   accumulate[i] == true    dx[i] += gradient  (input gradients accumulate)
+// Parameter gradients are always overwritten.
+
 
 namespace lamina {
 
-/// One parameter tensor of a layer: its size, fans for initialisation, and whether weight
-/// decay applies (biases and normalisation parameters are usually excluded).
-struct parameter_spec {
+template <class T, std::size_t Inputs = 1>
+struct node_io {
+    static constexpr std::size_t inputs = Inputs;
+    std::array<const T*, Inputs> x{};
+    T* y = nullptr;
+    const T* dy = nullptr;
+    std::array<T*, Inputs> dx{};
+    std::array<bool, Inputs> accumulate{};
+    std::size_t batch = 0;
+    T* workspace = nullptr;  // workspace_size(batch) elements, valid during this call only
+    void* saved = nullptr;   // saved_bytes(batch) bytes, kept from forward_train to backward
+    bool in_place = false;   // y aliases x[0]; backward then reads y where it would read x
+
+    // one-input shorthands
+    const T* in() const noexcept { return x[0]; }
+    T* in_grad() const noexcept { return dx[0]; }
+    /// The GEMM-style beta of input i's gradient: 0 overwrites, 1 accumulates.
+    T beta(std::size_t i = 0) const noexcept { return accumulate[i] ? T(1) : T(0); }
+    template <class U>
+    U* saved_as() const noexcept {
+        return static_cast<U*>(saved);
+    }
+};
+
+/// The sink that backward reports each parameter gradient to as soon as it is final, before
+/// the node computes its input gradients: the MPI communicator's sink starts an allreduce
+/// there. This one does nothing and compiles to nothing.
+struct no_gradient_sink {
+    template <class T>
+    void ready(const T*, std::size_t) noexcept {}
+};
+
+}  // namespace lamina
+// ---- end include/lamina/network/node_io.hpp ----
+
+// ---- begin include/lamina/network/tensor_spec.hpp ----
+// lamina: what a node declares about each of its tensors: size, kind, data type, how to
+// initialise it and whether weight decay applies.
+//
+// Kinds decide where a tensor lives and who touches it:
+//   trainable  the flat parameter buffer and its twin gradient buffer; optimized; allreduced
+//   state      running statistics (batch norm): checkpointed, not optimized, not allreduced
+//   frozen     checkpointed and read in forward, never updated (no gradient)
+// The model keeps one flat buffer per kind, so an optimizer step is a handful of kernel calls,
+// a checkpoint one record per kind and a gradient allreduce one message.
+
+
+
+namespace lamina {
+
+enum class tensor_kind : std::uint8_t { trainable, state, frozen };
+
+inline const char* to_string(tensor_kind k) {
+    switch (k) {
+        case tensor_kind::trainable: return "trainable";
+        case tensor_kind::state: return "state";
+        case tensor_kind::frozen: return "frozen";
+    }
+    return "?";
+}
+
+/// Element type of a tensor or edge (INT8 inference will add per-tensor scales beside it).
+enum class dtype : std::uint8_t { f32, f64, i32, i8, u8 };
+
+inline const char* to_string(dtype d) {
+    switch (d) {
+        case dtype::f32: return "f32";
+        case dtype::f64: return "f64";
+        case dtype::i32: return "i32";
+        case dtype::i8: return "i8";
+        case dtype::u8: return "u8";
+    }
+    return "?";
+}
+
+template <class T>
+constexpr dtype dtype_of() {
+    if constexpr (std::is_same_v<T, float>) return dtype::f32;
+    else if constexpr (std::is_same_v<T, double>) return dtype::f64;
+    else if constexpr (std::is_same_v<T, std::int32_t>) return dtype::i32;
+    else if constexpr (std::is_same_v<T, std::int8_t>) return dtype::i8;
+    else {
+        static_assert(std::is_same_v<T, std::uint8_t>, "lamina: no dtype for this element type");
+        return dtype::u8;
+    }
+}
+
+/// One tensor of a node. The first six fields keep the order of the earlier parameter_spec,
+/// so `{"weight", count, fan_in, fan_out, init::kind::he_uniform, true}` still reads as before.
+struct tensor_spec {
     std::string name;
     std::size_t count = 0;
     std::size_t fan_in = 0, fan_out = 0;
     init::kind init = init::kind::zeros;
-    bool decay = true;
+    bool decay = true;  // weight decay applies (not to biases and normalisation parameters)
+    tensor_kind kind = tensor_kind::trainable;
+    dtype type = dtype::f32;  // the model's element type unless a node says otherwise
+};
+
+/// The earlier name of tensor_spec (layers written against it keep compiling).
+using parameter_spec = tensor_spec;
+
+}  // namespace lamina
+// ---- end include/lamina/network/tensor_spec.hpp ----
+
+
+namespace lamina {
+
+/// A node's slices of the model's flat buffers, one per tensor kind (null where it has none).
+template <class T>
+struct tensor_binding {
+    T* parameters = nullptr;  // trainable, in tensor_specs() order
+    T* gradients = nullptr;   // their gradients
+    T* state = nullptr;       // running state, in tensor_specs() order
+    T* frozen = nullptr;
 };
 
 /// Defaults for the descriptor side: accepts any shape, output equals input.
@@ -3529,7 +3900,23 @@ struct layer_descriptor_base {
     using output_shape = In;
 };
 
-/// Defaults for the runtime side of a layer without parameters, state or workspace.
+/// Defaults for the runtime side of a node without tensors, workspace or saved state.
+template <class Backend, class T>
+class node_base {
+public:
+    using context = typename Backend::context;
+    using io = node_io<T>;
+    static constexpr std::size_t parameter_count = 0;
+    static constexpr std::size_t state_count = 0;
+    static constexpr double flops_per_sample = 0;
+    static constexpr graph::leaf_traits traits{};
+    std::vector<tensor_spec> tensor_specs() const { return {}; }
+    void bind(const tensor_binding<T>&) {}
+    std::size_t workspace_size(std::size_t) const { return 0; }
+    std::size_t saved_bytes(std::size_t) const { return 0; }
+};
+
+/// Defaults for a layer written against lamina 0.1's contract (see the file comment).
 template <class Backend, class T>
 class layer_base {
 public:
@@ -3561,43 +3948,51 @@ struct dense : layer_descriptor_base {
     using output_shape = shape<Outputs>;
 
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
+    class impl : public node_base<Backend, T> {
     public:
         using context = typename Backend::context;
-        static constexpr std::size_t inputs = In::size;
-        static constexpr std::size_t parameter_count = Outputs * inputs + (Bias ? Outputs : 0);
-        static constexpr double flops_per_sample = 2.0 * Outputs * inputs;
+        static constexpr std::size_t inputs = 1;
+        static constexpr std::size_t fan_in = In::size;
+        static constexpr std::size_t parameter_count = Outputs * fan_in + (Bias ? Outputs : 0);
+        static constexpr double flops_per_sample = 2.0 * Outputs * fan_in;
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.accumulates = true;  // dx through the GEMM's beta
+            return t;
+        }();
 
-        std::vector<parameter_spec> parameter_specs() const {
-            std::vector<parameter_spec> p{{"weight", Outputs * inputs, inputs, Outputs, Init::value, true}};
-            if (Bias) p.push_back({"bias", Outputs, inputs, Outputs, init::kind::zeros, false});
+        std::vector<tensor_spec> tensor_specs() const {
+            std::vector<tensor_spec> p{{"weight", Outputs * fan_in, fan_in, Outputs, Init::value, true}};
+            if (Bias) p.push_back({"bias", Outputs, fan_in, Outputs, init::kind::zeros, false});
             return p;
         }
-        void bind_parameters(T* w, T* g) { w_ = w; dw_ = g; }
-
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T* ws) const {
-            forward_fused(c, x, y, batch, ws, activation{});
+        void bind(const tensor_binding<T>& b) {
+            w_ = b.parameters;
+            dw_ = b.gradients;
         }
+
+        void forward(const context& c, const node_io<T>& io) const { forward_fused(c, io, activation{}); }
         /// y = act(x W^T + b): bias and activation in the GEMM's epilogue, while each C tile is
-        /// still in L1. layer_chain calls this when an activation layer follows (the activation
-        /// layer is then skipped), so backward must not read this layer's own output y.
+        /// still in L1. The chain runs this for dense + activation as one leaf
+        /// (network/leaf_node.hpp's fused_leaf_node), whose backward never reads y as this
+        /// layer's own output.
         static constexpr bool fuses_activation = true;
-        void forward_fused(const context& c, const T* x, T* y, std::size_t batch, T*, activation act) const {
-            Backend::gemm_bias_act(c, transpose::no, transpose::yes, batch, Outputs, inputs, T(1), x, inputs, w_, inputs,
-                                   T(0), y, Outputs, Bias ? w_ + Outputs * inputs : static_cast<const T*>(nullptr),
+        void forward_fused(const context& c, const node_io<T>& io, activation act) const {
+            Backend::gemm_bias_act(c, transpose::no, transpose::yes, io.batch, Outputs, fan_in, T(1), io.x[0], fan_in,
+                                   static_cast<const T*>(w_), fan_in, T(0), io.y, Outputs,
+                                   Bias ? static_cast<const T*>(w_ + Outputs * fan_in) : static_cast<const T*>(nullptr),
                                    act);
         }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
-            forward(c, x, y, batch, ws);
-        }
-        void backward(const context& c, const T* x, const T*, const T* dy, T* dx, std::size_t batch, T*) {
-            // dW = dy^T x, db = column sums of dy, dx = dy W
-            Backend::gemm(c, transpose::yes, transpose::no, Outputs, inputs, batch, T(1), dy, Outputs, x, inputs, T(0), dw_,
-                          inputs);
-            if (Bias) Backend::channel_bias_grad(c, dy, dw_ + Outputs * inputs, batch, Outputs, std::size_t(1));
-            if (dx)
-                Backend::gemm(c, transpose::no, transpose::no, batch, inputs, Outputs, T(1), dy, Outputs, w_, inputs, T(0), dx,
-                              inputs);
+        template <class Sink>
+        void backward(const context& c, const node_io<T>& io, Sink& sink) {
+            // dW = dy^T x, db = column sums of dy (reported), then dx (+)= dy W
+            Backend::gemm(c, transpose::yes, transpose::no, Outputs, fan_in, io.batch, T(1), io.dy, Outputs, io.x[0],
+                          fan_in, T(0), dw_, fan_in);
+            if (Bias) Backend::channel_bias_grad(c, io.dy, dw_ + Outputs * fan_in, io.batch, Outputs, std::size_t(1));
+            sink.ready(static_cast<const T*>(dw_), parameter_count);
+            if (io.dx[0])
+                Backend::gemm(c, transpose::no, transpose::no, io.batch, fan_in, Outputs, T(1), io.dy, Outputs,
+                              static_cast<const T*>(w_), fan_in, io.beta(0), io.dx[0], fan_in);
         }
 
     private:
@@ -3654,7 +4049,7 @@ struct conv2d : layer_descriptor_base {
                                conv_geometry::out_extent(chw<In>::w, Kernel, Stride, Padding)>;
 
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
+    class impl : public node_base<Backend, T> {
     public:
         using context = typename Backend::context;
         static constexpr std::size_t C = In::dims[0], H = In::dims[1], W = In::dims[2];
@@ -3671,13 +4066,16 @@ struct conv2d : layer_descriptor_base {
             return g;
         }
 
-        std::vector<parameter_spec> parameter_specs() const {
-            std::vector<parameter_spec> p{
+        std::vector<tensor_spec> tensor_specs() const {
+            std::vector<tensor_spec> p{
                 {"weight", weight_count, C * Kernel * Kernel, Filters * Kernel * Kernel, Init::value, true}};
             if (Bias) p.push_back({"bias", Filters, C * Kernel * Kernel, Filters * Kernel * Kernel, init::kind::zeros, false});
             return p;
         }
-        void bind_parameters(T* w, T* g) { w_ = w; dw_ = g; }
+        void bind(const tensor_binding<T>& b) {
+            w_ = b.parameters;
+            dw_ = b.gradients;
+        }
         std::size_t workspace_size(std::size_t batch) const {
             return Backend::template conv2d_workspace<T>(geometry(batch));
         }
@@ -3686,26 +4084,25 @@ struct conv2d : layer_descriptor_base {
         using shape_tag = conv_shape<C, H, W, Filters, Kernel, Kernel, Stride, Padding>;
         static constexpr bool tagged = conv2d_detail::takes_shape<Backend, T, shape_tag>::value;
 
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T* ws) const {
+        void forward(const context& c, const node_io<T>& io) const {
             const T* b = Bias ? w_ + weight_count : static_cast<const T*>(nullptr);
             if constexpr (tagged)
-                Backend::conv2d_forward(c, geometry(batch), x, static_cast<const T*>(w_), b, y, ws, shape_tag{});
+                Backend::conv2d_forward(c, geometry(io.batch), io.x[0], static_cast<const T*>(w_), b, io.y, io.workspace,
+                                        shape_tag{});
             else
-                Backend::conv2d_forward(c, geometry(batch), x, static_cast<const T*>(w_), b, y, ws);
+                Backend::conv2d_forward(c, geometry(io.batch), io.x[0], static_cast<const T*>(w_), b, io.y, io.workspace);
         }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
-            forward(c, x, y, batch, ws);
-        }
-        void backward(const context& c, const T* x, const T*, const T* dy, T* dx, std::size_t batch, T* ws) {
-            auto g = geometry(batch);
+        template <class Sink>
+        void backward(const context& c, const node_io<T>& io, Sink& sink) {
+            auto g = geometry(io.batch);
             T* db = Bias ? dw_ + weight_count : static_cast<T*>(nullptr);
-            if constexpr (tagged) {
-                Backend::conv2d_backward_weights(c, g, x, dy, dw_, db, ws, shape_tag{});
-                if (dx) Backend::conv2d_backward_data(c, g, dy, static_cast<const T*>(w_), dx, ws, shape_tag{});
-            } else {
-                Backend::conv2d_backward_weights(c, g, x, dy, dw_, db, ws);
-                if (dx) Backend::conv2d_backward_data(c, g, dy, static_cast<const T*>(w_), dx, ws);
-            }
+            if constexpr (tagged) Backend::conv2d_backward_weights(c, g, io.x[0], io.dy, dw_, db, io.workspace, shape_tag{});
+            else Backend::conv2d_backward_weights(c, g, io.x[0], io.dy, dw_, db, io.workspace);
+            sink.ready(static_cast<const T*>(dw_), parameter_count);
+            if (!io.dx[0]) return;
+            if constexpr (tagged)
+                Backend::conv2d_backward_data(c, g, io.dy, static_cast<const T*>(w_), io.dx[0], io.workspace, shape_tag{});
+            else Backend::conv2d_backward_data(c, g, io.dy, static_cast<const T*>(w_), io.dx[0], io.workspace);
         }
 
     private:
@@ -3758,30 +4155,35 @@ struct max_pool : detail::pool_shape_rule<Window, Stride, Padding> {
     static std::string name() { return "max_pool<" + std::to_string(Window) + (Stride != Window ? ",s" + std::to_string(Stride) : std::string()) + ">"; }
 
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
+    class impl : public node_base<Backend, T> {
         using rule = detail::pool_shape_rule<Window, Stride, Padding>;
+        static constexpr std::size_t out_size = rule::template output_shape<In>::size;
 
     public:
         using context = typename Backend::context;
-        static constexpr double flops_per_sample =
-            double(rule::template output_shape<In>::size) * Window * Window;
+        static constexpr double flops_per_sample = double(out_size) * Window * Window;
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.needs_input = false;  // backward routes dy through the saved argmax
+            return t;
+        }();
+        /// The winning input cell of every output, from forward_train to backward.
+        std::size_t saved_bytes(std::size_t batch) const { return batch * out_size * sizeof(std::int32_t); }
 
-        void plan(const context&, std::size_t batch) {
-            if (argmax_.size() < batch * rule::template output_shape<In>::size)
-                argmax_.allocate(batch * rule::template output_shape<In>::size);
+        void forward(const context& c, const node_io<T>& io) const {
+            Backend::max_pool_forward(c, rule::template geometry<In>(io.batch), io.x[0], io.y,
+                                      static_cast<std::int32_t*>(nullptr));
         }
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            Backend::max_pool_forward(c, rule::template geometry<In>(batch), x, y, static_cast<std::int32_t*>(nullptr));
+        void forward_train(const context& c, const node_io<T>& io, std::uint64_t) {
+            Backend::max_pool_forward(c, rule::template geometry<In>(io.batch), io.x[0], io.y,
+                                      io.template saved_as<std::int32_t>());
         }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T*, std::uint64_t) {
-            Backend::max_pool_forward(c, rule::template geometry<In>(batch), x, y, argmax_.data());
+        void backward(const context& c, const node_io<T>& io) {
+            if (io.dx[0])
+                Backend::max_pool_backward(c, rule::template geometry<In>(io.batch), io.dy,
+                                           static_cast<const std::int32_t*>(io.template saved_as<std::int32_t>()),
+                                           io.dx[0]);
         }
-        void backward(const context& c, const T*, const T*, const T* dy, T* dx, std::size_t batch, T*) {
-            if (dx) Backend::max_pool_backward(c, rule::template geometry<In>(batch), dy, static_cast<const std::int32_t*>(argmax_.data()), dx);
-        }
-
-    private:
-        typename Backend::template buffer<std::int32_t> argmax_;
     };
 };
 
@@ -3791,22 +4193,24 @@ struct avg_pool : detail::pool_shape_rule<Window, Stride, Padding> {
     static std::string name() { return "avg_pool<" + std::to_string(Window) + (Stride != Window ? ",s" + std::to_string(Stride) : std::string()) + ">"; }
 
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
+    class impl : public node_base<Backend, T> {
         using rule = detail::pool_shape_rule<Window, Stride, Padding>;
 
     public:
         using context = typename Backend::context;
         static constexpr double flops_per_sample =
             double(rule::template output_shape<In>::size) * Window * Window;
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.needs_input = false;
+            return t;
+        }();
 
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            Backend::avg_pool_forward(c, rule::template geometry<In>(batch), x, y);
+        void forward(const context& c, const node_io<T>& io) const {
+            Backend::avg_pool_forward(c, rule::template geometry<In>(io.batch), io.x[0], io.y);
         }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
-            forward(c, x, y, batch, ws);
-        }
-        void backward(const context& c, const T*, const T*, const T* dy, T* dx, std::size_t batch, T*) {
-            if (dx) Backend::avg_pool_backward(c, rule::template geometry<In>(batch), dy, dx);
+        void backward(const context& c, const node_io<T>& io) {
+            if (io.dx[0]) Backend::avg_pool_backward(c, rule::template geometry<In>(io.batch), io.dy, io.dx[0]);
         }
     };
 };
@@ -3815,32 +4219,60 @@ struct avg_pool : detail::pool_shape_rule<Window, Stride, Padding> {
 // ---- end include/lamina/layers/pooling.hpp ----
 
 // ---- begin include/lamina/layers/flatten.hpp ----
-// lamina: flatten (C, H, W) to a vector. NCHW is already contiguous per sample, so this
-// is a copy in forward and backward (no reshaping of memory).
+// lamina: flatten (C, H, W) to a vector, and reshape to any shape of the same size. NCHW is
+// already contiguous per sample, so both are views: the model gives their output the input's
+// storage, and neither runs a kernel in forward or backward.
 
 
 
 namespace lamina {
 
+namespace detail {
+/// The runtime side of every view: nothing to do, the model aliases the edge.
+template <class Backend, class T>
+class view_impl : public node_base<Backend, T> {
+public:
+    using context = typename Backend::context;
+    static constexpr graph::leaf_traits traits = [] {
+        graph::leaf_traits t;
+        t.view = true;
+        t.needs_input = false;
+        return t;
+    }();
+    void forward(const context&, const node_io<T>&) const {}
+    void backward(const context&, const node_io<T>&) {}
+};
+}  // namespace detail
+
 struct flatten : layer_descriptor_base {
     static std::string name() { return "flatten"; }
     template <class In>
     using output_shape = shape<In::size>;
-
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
-    public:
-        using context = typename Backend::context;
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            Backend::copy(c, y, x, batch * In::size);
-        }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
-            forward(c, x, y, batch, ws);
-        }
-        void backward(const context& c, const T*, const T*, const T* dy, T* dx, std::size_t batch, T*) {
-            if (dx) Backend::copy(c, dx, dy, batch * In::size);
-        }
-    };
+    using impl = detail::view_impl<Backend, T>;
+};
+
+/// reshape<Dims...>: the same values seen with another shape of the same size, e.g.
+/// reshape<512, 16, 16> after a dense<131072> (the VAE decoder back to a latent map).
+template <std::size_t... Dims>
+struct reshape : layer_descriptor_base {
+    static_assert(sizeof...(Dims) >= 1, "lamina::reshape needs at least one extent");
+    static std::string name() { return "reshape<" + shape<Dims...>::str().substr(1, shape<Dims...>::str().size() - 2) + ">"; }
+    template <class In>
+    static constexpr bool accepts = In::size == shape<Dims...>::size;
+    template <class In>
+    using expected_input = any_shape_of_size<shape<Dims...>::size>;
+    template <class In>
+    using output_shape = shape<Dims...>;
+    template <class In, class Backend, class T>
+    using impl = detail::view_impl<Backend, T>;
+};
+
+/// identity: passes its input through (a residual's shortcut; a placeholder).
+struct identity : layer_descriptor_base {
+    static std::string name() { return "identity"; }
+    template <class In, class Backend, class T>
+    using impl = detail::view_impl<Backend, T>;
 };
 
 }  // namespace lamina
@@ -3850,7 +4282,8 @@ struct flatten : layer_descriptor_base {
 // lamina: inverted dropout. Training keeps each element with probability 1 - p and scales
 // it by 1/(1 - p); inference is the identity. The mask comes from the counter-based RNG,
 // keyed by the model seed, the layer and the training step, so it is the same on every
-// backend and thread count and a resumed run draws the same masks.
+// backend and thread count and a resumed run draws the same masks. The mask is the node's
+// saved-for-backward block (planned by the model), so the layer holds no buffers.
 
 #include <ratio>
 
@@ -3866,27 +4299,34 @@ struct dropout : layer_descriptor_base {
     static std::string name() { return "dropout<" + std::to_string(p).substr(0, 4) + ">"; }
 
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
+    class impl : public node_base<Backend, T> {
     public:
         using context = typename Backend::context;
-        void plan(const context&, std::size_t batch) {
-            if (mask_.size() < batch * In::size) mask_.allocate(batch * In::size);
-        }
-        /// Set by the network: distinguishes this layer's stream from every other layer's.
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.in_place_forward = true;   // y = x * mask, elementwise
+            t.in_place_backward = true;  // dx = dy * mask
+            t.needs_input = false;
+            return t;
+        }();
+        std::size_t saved_bytes(std::size_t batch) const { return batch * In::size * sizeof(T); }
+        /// Set by the model: distinguishes this layer's stream from every other layer's.
         void set_stream(random_stream s) { stream_ = s; }
 
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            Backend::copy(c, y, x, batch * In::size);
+        void forward(const context& c, const node_io<T>& io) const {
+            Backend::copy(c, io.y, io.x[0], io.batch * In::size);
         }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T*, std::uint64_t step) {
-            Backend::dropout_forward(c, x, y, mask_.data(), batch * In::size, static_cast<T>(p), stream_.child(step));
+        void forward_train(const context& c, const node_io<T>& io, std::uint64_t step) {
+            Backend::dropout_forward(c, io.x[0], io.y, io.template saved_as<T>(), io.batch * In::size, static_cast<T>(p),
+                                     stream_.child(step));
         }
-        void backward(const context& c, const T*, const T*, const T* dy, T* dx, std::size_t batch, T*) {
-            if (dx) Backend::multiply(c, batch * In::size, dy, static_cast<const T*>(mask_.data()), dx);
+        void backward(const context& c, const node_io<T>& io) {
+            if (io.dx[0])
+                Backend::multiply(c, io.batch * In::size, io.dy, static_cast<const T*>(io.template saved_as<T>()),
+                                  io.dx[0]);
         }
 
     private:
-        typename Backend::template buffer<T> mask_;
         random_stream stream_{};
     };
 };
@@ -3915,26 +4355,35 @@ struct activation_layer : layer_descriptor_base {
     }
 
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
+    class impl : public node_base<Backend, T> {
     public:
         using context = typename Backend::context;
         static constexpr double flops_per_sample = double(In::size);
-        /// Whether a preceding layer may apply this activation in its own epilogue: only when
-        /// the derivative can be taken from the output y alone (relu, leaky_relu with a
+        /// Whether the derivative can be taken from the output y alone (relu, leaky_relu with a
         /// non-negative slope: y > 0 exactly when x > 0; sigmoid, tanh: f' is a function of y).
-        /// backward() then receives y in place of x. GELU needs x: never fused.
+        /// Such an activation may run in place, be applied in a preceding layer's epilogue
+        /// (network/chain.hpp), and its backward reads y where it would read x. GELU needs x.
         static constexpr bool fusable_into_producer =
             Kind == activation_kind::relu || Kind == activation_kind::sigmoid || Kind == activation_kind::tanh ||
             (Kind == activation_kind::leaky_relu && alpha >= 0.0);
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.in_place_forward = fusable_into_producer;
+            t.in_place_backward = true;  // dx[i] depends on dy[i] alone
+            t.needs_input = !fusable_into_producer;
+            t.needs_output = fusable_into_producer;
+            return t;
+        }();
         static activation fused_activation() { return activation{Kind, alpha}; }
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            Backend::activation_forward(c, activation{Kind, alpha}, x, y, batch * In::size);
+
+        void forward(const context& c, const node_io<T>& io) const {
+            Backend::activation_forward(c, activation{Kind, alpha}, io.x[0], io.y, io.batch * In::size);
         }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
-            forward(c, x, y, batch, ws);
-        }
-        void backward(const context& c, const T* x, const T* y, const T* dy, T* dx, std::size_t batch, T*) {
-            if (dx) Backend::activation_backward(c, activation{Kind, alpha}, x, y, dy, dx, batch * In::size);
+        void backward(const context& c, const node_io<T>& io) {
+            if (!io.dx[0]) return;
+            const T* x = fusable_into_producer ? static_cast<const T*>(io.y) : io.x[0];
+            Backend::activation_backward(c, activation{Kind, alpha}, x, static_cast<const T*>(io.y), io.dy, io.dx[0],
+                                         io.batch * In::size);
         }
     };
 };
@@ -3968,24 +4417,486 @@ struct softmax : layer_descriptor_base {
     using expected_input = any_shape_of_rank<1>;
 
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
+    class impl : public node_base<Backend, T> {
     public:
         using context = typename Backend::context;
         static constexpr double flops_per_sample = 3.0 * In::size;
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            Backend::softmax_forward(c, x, y, batch, In::size);
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.needs_input = false;
+            t.needs_output = true;
+            return t;
+        }();
+        void forward(const context& c, const node_io<T>& io) const {
+            Backend::softmax_forward(c, io.x[0], io.y, io.batch, In::size);
         }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
-            forward(c, x, y, batch, ws);
-        }
-        void backward(const context& c, const T*, const T* y, const T* dy, T* dx, std::size_t batch, T*) {
-            if (dx) Backend::softmax_backward(c, y, dy, dx, batch, In::size);
+        void backward(const context& c, const node_io<T>& io) {
+            if (io.dx[0]) Backend::softmax_backward(c, static_cast<const T*>(io.y), io.dy, io.dx[0], io.batch, In::size);
         }
     };
 };
 
 }  // namespace lamina
 // ---- end include/lamina/layers/softmax.hpp ----
+
+// ---- begin include/lamina/layers/batch_norm.hpp ----
+// lamina: batch normalization (Ioffe & Szegedy), PyTorch semantics: per channel for images
+// (C, H, W), per feature for vectors; training normalises with the batch's mean and biased
+// variance and updates the running mean and the running unbiased variance with momentum
+// (running = (1 - m) running + m batch); inference uses the running statistics.
+//
+//   lm::conv2d<64, 3, 1, 1, lm::init::he_normal, false>, lm::batch_norm, lm::relu
+//
+// gamma and beta are trainable (no weight decay); running_mean and running_var are running
+// state: checkpointed, never optimized. batch_norm_zero_gamma starts gamma at 0 (the last
+// BN of a residual block, Goyal et al.). Written once for every backend: per-channel
+// reductions and elementwise passes through Backend::for_each_index.
+
+
+
+namespace lamina {
+
+/// Momentum and Eps are std::ratio; GammaInit is how gamma starts (init::kind::ones, or zeros).
+template <class Momentum = std::ratio<1, 10>, class Eps = std::ratio<1, 100000>, init::kind GammaInit = init::kind::ones>
+struct batch_norm_t : layer_descriptor_base {
+    static constexpr double momentum = double(Momentum::num) / double(Momentum::den);
+    static constexpr double eps = double(Eps::num) / double(Eps::den);
+    static_assert(momentum >= 0.0 && momentum <= 1.0, "lamina::batch_norm: momentum must be in [0, 1]");
+    static_assert(eps > 0.0, "lamina::batch_norm: eps must be positive");
+    static std::string name() {
+        std::string n = "batch_norm";
+        if (GammaInit == init::kind::zeros) n += "<gamma=0>";
+        return n;
+    }
+    template <class In>
+    static constexpr bool accepts = In::rank == 1 || In::rank == 3;
+    template <class In>
+    using expected_input = any_shape_of_rank<3>;
+
+    template <class In, class Backend, class T>
+    class impl : public node_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        static constexpr std::size_t channels = chw<In>::c;
+        static constexpr std::size_t inner = chw<In>::h * chw<In>::w;  // spatial size per channel
+        static constexpr std::size_t parameter_count = 2 * channels;   // gamma, beta
+        static constexpr std::size_t state_count = 2 * channels;       // running mean, running variance
+        static constexpr double flops_per_sample = 4.0 * In::size;
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.needs_input = true;        // backward recomputes x-hat from x and the saved statistics
+            t.in_place_backward = true;  // dx[i] needs dy[i] only, after the per-channel sums
+            t.accumulates = true;
+            return t;
+        }();
+
+        std::vector<tensor_spec> tensor_specs() const {
+            return {{"gamma", channels, 0, 0, GammaInit, false, tensor_kind::trainable},
+                    {"beta", channels, 0, 0, init::kind::zeros, false, tensor_kind::trainable},
+                    {"running_mean", channels, 0, 0, init::kind::zeros, false, tensor_kind::state},
+                    {"running_var", channels, 0, 0, init::kind::ones, false, tensor_kind::state}};
+        }
+        void bind(const tensor_binding<T>& b) {
+            p_ = b.parameters;
+            g_ = b.gradients;
+            s_ = b.state;
+        }
+        /// The batch mean and 1/sqrt(var + eps) of each channel, kept for backward.
+        std::size_t saved_bytes(std::size_t) const { return 2 * channels * sizeof(T); }
+
+        /// Inference: the running statistics.
+        void forward(const context& c, const node_io<T>& io) const {
+            const T* gamma = p_;
+            const T* beta = p_ + channels;
+            const T* rmean = s_;
+            const T* rvar = s_ + channels;
+            const T* x = io.x[0];
+            T* y = io.y;
+            const T e = static_cast<T>(eps);
+            constexpr std::size_t C = channels, HW = inner;
+            Backend::for_each_index(c, io.batch * In::size, LAMINA_LAMBDA(std::size_t i) {
+                const std::size_t ch = (i / HW) % C;
+                y[i] = (x[i] - rmean[ch]) / std::sqrt(rvar[ch] + e) * gamma[ch] + beta[ch];
+            });
+        }
+
+        /// Training: batch statistics; updates the running statistics.
+        void forward_train(const context& c, const node_io<T>& io, std::uint64_t) {
+            const std::size_t n = io.batch;
+            const T* x = io.x[0];
+            T* y = io.y;
+            T* mean = io.template saved_as<T>();
+            T* invstd = mean + channels;
+            T* rmean = s_;
+            T* rvar = s_ + channels;
+            const T* gamma = p_;
+            const T* beta = p_ + channels;
+            const double e = eps, m = momentum;
+            constexpr std::size_t C = channels, HW = inner;
+            const double count = double(n * HW);
+            const double unbias = count > 1 ? count / (count - 1) : 1.0;
+            // per channel: mean, then the variance around it (two passes, in double)
+            Backend::for_each_index(
+                c, C,
+                LAMINA_LAMBDA(std::size_t ch) {
+                    double s = 0;
+                    for (std::size_t b = 0; b < n; ++b)
+                        for (std::size_t j = 0; j < HW; ++j) s += double(x[(b * C + ch) * HW + j]);
+                    const double mu = s / count;
+                    double v = 0;
+                    for (std::size_t b = 0; b < n; ++b)
+                        for (std::size_t j = 0; j < HW; ++j) {
+                            const double d = double(x[(b * C + ch) * HW + j]) - mu;
+                            v += d * d;
+                        }
+                    v /= count;
+                    mean[ch] = static_cast<T>(mu);
+                    invstd[ch] = static_cast<T>(1.0 / std::sqrt(v + e));
+                    rmean[ch] = static_cast<T>((1.0 - m) * double(rmean[ch]) + m * mu);
+                    rvar[ch] = static_cast<T>((1.0 - m) * double(rvar[ch]) + m * v * unbias);
+                },
+                3 * n * HW);
+            Backend::for_each_index(c, n * In::size, LAMINA_LAMBDA(std::size_t i) {
+                const std::size_t ch = (i / HW) % C;
+                y[i] = (x[i] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
+            });
+        }
+
+        template <class Sink>
+        void backward(const context& c, const node_io<T>& io, Sink& sink) {
+            const std::size_t n = io.batch;
+            const T* x = io.x[0];
+            const T* dy = io.dy;
+            const T* mean = io.template saved_as<T>();
+            const T* invstd = mean + channels;
+            const T* gamma = p_;
+            T* dgamma = g_;
+            T* dbeta = g_ + channels;
+            constexpr std::size_t C = channels, HW = inner;
+            // dbeta = sum dy, dgamma = sum dy * x-hat
+            Backend::for_each_index(
+                c, C,
+                LAMINA_LAMBDA(std::size_t ch) {
+                    double sb = 0, sg = 0;
+                    const double mu = double(mean[ch]), is = double(invstd[ch]);
+                    for (std::size_t b = 0; b < n; ++b)
+                        for (std::size_t j = 0; j < HW; ++j) {
+                            const std::size_t i = (b * C + ch) * HW + j;
+                            sb += double(dy[i]);
+                            sg += double(dy[i]) * (double(x[i]) - mu) * is;
+                        }
+                    dbeta[ch] = static_cast<T>(sb);
+                    dgamma[ch] = static_cast<T>(sg);
+                },
+                3 * n * HW);
+            sink.ready(static_cast<const T*>(g_), parameter_count);
+            T* dx = io.dx[0];
+            if (!dx) return;
+            // dx = gamma invstd / M (M dy - dbeta - x-hat dgamma), M = batch * spatial size
+            const T inv_count = T(1) / static_cast<T>(n * HW);
+            const bool acc = io.accumulate[0];
+            Backend::for_each_index(c, n * In::size, LAMINA_LAMBDA(std::size_t i) {
+                const std::size_t ch = (i / HW) % C;
+                const T xhat = (x[i] - mean[ch]) * invstd[ch];
+                const T g = gamma[ch] * invstd[ch] * (dy[i] - (dbeta[ch] + xhat * dgamma[ch]) * inv_count);
+                dx[i] = acc ? dx[i] + g : g;  // a select: dx may hold garbage when overwritten
+            });
+        }
+
+        const T* running_mean() const noexcept { return s_; }
+        const T* running_var() const noexcept { return s_ + channels; }
+
+    private:
+        T* p_ = nullptr;  // gamma, beta
+        T* g_ = nullptr;  // their gradients
+        T* s_ = nullptr;  // running mean, running variance
+    };
+};
+
+using batch_norm = batch_norm_t<>;
+/// Batch norm whose gamma starts at 0: a residual block then starts as its shortcut.
+using batch_norm_zero_gamma = batch_norm_t<std::ratio<1, 10>, std::ratio<1, 100000>, init::kind::zeros>;
+
+}  // namespace lamina
+// ---- end include/lamina/layers/batch_norm.hpp ----
+
+// ---- begin include/lamina/layers/merge.hpp ----
+// lamina: the nodes that join several inputs: `add` (elementwise sum, a residual's join) and
+// `concat` (channels of images, features of vectors; the multi-scale CNN's join). They take
+// shapes<S...> and node_io<T, N>; branches<Merge, Paths...> and residual<...> use them.
+//
+// add:    y = x0 + x1 + ...; may run in place over x0; every dx[i] is dy, so the model gives
+//         each input gradient the output gradient's storage when add is its only writer
+//         (a residual's backward then copies nothing on its main path).
+// concat: y[n] = [x0[n], x1[n], ...] per sample; backward copies (or adds) each slice.
+
+#include <tuple>
+
+
+namespace lamina {
+
+namespace detail {
+template <class S, class... Ss>
+struct all_same : std::bool_constant<(std::is_same_v<S, Ss> && ...)> {};
+
+template <class A, class B>
+struct same_spatial : std::false_type {};
+template <std::size_t C1, std::size_t C2, std::size_t H, std::size_t W>
+struct same_spatial<shape<C1, H, W>, shape<C2, H, W>> : std::true_type {};
+template <std::size_t N1, std::size_t N2>
+struct same_spatial<shape<N1>, shape<N2>> : std::true_type {};
+
+template <class A, class B>
+struct concat2;
+template <std::size_t C1, std::size_t C2, std::size_t H, std::size_t W>
+struct concat2<shape<C1, H, W>, shape<C2, H, W>> {
+    using type = shape<C1 + C2, H, W>;
+};
+template <std::size_t N1, std::size_t N2>
+struct concat2<shape<N1>, shape<N2>> {
+    using type = shape<N1 + N2>;
+};
+template <class S, class... Ss>
+struct concat_shape {
+    using type = S;
+};
+template <class S1, class S2, class... Ss>
+struct concat_shape<S1, S2, Ss...> {
+    using type = typename concat_shape<typename concat2<S1, S2>::type, Ss...>::type;
+};
+template <class Ins>
+struct concat_output;
+template <class... S>
+struct concat_output<shapes<S...>> {
+    using type = typename concat_shape<S...>::type;
+};
+template <class Ins>
+struct add_output;
+template <class S, class... Ss>
+struct add_output<shapes<S, Ss...>> {
+    using type = S;
+};
+}  // namespace detail
+
+/// Elementwise sum of inputs of one shape.
+struct add : layer_descriptor_base {
+    static std::string name() { return "add"; }
+    template <class Ins>
+    using output_shape = typename detail::add_output<Ins>::type;
+
+    template <class Ins, class Backend, class T>
+    class impl;
+    template <class S, class... Ss, class Backend, class T>
+    class impl<shapes<S, Ss...>, Backend, T> : public node_base<Backend, T> {
+        static_assert(detail::all_same<S, Ss...>::value, "lamina::add: every input must have the same shape");
+
+    public:
+        using context = typename Backend::context;
+        static constexpr std::size_t inputs = 1 + sizeof...(Ss);
+        static constexpr double flops_per_sample = double(inputs - 1) * S::size;
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.in_place_forward = true;
+            t.gradient_passthrough = true;
+            t.needs_input = false;
+            t.accumulates = true;
+            return t;
+        }();
+        void forward(const context& c, const node_io<T, inputs>& io) const {
+            const std::size_t n = io.batch * S::size;
+            Backend::copy(c, io.y, io.x[0], n);  // a no-op in place
+            for (std::size_t i = 1; i < inputs; ++i) Backend::axpy(c, n, T(1), io.x[i], io.y);
+        }
+        void backward(const context& c, const node_io<T, inputs>& io) {
+            const std::size_t n = io.batch * S::size;
+            for (std::size_t i = 0; i < inputs; ++i) {
+                if (!io.dx[i] || io.dx[i] == io.dy) continue;  // aliased by the model: nothing to do
+                if (io.accumulate[i]) Backend::axpy(c, n, T(1), io.dy, io.dx[i]);
+                else Backend::copy(c, io.dx[i], io.dy, n);
+            }
+        }
+    };
+};
+
+/// Concatenation along channels (C, H, W inputs of equal H and W) or features (vectors).
+struct concat : layer_descriptor_base {
+    static std::string name() { return "concat"; }
+    template <class Ins>
+    using output_shape = typename detail::concat_output<Ins>::type;
+
+    template <class Ins, class Backend, class T>
+    class impl;
+    template <class... S, class Backend, class T>
+    class impl<shapes<S...>, Backend, T> : public node_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        using out_shape = typename detail::concat_shape<S...>::type;
+        static constexpr std::size_t inputs = sizeof...(S);
+        static constexpr double flops_per_sample = 0;
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.needs_input = false;
+            t.accumulates = true;
+            return t;
+        }();
+        static constexpr std::size_t sizes[inputs] = {S::size...};
+
+        void forward(const context& c, const node_io<T, inputs>& io) const {
+            std::size_t offset = 0;
+            for (std::size_t k = 0; k < inputs; ++k) {
+                copy_slice(c, io.x[k], io.y, io.batch, sizes[k], offset, false, true);
+                offset += sizes[k];
+            }
+        }
+        void backward(const context& c, const node_io<T, inputs>& io) {
+            std::size_t offset = 0;
+            for (std::size_t k = 0; k < inputs; ++k) {
+                if (io.dx[k]) copy_slice(c, io.dy, io.dx[k], io.batch, sizes[k], offset, io.accumulate[k], false);
+                offset += sizes[k];
+            }
+        }
+
+    private:
+        /// Per sample n: the `size` values at `offset` of the concatenated row and the whole row of
+        /// input k. to_whole: input -> concatenated; else concatenated -> input (maybe adding).
+        static void copy_slice(const context& c, const T* from, T* to, std::size_t batch, std::size_t size,
+                               std::size_t offset, bool accumulate, bool to_whole) {
+            constexpr std::size_t total = out_shape::size;
+            Backend::for_each_index(c, batch * size, LAMINA_LAMBDA(std::size_t i) {
+                const std::size_t n = i / size, j = i % size;
+                const std::size_t whole = n * total + offset + j;
+                if (to_whole) to[whole] = from[i];
+                else to[i] = accumulate ? to[i] + from[whole] : from[whole];
+            });
+        }
+    };
+};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/merge.hpp ----
+
+// ---- begin include/lamina/layers/global_avg_pool.hpp ----
+// lamina: global average pooling, (C, H, W) -> (C): the mean of each channel's plane
+// (ResNet's and the HEP CNN's head). Written once for every backend (Backend::for_each_index).
+
+
+
+namespace lamina {
+
+struct global_avg_pool : layer_descriptor_base {
+    static std::string name() { return "global_avg_pool"; }
+    template <class In>
+    static constexpr bool accepts = In::rank == 3;
+    template <class In>
+    using expected_input = any_shape_of_rank<3>;
+    template <class In>
+    using output_shape = shape<chw<In>::c>;
+
+    template <class In, class Backend, class T>
+    class impl : public node_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        static constexpr std::size_t C = chw<In>::c, HW = chw<In>::h * chw<In>::w;
+        static constexpr double flops_per_sample = double(In::size);
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.needs_input = false;
+            t.accumulates = true;
+            return t;
+        }();
+
+        void forward(const context& c, const node_io<T>& io) const {
+            const T* x = io.x[0];
+            T* y = io.y;
+            const T inv = T(1) / static_cast<T>(HW);
+            Backend::for_each_index(
+                c, io.batch * C,
+                LAMINA_LAMBDA(std::size_t nc) {
+                    const T* p = x + nc * HW;
+                    T s = 0;
+                    for (std::size_t j = 0; j < HW; ++j) s += p[j];
+                    y[nc] = s * inv;
+                },
+                HW);
+        }
+        void backward(const context& c, const node_io<T>& io) {
+            T* dx = io.dx[0];
+            if (!dx) return;
+            const T* dy = io.dy;
+            const T inv = T(1) / static_cast<T>(HW);
+            const bool acc = io.accumulate[0];
+            Backend::for_each_index(c, io.batch * In::size, LAMINA_LAMBDA(std::size_t i) {
+                const T g = dy[i / HW] * inv;
+                dx[i] = acc ? dx[i] + g : g;
+            });
+        }
+    };
+};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/global_avg_pool.hpp ----
+
+// ---- begin include/lamina/layers/shortcut.hpp ----
+// lamina: subsample_pad<Cout, Stride>, He et al.'s parameter-free residual shortcut (option A)
+// for blocks that change the number of channels or the resolution: every Stride-th pixel, the
+// channels zero-padded equally on both sides to Cout (network/composites.hpp's shortcut_for
+// picks it).
+
+
+
+namespace lamina {
+
+template <std::size_t Cout, std::size_t Stride = 2>
+struct subsample_pad : layer_descriptor_base {
+    static_assert(Stride >= 1, "lamina::subsample_pad needs a positive stride");
+    static std::string name() { return "subsample_pad<" + std::to_string(Cout) + ",s" + std::to_string(Stride) + ">"; }
+    template <class In>
+    static constexpr bool accepts = In::rank == 3 && Cout >= chw<In>::c && (Cout - chw<In>::c) % 2 == 0;
+    template <class In>
+    using expected_input = any_shape_of_rank<3>;
+    template <class In>
+    using output_shape = shape<Cout, (chw<In>::h + Stride - 1) / Stride, (chw<In>::w + Stride - 1) / Stride>;
+
+    template <class In, class Backend, class T>
+    class impl : public node_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        static constexpr std::size_t C = chw<In>::c, H = chw<In>::h, W = chw<In>::w;
+        static constexpr std::size_t P = (H + Stride - 1) / Stride, Q = (W + Stride - 1) / Stride;
+        static constexpr std::size_t pad = (Cout - C) / 2;
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.needs_input = false;
+            t.accumulates = true;
+            return t;
+        }();
+
+        void forward(const context& c, const node_io<T>& io) const {
+            const T* x = io.x[0];
+            T* y = io.y;
+            Backend::for_each_index(c, io.batch * Cout * P * Q, LAMINA_LAMBDA(std::size_t i) {
+                const std::size_t q = i % Q, p = (i / Q) % P, k = (i / (P * Q)) % Cout, n = i / (Cout * P * Q);
+                y[i] = (k >= pad && k < pad + C) ? x[((n * C + (k - pad)) * H + p * Stride) * W + q * Stride] : T(0);
+            });
+        }
+        void backward(const context& c, const node_io<T>& io) {
+            T* dx = io.dx[0];
+            if (!dx) return;
+            const T* dy = io.dy;
+            const bool acc = io.accumulate[0];
+            Backend::for_each_index(c, io.batch * C * H * W, LAMINA_LAMBDA(std::size_t i) {
+                const std::size_t w = i % W, h = (i / W) % H, ch = (i / (H * W)) % C, n = i / (C * H * W);
+                const T g = (h % Stride == 0 && w % Stride == 0)
+                                ? dy[((n * Cout + ch + pad) * P + h / Stride) * Q + w / Stride]
+                                : T(0);
+                dx[i] = acc ? dx[i] + g : g;
+            });
+        }
+    };
+};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/shortcut.hpp ----
 
 
 // ---- begin include/lamina/network/sequential.hpp ----
@@ -3994,14 +4905,11 @@ struct softmax : layer_descriptor_base {
 //   using lenet5 = lamina::sequential<lamina::input<1, 28, 28>, lamina::conv2d<6, 5>, lamina::relu, ...>;
 //   lenet5::model<lamina::host> net{lamina::seed{42}};
 //
-// Every layer's input and output shape is deduced while compiling; a layer that cannot take
-// its input fails to compile with a diagnostic naming the layer and both shapes. The batch
-// size is a runtime value: buffers are planned once per batch size, so training steps and
-// batch-1 inference allocate nothing after the first call.
-
-#include <cstdio>
-#include <mutex>
-#include <sstream>
+// Every node's input and output shape is deduced while compiling; a node that cannot take
+// its input fails to compile with a diagnostic naming it and both shapes. A sequential that
+// starts with input<...> is a network (it has ::model); one without is a chain to nest in
+// composites (residual<sequential<conv2d<...>, batch_norm, relu>, ...>). The batch size is a
+// runtime value: buffers are planned once per batch size (network/model.hpp).
 
 
 // ---- begin include/lamina/core/backend_fwd.hpp ----
@@ -4013,288 +4921,1351 @@ struct reference;  // backends/reference: naive loops, the test oracle
 }  // namespace lamina
 // ---- end include/lamina/core/backend_fwd.hpp ----
 
-// ---- begin include/lamina/network/layer_chain.hpp ----
-// lamina: a chain of layers with compile-time shapes, itself usable as a layer.
+// ---- begin include/lamina/network/chain.hpp ----
+// lamina: the runtime side of a chain of nodes (what sequential<...> becomes), and the
+// mapping from descriptors to nodes.
 //
-// layer_chain<In, Backend, T, L1, ..., Ln> holds the runtime layers L_i::impl<S_i, Backend, T>
-// where S_1 = In and S_{i+1} = L_i::output_shape<S_i> (checked, see shape_check.hpp). It owns
-// the intermediate activations (kept for backward) and two ping-pong gradient buffers, all
-// sized once by plan(batch): training steps allocate nothing.
-//
-// Layer fusion (decided at compile time): a layer with a fused activation epilogue (dense:
-// `fuses_activation`) followed by an activation layer whose derivative needs only its output
-// (`fusable_into_producer`: relu, sigmoid, tanh, leaky_relu with slope >= 0) runs as one
-// kernel: the producer writes act(...) straight into the activation layer's output, the
-// activation layer's forward is skipped and its backward gets y in place of x. No buffer
-// holds the pre-activation. Define LAMINA_NO_LAYER_FUSION to turn this off (same results).
+// chain_of<In, Backend, T, L1, ..., Ln>::type is a nested chain_link: each link holds one node
+// (a leaf, a fused leaf or a composite) and the rest of the chain, and knows the shape at its
+// input. Each suffix is instantiated once and every count is a running sum, so compile time
+// grows linearly with depth. A producer with an activation epilogue followed by a fusable
+// activation becomes one fused_leaf_node (leaf_node.hpp) spanning two positions.
 
-#include <tuple>
+
+// ---- begin include/lamina/network/leaf_node.hpp ----
+// lamina: the model's handle on each leaf (a layer's impl), through which it binds tensors,
+// plans memory and runs passes. Composites only wire; the model runs the leaves' handles in
+// wiring order (one virtual call per leaf and pass: nothing next to a kernel launch).
+//
+// leaf_node<D, In, Backend, T> adapts a descriptor's impl to that handle:
+//   - builds the node_io of each call from the memory plan (exec.hpp);
+//   - for a leaf that does not accumulate input gradients itself, writes them to the planned
+//     temporary and adds it (dx += tmp), so every leaf honours the accumulate contract;
+//   - reports parameter gradients to the sink after backward when the impl takes no sink;
+//   - runs layers written against lamina 0.1's contract (see layers/layer_concept.hpp);
+//   - times each call when a profiler is attached.
+// fused_leaf_node runs a producer with an activation epilogue (dense + relu) as one leaf.
+
+
+// ---- begin include/lamina/network/exec.hpp ----
+// lamina: one pass's resolution of a memory plan into pointers (the arena, the caller's
+// input, input-gradient and output buffers), plus the shared workspace and the optional
+// per-node profiler. Leaves build their node_io from it by their index.
+
+
+// ---- begin include/lamina/network/memory_plan.hpp ----
+// lamina: the memory plan of a network for one batch size: every activation edge, every
+// gradient edge, every saved-for-backward block and every accumulation temporary gets an
+// offset in one arena, and blocks whose lifetimes do not overlap share memory.
+//
+// Time runs over the leaves: forward of leaf l at l, the loss at L, backward of leaf l at
+// 2L - l. A value lives from its producer's forward to its last reader (a consumer's forward,
+// a consumer's backward when it needs its input, the producer's backward when it needs its
+// output, the end for network outputs); a gradient lives from its first writer's backward
+// (the loss, for outputs) to its producer's backward. Aliasing, decided from the leaves' traits:
+//   - views (flatten, reshape) are their input edge;
+//   - an in-place leaf's output shares its input's storage when that input has no other
+//     reader, is not the network input or an output, and its producer does not read it back;
+//   - an elementwise or pass-through gradient shares its output gradient's storage when the
+//     leaf is the only writer of that input gradient.
+// Input gradients with several writers: the first writer (in backward order) overwrites, the
+// others accumulate; a leaf that cannot accumulate writes a temporary that the model adds.
+// Placement is greedy, largest block first, at the lowest offset free for its lifetime.
+
+#include <numeric>
+
+
+namespace lamina::graph {
+
+/// Where a pointer comes from when a leaf runs.
+enum space : std::uint8_t {
+    space_none = 0,        // no pointer (a gradient nobody wants)
+    space_arena = 1,       // the plan's arena
+    space_input = 2,       // the caller's network input
+    space_input_grad = 3,  // the caller's buffer for the network input's gradient
+    space_output0 = 4,     // the caller's buffer for output k is space_output0 + k (inference)
+};
+inline constexpr std::size_t max_outputs = 8;
+inline constexpr std::size_t space_count = space_output0 + max_outputs;
+
+struct ref {
+    std::uint8_t space = space_none;
+    std::size_t offset = 0;  // elements from the start of that space
+};
+
+struct port_plan {
+    ref x, dx;
+    ref temp;                 // accumulation temporary (arena) when the leaf cannot accumulate
+    bool accumulate = false;  // dx already holds another writer's contribution
+    bool first_input_writer = false;  // first writer of the network input's gradient: accumulates
+                                      // when the caller asks backward to add into its buffer
+};
+
+struct leaf_plan {
+    std::uint32_t first_port = 0;
+    ref y, dy, saved;
+    bool in_place = false;  // y shares x[0]'s storage
+};
+
+struct memory_plan {
+    std::size_t batch = 0;
+    bool training = false;
+    std::size_t arena_elements = 0;      // the arena, in elements of the model's scalar type
+    std::size_t workspace_elements = 0;  // the largest leaf workspace (one buffer, reused by every leaf)
+    std::size_t unshared_elements = 0;   // the arena if no block shared memory (for the summary)
+    std::size_t value_elements = 0, gradient_elements = 0, saved_elements = 0, temp_elements = 0;
+    std::vector<leaf_plan> leaves;
+    std::vector<port_plan> ports;
+    std::vector<ref> outputs, output_grads;
+};
+
+namespace detail {
+
+struct union_find {
+    std::vector<std::uint32_t> parent;
+    explicit union_find(std::size_t n) : parent(n) { std::iota(parent.begin(), parent.end(), 0u); }
+    std::uint32_t find(std::uint32_t a) {
+        while (parent[a] != a) a = parent[a] = parent[parent[a]];
+        return a;
+    }
+    void join(std::uint32_t a, std::uint32_t b) { parent[find(b)] = find(a); }
+};
+
+struct block {
+    std::size_t size = 0, start = 0, end = 0, offset = 0;
+};
+
+/// Greedy placement: largest first, each at the lowest offset not used by a block alive at
+/// the same time. Returns the arena size.
+inline std::size_t place(std::vector<block>& blocks) {
+    std::vector<std::size_t> order(blocks.size());
+    std::iota(order.begin(), order.end(), std::size_t(0));
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        if (blocks[a].size != blocks[b].size) return blocks[a].size > blocks[b].size;
+        return blocks[a].start < blocks[b].start;
+    });
+    std::vector<std::size_t> placed;
+    std::vector<std::pair<std::size_t, std::size_t>> busy;  // [offset, offset + size) of overlapping blocks
+    std::size_t top = 0;
+    for (std::size_t i : order) {
+        block& b = blocks[i];
+        busy.clear();
+        for (std::size_t j : placed) {
+            const block& o = blocks[j];
+            if (o.start <= b.end && b.start <= o.end) busy.emplace_back(o.offset, o.offset + o.size);
+        }
+        std::sort(busy.begin(), busy.end());
+        std::size_t at = 0;
+        for (auto& [lo, hi] : busy) {
+            if (lo >= at + b.size) break;
+            at = std::max(at, hi);
+        }
+        b.offset = at;
+        top = std::max(top, at + b.size);
+        placed.push_back(i);
+    }
+    return top;
+}
+
+class planner {
+public:
+    planner(const description& d, std::size_t batch, std::size_t element_bytes)
+        : d_(d), batch_(batch), align_(std::max<std::size_t>(1, 64 / element_bytes)), element_bytes_(element_bytes),
+          L_(d.leaves().size()) {}
+
+    memory_plan training(bool input_gradient) {
+        const auto& leaves = d_.leaves();
+        const auto& edges = d_.edges();
+        const std::size_t E = edges.size();
+        memory_plan p = skeleton(true);
+        union_find val(E), grad(E);
+        std::vector<bool> in_place(L_, false);
+
+        for (std::size_t l = 0; l < L_; ++l) {
+            const leaf& lf = leaves[l];
+            if (lf.traits.view) continue;
+            if (lf.traits.in_place_forward && can_alias_value(lf.inputs[0], lf.output, /*training=*/true)) {
+                val.join(lf.inputs[0], lf.output);
+                in_place[l] = true;
+            }
+            for (std::size_t i = 0; i < lf.inputs.size(); ++i) {
+                const bool elementwise = lf.traits.in_place_backward && i == 0;
+                if ((lf.traits.gradient_passthrough || elementwise) && sole_writer(lf.inputs[i], lf.output))
+                    grad.join(lf.output, lf.inputs[i]);
+            }
+        }
+
+        // lifetimes, per storage group
+        std::vector<std::size_t> vstart(E, npos), vend(E, 0), gstart(E, npos), gend(E, 0);
+        for (std::size_t e = 1; e < E; ++e) {
+            const edge& ed = edges[e];
+            if (ed.producer < 0) continue;
+            const auto p_ = static_cast<std::size_t>(ed.producer);
+            std::size_t s = fwd(p_), t = fwd(p_);
+            for (std::uint32_t c : ed.consumers) {
+                t = std::max(t, fwd(c));
+                if (leaves[c].traits.needs_input && !(in_place[c] && leaves[c].inputs[0] == e)) t = std::max(t, bwd(c));
+            }
+            if (leaves[p_].traits.needs_output) t = std::max(t, bwd(p_));
+            if (ed.output >= 0) t = end_time();
+            if (ed.consumers.empty() && ed.output < 0)
+                throw error("lamina: internal error: edge " + std::to_string(e) + " (output of '" + leaves[p_].name +
+                            "') is never read");
+            widen(vstart, vend, val.find(static_cast<std::uint32_t>(e)), s, t);
+            // gradient: from the first writer to the producer's backward
+            std::size_t gs = ed.output >= 0 ? loss_time() : npos;
+            for (std::uint32_t c : ed.consumers) gs = std::min(gs, bwd(c));
+            widen(gstart, gend, grad.find(static_cast<std::uint32_t>(e)), gs, bwd(p_));
+        }
+
+        std::vector<block> blocks;
+        std::vector<std::size_t> vblock(E, npos), gblock(E, npos);
+        for (std::size_t e = 1; e < E; ++e) {
+            if (edges[e].producer < 0) continue;
+            add_group_block(blocks, vblock, val.find(static_cast<std::uint32_t>(e)), vstart, vend, edges[e].size,
+                            p.value_elements);
+            add_group_block(blocks, gblock, grad.find(static_cast<std::uint32_t>(e)), gstart, gend, edges[e].size,
+                            p.gradient_elements);
+        }
+        // saved-for-backward blocks
+        std::vector<std::size_t> sblock(L_, npos);
+        for (std::size_t l = 0; l < L_; ++l) {
+            const leaf& lf = leaves[l];
+            if (lf.traits.view || !lf.sizes) continue;
+            std::size_t bytes = lf.sizes->saved_bytes(batch_);
+            if (!bytes) continue;
+            std::size_t n = round((bytes + element_bytes_ - 1) / element_bytes_);
+            sblock[l] = blocks.size();
+            blocks.push_back({n, fwd(l), bwd(l), 0});
+            p.saved_elements += n;
+        }
+        // accumulation: in backward order the first writer of a gradient overwrites
+        std::vector<std::size_t> tblock(p.ports.size(), npos);
+        for (std::size_t e = 0; e < E; ++e) {
+            const edge& ed = edges[e];
+            std::vector<std::pair<std::size_t, std::size_t>> writers;  // (bwd time, port index)
+            for (std::size_t l = 0; l < L_; ++l) {
+                const leaf& lf = leaves[l];
+                if (lf.traits.view) continue;
+                for (std::size_t i = 0; i < lf.inputs.size(); ++i)
+                    if (lf.inputs[i] == e) writers.emplace_back(bwd(l), p.leaves[l].first_port + i);
+            }
+            std::sort(writers.begin(), writers.end());
+            for (std::size_t k = 0; k < writers.size(); ++k) p.ports[writers[k].second].accumulate = k > 0;
+            if (e == 0 && !writers.empty()) p.ports[writers[0].second].first_input_writer = true;
+            (void)ed;
+        }
+        for (std::size_t l = 0; l < L_; ++l) {
+            const leaf& lf = leaves[l];
+            if (lf.traits.view || lf.traits.accumulates) continue;
+            for (std::size_t i = 0; i < lf.inputs.size(); ++i) {
+                const std::size_t port = p.leaves[l].first_port + i;
+                const edge_id e = lf.inputs[i];
+                const bool may_accumulate = p.ports[port].accumulate || p.ports[port].first_input_writer;
+                if (!may_accumulate || (e == 0 && !input_gradient)) continue;
+                std::size_t n = round(edges[e].size * batch_);
+                tblock[port] = blocks.size();
+                blocks.push_back({n, bwd(l), bwd(l), 0});
+                p.temp_elements += n;
+            }
+        }
+
+        p.unshared_elements = 0;
+        for (auto& b : blocks) p.unshared_elements += b.size;
+        p.arena_elements = place(blocks);
+
+        auto vref = [&](edge_id e) -> ref {
+            if (e == 0) return {space_input, 0};
+            return {space_arena, blocks[vblock[val.find(e)]].offset};
+        };
+        auto gref = [&](edge_id e) -> ref {
+            if (e == 0) return input_gradient ? ref{space_input_grad, 0} : ref{};
+            return {space_arena, blocks[gblock[grad.find(e)]].offset};
+        };
+        for (std::size_t l = 0; l < L_; ++l) {
+            const leaf& lf = leaves[l];
+            leaf_plan& lp = p.leaves[l];
+            lp.y = vref(lf.output);
+            lp.dy = gref(lf.output);
+            lp.in_place = in_place[l];
+            if (sblock[l] != npos) lp.saved = {space_arena, blocks[sblock[l]].offset};
+            for (std::size_t i = 0; i < lf.inputs.size(); ++i) {
+                port_plan& pp = p.ports[lp.first_port + i];
+                pp.x = vref(lf.inputs[i]);
+                pp.dx = gref(lf.inputs[i]);
+                if (!pp.dx.space) pp.accumulate = false;
+                if (tblock[lp.first_port + i] != npos) pp.temp = {space_arena, blocks[tblock[lp.first_port + i]].offset};
+            }
+        }
+        for (std::size_t k = 0; k < d_.outputs().size(); ++k) {
+            p.outputs[k] = vref(d_.outputs()[k]);
+            p.output_grads[k] = gref(d_.outputs()[k]);
+        }
+        return p;
+    }
+
+    memory_plan inference(bool external_outputs) {
+        const auto& leaves = d_.leaves();
+        const auto& edges = d_.edges();
+        const std::size_t E = edges.size();
+        memory_plan p = skeleton(false);
+        union_find val(E);
+        std::vector<bool> in_place(L_, false);
+        for (std::size_t l = 0; l < L_; ++l) {
+            const leaf& lf = leaves[l];
+            if (!lf.traits.view && lf.traits.in_place_forward && can_alias_value(lf.inputs[0], lf.output, false)) {
+                val.join(lf.inputs[0], lf.output);
+                in_place[l] = true;
+            }
+        }
+        std::vector<std::size_t> vstart(E, npos), vend(E, 0);
+        std::vector<std::int32_t> group_output(E, -1);
+        for (std::size_t e = 1; e < E; ++e) {
+            const edge& ed = edges[e];
+            if (ed.producer < 0) continue;
+            std::size_t s = fwd(static_cast<std::size_t>(ed.producer)), t = s;
+            for (std::uint32_t c : ed.consumers) t = std::max(t, fwd(c));
+            if (ed.output >= 0) {
+                t = end_time();
+                group_output[val.find(static_cast<std::uint32_t>(e))] = ed.output;
+            }
+            widen(vstart, vend, val.find(static_cast<std::uint32_t>(e)), s, t);
+        }
+        std::vector<block> blocks;
+        std::vector<std::size_t> vblock(E, npos);
+        for (std::size_t e = 1; e < E; ++e) {
+            if (edges[e].producer < 0) continue;
+            const std::uint32_t g = val.find(static_cast<std::uint32_t>(e));
+            if (external_outputs && group_output[g] >= 0) continue;
+            add_group_block(blocks, vblock, g, vstart, vend, edges[e].size, p.value_elements);
+        }
+        p.unshared_elements = 0;
+        for (auto& b : blocks) p.unshared_elements += b.size;
+        p.arena_elements = place(blocks);
+        auto vref = [&](edge_id e) -> ref {
+            if (e == 0) return {space_input, 0};
+            const std::uint32_t g = val.find(e);
+            if (external_outputs && group_output[g] >= 0)
+                return {static_cast<std::uint8_t>(space_output0 + group_output[g]), 0};
+            return {space_arena, blocks[vblock[g]].offset};
+        };
+        for (std::size_t l = 0; l < L_; ++l) {
+            const leaf& lf = leaves[l];
+            leaf_plan& lp = p.leaves[l];
+            lp.y = vref(lf.output);
+            lp.in_place = in_place[l];
+            for (std::size_t i = 0; i < lf.inputs.size(); ++i) p.ports[lp.first_port + i].x = vref(lf.inputs[i]);
+        }
+        for (std::size_t k = 0; k < d_.outputs().size(); ++k) p.outputs[k] = vref(d_.outputs()[k]);
+        return p;
+    }
+
+private:
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+    std::size_t fwd(std::size_t l) const { return l; }
+    std::size_t loss_time() const { return L_; }
+    std::size_t bwd(std::size_t l) const { return 2 * L_ - l; }
+    std::size_t end_time() const { return 2 * L_ + 1; }
+    std::size_t round(std::size_t n) const { return (n + align_ - 1) / align_ * align_; }
+
+    memory_plan skeleton(bool training) const {
+        memory_plan p;
+        p.batch = batch_;
+        p.training = training;
+        p.leaves.resize(L_);
+        std::uint32_t port = 0;
+        for (std::size_t l = 0; l < L_; ++l) {
+            p.leaves[l].first_port = port;
+            port += static_cast<std::uint32_t>(d_.leaves()[l].inputs.size());
+            if (const leaf_sizes* s = d_.leaves()[l].sizes)
+                p.workspace_elements = std::max(p.workspace_elements, s->workspace_elements(batch_));
+        }
+        p.ports.resize(port);
+        if (d_.outputs().size() > max_outputs)
+            throw error("lamina: a network has at most " + std::to_string(max_outputs) + " outputs");
+        p.outputs.resize(d_.outputs().size());
+        p.output_grads.resize(d_.outputs().size());
+        return p;
+    }
+
+    /// May leaf output `o` take over the storage of its input `e`?
+    bool can_alias_value(edge_id e, edge_id o, bool training) const {
+        const edge& ed = d_.edges()[e];
+        if (ed.producer < 0 || ed.output >= 0 || ed.consumers.size() != 1) return false;
+        if (ed.size != d_.edges()[o].size) return false;
+        if (training && d_.leaves()[static_cast<std::size_t>(ed.producer)].traits.needs_output) return false;
+        return true;
+    }
+    /// Is the leaf producing `o` the only writer of e's gradient (so it may alias it)?
+    bool sole_writer(edge_id e, edge_id o) const {
+        const edge& ed = d_.edges()[e];
+        return ed.producer >= 0 && ed.consumers.size() == 1 && ed.size == d_.edges()[o].size;
+    }
+
+    void widen(std::vector<std::size_t>& s, std::vector<std::size_t>& t, std::uint32_t g, std::size_t a,
+               std::size_t b) const {
+        s[g] = std::min(s[g], a);
+        t[g] = std::max(t[g], b);
+    }
+    void add_group_block(std::vector<block>& blocks, std::vector<std::size_t>& of_group, std::uint32_t g,
+                         const std::vector<std::size_t>& s, const std::vector<std::size_t>& t, std::size_t per_sample,
+                         std::size_t& tally) const {
+        if (of_group[g] != npos) {
+            // in-place groups hold edges of one size; keep the largest to be safe
+            blocks[of_group[g]].size = std::max(blocks[of_group[g]].size, round(per_sample * batch_));
+            return;
+        }
+        of_group[g] = blocks.size();
+        const std::size_t n = round(per_sample * batch_);
+        blocks.push_back({n, s[g], t[g], 0});
+        tally += n;
+    }
+
+    const description& d_;
+    std::size_t batch_, align_, element_bytes_, L_;
+};
+
+}  // namespace detail
+
+/// The plan of a training step (forward_train, loss, backward) at `batch` samples.
+/// `input_gradient`: the caller wants the network input's gradient (backward(dx)).
+inline memory_plan plan_training(const description& d, std::size_t batch, std::size_t element_bytes,
+                                 bool input_gradient) {
+    return detail::planner(d, batch, element_bytes).training(input_gradient);
+}
+
+/// The plan of an inference forward at `batch` samples; with `external_outputs` the outputs
+/// are written straight into the caller's buffers (host-accessible backends).
+inline memory_plan plan_inference(const description& d, std::size_t batch, std::size_t element_bytes,
+                                  bool external_outputs) {
+    return detail::planner(d, batch, element_bytes).inference(external_outputs);
+}
+
+}  // namespace lamina::graph
+// ---- end include/lamina/network/memory_plan.hpp ----
+
+
+namespace lamina {
+
+class node_profiler;
+
+template <class T>
+struct exec {
+    const graph::memory_plan* plan = nullptr;
+    std::array<T*, graph::space_count> base{};  // by graph::space; base[space_none] stays null
+    T* workspace = nullptr;
+    std::size_t batch = 0;                     // this pass's batch (at most plan->batch)
+    node_profiler* profiler = nullptr;         // null: not profiling (the default, no cost)
+    bool accumulate_input_gradient = false;    // backward adds into the caller's input-gradient buffer
+
+    T* at(const graph::ref& r) const noexcept {
+        T* b = base[r.space];
+        return b ? b + r.offset : nullptr;
+    }
+};
+
+}  // namespace lamina
+// ---- end include/lamina/network/exec.hpp ----
+
+// ---- begin include/lamina/network/profiler.hpp ----
+// lamina: the opt-in per-node profiler. When a model has one attached (model::profile()),
+// every leaf's forward and backward is timed (the backend is fenced around each call, so
+// device time is measured, not launch time), and report() prints a table named as the
+// summary names the nodes, with FLOPs, GFLOP/s and bytes moved; write_chrome_trace() writes
+// the events as Chrome trace JSON (open it in chrome://tracing or https://ui.perfetto.dev).
+// Detached (the default) the model passes a null profiler and each leaf pays one branch.
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+
+
+namespace lamina {
+
+class node_profiler {
+public:
+    enum phase : std::uint8_t { forward = 0, forward_train = 1, backward = 2 };
+    struct event {
+        std::uint32_t leaf;
+        phase what;
+        std::size_t batch;
+        double start_us, duration_us;
+    };
+
+    node_profiler() : t0_(clock::now()) { events_.reserve(4096); }
+
+    double now_us() const { return std::chrono::duration<double, std::micro>(clock::now() - t0_).count(); }
+    void record(std::uint32_t leaf, phase what, std::size_t batch, double start_us, double end_us) {
+        events_.push_back({leaf, what, batch, start_us, end_us - start_us});
+    }
+    void clear() { events_.clear(); }
+    const std::vector<event>& events() const noexcept { return events_; }
+
+    /// One row per leaf: mean forward (inference or training) and backward milliseconds per
+    /// call, forward FLOPs (backward counted as 2x forward), GFLOP/s and bytes moved (inputs,
+    /// output and parameters once per pass; backward twice that), then totals.
+    std::string report(const graph::description& d, std::size_t element_bytes) const {
+        const auto& leaves = d.leaves();
+        struct acc {
+            double fwd_us = 0, bwd_us = 0;
+            std::size_t fwd_n = 0, bwd_n = 0, batch = 0;
+        };
+        std::vector<acc> a(leaves.size());
+        for (const auto& e : events_) {
+            auto& x = a[e.leaf];
+            x.batch = std::max(x.batch, e.batch);
+            if (e.what == backward) {
+                x.bwd_us += e.duration_us;
+                ++x.bwd_n;
+            } else {
+                x.fwd_us += e.duration_us;
+                ++x.fwd_n;
+            }
+        }
+        std::string out;
+        char line[256];
+        std::snprintf(line, sizeof line, "%-4s %-34s %10s %10s %12s %9s %9s %12s\n", "#", "node", "fwd ms", "bwd ms",
+                      "MFLOP/call", "fwd GF/s", "bwd GF/s", "MB moved");
+        out += line;
+        double tf = 0, tb = 0, tflop = 0, tbytes = 0;
+        for (std::size_t l = 0; l < leaves.size(); ++l) {
+            const auto& x = a[l];
+            if (!x.fwd_n && !x.bwd_n) continue;
+            const double fms = x.fwd_n ? x.fwd_us / 1000.0 / double(x.fwd_n) : 0;
+            const double bms = x.bwd_n ? x.bwd_us / 1000.0 / double(x.bwd_n) : 0;
+            const double flop = leaves[l].flops_per_sample * double(x.batch);
+            double bytes = double(leaves[l].parameters);
+            for (auto e : leaves[l].inputs) bytes += double(d.edges()[e].size) * double(x.batch);
+            bytes += double(d.edges()[leaves[l].output].size) * double(x.batch);
+            bytes *= double(element_bytes);
+            const double moved = bytes * ((x.fwd_n ? 1.0 : 0.0) + (x.bwd_n ? 2.0 : 0.0));
+            std::string name = std::string(2 * leaves[l].depth, ' ') + leaves[l].name;
+            std::snprintf(line, sizeof line, "%-4zu %-34.34s %10.3f %10.3f %12.3f %9.1f %9.1f %12.2f\n", l,
+                          name.c_str(), fms, bms, flop / 1e6, fms > 0 ? flop / (fms * 1e6) : 0.0,
+                          bms > 0 ? 2 * flop / (bms * 1e6) : 0.0, moved / 1e6);
+            out += line;
+            tf += fms;
+            tb += bms;
+            tflop += flop * ((x.fwd_n ? 1.0 : 0.0) + (x.bwd_n ? 2.0 : 0.0));
+            tbytes += moved;
+        }
+        std::snprintf(line, sizeof line, "total: forward %.3f ms, backward %.3f ms, %.1f MFLOP, %.1f GFLOP/s, %.1f MB moved\n",
+                      tf, tb, tflop / 1e6, (tf + tb) > 0 ? tflop / ((tf + tb) * 1e6) : 0.0, tbytes / 1e6);
+        out += line;
+        return out;
+    }
+
+    /// Chrome trace JSON ("X" complete events, microseconds): one row for forward, one for backward.
+    void write_chrome_trace(const std::string& path, const graph::description& d) const {
+        std::ofstream f(path);
+        if (!f) throw io_error("lamina: cannot write the profile trace '" + path + "'");
+        f << "{\"traceEvents\":[\n";
+        bool first = true;
+        for (const auto& e : events_) {
+            const auto& lf = d.leaves()[e.leaf];
+            if (!first) f << ",\n";
+            first = false;
+            f << "{\"name\":\"" << escape(std::to_string(e.leaf) + " " + lf.name) << "\",\"cat\":\""
+              << (e.what == backward ? "backward" : e.what == forward ? "inference" : "forward") << "\",\"ph\":\"X\",\"ts\":"
+              << e.start_us << ",\"dur\":" << e.duration_us << ",\"pid\":1,\"tid\":" << (e.what == backward ? 2 : 1)
+              << ",\"args\":{\"batch\":" << e.batch << ",\"shape\":\"" << escape(lf.output_shape)
+              << "\",\"mflop\":" << lf.flops_per_sample * double(e.batch) * (e.what == backward ? 2.0 : 1.0) / 1e6 << "}}";
+        }
+        f << "\n],\"displayTimeUnit\":\"ms\"}\n";
+        if (!f) throw io_error("lamina: failed writing the profile trace '" + path + "'");
+    }
+
+private:
+    using clock = std::chrono::steady_clock;
+    static std::string escape(const std::string& s) {
+        std::string o;
+        for (char c : s) {
+            if (c == '"' || c == '\\') o += '\\';
+            o += c;
+        }
+        return o;
+    }
+    clock::time_point t0_;
+    std::vector<event> events_;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/network/profiler.hpp ----
+
+
+namespace lamina {
+
+/// Where a node sits in the network: "3" (the fourth node of the top chain), "3.1.0" nested;
+/// `key` keys its random streams (equal to the position for the top chain, as in lamina 0.1).
+struct node_path {
+    std::string text;
+    std::uint64_t key = 0;
+    node_path child(std::size_t i) const {
+        return {text.empty() ? std::to_string(i) : text + "." + std::to_string(i),
+                text.empty() ? i : (key + 1) * 1000003ull + i};
+    }
+};
+
+/// Parameter gradients reported by backward (type-erased so the model's loop over leaves
+/// needs no template per sink). The MPI communicator implements one.
+template <class T>
+class gradient_sink {
+public:
+    virtual ~gradient_sink() = default;
+    virtual void ready(const T* gradient, std::size_t count) = 0;
+};
+
+/// What the impl's backward sees: forwards to the model's sink, or to nothing.
+template <class T>
+struct sink_ref {
+    gradient_sink<T>* to = nullptr;
+    void ready(const T* g, std::size_t n) {
+        if (to) to->ready(g, n);
+    }
+};
+
+template <class Backend, class T>
+class leaf_handle : public graph::leaf_sizes {
+public:
+    using context = typename Backend::context;
+    node_path path;
+    std::uint32_t id = 0;  // index in the graph (execution order)
+    std::string owner;     // the name its tensors are listed under (a fused leaf's producer)
+
+    virtual std::vector<tensor_spec> specs() const = 0;
+    virtual void bind(const tensor_binding<T>& b) = 0;
+    virtual void set_stream(random_stream root) = 0;
+    virtual void plan_state(const context& c, std::size_t batch) = 0;  // lamina 0.1 layers' own buffers
+    virtual void forward(const context& c, const exec<T>& e) const = 0;
+    virtual void forward_train(const context& c, const exec<T>& e, std::uint64_t step) = 0;
+    virtual void backward(const context& c, const exec<T>& e, gradient_sink<T>* sink) = 0;
+    virtual bool adds_loss() const { return false; }
+    virtual double added_loss(const context&, const exec<T>&) const { return 0.0; }
+};
+
+namespace node_detail {
+
+template <class I, class = void>
+struct inputs_of : std::integral_constant<std::size_t, 1> {};
+template <class I>
+struct inputs_of<I, std::void_t<decltype(I::inputs)>> : std::integral_constant<std::size_t, I::inputs> {};
+
+template <class I, class = void>
+struct state_count_of : std::integral_constant<std::size_t, 0> {};
+template <class I>
+struct state_count_of<I, std::void_t<decltype(I::state_count)>> : std::integral_constant<std::size_t, I::state_count> {};
+
+template <class I, class Ctx, class IO, class = void>
+struct has_node_forward : std::false_type {};
+template <class I, class Ctx, class IO>
+struct has_node_forward<I, Ctx, IO,
+                        std::void_t<decltype(std::declval<const I&>().forward(std::declval<const Ctx&>(),
+                                                                               std::declval<const IO&>()))>>
+    : std::true_type {};
+
+template <class I, class Ctx, class IO, class = void>
+struct has_node_forward_train : std::false_type {};
+template <class I, class Ctx, class IO>
+struct has_node_forward_train<I, Ctx, IO,
+                              std::void_t<decltype(std::declval<I&>().forward_train(
+                                  std::declval<const Ctx&>(), std::declval<const IO&>(), std::uint64_t(0)))>>
+    : std::true_type {};
+
+template <class I, class Ctx, class IO, class T, class = void>
+struct has_sink_backward : std::false_type {};
+template <class I, class Ctx, class IO, class T>
+struct has_sink_backward<I, Ctx, IO, T,
+                         std::void_t<decltype(std::declval<I&>().backward(std::declval<const Ctx&>(),
+                                                                          std::declval<const IO&>(),
+                                                                          std::declval<sink_ref<T>&>()))>>
+    : std::true_type {};
+
+template <class I, class = void>
+struct has_set_stream : std::false_type {};
+template <class I>
+struct has_set_stream<I, std::void_t<decltype(std::declval<I&>().set_stream(random_stream{}))>> : std::true_type {};
+
+template <class I, class Ctx, class = void>
+struct has_plan : std::false_type {};
+template <class I, class Ctx>
+struct has_plan<I, Ctx, std::void_t<decltype(std::declval<I&>().plan(std::declval<const Ctx&>(), std::size_t(1)))>>
+    : std::true_type {};
+
+template <class I, class = void>
+struct adds_loss : std::false_type {};
+template <class I>
+struct adds_loss<I, std::enable_if_t<I::adds_loss>> : std::true_type {};
+
+template <class I, class = void>
+struct fuses_activation : std::false_type {};
+template <class I>
+struct fuses_activation<I, std::enable_if_t<I::fuses_activation>> : std::true_type {};
+template <class I, class = void>
+struct fusable_activation : std::false_type {};
+template <class I>
+struct fusable_activation<I, std::enable_if_t<I::fusable_into_producer>> : std::true_type {};
+
+template <class Backend, class = void>
+struct has_fence : std::false_type {};
+template <class Backend>
+struct has_fence<Backend, std::void_t<decltype(Backend::fence(std::declval<const typename Backend::context&>()))>>
+    : std::true_type {};
+
+template <class Backend>
+void fence(const typename Backend::context& c) {
+    if constexpr (has_fence<Backend>::value) Backend::fence(c);
+    else (void)c;
+}
+
+/// Times one call when a profiler is attached.
+template <class Backend, class F>
+void timed(const typename Backend::context& c, node_profiler* p, std::uint32_t id, node_profiler::phase what,
+           std::size_t batch, F&& f) {
+    if (!p) {
+        f();
+        return;
+    }
+    fence<Backend>(c);
+    const double t0 = p->now_us();
+    f();
+    fence<Backend>(c);
+    p->record(id, what, batch, t0, p->now_us());
+}
+
+}  // namespace node_detail
+
+template <class D, class In, class Backend, class T>
+class leaf_node final : public leaf_handle<Backend, T> {
+public:
+    using impl_type = typename D::template impl<In, Backend, T>;
+    using context = typename Backend::context;
+    static constexpr std::size_t inputs = node_detail::inputs_of<impl_type>::value;
+    using io_type = node_io<T, inputs>;
+    static constexpr bool legacy = !node_detail::has_node_forward<impl_type, context, io_type>::value;
+    static_assert(!legacy || inputs == 1, "lamina: a layer with several inputs must use the node_io contract");
+    static constexpr std::size_t parameter_count = impl_type::parameter_count;
+    static constexpr std::size_t state_count = node_detail::state_count_of<impl_type>::value;
+    static constexpr double flops_per_sample = impl_type::flops_per_sample;
+    static constexpr std::size_t leaf_count = 1;
+    static constexpr graph::leaf_traits traits = [] {
+        if constexpr (legacy) {
+            graph::leaf_traits t;
+            t.needs_input = true;
+            t.needs_output = true;
+            return t;
+        } else {
+            return impl_type::traits;
+        }
+    }();
+    static constexpr bool is_view = traits.view;
+
+    impl_type& impl() noexcept { return impl_; }
+    const impl_type& impl() const noexcept { return impl_; }
+
+    using output_shape = typename D::template output_shape<In>;
+    static constexpr std::size_t outputs = 1;
+
+    /// Registers this leaf; `in` holds `inputs` edges, `out` receives the output edge.
+    void wire(graph::description& g, const graph::edge_id* in, graph::edge_id* out, node_path p,
+              std::vector<leaf_handle<Backend, T>*>& handles) {
+        graph::leaf l;
+        l.name = D::name();
+        l.path = p.text;
+        l.output_shape = output_shape::str();
+        l.depth = g.depth();
+        l.inputs.assign(in, in + inputs);
+        l.traits = traits;
+        l.sizes = this;
+        l.flops_per_sample = flops_per_sample;
+        l.parameters = parameter_count;
+        l.state = state_count;
+        this->path = std::move(p);
+        this->owner = D::name();
+        this->id = g.add_leaf(std::move(l), output_shape::size);
+        handles.push_back(this);
+        out[0] = g.leaves()[this->id].output;
+    }
+
+    // ---- graph::leaf_sizes
+    std::size_t saved_bytes(std::size_t batch) const override {
+        if constexpr (legacy) return 0;
+        else return impl_.saved_bytes(batch);
+    }
+    std::size_t workspace_elements(std::size_t batch) const override { return impl_.workspace_size(batch); }
+
+    // ---- leaf_handle
+    std::vector<tensor_spec> specs() const override {
+        if constexpr (legacy) return impl_.parameter_specs();
+        else return impl_.tensor_specs();
+    }
+    void bind(const tensor_binding<T>& b) override {
+        gradients_ = b.gradients;
+        if constexpr (legacy) impl_.bind_parameters(b.parameters, b.gradients);
+        else impl_.bind(b);
+    }
+    void set_stream(random_stream root) override {
+        if constexpr (node_detail::has_set_stream<impl_type>::value) impl_.set_stream(root.child(this->path.key));
+        else (void)root;
+    }
+    void plan_state(const context& c, std::size_t batch) override {
+        if constexpr (node_detail::has_plan<impl_type, context>::value) impl_.plan(c, batch);
+        else (void)c, (void)batch;
+    }
+
+    void forward(const context& c, const exec<T>& e) const override {
+        if constexpr (is_view) {
+            (void)c, (void)e;
+        } else {
+            const io_type io = make_io(e, false);
+            node_detail::timed<Backend>(c, e.profiler, this->id, node_profiler::forward, e.batch, [&] {
+                if constexpr (legacy) impl_.forward(c, io.x[0], io.y, io.batch, io.workspace);
+                else impl_.forward(c, io);
+            });
+        }
+    }
+    void forward_train(const context& c, const exec<T>& e, std::uint64_t step) override {
+        if constexpr (is_view) {
+            (void)c, (void)e, (void)step;
+        } else {
+            const io_type io = make_io(e, false);
+            node_detail::timed<Backend>(c, e.profiler, this->id, node_profiler::forward_train, e.batch, [&] {
+                if constexpr (legacy) impl_.forward_train(c, io.x[0], io.y, io.batch, io.workspace, step);
+                else if constexpr (node_detail::has_node_forward_train<impl_type, context, io_type>::value)
+                    impl_.forward_train(c, io, step);
+                else impl_.forward(c, io);
+            });
+        }
+    }
+    void backward(const context& c, const exec<T>& e, gradient_sink<T>* sink) override {
+        if constexpr (is_view) {
+            (void)c, (void)e, (void)sink;
+        } else {
+            io_type io = make_io(e, true);
+            // A leaf that cannot accumulate writes its accumulated ports into planned temporaries.
+            T* target[inputs] = {};
+            std::size_t count[inputs] = {};
+            if constexpr (!traits.accumulates) {
+                const graph::leaf_plan& lp = e.plan->leaves[this->id];
+                for (std::size_t i = 0; i < inputs; ++i) {
+                    const graph::port_plan& pp = e.plan->ports[lp.first_port + i];
+                    if (io.dx[i] && io.accumulate[i]) {
+                        target[i] = io.dx[i];
+                        count[i] = e.batch * input_size(i);
+                        io.dx[i] = e.at(pp.temp);
+                        io.accumulate[i] = false;
+                    }
+                }
+            }
+            sink_ref<T> s{sink};
+            node_detail::timed<Backend>(c, e.profiler, this->id, node_profiler::backward, e.batch, [&] {
+                if constexpr (legacy) {
+                    impl_.backward(c, io.x[0], io.y, io.dy, io.dx[0], io.batch, io.workspace);
+                    report_all(s);
+                } else if constexpr (node_detail::has_sink_backward<impl_type, context, io_type, T>::value) {
+                    impl_.backward(c, io, s);
+                } else {
+                    impl_.backward(c, io);
+                    report_all(s);
+                }
+                for (std::size_t i = 0; i < inputs; ++i)
+                    if (target[i]) Backend::axpy(c, count[i], T(1), static_cast<const T*>(io.dx[i]), target[i]);
+            });
+        }
+    }
+    bool adds_loss() const override { return node_detail::adds_loss<impl_type>::value; }
+    double added_loss(const context& c, const exec<T>& e) const override {
+        if constexpr (node_detail::adds_loss<impl_type>::value) return impl_.added_loss(c, make_io(e, false));
+        else return (void)c, (void)e, 0.0;
+    }
+
+private:
+    static constexpr std::size_t input_size(std::size_t i) {
+        if constexpr (inputs == 1) return (void)i, In::size;
+        else return In::sizes[i];
+    }
+    io_type make_io(const exec<T>& e, bool grads) const {
+        const graph::leaf_plan& lp = e.plan->leaves[this->id];
+        io_type io;
+        io.batch = e.batch;
+        io.workspace = e.workspace;
+        io.saved = e.at(lp.saved);
+        io.y = e.at(lp.y);
+        io.in_place = lp.in_place;
+        for (std::size_t i = 0; i < inputs; ++i) {
+            const graph::port_plan& pp = e.plan->ports[lp.first_port + i];
+            io.x[i] = e.at(pp.x);
+            if (grads) {
+                io.dx[i] = e.at(pp.dx);
+                io.accumulate[i] = pp.accumulate || (pp.first_input_writer && e.accumulate_input_gradient);
+            }
+        }
+        if (grads) io.dy = e.at(lp.dy);
+        return io;
+    }
+    void report_all(sink_ref<T>& s) const {
+        if constexpr (parameter_count > 0) {
+            if (s.to) s.ready(gradients_, parameter_count);
+        }
+    }
+
+    impl_type impl_{};
+    T* gradients_ = nullptr;  // reported to the sink for impls whose backward takes none
+};
+
+/// A copy of the network input as an output: the leaf a model adds when a network's output is
+/// its input (a network of views only), so the output has storage and its gradient a writer.
+template <class Backend, class T>
+class copy_leaf final : public leaf_handle<Backend, T> {
+public:
+    using context = typename Backend::context;
+    explicit copy_leaf(std::size_t size) : size_(size) {}
+    void wire(graph::description& g, graph::edge_id in, graph::edge_id* out,
+              std::vector<leaf_handle<Backend, T>*>& handles) {
+        graph::leaf l;
+        l.name = "copy";
+        l.output_shape = "(" + std::to_string(size_) + ")";
+        l.depth = g.depth();
+        l.inputs = {in};
+        l.traits.needs_input = false;
+        l.traits.accumulates = true;
+        l.sizes = this;
+        this->owner = "copy";
+        this->id = g.add_leaf(std::move(l), size_);
+        handles.push_back(this);
+        *out = g.leaves()[this->id].output;
+    }
+    std::size_t saved_bytes(std::size_t) const override { return 0; }
+    std::size_t workspace_elements(std::size_t) const override { return 0; }
+    std::vector<tensor_spec> specs() const override { return {}; }
+    void bind(const tensor_binding<T>&) override {}
+    void set_stream(random_stream) override {}
+    void plan_state(const context&, std::size_t) override {}
+    void forward(const context& c, const exec<T>& e) const override {
+        const graph::leaf_plan& lp = e.plan->leaves[this->id];
+        Backend::copy(c, e.at(lp.y), static_cast<const T*>(e.at(e.plan->ports[lp.first_port].x)), e.batch * size_);
+    }
+    void forward_train(const context& c, const exec<T>& e, std::uint64_t) override { forward(c, e); }
+    void backward(const context& c, const exec<T>& e, gradient_sink<T>*) override {
+        const graph::leaf_plan& lp = e.plan->leaves[this->id];
+        const graph::port_plan& pp = e.plan->ports[lp.first_port];
+        T* dx = e.at(pp.dx);
+        if (!dx) return;
+        const T* dy = e.at(lp.dy);
+        if (pp.accumulate || (pp.first_input_writer && e.accumulate_input_gradient))
+            Backend::axpy(c, e.batch * size_, T(1), dy, dx);
+        else
+            Backend::copy(c, dx, dy, e.batch * size_);
+    }
+
+private:
+    std::size_t size_;
+};
+
+/// A producer whose impl can apply an activation in its epilogue (`fuses_activation`, e.g.
+/// dense) followed by an activation whose derivative needs only its output
+/// (`fusable_into_producer`: relu, sigmoid, tanh, leaky_relu with slope >= 0), run as one
+/// leaf: the producer writes act(...) straight into the output, no buffer holds the
+/// pre-activation, and backward applies the activation's derivative (from y) into the
+/// workspace before the producer's backward. Define LAMINA_NO_LAYER_FUSION to turn it off.
+template <class P, class A, class In, class Backend, class T>
+class fused_leaf_node final : public leaf_handle<Backend, T> {
+public:
+    using mid_shape = checked_output_t<P, In>;
+    using out_shape = checked_output_t<A, mid_shape>;
+    using producer_type = typename P::template impl<In, Backend, T>;
+    using activation_type = typename A::template impl<mid_shape, Backend, T>;
+    using context = typename Backend::context;
+    using io_type = node_io<T>;
+    static constexpr std::size_t parameter_count = producer_type::parameter_count;
+    static constexpr std::size_t state_count = 0;
+    static constexpr double flops_per_sample = producer_type::flops_per_sample + activation_type::flops_per_sample;
+    static constexpr std::size_t leaf_count = 1;
+    static constexpr graph::leaf_traits traits = [] {
+        graph::leaf_traits t;
+        t.needs_input = true;
+        t.needs_output = true;
+        t.accumulates = producer_type::traits.accumulates;
+        return t;
+    }();
+
+    using output_shape = out_shape;
+    static constexpr std::size_t outputs = 1;
+
+    void wire(graph::description& g, const graph::edge_id* in, graph::edge_id* out, node_path p,
+              std::vector<leaf_handle<Backend, T>*>& handles) {
+        graph::leaf l;
+        l.name = P::name() + "+" + A::name();
+        l.path = p.text;
+        l.output_shape = out_shape::str();
+        l.depth = g.depth();
+        l.inputs.assign(in, in + 1);
+        l.traits = traits;
+        l.sizes = this;
+        l.flops_per_sample = flops_per_sample;
+        l.parameters = parameter_count;
+        this->path = std::move(p);
+        this->owner = P::name();
+        this->id = g.add_leaf(std::move(l), out_shape::size);
+        handles.push_back(this);
+        out[0] = g.leaves()[this->id].output;
+    }
+
+    std::size_t saved_bytes(std::size_t batch) const override { return producer_.saved_bytes(batch); }
+    std::size_t workspace_elements(std::size_t batch) const override {
+        return producer_.workspace_size(batch) + align(batch * out_shape::size);
+    }
+    std::vector<tensor_spec> specs() const override { return producer_.tensor_specs(); }
+    void bind(const tensor_binding<T>& b) override { producer_.bind(b); }
+    void set_stream(random_stream) override {}
+    void plan_state(const context&, std::size_t) override {}
+
+    void forward(const context& c, const exec<T>& e) const override {
+        io_type io = make_io(e, false);
+        node_detail::timed<Backend>(c, e.profiler, this->id, node_profiler::forward, e.batch,
+                                    [&] { producer_.forward_fused(c, io, activation_type::fused_activation()); });
+    }
+    void forward_train(const context& c, const exec<T>& e, std::uint64_t) override { forward(c, e); }
+    void backward(const context& c, const exec<T>& e, gradient_sink<T>* sink) override {
+        io_type io = make_io(e, true);
+        const std::size_t n = e.batch * out_shape::size;
+        T* dmid = e.workspace + producer_.workspace_size(e.plan->batch);
+        sink_ref<T> s{sink};
+        node_detail::timed<Backend>(c, e.profiler, this->id, node_profiler::backward, e.batch, [&] {
+            // d(pre-activation) from y alone
+            Backend::activation_backward(c, activation_type::fused_activation(), static_cast<const T*>(io.y),
+                                         static_cast<const T*>(io.y), io.dy, dmid, n);
+            io_type pio = io;
+            pio.dy = dmid;
+            producer_.backward(c, pio, s);
+        });
+    }
+
+private:
+    static constexpr std::size_t align(std::size_t n) { return (n + 15) / 16 * 16; }
+    io_type make_io(const exec<T>& e, bool grads) const {
+        const graph::leaf_plan& lp = e.plan->leaves[this->id];
+        const graph::port_plan& pp = e.plan->ports[lp.first_port];
+        io_type io;
+        io.batch = e.batch;
+        io.workspace = e.workspace;
+        io.saved = e.at(lp.saved);
+        io.y = e.at(lp.y);
+        io.x[0] = e.at(pp.x);
+        if (grads) {
+            io.dy = e.at(lp.dy);
+            io.dx[0] = e.at(pp.dx);
+            io.accumulate[0] = pp.accumulate || (pp.first_input_writer && e.accumulate_input_gradient);
+        }
+        return io;
+    }
+    producer_type producer_{};
+};
+
+}  // namespace lamina
+// ---- end include/lamina/network/leaf_node.hpp ----
 
 
 namespace lamina {
 
 namespace detail {
 
-/// Shapes S_1..S_{n+1} of a chain as a tuple of types.
-template <class In, class... Ls>
-struct chain_shapes;
-template <class In>
-struct chain_shapes<In> {
-    using type = std::tuple<In>;
+template <class D, class In, class Backend, class T, bool = is_composite<D>::value>
+struct node_type {
+    using type = leaf_node<D, In, Backend, T>;
 };
-template <class In, class L, class... Ls>
-struct chain_shapes<In, L, Ls...> {
-    using next = checked_output_t<L, In>;
-    using type = decltype(std::tuple_cat(std::declval<std::tuple<In>>(),
-                                         std::declval<typename chain_shapes<next, Ls...>::type>()));
+template <class D, class In, class Backend, class T>
+struct node_type<D, In, Backend, T, true> {
+    using type = typename D::template node<In, Backend, T>;
 };
 
-template <class Impl, class = void>
-struct has_set_stream : std::false_type {};
-template <class Impl>
-struct has_set_stream<Impl, std::void_t<decltype(std::declval<Impl&>().set_stream(random_stream{}))>> : std::true_type {};
-
-template <class Impl, class = void>
-struct fuses_activation : std::false_type {};
-template <class Impl>
-struct fuses_activation<Impl, std::enable_if_t<Impl::fuses_activation>> : std::true_type {};
-template <class Impl, class = void>
-struct fusable_activation : std::false_type {};
-template <class Impl>
-struct fusable_activation<Impl, std::enable_if_t<Impl::fusable_into_producer>> : std::true_type {};
+template <class S>
+struct port_count : std::integral_constant<std::size_t, 1> {};
+template <class... S>
+struct port_count<shapes<S...>> : std::integral_constant<std::size_t, sizeof...(S)> {};
 
 }  // namespace detail
 
-template <class In, class Backend, class T, class... Layers>
-class layer_chain {
-    static_assert(sizeof...(Layers) >= 1, "lamina: a network needs at least one layer after its input");
+/// The runtime node of descriptor D on input shape In.
+template <class D, class In, class Backend, class T>
+using node_t = typename detail::node_type<D, In, Backend, T>::type;
 
+/// The end of a chain: passes its input edges through.
+template <class In, class Backend, class T>
+class chain_end {
 public:
-    using context = typename Backend::context;
-    using shapes = typename detail::chain_shapes<In, Layers...>::type;
-    static constexpr std::size_t depth = sizeof...(Layers);
-    template <std::size_t I>
-    using shape_at = std::tuple_element_t<I, shapes>;  // input of layer I; shape_at<depth> = output
     using input_shape = In;
-    using output_shape = shape_at<depth>;
+    using output_shape = In;
+    static constexpr std::size_t outputs = detail::port_count<In>::value;
+    static constexpr std::size_t parameter_count = 0, state_count = 0, leaf_count = 0, positions = 0;
+    static constexpr double flops_per_sample = 0;
+    template <std::size_t I>
+    using shape_at = In;
+
+    template <class Handles>
+    void wire(graph::description&, const graph::edge_id* in, graph::edge_id* out, const node_path&, std::size_t,
+              Handles&) {
+        for (std::size_t i = 0; i < outputs; ++i) out[i] = in[i];
+    }
+};
+
+template <class In, class Head, class Tail, std::size_t Span>
+class chain_link {
+public:
+    using input_shape = In;
+    using output_shape = typename Tail::output_shape;
+    static constexpr std::size_t outputs = Tail::outputs;
+    static_assert(Head::outputs == 1 || Tail::positions == 0,
+                  "lamina: a node with several outputs (heads<...>) must be the last node of its sequential");
+    static constexpr std::size_t parameter_count = Head::parameter_count + Tail::parameter_count;
+    static constexpr std::size_t state_count = Head::state_count + Tail::state_count;
+    static constexpr std::size_t leaf_count = Head::leaf_count + Tail::leaf_count;
+    static constexpr std::size_t positions = Span + Tail::positions;
+    static constexpr double flops_per_sample = Head::flops_per_sample + Tail::flops_per_sample;
+
+    template <class Handles>
+    void wire(graph::description& g, const graph::edge_id* in, graph::edge_id* out, const node_path& parent,
+              std::size_t index, Handles& h) {
+        graph::edge_id mid[Head::outputs];
+        head.wire(g, in, mid, parent.child(index), h);
+        tail.wire(g, mid, out, parent, index + Span, h);
+    }
+
+    Head head;
+    Tail tail;
 
 private:
-    template <std::size_t... I>
-    static auto make_impls(std::index_sequence<I...>)
-        -> std::tuple<typename Layers::template impl<shape_at<I>, Backend, T>...>;
-    using impls_type = decltype(make_impls(std::index_sequence_for<Layers...>{}));
-
-    template <std::size_t... I>
-    static constexpr std::size_t sum_params(std::index_sequence<I...>) {
-        return (std::size_t(0) + ... + std::tuple_element_t<I, impls_type>::parameter_count);
-    }
-    template <std::size_t... I>
-    static constexpr double sum_flops(std::index_sequence<I...>) {
-        return (0.0 + ... + std::tuple_element_t<I, impls_type>::flops_per_sample);
-    }
-    template <std::size_t... I>
-    static constexpr std::size_t max_activation(std::index_sequence<I...>) {
-        std::size_t m = 0;
-        ((m = shape_at<I + 1>::size > m ? shape_at<I + 1>::size : m), ...);
-        return m;
-    }
+    template <class H, std::size_t S, class Tl>
+    struct at_one {
+        using type = typename Tl::template shape_at<0>;
+    };
+    template <class H, class Tl>
+    struct at_one<H, 2, Tl> {
+        using type = typename H::mid_shape;  // between a fused producer and its activation
+    };
+    template <std::size_t I, class Dummy = void>
+    struct shape_at_impl {
+        using type = typename Tail::template shape_at<I - Span>;
+    };
+    template <class Dummy>
+    struct shape_at_impl<0, Dummy> {
+        using type = In;
+    };
+    template <class Dummy>
+    struct shape_at_impl<1, Dummy> {
+        using type = typename at_one<Head, Span, Tail>::type;
+    };
 
 public:
+    /// The input shape of position I of this chain (I == positions: the output).
     template <std::size_t I>
-    using impl_at = std::tuple_element_t<I, impls_type>;
-    static constexpr std::size_t parameter_count = sum_params(std::index_sequence_for<Layers...>{});
-    static constexpr double flops_per_sample = sum_flops(std::index_sequence_for<Layers...>{});
-    /// Largest per-sample activation of any layer (input excluded).
-    static constexpr std::size_t max_activation_size = max_activation(std::index_sequence_for<Layers...>{});
+    using shape_at = typename shape_at_impl<I>::type;
+};
 
-    /// Layer I applies layer I + 1 (an activation) in its own epilogue (see the file comment).
-    template <std::size_t I>
-    static constexpr bool fused_with_next = [] {
+namespace detail {
+
+template <class In, class Backend, class T, class... Ls>
+struct chain_of;
+
+/// Do L1 (on In) and L2 fuse into one leaf? Evaluated lazily, so a layer that cannot take its
+/// input reports only its own shape diagnostic.
+template <class In, class Backend, class T, class L1, class L2>
+struct fusable_pair {
+    template <class = void>
+    struct producer_fuses {
+        static constexpr bool value = node_detail::fuses_activation<typename L1::template impl<In, Backend, T>>::value;
+    };
+    template <class = void>
+    struct activation_fusable {
+        static constexpr bool value = node_detail::fusable_activation<
+            typename L2::template impl<checked_output_t<L1, In>, Backend, T>>::value;
+    };
 #if defined(LAMINA_NO_LAYER_FUSION)
-        return false;
+    static constexpr bool value = false;
 #else
-        if constexpr (I + 1 >= depth) return false;
-        else return detail::fuses_activation<std::tuple_element_t<I, impls_type>>::value &&
-                    detail::fusable_activation<std::tuple_element_t<I + 1, impls_type>>::value;
+    static constexpr bool value =
+        std::conjunction_v<std::negation<is_composite<L1>>, std::negation<is_composite<L2>>,
+                           std::bool_constant<L1::template accepts<In>>, producer_fuses<>, activation_fusable<>>;
 #endif
-    }();
-    /// Layer I is an activation applied by layer I - 1: its forward is skipped.
-    template <std::size_t I>
-    static constexpr bool absorbed = [] {
-        if constexpr (I == 0) return false;
-        else return fused_with_next<I - 1>;
-    }();
+};
 
-private:
-    template <std::size_t J, std::size_t... I>
-    static constexpr std::size_t count_executed(std::index_sequence<I...>) {
-        return (std::size_t(0) + ... + (I <= J && !absorbed<I> ? std::size_t(1) : std::size_t(0)));
+template <bool Fuse, class In, class Backend, class T, class L, class... Ls>
+struct chain_pick {
+    using type = chain_link<In, node_t<L, In, Backend, T>,
+                            typename chain_of<checked_output_t<L, In>, Backend, T, Ls...>::type, 1>;
+};
+template <class In, class Backend, class T, class L1, class L2, class... Ls>
+struct chain_pick<true, In, Backend, T, L1, L2, Ls...> {
+    using head = fused_leaf_node<L1, L2, In, Backend, T>;
+    using type = chain_link<In, head, typename chain_of<typename head::out_shape, Backend, T, Ls...>::type, 2>;
+};
+
+template <class In, class Backend, class T, class... Ls>
+struct fuse_first : std::false_type {};
+template <class In, class Backend, class T, class L1, class L2, class... Ls>
+struct fuse_first<In, Backend, T, L1, L2, Ls...> : std::bool_constant<fusable_pair<In, Backend, T, L1, L2>::value> {};
+
+template <class In, class Backend, class T, class... Ls>
+struct chain_of {
+    using type = chain_end<In, Backend, T>;
+};
+template <class In, class Backend, class T, class L, class... Ls>
+struct chain_of<In, Backend, T, L, Ls...> {
+    using type = typename chain_pick<fuse_first<In, Backend, T, L, Ls...>::value, In, Backend, T, L, Ls...>::type;
+};
+
+/// The output shape of layers Ls on In (shape-checked), without building nodes.
+template <class In, class... Ls>
+struct chain_shape {
+    using type = In;
+};
+template <class In, class L, class... Ls>
+struct chain_shape<In, L, Ls...> {
+    using type = typename chain_shape<checked_output_t<L, In>, Ls...>::type;
+};
+
+}  // namespace detail
+
+template <class In, class Backend, class T, class... Ls>
+using chain_of_t = typename detail::chain_of<In, Backend, T, Ls...>::type;
+
+}  // namespace lamina
+// ---- end include/lamina/network/chain.hpp ----
+
+
+namespace lamina {
+
+template <class... Ts>
+struct type_list {};
+
+template <class Net, class Backend, class T>
+class network_model;
+
+namespace detail {
+
+template <class... Ls>
+struct seq_split {
+    using input_shape = void;
+    using layers = type_list<Ls...>;
+};
+template <std::size_t... D, class... Ls>
+struct seq_split<input<D...>, Ls...> {
+    using input_shape = shape<D...>;
+    using layers = type_list<Ls...>;
+};
+
+template <class In, class Backend, class T, class List>
+struct chain_from;
+template <class In, class Backend, class T, class... Ls>
+struct chain_from<In, Backend, T, type_list<Ls...>> {
+    using type = chain_of_t<In, Backend, T, Ls...>;
+};
+template <class In, class List>
+struct shape_from;
+template <class In, class... Ls>
+struct shape_from<In, type_list<Ls...>> {
+    using type = typename chain_shape<In, Ls...>::type;
+};
+template <class List>
+struct names_of;
+template <class... Ls>
+struct names_of<type_list<Ls...>> {
+    static std::string get() {
+        std::string s;
+        ((s += (s.empty() ? "" : ", ") + Ls::name()), ...);
+        return s;
     }
+    static constexpr std::size_t count = sizeof...(Ls);
+};
 
+template <bool IsNetwork, class Parts>
+struct network_output {
+    using type = void;
+};
+template <class Parts>
+struct network_output<true, Parts> {
+    using type = typename shape_from<typename Parts::input_shape, typename Parts::layers>::type;
+};
+
+}  // namespace detail
+
+/// The runtime node of a nested sequential: its chain, under its own heading in the summary.
+template <class Desc, class In, class Backend, class T>
+class sequential_node {
 public:
-    /// How many layers in 0..J run their own kernels (absorbed activations do not).
-    template <std::size_t J>
-    static constexpr std::size_t executed_through = count_executed<J>(std::index_sequence_for<Layers...>{});
+    using chain = typename detail::chain_from<In, Backend, T, typename Desc::parts::layers>::type;
+    using output_shape = typename chain::output_shape;
+    static constexpr std::size_t outputs = chain::outputs;
+    static constexpr std::size_t parameter_count = chain::parameter_count;
+    static constexpr std::size_t state_count = chain::state_count;
+    static constexpr std::size_t leaf_count = chain::leaf_count;
+    static constexpr double flops_per_sample = chain::flops_per_sample;
 
-    template <std::size_t I>
-    auto& layer() { return std::get<I>(impls_); }
-    template <std::size_t I>
-    const auto& layer() const { return std::get<I>(impls_); }
-
-    /// Parameter specs of every layer in order, each tagged with its layer index.
-    std::vector<std::pair<std::size_t, parameter_spec>> parameter_specs() const {
-        std::vector<std::pair<std::size_t, parameter_spec>> all;
-        for_each_layer([&](auto i, const auto& l) {
-            for (auto& p : l.parameter_specs()) all.emplace_back(decltype(i)::value, p);
-        });
-        return all;
+    template <class Handles>
+    void wire(graph::description& g, const graph::edge_id* in, graph::edge_id* out, const node_path& p, Handles& h) {
+        g.begin_composite(Desc::name());
+        chain_.wire(g, in, out, p, 0, h);
+        g.end_composite();
     }
-
-    /// Hands each layer its slice of the flat parameter and gradient buffers.
-    void bind_parameters(T* w, T* g) {
-        std::size_t off = 0;
-        for_each_layer_mut([&](auto, auto& l) {
-            using L = std::decay_t<decltype(l)>;
-            l.bind_parameters(L::parameter_count ? w + off : nullptr, L::parameter_count ? g + off : nullptr);
-            off += L::parameter_count;
-        });
+    /// The top of a network: no heading, positions numbered from 0 (as in lamina 0.1).
+    template <class Handles>
+    void wire_top(graph::description& g, const graph::edge_id* in, graph::edge_id* out, Handles& h) {
+        chain_.wire(g, in, out, node_path{}, 0, h);
     }
-
-    /// Gives every stochastic layer its own random stream derived from `s`.
-    void set_stream(random_stream s) {
-        for_each_layer_mut([&](auto i, auto& l) {
-            using L = std::decay_t<decltype(l)>;
-            if constexpr (detail::has_set_stream<L>::value) l.set_stream(s.child(decltype(i)::value));
-        });
-    }
-
-    /// Sizes every buffer for up to `batch` samples; a no-op when the capacity suffices, so a
-    /// smaller last batch of an epoch reuses the buffers.
-    void plan(const context& c, std::size_t batch) {
-        if (batch <= planned_batch_) return;
-        activations_.clear();
-        activations_.resize(depth > 0 ? depth - 1 : 0);
-        plan_activations(batch, std::make_index_sequence<depth - 1>{});
-        for (auto& g : grads_) g.allocate(batch * max_activation_size);
-        for_each_layer_mut([&](auto, auto& l) { l.plan(c, batch); });
-        planned_batch_ = batch;
-    }
-    std::size_t planned_batch() const { return planned_batch_; }
-
-    std::size_t workspace_size(std::size_t batch) const {
-        std::size_t m = 0;
-        for_each_layer([&](auto, const auto& l) { m = std::max(m, l.workspace_size(batch)); });
-        return m;
-    }
-    /// Scratch T elements const inference needs besides the workspace: two ping-pong buffers.
-    static constexpr std::size_t inference_scratch_size(std::size_t batch) { return 2 * batch * max_activation_size; }
-
-    /// Training forward: keeps every intermediate activation for backward.
-    void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t step) {
-        forward_train_impl(c, x, y, batch, ws, step, std::index_sequence_for<Layers...>{});
-    }
-    /// Backward through the chain: needs the x and y of the preceding forward_train.
-    void backward(const context& c, const T* x, const T* y, const T* dy, T* dx, std::size_t batch, T* ws) {
-        backward_impl<depth - 1>(c, x, y, dy, dx, batch, ws);
-    }
-    /// Const inference through caller-provided scratch (inference_scratch_size elements).
-    void forward(const context& c, const T* x, T* y, std::size_t batch, T* ws, T* scratch) const {
-        forward_impl(c, x, y, batch, ws, scratch, std::index_sequence_for<Layers...>{});
-    }
-
-    /// Device pointer to the output of layer I from the last forward_train (I < depth - 1).
-    /// Not kept for a layer whose activation is fused into it (fused_with_next<I>).
-    template <std::size_t I>
-    const T* activation() const {
-        static_assert(!fused_with_next<I>, "lamina: this layer's output is not kept: its activation is fused into it");
-        return activations_[I].data();
-    }
-
-    template <class F>
-    void for_each_layer(F&& f) const {
-        for_each_impl(f, std::index_sequence_for<Layers...>{});
-    }
-    template <class F>
-    void for_each_layer_mut(F&& f) {
-        for_each_impl_mut(f, std::index_sequence_for<Layers...>{});
-    }
+    chain& nodes() noexcept { return chain_; }
+    const chain& nodes() const noexcept { return chain_; }
 
 private:
-    template <std::size_t... I>
-    void plan_activations(std::size_t batch, std::index_sequence<I...>) {
-        (void)batch;  // unused by a one-layer chain (no intermediate activations)
-        ((activations_[I].allocate(fused_with_next<I> ? 0 : batch * shape_at<I + 1>::size)), ...);
-    }
-    template <class F, std::size_t... I>
-    void for_each_impl(F& f, std::index_sequence<I...>) const {
-        (f(std::integral_constant<std::size_t, I>{}, std::get<I>(impls_)), ...);
-    }
-    template <class F, std::size_t... I>
-    void for_each_impl_mut(F& f, std::index_sequence<I...>) {
-        (f(std::integral_constant<std::size_t, I>{}, std::get<I>(impls_)), ...);
-    }
-    template <std::size_t I>
-    const T* train_in(const T* x) const { if constexpr (I == 0) return x; else return activations_[I - 1].data(); }
-    template <std::size_t I>
-    T* train_out(T* y) { if constexpr (I + 1 == depth) return y; else return activations_[I].data(); }
+    chain chain_;
+};
 
-    template <std::size_t I>
-    void forward_train_one(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t step) {
-        if constexpr (fused_with_next<I>)
-            std::get<I>(impls_).forward_fused(c, train_in<I>(x), train_out<I + 1>(y), batch, ws,
-                                              impl_at<I + 1>::fused_activation());
-        else if constexpr (!absorbed<I>)
-            std::get<I>(impls_).forward_train(c, train_in<I>(x), train_out<I>(y), batch, ws, step);
-    }
-    template <std::size_t... I>
-    void forward_train_impl(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t step,
-                            std::index_sequence<I...>) {
-        (forward_train_one<I>(c, x, y, batch, ws, step), ...);
-    }
-    template <std::size_t I>
-    void backward_impl(const context& c, const T* x, const T* y, const T* dy, T* dx, std::size_t batch, T* ws) {
-        // A fused producer's own output was never stored (it must not read it); an absorbed
-        // activation gets its output y in place of its input x.
-        const T* yout = fused_with_next<I> ? nullptr : (I + 1 == depth) ? y : activations_[I].data();
-        const T* xin = absorbed<I> ? yout : train_in<I>(x);
-        const T* dyin = (I + 1 == depth) ? dy : grads_[I % 2].data();
-        T* dxout = (I == 0) ? dx : grads_[(I + 1) % 2].data();
-        std::get<I>(impls_).backward(c, xin, yout, dyin, dxout, batch, ws);
-        if constexpr (I > 0) backward_impl<I - 1>(c, x, y, dy, dx, batch, ws);
-    }
-    template <std::size_t... I>
-    void forward_impl(const context& c, const T* x, T* y, std::size_t batch, T* ws, T* scratch,
-                      std::index_sequence<I...>) const {
-        // Ping-pong over the layers that run (absorbed activations run inside their producer):
-        // the output of layer j lives in ping[(executed_through<j> - 1) % 2].
-        T* ping[2] = {scratch, scratch + batch * max_activation_size};
-        auto output_of = [&](auto j) -> T* {
-            constexpr std::size_t k = decltype(j)::value;
-            if constexpr (k + 1 == depth) return y; else return ping[(executed_through<k> - 1) % 2];
-        };
-        auto in = [&](auto i) -> const T* {
-            constexpr std::size_t k = decltype(i)::value;
-            if constexpr (k == 0) return x; else return output_of(std::integral_constant<std::size_t, k - 1>{});
-        };
-        auto one = [&](auto i) {
-            constexpr std::size_t k = decltype(i)::value;
-            if constexpr (fused_with_next<k>)
-                std::get<k>(impls_).forward_fused(c, in(i), output_of(std::integral_constant<std::size_t, k + 1>{}), batch,
-                                                  ws, impl_at<k + 1>::fused_activation());
-            else if constexpr (!absorbed<k>)
-                std::get<k>(impls_).forward(c, in(i), output_of(i), batch, ws);
-        };
-        (one(std::integral_constant<std::size_t, I>{}), ...);
-    }
+template <class... Ls>
+struct sequential {
+    using parts = detail::seq_split<Ls...>;
+    static constexpr bool is_composite = true;
+    static constexpr bool is_network = !std::is_void_v<typename parts::input_shape>;
+    static_assert(detail::names_of<typename parts::layers>::count >= 1,
+                  "lamina::sequential needs at least one node (after its input<...>)");
 
-    impls_type impls_;
-    std::vector<typename Backend::template buffer<T>> activations_;
-    typename Backend::template buffer<T> grads_[2];
-    std::size_t planned_batch_ = 0;
+    static std::string name() { return "sequential<" + detail::names_of<typename parts::layers>::get() + ">"; }
+    /// The node names, comma separated (checkpoints store them as the architecture).
+    static std::string layer_names() { return detail::names_of<typename parts::layers>::get(); }
+    /// Number of nodes in the list (input<...> not counted).
+    static constexpr std::size_t length = detail::names_of<typename parts::layers>::count;
+
+    // descriptor protocol (as a node inside a composite)
+    template <class In>
+    static constexpr bool accepts = !is_network || std::is_same_v<In, typename parts::input_shape>;
+    template <class In>
+    using expected_input = std::conditional_t<is_network, typename parts::input_shape, In>;
+    template <class In>
+    using output_for = typename detail::shape_from<In, typename parts::layers>::type;
+    template <class In, class Backend, class T>
+    using node = sequential_node<sequential, In, Backend, T>;
+
+    // as a network
+    using input_shape = typename parts::input_shape;
+    using output_shape = typename detail::network_output<is_network, parts>::type;  // void for a bare chain
+    template <class Backend = host, class T = float>
+    using model = network_model<sequential, Backend, T>;
 };
 
 }  // namespace lamina
-// ---- end include/lamina/network/layer_chain.hpp ----
+
+// ---- begin include/lamina/network/model.hpp ----
+// lamina: a network with its memory: the model of a network type on a backend.
+//
+//   lenet5::model<lamina::host> net{lamina::seed{42}};            // = network_model<lenet5, host, float>
+//   std::cout << net.summary(64);                                  // layers, shapes, FLOPs, planned bytes
+//   net.predict(in, out, batch);                                   // const, thread-safe
+//
+// The model wires its node tree into a graph once (network/graph.hpp), keeps one flat buffer
+// per tensor kind (trainable parameters and their gradients, running state, frozen), and
+// plans memory per batch size (network/memory_plan.hpp): training steps 2..N and inference
+// at a batch size seen before allocate nothing.
+
+#include <mutex>
+#include <sstream>
+
 
 // ---- begin include/lamina/network/parameter_segment.hpp ----
 // lamina: where each parameter tensor lives in a network's flat parameter buffer.
@@ -4318,60 +6289,87 @@ struct parameter_segment {
 
 namespace lamina {
 
-template <class Input, class... Layers>
-struct sequential {
-    static_assert(is_input<Input>::value,
-                  "lamina::sequential: the first element must be lamina::input<...> (the shape of one sample)");
-    using input_shape = typename Input::shape_type;
-    using output_shape =
-        std::tuple_element_t<sizeof...(Layers), typename detail::chain_shapes<input_shape, Layers...>::type>;
-
-    template <class Backend = host, class T = float>
-    class model;
+namespace detail {
+template <class S>
+struct output_sizes {
+    static constexpr std::size_t count = 1;
+    static constexpr std::array<std::size_t, 1> sizes{S::size};
 };
+template <class... S>
+struct output_sizes<shapes<S...>> {
+    static constexpr std::size_t count = sizeof...(S);
+    static constexpr std::array<std::size_t, sizeof...(S)> sizes{S::size...};
+};
+}  // namespace detail
 
-template <class Input, class... Layers>
-template <class Backend, class T>
-class sequential<Input, Layers...>::model {
+template <class Net, class Backend, class T>
+class network_model {
+    static_assert(Net::is_network, "lamina: only a sequential that starts with input<...> has a model");
+
 public:
+    using network = Net;
     using backend = Backend;
     using value_type = T;
     using context_type = typename Backend::context;
-    using chain = layer_chain<typename Input::shape_type, Backend, T, Layers...>;
-    using input_shape = typename chain::input_shape;
-    using output_shape = typename chain::output_shape;
-    static constexpr std::size_t input_size = input_shape::size;
-    static constexpr std::size_t output_size = output_shape::size;
-    static constexpr std::size_t parameter_count = chain::parameter_count;
-    static constexpr double flops_per_sample = chain::flops_per_sample;
-    static constexpr std::size_t depth = chain::depth;
+    using input_shape = typename Net::input_shape;
+    using node_type = typename Net::template node<input_shape, Backend, T>;
+    using output_shape = typename node_type::output_shape;  // a shape, or shapes<...> for several heads
     using matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+    static constexpr std::size_t outputs = detail::output_sizes<output_shape>::count;
+    static constexpr std::array<std::size_t, outputs> output_sizes = detail::output_sizes<output_shape>::sizes;
+    static constexpr std::size_t input_size = input_shape::size;
+    /// Elements per sample of the (first) output.
+    static constexpr std::size_t output_size = output_sizes[0];
+    static constexpr std::size_t parameter_count = node_type::parameter_count;
+    static constexpr std::size_t state_count = node_type::state_count;
+    static constexpr double flops_per_sample = node_type::flops_per_sample;
+    static constexpr std::size_t depth = Net::length;  // nodes in the top-level list
+    template <std::size_t I>
+    using shape_at = typename node_type::chain::template shape_at<I>;
 
     /// A network with freshly initialised parameters. `threads` bounds the host backend's
     /// worker threads (default: LAMINA_NUM_THREADS or the available cores).
-    explicit model(seed s = seed{0}, threads t = threads{}) : ctx_(t) {
-        params_.allocate(std::max<std::size_t>(parameter_count, 1));
-        grads_.allocate(std::max<std::size_t>(parameter_count, 1));
-        chain_.bind_parameters(params_.data(), grads_.data());
-        build_segments();
+    explicit network_model(seed s = seed{0}, threads t = threads{}) : ctx_(t) {
+        const graph::edge_id in = graph_.add_input(input_size);
+        graph::edge_id out[outputs];
+        node_.wire_top(graph_, &in, out, handles_);
+        for (std::size_t k = 0; k < outputs; ++k) {
+            if (out[k] == in) {  // a network of views: its output needs storage of its own
+                copies_.push_back(std::make_unique<copy_leaf<Backend, T>>(input_size));
+                copies_.back()->wire(graph_, in, &out[k], handles_);
+            }
+            graph_.mark_output(out[k], static_cast<std::int32_t>(k));
+        }
+        std::size_t per_sample = 1;
+        for (const auto& e : graph_.edges()) per_sample += 2 * e.size;  // values and gradients
+        max_batch_ = std::size_t(-1) / 1024 / sizeof(T) / per_sample;
+        lay_out_tensors();
         initialize(s);
     }
-    model(const model&) = delete;
-    model& operator=(const model&) = delete;
+    network_model(const network_model&) = delete;
+    network_model& operator=(const network_model&) = delete;
 
-    /// Re-draws every parameter from `s` (counter-based: identical on every backend).
+    /// Re-draws every trainable parameter from `s` (counter-based: identical on every backend)
+    /// and resets running state to its initial values.
     void initialize(seed s) {
         seed_ = s.value;
         random_stream root{s.value, 0};
-        std::vector<T> host(parameter_count);
-        std::size_t i = 0;
-        for (const auto& seg : segments_) {
-            const auto& spec = specs_[i++].second;
-            random_stream st = root.child(seg.layer * 1024 + (i - 1));
-            for (std::size_t k = 0; k < seg.count; ++k)
-                host[seg.offset + k] = static_cast<T>(init::sample(spec.init, st, k, spec.fan_in, spec.fan_out));
+        std::vector<T> host(parameter_count), st(state_count);
+        std::size_t trainable_index = 0;
+        for (const auto& t : tensors_) {
+            if (t.spec.kind == tensor_kind::trainable) {
+                random_stream r = root.child(handles_[t.leaf]->path.key * 1024 + trainable_index++);
+                for (std::size_t k = 0; k < t.spec.count; ++k)
+                    host[t.offset + k] = static_cast<T>(init::sample(t.spec.init, r, k, t.spec.fan_in, t.spec.fan_out));
+            } else if (t.spec.kind == tensor_kind::state) {
+                random_stream r = root.child(0x57A7Eull).child(handles_[t.leaf]->path.key);
+                for (std::size_t k = 0; k < t.spec.count; ++k)
+                    st[t.offset + k] = static_cast<T>(init::sample(t.spec.init, r, k, t.spec.fan_in, t.spec.fan_out));
+            }
         }
         if (parameter_count) Backend::upload(ctx_, params_.data(), host.data(), parameter_count);
+        if (state_count) Backend::upload(ctx_, state_.data(), st.data(), state_count);
         Backend::fill(ctx_, grads_.data(), grads_.size(), T(0));
         restore_seed(s.value);
     }
@@ -4379,122 +6377,177 @@ public:
     /// Sets the seed that keys dropout masks without re-drawing parameters (checkpoint resume).
     void restore_seed(std::uint64_t s) {
         seed_ = s;
-        chain_.set_stream(random_stream{s, 0}.child(0xD0D0D0D0ull));
+        random_stream root = random_stream{s, 0}.child(0xD0D0D0D0ull);
+        for (auto* h : handles_) h->set_stream(root);
     }
 
     // ---- description ------------------------------------------------------------------------
-    static std::string name_of_layers() {
-        std::string s;
-        ((s += (s.empty() ? "" : ", ") + Layers::name()), ...);
-        return s;
-    }
-    /// A table of layers, output shapes, parameter counts and forward FLOPs per sample.
-    std::string summary() const {
+    static std::string name_of_layers() { return Net::layer_names(); }
+    const graph::description& graph() const noexcept { return graph_; }
+
+    /// A table of nodes (composites indented under their heading), output shapes, parameter
+    /// counts and forward FLOPs per sample; with a batch size, also the memory planned for a
+    /// training step and for inference at that batch.
+    std::string summary(std::size_t batch = 0) const {
         std::ostringstream os;
-        char line[160];
-        std::snprintf(line, sizeof line, "%-4s %-26s %-16s %12s %14s\n", "#", "layer", "output", "params", "FLOPs/sample");
+        char line[640];
+        std::snprintf(line, sizeof line, "%-12s %-34s %-16s %12s %14s\n", "#", "layer", "output", "params", "FLOPs/sample");
         os << line;
-        std::snprintf(line, sizeof line, "%-4s %-26s %-16s %12s %14s\n", "", "input", input_shape::str().c_str(), "0", "0");
+        std::snprintf(line, sizeof line, "%-12s %-34s %-16s %12s %14s\n", "", "input", input_shape::str().c_str(), "0", "0");
         os << line;
-        summary_rows(os, std::index_sequence_for<Layers...>{});
+        for (const auto& r : graph_.rows()) {
+            std::string indent(2 * r.depth, ' ');
+            if (!r.is_leaf) {
+                std::snprintf(line, sizeof line, "%-12s %-34.34s\n", "", (indent + r.heading).c_str());
+            } else {
+                const auto& l = graph_.leaves()[r.leaf];
+                std::snprintf(line, sizeof line, "%-12s %-34.34s %-16s %12zu %14.0f\n", l.path.c_str(), (indent + l.name).c_str(),
+                              l.output_shape.c_str(), l.parameters, l.flops_per_sample);
+            }
+            os << line;
+        }
         std::snprintf(line, sizeof line, "total: %zu parameters, %.4g MFLOPs per sample (forward), backend %s\n",
                       parameter_count, flops_per_sample / 1e6, Backend::name);
         os << line;
+        if (state_count) {
+            std::snprintf(line, sizeof line, "running state: %zu values (not trained, checkpointed)\n", state_count);
+            os << line;
+        }
+        if (batch) {
+            const auto tp = graph::plan_training(graph_, batch, sizeof(T), true);
+            const auto ip = graph::plan_inference(graph_, batch, sizeof(T), Backend::host_accessible);
+            auto mib = [](std::size_t elements) { return double(elements) * sizeof(T) / 1048576.0; };
+            std::snprintf(line, sizeof line,
+                          "planned memory at batch %zu: training %.2f MiB (activations %.2f, gradients %.2f, saved "
+                          "%.2f, temporaries %.2f MiB, shared down from %.2f MiB) + workspace %.2f MiB; inference %.2f "
+                          "MiB + workspace %.2f MiB; parameters and gradients %.2f MiB\n",
+                          batch, mib(tp.arena_elements), mib(tp.value_elements), mib(tp.gradient_elements),
+                          mib(tp.saved_elements), mib(tp.temp_elements), mib(tp.unshared_elements),
+                          mib(tp.workspace_elements), mib(ip.arena_elements), mib(ip.workspace_elements),
+                          mib(2 * parameter_count + state_count));
+            os << line;
+        }
         return os.str();
     }
 
-    // ---- parameters ---------------------------------------------------------------------------
+    // ---- parameters and state -----------------------------------------------------------------
     T* parameters() noexcept { return params_.data(); }
     const T* parameters() const noexcept { return params_.data(); }
     T* gradients() noexcept { return grads_.data(); }
     const T* gradients() const noexcept { return grads_.data(); }
+    T* state() noexcept { return state_.data(); }
+    const T* state() const noexcept { return state_.data(); }
     const std::vector<parameter_segment>& parameter_segments() const noexcept { return segments_; }
+    const std::vector<parameter_segment>& state_segments() const noexcept { return state_segments_; }
     /// Host copy of all parameters, in the flat layout.
-    std::vector<T> get_parameters() const {
-        std::vector<T> h(parameter_count);
-        if (parameter_count) Backend::download(ctx_, h.data(), params_.data(), parameter_count);
-        return h;
-    }
-    void set_parameters(const std::vector<T>& h) {
-        if (h.size() != parameter_count)
-            throw shape_error("lamina: set_parameters got " + std::to_string(h.size()) + " values, the network has " +
-                              std::to_string(parameter_count) + " parameters");
-        if (parameter_count) Backend::upload(ctx_, params_.data(), h.data(), parameter_count);
-    }
-    std::vector<T> get_gradients() const {
-        std::vector<T> h(parameter_count);
-        if (parameter_count) Backend::download(ctx_, h.data(), grads_.data(), parameter_count);
-        return h;
-    }
+    std::vector<T> get_parameters() const { return download(params_, parameter_count); }
+    void set_parameters(const std::vector<T>& h) { upload(params_, h, parameter_count, "set_parameters", "parameters"); }
+    std::vector<T> get_gradients() const { return download(grads_, parameter_count); }
+    /// Host copy of the running state (batch norm statistics), in the flat layout.
+    std::vector<T> get_state() const { return download(state_, state_count); }
+    void set_state(const std::vector<T>& h) { upload(state_, h, state_count, "set_state", "running-state values"); }
 
     // ---- training interface (used by trainer; usable directly) -----------------------------
-    /// Sizes the training buffers for up to `batch` samples (done once; calls with a batch
-    /// that fits are free, so the last, smaller batch of an epoch allocates nothing).
+    /// Plans the training buffers for batches of up to `batch` samples (done once; calls with a
+    /// batch that fits are free, so the last, smaller batch of an epoch allocates nothing).
     void plan(std::size_t batch) {
-        if (batch == 0) throw argument_error("lamina: batch size must be positive");
+        check_batch(batch, "plan");
         if (batch <= planned_) return;
-        chain_.plan(ctx_, batch);
-        output_.allocate(batch * output_size);
-        output_grad_.allocate(batch * output_size);
-        workspace_.allocate(std::max<std::size_t>(chain_.workspace_size(batch), 1));
-        infer_scratch_.allocate(std::max<std::size_t>(chain::inference_scratch_size(batch), 1));
+        allocating(batch, [&] {
+            train_plan_ = graph::plan_training(graph_, batch, sizeof(T), true);
+            infer_plan_ = graph::plan_inference(graph_, batch, sizeof(T), false);
+            train_arena_.allocate(std::max<std::size_t>(train_plan_.arena_elements, 1));
+            infer_arena_.allocate(std::max<std::size_t>(infer_plan_.arena_elements, 1));
+            workspace_.allocate(std::max<std::size_t>(
+                std::max(train_plan_.workspace_elements, infer_plan_.workspace_elements), 1));
+            for (auto* h : handles_) h->plan_state(ctx_, batch);
+        });
         planned_ = batch;
     }
-    /// Inference forward on device memory through the planned buffers (not thread-safe; the
-    /// trainer's evaluation uses it). Returns the device pointer of the output.
-    const T* forward_infer(const T* x, std::size_t batch) {
-        plan(batch);
-        chain_.forward(ctx_, x, output_.data(), batch, workspace_.data(), infer_scratch_.data());
-        return output_.data();
-    }
     std::size_t planned_batch() const noexcept { return planned_; }
+    /// The training step's memory plan (planned bytes per edge kind: summary(batch)).
+    const graph::memory_plan& training_plan() const noexcept { return train_plan_; }
 
     /// Forward pass of a training step on device memory `x` (batch x input_size); returns the
-    /// device pointer of the output. `step` keys the dropout masks.
+    /// device pointer of the (first) output. `step` keys the dropout masks.
     const T* forward_train(const T* x, std::size_t batch, std::uint64_t step) {
         plan(batch);
         current_batch_ = batch;
         last_input_ = x;
-        chain_.forward_train(ctx_, x, output_.data(), batch, workspace_.data(), step);
-        return output_.data();
+        exec<T> e = training_exec(x, nullptr);
+        for (auto* h : handles_) h->forward_train(ctx_, e, step);
+        return output(0);
     }
-    /// Device buffer the loss writes dLoss/dOutput into (batch x output_size).
-    T* output_gradient() noexcept { return output_grad_.data(); }
-    const T* output() const noexcept { return output_.data(); }
-    /// Backward pass after forward_train: fills gradients() from output_gradient().
-    void backward() {
-        chain_.backward(ctx_, last_input_, output_.data(), output_grad_.data(), static_cast<T*>(nullptr), current_batch_,
-                        workspace_.data());
+    /// Device pointer to output k of the last forward_train.
+    const T* output(std::size_t k = 0) const {
+        return resolve(train_plan_.outputs.at(k), last_input_, nullptr);
     }
-    /// Backward that also returns dLoss/dInput into `dx` (device, batch x input_size).
-    void backward(T* dx) {
-        chain_.backward(ctx_, last_input_, output_.data(), output_grad_.data(), dx, current_batch_, workspace_.data());
+    /// Device buffer the loss writes dLoss/d(output k) into (batch x output_sizes[k]).
+    T* output_gradient(std::size_t k = 0) noexcept { return resolve(train_plan_.output_grads.at(k), last_input_, nullptr); }
+    /// The sum of the terms nodes add to the loss (a VAE's KL) in the last forward_train.
+    double added_loss() const {
+        double s = 0;
+        if (!has_added_loss_) return s;
+        exec<T> e = training_exec(last_input_, nullptr);
+        for (auto* h : handles_)
+            if (h->adds_loss()) s += h->added_loss(ctx_, e);
+        return s;
+    }
+    static constexpr bool adds_loss_possible = true;
+    /// Backward pass after forward_train: fills gradients() from output_gradient(); each
+    /// parameter gradient is reported to `sink` as soon as it is final.
+    void backward(gradient_sink<T>* sink = nullptr) { run_backward(nullptr, sink); }
+    /// Backward that also writes dLoss/dInput into `dx` (device, batch x input_size).
+    void backward(T* dx, gradient_sink<T>* sink = nullptr) { run_backward(dx, sink); }
+    /// Backward that adds dLoss/dInput into `dx` (dx += ...; a simulation accumulating
+    /// sensitivities, or a caller's own graph around the model).
+    void backward_accumulate(T* dx, gradient_sink<T>* sink = nullptr) { run_backward(dx, sink, true); }
+
+    /// Inference forward on device memory through the model's own buffers (not thread-safe; the
+    /// trainer's evaluation uses it). Returns the device pointer of output k.
+    const T* forward_infer(const T* x, std::size_t batch, std::size_t k = 0) {
+        plan(batch);
+        exec<T> e;
+        e.plan = &infer_plan_;
+        e.base[graph::space_arena] = infer_arena_.data();
+        e.base[graph::space_input] = const_cast<T*>(x);
+        e.workspace = workspace_.data();
+        e.batch = batch;
+        e.profiler = profiler_;
+        for (const auto* h : handles_) h->forward(ctx_, e);
+        last_infer_input_ = x;
+        return infer_output(k);
+    }
+    /// Device pointer to output k of the last forward_infer.
+    const T* infer_output(std::size_t k) const {
+        const graph::ref r = infer_plan_.outputs.at(k);
+        if (r.space == graph::space_input) return last_infer_input_ + r.offset;
+        return infer_arena_.data() + r.offset;
     }
 
     context_type& context() noexcept { return ctx_; }
     const context_type& context() const noexcept { return ctx_; }
-    chain& layers() noexcept { return chain_; }
-    const chain& layers() const noexcept { return chain_; }
+    node_type& nodes() noexcept { return node_; }
+    const node_type& nodes() const noexcept { return node_; }
+    /// The leaves in execution order (for tools: profilers, communicators, tests).
+    const std::vector<leaf_handle<Backend, T>*>& leaves() const noexcept { return handles_; }
+
+    // ---- profiling ------------------------------------------------------------------------------
+    /// Attaches a profiler (null detaches): every leaf's forward and backward is then timed.
+    void profile(node_profiler* p) noexcept { profiler_ = p; }
+    node_profiler* profiler() const noexcept { return profiler_; }
 
     // ---- embedding: inference on the caller's memory ----------------------------------------
     /// out[batch x output_size] = net(in[batch x input_size]), both host pointers. Const and
     /// thread-safe: concurrent callers each take their own planned scratch. At a batch size
-    /// seen before, nothing is allocated.
+    /// seen before, nothing is allocated. A network with several outputs writes output 0 here;
+    /// predict_all writes every one.
     void predict(const T* in, T* out, std::size_t batch) const {
-        if (batch == 0) return;
-        if (!in || !out) throw argument_error("lamina: predict got a null input or output pointer");
-        auto scratch = acquire_scratch(batch);
-        const T* x = in;
-        T* y = out;
-        if constexpr (!Backend::host_accessible) {
-            Backend::upload(ctx_, scratch->input.data(), in, batch * input_size);
-            x = scratch->input.data();
-            y = scratch->output.data();
-        }
-        chain_.forward(ctx_, x, y, batch, scratch->workspace.data(), scratch->ping.data());
-        if constexpr (!Backend::host_accessible) Backend::download(ctx_, out, y, batch * output_size);
-        release_scratch(std::move(scratch));
+        T* outs[outputs] = {out};
+        run_predict(in, outs, batch, 1);
     }
+    /// Every output: outs[k] receives batch x output_sizes[k] values.
+    void predict_all(const T* in, T* const* outs, std::size_t batch) const { run_predict(in, outs, batch, outputs); }
     /// Eigen interop: rows are samples. Checks the column counts.
     void predict(const Eigen::Ref<const matrix>& in, Eigen::Ref<matrix> out) const {
         if (static_cast<std::size_t>(in.cols()) != input_size)
@@ -4513,12 +6566,151 @@ public:
         predict(in, out);
         return out;
     }
+    /// Every output as a matrix (rows are samples).
+    std::array<matrix, outputs> predict_all(const Eigen::Ref<const matrix>& in) const {
+        if (static_cast<std::size_t>(in.cols()) != input_size || in.outerStride() != in.cols())
+            throw shape_error("lamina: predict_all input has " + std::to_string(in.cols()) +
+                              " columns (contiguous rows needed), the network takes " + std::to_string(input_size));
+        std::array<matrix, outputs> r;
+        T* outs[outputs];
+        for (std::size_t k = 0; k < outputs; ++k) {
+            r[k].resize(in.rows(), static_cast<Eigen::Index>(output_sizes[k]));
+            outs[k] = r[k].data();
+        }
+        predict_all(in.data(), outs, static_cast<std::size_t>(in.rows()));
+        return r;
+    }
+
+    /// The largest batch whose buffer sizes are sure not to wrap size_t: every buffer a node
+    /// or kernel plans is at most 1024 elements per element of the network's edges.
+    std::size_t max_batch() const noexcept { return max_batch_; }
 
 private:
+    struct placed_tensor {
+        std::size_t leaf;  // index into handles_
+        tensor_spec spec;
+        std::size_t offset;  // in its kind's flat buffer
+    };
     struct scratch_set {
         std::size_t batch = 0;
-        typename Backend::template buffer<T> ping, workspace, input, output;
+        graph::memory_plan plan;
+        typename Backend::template buffer<T> arena, workspace, input;
+        std::array<typename Backend::template buffer<T>, outputs> output;
     };
+
+    void lay_out_tensors() {
+        std::size_t off[3] = {0, 0, 0};
+        for (std::size_t i = 0; i < handles_.size(); ++i) {
+            for (auto& spec : handles_[i]->specs()) {
+                spec.type = dtype_of<T>();
+                auto k = static_cast<std::size_t>(spec.kind);
+                tensors_.push_back({i, spec, off[k]});
+                off[k] += spec.count;
+            }
+        }
+        if (off[0] != parameter_count || off[1] != state_count)
+            throw error("lamina: internal error: tensor specs cover " + std::to_string(off[0]) + " of " +
+                        std::to_string(parameter_count) + " parameters and " + std::to_string(off[1]) + " of " +
+                        std::to_string(state_count) + " state values");
+        params_.allocate(std::max<std::size_t>(parameter_count, 1));
+        grads_.allocate(std::max<std::size_t>(parameter_count, 1));
+        state_.allocate(std::max<std::size_t>(state_count, 1));
+        frozen_.allocate(std::max<std::size_t>(off[2], 1));
+        // each leaf gets pointers to its first tensor of each kind (its tensors of a kind are contiguous)
+        std::vector<tensor_binding<T>> b(handles_.size());
+        std::vector<std::array<bool, 3>> seen(handles_.size(), {false, false, false});
+        for (const auto& t : tensors_) {
+            auto k = static_cast<std::size_t>(t.spec.kind);
+            if (seen[t.leaf][k]) continue;
+            seen[t.leaf][k] = true;
+            if (k == 0) {
+                b[t.leaf].parameters = params_.data() + t.offset;
+                b[t.leaf].gradients = grads_.data() + t.offset;
+            } else if (k == 1) {
+                b[t.leaf].state = state_.data() + t.offset;
+            } else {
+                b[t.leaf].frozen = frozen_.data() + t.offset;
+            }
+        }
+        for (std::size_t i = 0; i < handles_.size(); ++i) {
+            handles_[i]->bind(b[i]);
+            graph_.leaves()[handles_[i]->id].parameter_offset =
+                b[i].parameters ? static_cast<std::size_t>(b[i].parameters - params_.data()) : 0;
+            if (handles_[i]->adds_loss()) has_added_loss_ = true;
+        }
+        for (const auto& t : tensors_) {
+            const auto& h = *handles_[t.leaf];
+            parameter_segment seg{h.path.text + ":" + h.owner + "." + t.spec.name, h.id, t.offset,
+                                  t.spec.count, t.spec.decay};
+            if (t.spec.kind == tensor_kind::trainable) segments_.push_back(seg);
+            else if (t.spec.kind == tensor_kind::state) state_segments_.push_back(seg);
+        }
+    }
+
+    std::vector<T> download(const typename Backend::template buffer<T>& b, std::size_t n) const {
+        std::vector<T> h(n);
+        if (n) Backend::download(ctx_, h.data(), b.data(), n);
+        return h;
+    }
+    void upload(typename Backend::template buffer<T>& b, const std::vector<T>& h, std::size_t n, const char* where,
+                const char* what) {
+        if (h.size() != n)
+            throw shape_error(std::string("lamina: ") + where + " got " + std::to_string(h.size()) + " values, the network has " +
+                              std::to_string(n) + " " + what);
+        if (n) Backend::upload(ctx_, b.data(), h.data(), n);
+    }
+
+    exec<T> training_exec(const T* x, T* dx) const {
+        exec<T> e;
+        e.plan = &train_plan_;
+        e.base[graph::space_arena] = const_cast<T*>(train_arena_.data());
+        e.base[graph::space_input] = const_cast<T*>(x);
+        e.base[graph::space_input_grad] = dx;
+        e.workspace = const_cast<T*>(workspace_.data());
+        e.batch = current_batch_;
+        e.profiler = profiler_;
+        return e;
+    }
+    T* resolve(const graph::ref& r, const T* x, T* dx) const { return training_exec(x, dx).at(r); }
+
+    void run_backward(T* dx, gradient_sink<T>* sink, bool accumulate = false) {
+        if (!current_batch_) throw argument_error("lamina: backward() needs a forward_train() first");
+        exec<T> e = training_exec(last_input_, dx);
+        e.accumulate_input_gradient = accumulate;
+        for (auto it = handles_.rbegin(); it != handles_.rend(); ++it) (*it)->backward(ctx_, e, sink);
+    }
+
+    void run_predict(const T* in, T* const* outs, std::size_t batch, std::size_t n_out) const {
+        if (batch == 0) return;
+        if (!in) throw argument_error("lamina: predict got a null input pointer");
+        for (std::size_t k = 0; k < n_out; ++k)
+            if (!outs[k]) throw argument_error("lamina: predict got a null pointer for output " + std::to_string(k));
+        check_batch(batch, "predict");
+        auto s = acquire_scratch(batch);
+        exec<T> e;
+        e.plan = &s->plan;
+        e.base[graph::space_arena] = s->arena.data();
+        e.workspace = s->workspace.data();
+        e.batch = batch;
+        e.profiler = profiler_;
+        if constexpr (Backend::host_accessible) {
+            e.base[graph::space_input] = const_cast<T*>(in);
+            for (std::size_t k = 0; k < outputs; ++k) e.base[graph::space_output0 + k] = k < n_out ? outs[k] : s->output[k].data();
+        } else {
+            Backend::upload(ctx_, s->input.data(), in, batch * input_size);
+            e.base[graph::space_input] = s->input.data();
+        }
+        for (const auto* h : handles_) h->forward(ctx_, e);
+        for (std::size_t k = 0; k < n_out; ++k) {
+            const T* y = e.at(s->plan.outputs[k]);
+            if constexpr (Backend::host_accessible) {
+                if (y != outs[k]) Backend::copy(ctx_, outs[k], y, batch * output_sizes[k]);  // output is a view of the input
+            } else {
+                Backend::download(ctx_, outs[k], y, batch * output_sizes[k]);
+            }
+        }
+        release_scratch(std::move(s));
+    }
 
     std::unique_ptr<scratch_set> acquire_scratch(std::size_t batch) const {
         {
@@ -4532,12 +6724,15 @@ private:
         }
         auto s = std::make_unique<scratch_set>();
         s->batch = batch;
-        s->ping.allocate(std::max<std::size_t>(chain::inference_scratch_size(batch), 1));
-        s->workspace.allocate(std::max<std::size_t>(chain_.workspace_size(batch), 1));
-        if constexpr (!Backend::host_accessible) {
-            s->input.allocate(batch * input_size);
-            s->output.allocate(batch * output_size);
-        }
+        allocating(batch, [&] {
+            s->plan = graph::plan_inference(graph_, batch, sizeof(T), Backend::host_accessible);
+            s->arena.allocate(std::max<std::size_t>(s->plan.arena_elements, 1));
+            s->workspace.allocate(std::max<std::size_t>(s->plan.workspace_elements, 1));
+            if constexpr (!Backend::host_accessible) s->input.allocate(batch * input_size);
+            // device outputs, and on host backends the outputs predict() does not return
+            for (std::size_t k = Backend::host_accessible ? 1 : 0; k < outputs; ++k)
+                s->output[k].allocate(batch * output_sizes[k]);
+        });
         return s;
     }
     void release_scratch(std::unique_ptr<scratch_set> s) const {
@@ -4546,44 +6741,375 @@ private:
         scratch_pool_.push_back(std::move(s));
     }
 
-    void build_segments() {
-        specs_ = chain_.parameter_specs();
-        std::size_t off = 0;
-        std::vector<std::string> names{Layers::name()...};
-        for (auto& [layer, spec] : specs_) {
-            segments_.push_back({std::to_string(layer) + ":" + names[layer] + "." + spec.name, layer, off, spec.count,
-                                 spec.decay});
-            off += spec.count;
-        }
-        if (off != parameter_count)
-            throw error("lamina: internal error: parameter specs cover " + std::to_string(off) + " of " +
-                        std::to_string(parameter_count) + " parameters");
+    void check_batch(std::size_t batch, const char* where) const {
+        if (batch == 0) throw argument_error(std::string("lamina: ") + where + ": batch size must be positive");
+        if (batch > max_batch_)
+            throw argument_error(std::string("lamina: ") + where + ": batch size " + std::to_string(batch) +
+                                 " is too large: its buffers would not fit in the address space (at most " +
+                                 std::to_string(max_batch_) + " samples for this network)");
     }
-    template <std::size_t... I>
-    void summary_rows(std::ostringstream& os, std::index_sequence<I...>) const {
-        char line[160];
-        ((std::snprintf(line, sizeof line, "%-4zu %-26s %-16s %12zu %14.0f\n", I, Layers::name().c_str(),
-                        chain::template shape_at<I + 1>::str().c_str(), chain::template impl_at<I>::parameter_count,
-                        chain::template impl_at<I>::flops_per_sample),
-          os << line),
-         ...);
+    /// Runs the allocations of a plan, turning an allocation failure into a lamina error that
+    /// names the batch.
+    template <class F>
+    static void allocating(std::size_t batch, F&& f) {
+        try {
+            f();
+        } catch (const std::bad_alloc&) {
+            throw allocation_error("lamina: out of memory planning buffers for batch size " + std::to_string(batch) +
+                                   " (see summary(batch) for the planned bytes)");
+        }
     }
 
     context_type ctx_;
-    chain chain_;
-    typename Backend::template buffer<T> params_, grads_;
-    std::vector<std::pair<std::size_t, parameter_spec>> specs_;
-    std::vector<parameter_segment> segments_;
+    graph::description graph_;
+    node_type node_;
+    std::vector<leaf_handle<Backend, T>*> handles_;
+    std::vector<std::unique_ptr<copy_leaf<Backend, T>>> copies_;
+    std::vector<placed_tensor> tensors_;
+    typename Backend::template buffer<T> params_, grads_, state_, frozen_;
+    std::vector<parameter_segment> segments_, state_segments_;
     std::uint64_t seed_ = 0;
+    std::size_t max_batch_ = 0;
     std::size_t planned_ = 0, current_batch_ = 0;
     const T* last_input_ = nullptr;
-    typename Backend::template buffer<T> output_, output_grad_, workspace_, infer_scratch_;
+    const T* last_infer_input_ = nullptr;
+    bool has_added_loss_ = false;
+    graph::memory_plan train_plan_, infer_plan_;
+    typename Backend::template buffer<T> train_arena_, infer_arena_, workspace_;
+    node_profiler* profiler_ = nullptr;
     mutable std::mutex scratch_mutex_;
     mutable std::vector<std::unique_ptr<scratch_set>> scratch_pool_;
 };
 
 }  // namespace lamina
+// ---- end include/lamina/network/model.hpp ----
+
 // ---- end include/lamina/network/sequential.hpp ----
+
+// ---- begin include/lamina/network/composites.hpp ----
+// lamina: composite nodes. Each is a descriptor like a layer (accepts, output shape, a node
+// type), so composites nest in sequential<...> and in each other, and each is checked while
+// compiling: a mismatch inside is one diagnostic naming the composite, the node and both
+// shapes (composite_shape_mismatch, network/shape_check.hpp).
+//
+//   residual<Main, Shortcut = identity>   y = Main(x) + Shortcut(x)            (ResNet blocks)
+//   branches<Merge, Paths...>             y = Merge(Path1(x), Path2(x), ...)   (Merge: concat or add)
+//   repeat<N, Block>                      Block applied N times; one instantiated type
+//   heads<Heads...>                       several outputs from one input; the last node of a network
+//   shortcut_for<Cout, Stride, Option>    a residual's shortcut: identity, or option A or B
+//
+// Composites only wire: their children's leaves run in wiring order (main path, shortcut,
+// join), backward in reverse, and the model plans every edge (network/memory_plan.hpp).
+
+
+
+namespace lamina {
+
+namespace detail {
+
+/// The shape `Got` must equal `Want`; else the composite's diagnostic (and carry on with Want).
+template <class Composite, class Node, class Got, class Want, bool = std::is_same_v<Got, Want>>
+struct require_same_shape {
+    using type = Want;
+};
+template <class Composite, class Node, class Got, class Want>
+struct require_same_shape<Composite, Node, Got, Want, false> {
+    using type = typename composite_shape_mismatch<Composite, Node, Got, Want>::type;
+};
+
+template <class Composite, class Node, class Got, class First, bool = same_spatial<Got, First>::value>
+struct require_concatenable {
+    using type = Got;
+};
+template <class Composite, class Node, class Got, class First>
+struct require_concatenable<Composite, Node, Got, First, false> {
+    using type = typename composite_shape_mismatch<Composite, Node, Got, First>::type;
+};
+
+template <class D, class In>
+struct accepts_of : std::bool_constant<D::template accepts<In>> {};
+
+}  // namespace detail
+
+// ---- residual ---------------------------------------------------------------------------------
+
+template <class Main, class Shortcut, class In, class Backend, class T>
+class residual_node;
+
+template <class Main, class Shortcut = identity>
+struct residual {
+    static constexpr bool is_composite = true;
+    static std::string name() { return "residual<" + Main::name() + ", " + Shortcut::name() + ">"; }
+    template <class In>
+    static constexpr bool accepts = Main::template accepts<In> && Shortcut::template accepts<In>;
+    template <class In>
+    using expected_input = std::conditional_t<Main::template accepts<In>, typename Shortcut::template expected_input<In>,
+                                              typename Main::template expected_input<In>>;
+    template <class In>
+    using output_for =
+        typename detail::require_same_shape<residual, Shortcut, checked_output_t<Shortcut, In>,
+                                            checked_output_t<Main, In>>::type;
+    template <class In, class Backend, class T>
+    using node = residual_node<Main, Shortcut, In, Backend, T>;
+};
+
+template <class Main, class Shortcut, class In, class Backend, class T>
+class residual_node {
+public:
+    using desc = residual<Main, Shortcut>;
+    using output_shape = typename desc::template output_for<In>;
+    using main_type = node_t<Main, In, Backend, T>;
+    using shortcut_type = node_t<Shortcut, In, Backend, T>;
+    using join_type = leaf_node<add, shapes<output_shape, output_shape>, Backend, T>;
+    static constexpr std::size_t outputs = 1;
+    static constexpr std::size_t parameter_count = main_type::parameter_count + shortcut_type::parameter_count;
+    static constexpr std::size_t state_count = main_type::state_count + shortcut_type::state_count;
+    static constexpr std::size_t leaf_count = main_type::leaf_count + shortcut_type::leaf_count + 1;
+    static constexpr double flops_per_sample =
+        main_type::flops_per_sample + shortcut_type::flops_per_sample + join_type::flops_per_sample;
+
+    template <class Handles>
+    void wire(graph::description& g, const graph::edge_id* in, graph::edge_id* out, const node_path& p, Handles& h) {
+        g.begin_composite(desc::name());
+        graph::edge_id joined[2];
+        main_.wire(g, in, &joined[0], p.child(0), h);
+        shortcut_.wire(g, in, &joined[1], p.child(1), h);
+        join_.wire(g, joined, out, p.child(2), h);
+        g.end_composite();
+    }
+    main_type& main() noexcept { return main_; }
+    shortcut_type& shortcut() noexcept { return shortcut_; }
+
+private:
+    main_type main_;
+    shortcut_type shortcut_;
+    join_type join_;
+};
+
+// ---- branches ---------------------------------------------------------------------------------
+
+template <class Merge, class In, class Backend, class T, class... Paths>
+class branches_node;
+
+template <class Merge, class... Paths>
+struct branches {
+    static_assert(sizeof...(Paths) >= 2, "lamina::branches needs at least two paths");
+    static_assert(std::is_same_v<Merge, concat> || std::is_same_v<Merge, add>,
+                  "lamina::branches joins its paths with lamina::concat or lamina::add");
+    static constexpr bool is_composite = true;
+    static std::string name() {
+        std::string s = "branches<" + Merge::name();
+        ((s += ", " + Paths::name()), ...);
+        return s + ">";
+    }
+    template <class In>
+    static constexpr bool accepts = (Paths::template accepts<In> && ...);
+    template <class In>
+    using expected_input = In;
+
+private:
+    using first = std::tuple_element_t<0, std::tuple<Paths...>>;
+    template <class In>
+    using first_out = checked_output_t<first, In>;
+    // every path's output checked against the first path's (the diagnostic names the path)
+    template <class In, class P>
+    using checked_path = std::conditional_t<
+        std::is_same_v<Merge, add>,
+        typename detail::require_same_shape<branches, P, checked_output_t<P, In>, first_out<In>>::type,
+        typename detail::require_concatenable<branches, P, checked_output_t<P, In>, first_out<In>>::type>;
+
+public:
+    template <class In>
+    using path_outputs = shapes<checked_path<In, Paths>...>;
+    template <class In>
+    using output_for = typename Merge::template output_shape<path_outputs<In>>;
+    template <class In, class Backend, class T>
+    using node = branches_node<Merge, In, Backend, T, Paths...>;
+};
+
+template <class Merge, class In, class Backend, class T, class... Paths>
+class branches_node {
+public:
+    using desc = branches<Merge, Paths...>;
+    using output_shape = typename desc::template output_for<In>;
+    using paths_type = std::tuple<node_t<Paths, In, Backend, T>...>;
+    using join_type = leaf_node<Merge, typename desc::template path_outputs<In>, Backend, T>;
+    static constexpr std::size_t count = sizeof...(Paths);
+    static constexpr std::size_t outputs = 1;
+    static constexpr std::size_t parameter_count = (node_t<Paths, In, Backend, T>::parameter_count + ... + 0);
+    static constexpr std::size_t state_count = (node_t<Paths, In, Backend, T>::state_count + ... + 0);
+    static constexpr std::size_t leaf_count = (node_t<Paths, In, Backend, T>::leaf_count + ... + 1);
+    static constexpr double flops_per_sample =
+        (node_t<Paths, In, Backend, T>::flops_per_sample + ... + join_type::flops_per_sample);
+
+    template <class Handles>
+    void wire(graph::description& g, const graph::edge_id* in, graph::edge_id* out, const node_path& p, Handles& h) {
+        g.begin_composite(desc::name());
+        graph::edge_id joined[count];
+        wire_paths(g, in, joined, p, h, std::make_index_sequence<count>{});
+        join_.wire(g, joined, out, p.child(count), h);
+        g.end_composite();
+    }
+    template <std::size_t I>
+    auto& path() noexcept {
+        return std::get<I>(paths_);
+    }
+
+private:
+    template <class Handles, std::size_t... I>
+    void wire_paths(graph::description& g, const graph::edge_id* in, graph::edge_id* joined, const node_path& p,
+                    Handles& h, std::index_sequence<I...>) {
+        (std::get<I>(paths_).wire(g, in, &joined[I], p.child(I), h), ...);
+    }
+    paths_type paths_;
+    join_type join_;
+};
+
+// ---- repeat -----------------------------------------------------------------------------------
+
+template <std::size_t N, class Block, class In, class Backend, class T>
+class repeat_node;
+
+template <std::size_t N, class Block>
+struct repeat {
+    static_assert(N >= 1, "lamina::repeat needs N >= 1");
+    static constexpr bool is_composite = true;
+    static std::string name() { return "repeat<" + std::to_string(N) + ", " + Block::name() + ">"; }
+    template <class In>
+    static constexpr bool accepts = Block::template accepts<In>;
+    template <class In>
+    using expected_input = typename Block::template expected_input<In>;
+    /// The block must keep its input shape (so one instantiation serves every repetition).
+    template <class In>
+    using output_for = typename detail::require_same_shape<repeat, Block, checked_output_t<Block, In>, In>::type;
+    template <class In, class Backend, class T>
+    using node = repeat_node<N, Block, In, Backend, T>;
+};
+
+template <std::size_t N, class Block, class In, class Backend, class T>
+class repeat_node {
+public:
+    using desc = repeat<N, Block>;
+    using output_shape = typename desc::template output_for<In>;
+    using block_type = node_t<Block, In, Backend, T>;
+    static constexpr std::size_t outputs = 1;
+    static constexpr std::size_t parameter_count = N * block_type::parameter_count;
+    static constexpr std::size_t state_count = N * block_type::state_count;
+    static constexpr std::size_t leaf_count = N * block_type::leaf_count;
+    static constexpr double flops_per_sample = double(N) * block_type::flops_per_sample;
+
+    template <class Handles>
+    void wire(graph::description& g, const graph::edge_id* in, graph::edge_id* out, const node_path& p, Handles& h) {
+        g.begin_composite(desc::name());
+        graph::edge_id e = in[0];
+        for (std::size_t i = 0; i < N; ++i) {
+            graph::edge_id next;
+            blocks_[i].wire(g, &e, &next, p.child(i), h);
+            e = next;
+        }
+        out[0] = e;
+        g.end_composite();
+    }
+    block_type& block(std::size_t i) noexcept { return blocks_[i]; }
+
+private:
+    std::array<block_type, N> blocks_;
+};
+
+// ---- shortcuts --------------------------------------------------------------------------------
+
+/// shortcut_for<Cout, Stride, Option>: a residual block's shortcut, picked from its input
+/// shape: identity when the block keeps it, else He et al.'s option A, subsample_pad
+/// (shortcut_option::zero_pad, parameter-free) or option B, a strided 1x1 projection conv
+/// and batch norm (shortcut_option::projection).
+enum class shortcut_option { zero_pad, projection };
+
+
+template <std::size_t Cout, std::size_t Stride = 1, shortcut_option Option = shortcut_option::zero_pad>
+struct shortcut_for {
+    static constexpr bool is_composite = true;
+    template <class In>
+    static constexpr bool keeps = Stride == 1 && chw<In>::c == Cout;
+    template <class In>
+    using chosen = std::conditional_t<
+        keeps<In>, identity,
+        std::conditional_t<Option == shortcut_option::zero_pad, subsample_pad<Cout, Stride>,
+                           sequential<conv2d<Cout, 1, Stride, 0, init::he_normal, false>, batch_norm>>>;
+    static std::string name() {
+        return "shortcut_for<" + std::to_string(Cout) + ",s" + std::to_string(Stride) +
+               (Option == shortcut_option::zero_pad ? ",A>" : ",B>");
+    }
+    template <class In>
+    static constexpr bool accepts = In::rank == 3;
+    template <class In>
+    using expected_input = any_shape_of_rank<3>;
+    template <class In>
+    using output_for = checked_output_t<chosen<In>, In>;
+    template <class In, class Backend, class T>
+    using node = node_t<chosen<In>, In, Backend, T>;
+};
+
+
+// ---- heads ------------------------------------------------------------------------------------
+
+template <class In, class Backend, class T, class... Heads>
+class heads_node;
+
+/// Several outputs from one input (a trunk feeding a decoder and a classifier): the last node
+/// of a network; the model then has one output per head (predict_all, one loss per head).
+template <class... Heads>
+struct heads {
+    static_assert(sizeof...(Heads) >= 2, "lamina::heads needs at least two heads");
+    static constexpr bool is_composite = true;
+    static std::string name() {
+        std::string s = "heads<";
+        std::size_t i = 0;
+        ((s += (i++ ? ", " : "") + Heads::name()), ...);
+        return s + ">";
+    }
+    template <class In>
+    static constexpr bool accepts = (Heads::template accepts<In> && ...);
+    template <class In>
+    using expected_input = In;
+    template <class In>
+    using output_for = shapes<checked_output_t<Heads, In>...>;
+    template <class In, class Backend, class T>
+    using node = heads_node<In, Backend, T, Heads...>;
+};
+
+template <class In, class Backend, class T, class... Heads>
+class heads_node {
+public:
+    using desc = heads<Heads...>;
+    using output_shape = typename desc::template output_for<In>;
+    static constexpr std::size_t outputs = sizeof...(Heads);
+    static constexpr std::size_t parameter_count = (node_t<Heads, In, Backend, T>::parameter_count + ... + 0);
+    static constexpr std::size_t state_count = (node_t<Heads, In, Backend, T>::state_count + ... + 0);
+    static constexpr std::size_t leaf_count = (node_t<Heads, In, Backend, T>::leaf_count + ... + 0);
+    static constexpr double flops_per_sample = (node_t<Heads, In, Backend, T>::flops_per_sample + ... + 0.0);
+
+    template <class Handles>
+    void wire(graph::description& g, const graph::edge_id* in, graph::edge_id* out, const node_path& p, Handles& h) {
+        g.begin_composite(desc::name());
+        wire_heads(g, in, out, p, h, std::make_index_sequence<outputs>{});
+        g.end_composite();
+    }
+    template <std::size_t I>
+    auto& head() noexcept {
+        return std::get<I>(heads_);
+    }
+
+private:
+    template <class Handles, std::size_t... I>
+    void wire_heads(graph::description& g, const graph::edge_id* in, graph::edge_id* out, const node_path& p,
+                    Handles& h, std::index_sequence<I...>) {
+        (std::get<I>(heads_).wire(g, in, &out[I], p.child(I), h), ...);
+    }
+    std::tuple<node_t<Heads, In, Backend, T>...> heads_;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/network/composites.hpp ----
 
 
 // ---- begin include/lamina/losses/softmax_cross_entropy.hpp ----
@@ -4713,6 +7239,8 @@ struct sgd {
             ++steps_;
         }
         std::uint64_t steps() const noexcept { return steps_; }
+        /// Names and sizes of what save() returns, without copying (checkpoint validation).
+        std::vector<std::pair<std::string, std::size_t>> layout() const { return {{"velocity", n_}}; }
         /// Named state tensors for checkpoints (host copies).
         std::vector<std::pair<std::string, std::vector<T>>> save(const typename Backend::context& c) const {
             std::vector<T> v(n_);
@@ -4793,6 +7321,8 @@ struct adam {
             }
         }
         std::uint64_t steps() const noexcept { return steps_; }
+        /// Names and sizes of what save() returns, without copying (checkpoint validation).
+        std::vector<std::pair<std::string, std::size_t>> layout() const { return {{"m", n_}, {"v", n_}}; }
         std::vector<std::pair<std::string, std::vector<T>>> save(const typename Backend::context& c) const {
             std::vector<T> m(n_), v(n_);
             if (n_) {
@@ -5097,7 +7627,9 @@ inline std::vector<unsigned char> gunzip(const std::vector<unsigned char>& gz, c
         const std::size_t n = gz.size();
         const std::uint32_t isize = std::uint32_t(gz[n - 4]) | (std::uint32_t(gz[n - 3]) << 8) |
                                     (std::uint32_t(gz[n - 2]) << 16) | (std::uint32_t(gz[n - 1]) << 24);
-        out.reserve(std::min({std::size_t(isize), n * 1032, std::size_t(1) << 30}));
+        const std::size_t ratio_bound = n > std::numeric_limits<std::size_t>::max() / 1032
+                                            ? std::numeric_limits<std::size_t>::max() : n * 1032;
+        out.reserve(std::min({std::size_t(isize), ratio_bound, std::size_t(1) << 30}));
     }
 
     z_stream zs;
@@ -5326,55 +7858,68 @@ inline std::string plural(std::size_t n, const char* word) {
     return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
 }
 
+/// a * b, or SIZE_MAX when that overflows (no size that large can be in memory).
+inline std::size_t checked_product(std::size_t a, std::size_t b) noexcept {
+    if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a) return std::numeric_limits<std::size_t>::max();
+    return a * b;
+}
+
 }  // namespace detail
 
-/// Parses the bytes of an IDX file (already decompressed). `name` names the file in messages.
-/// Throws format_error: file shorter than the 4-byte magic number, wrong magic number (the
-/// bytes found are shown), unsupported type code, 0 dimensions, truncated header, data size
-/// different from what the dimensions need (truncated, or trailing bytes).
-inline idx_array parse_idx(const std::vector<unsigned char>& bytes, const std::string& name) {
+/// Parses the `n` bytes at `bytes` of an IDX file (already decompressed). `name` names the
+/// file in messages. Throws format_error: file shorter than the 4-byte magic number, wrong
+/// magic number (the bytes found are shown), unsupported type code, 0 dimensions, truncated
+/// header, dimensions whose byte size overflows, data size different from what the
+/// dimensions need (truncated, or trailing bytes). Never reads outside [bytes, bytes + n).
+inline idx_array parse_idx(const unsigned char* bytes, std::size_t n, const std::string& name) {
     const std::string where = "lamina: IDX file '" + name + "'";
-    if (bytes.size() < 4)
-        throw format_error(where + ": truncated header: the file holds " + detail::plural(bytes.size(), "byte") +
+    if (n < 4)
+        throw format_error(where + ": truncated header: the file holds " + detail::plural(n, "byte") +
                            ", fewer than the 4-byte magic number" +
-                           (bytes.empty() ? std::string() : " (found " + detail::hex_bytes(bytes.data(), bytes.size()) + ")"));
+                           (n == 0 ? std::string() : " (found " + detail::hex_bytes(bytes, n) + ")"));
     if (bytes[0] != 0 || bytes[1] != 0)
         throw format_error(where + ": wrong magic number: expected 00 00 <type> <ndims>, found " +
-                           detail::hex_bytes(bytes.data(), 4) +
-                           (is_gzip(bytes) ? " (gzip data: the file is compressed but was not decompressed)" : ""));
+                           detail::hex_bytes(bytes, 4) +
+                           (is_gzip(bytes, n) ? " (gzip data: the file is compressed but was not decompressed)" : ""));
     const unsigned code = bytes[2];
     const idx_type type = static_cast<idx_type>(code);
     if (idx_element_size(type) == 0)
         throw format_error(where + ": unsupported IDX type code " + idx_type_name(code) + " in magic number " +
-                           detail::hex_bytes(bytes.data(), 4) +
+                           detail::hex_bytes(bytes, 4) +
                            "; supported: 0x08 ubyte, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64");
-    const std::size_t ndims = bytes[3];
+    const std::size_t ndims = bytes[3];  // at most 255: the header size below cannot overflow
     if (ndims == 0)
-        throw format_error(where + ": the magic number " + detail::hex_bytes(bytes.data(), 4) +
+        throw format_error(where + ": the magic number " + detail::hex_bytes(bytes, 4) +
                            " declares 0 dimensions (expected at least 1)");
     const std::size_t header = 4 + 4 * ndims;
-    if (bytes.size() < header)
+    if (n < header)
         throw format_error(where + ": truncated header: " + detail::plural(ndims, "dimension") + " need a " +
-                           std::to_string(header) + "-byte header, but the file holds only " +
-                           detail::plural(bytes.size(), "byte"));
+                           std::to_string(header) + "-byte header, but the file holds only " + detail::plural(n, "byte"));
 
     idx_array a;
     a.type = type;
     a.source = name;
     a.dims.resize(ndims);
     const std::size_t esize = idx_element_size(type);
-    std::size_t count = 1;
+    // Byte size of the data, esize * product of dims, checked against overflow at every factor.
+    std::size_t expected = esize;
     bool overflow = false;
     for (std::size_t d = 0; d < ndims; ++d) {
-        const unsigned char* p = bytes.data() + 4 + 4 * d;
+        const unsigned char* p = bytes + 4 + 4 * d;
         a.dims[d] = (std::size_t(p[0]) << 24) | (std::size_t(p[1]) << 16) | (std::size_t(p[2]) << 8) | std::size_t(p[3]);
-        if (a.dims[d] != 0 && count > std::numeric_limits<std::size_t>::max() / esize / a.dims[d]) overflow = true;
-        count *= a.dims[d];
+        if (a.dims[d] != 0 && expected > std::numeric_limits<std::size_t>::max() / a.dims[d]) overflow = true;
+        else expected *= a.dims[d];
     }
-    const std::size_t found = bytes.size() - header;
+    // A zero dimension makes the data empty whatever the other dimensions say.
+    if (std::find(a.dims.begin(), a.dims.end(), std::size_t(0)) != a.dims.end()) {
+        overflow = false;
+        expected = 0;
+    }
+    const std::size_t found = n - header;
     if (overflow)
-        throw format_error(where + ": dimensions " + detail::dims_string(a.dims) + " are too large (size overflow)");
-    const std::size_t expected = count * esize;
+        throw format_error(where + ": dimensions " + detail::dims_string(a.dims) + " of " + idx_type_name(code) +
+                           " are too large (their byte size overflows; the file holds " +
+                           detail::plural(found, "data byte") + ")");
     if (found != expected) {
         const std::string what = "expected " + detail::plural(expected, "byte") + " of data (dimensions " +
                                  detail::dims_string(a.dims) + " of " + idx_type_name(code) + "), found " +
@@ -5383,8 +7928,13 @@ inline idx_array parse_idx(const std::vector<unsigned char>& bytes, const std::s
         throw format_error(where + ": " + detail::plural(found - expected, "unexpected trailing byte") +
                            " after the data: " + what);
     }
-    a.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
+    a.data.assign(bytes + header, bytes + n);
     return a;
+}
+
+/// Parses the bytes of an IDX file (already decompressed); see the overload above.
+inline idx_array parse_idx(const std::vector<unsigned char>& bytes, const std::string& name) {
+    return parse_idx(bytes.data(), bytes.size(), name);
 }
 
 /// Reads an IDX file, gunzipping it first when it is gzip-compressed.
@@ -5415,9 +7965,19 @@ inline dataset<float> mnist_from_idx(const idx_array& images, const idx_array& l
         throw format_error(wl + ": wrong number of dimensions: expected 1 (count), found " +
                            std::to_string(labels.dims.size()) + " (" + detail::dims_string(labels.dims) + ")");
     const std::size_t n = images.dims[0];
-    const std::size_t pixels = images.dims[1] * images.dims[2];
+    const std::size_t pixels = detail::checked_product(images.dims[1], images.dims[2]);
     if (pixels == 0)
         throw format_error(wi + ": empty images: " + detail::dims_string(images.dims));
+    // idx_array is a plain struct: one built by hand may disagree with its own dimensions.
+    const std::size_t need = detail::checked_product(n, pixels);
+    const bool too_big = pixels == std::numeric_limits<std::size_t>::max() || need == std::numeric_limits<std::size_t>::max();
+    if (too_big || need != images.data.size())
+        throw format_error(wi + ": holds " + detail::plural(images.data.size(), "data byte") + ", its dimensions " +
+                           detail::dims_string(images.dims) + " need " +
+                           (too_big ? std::string("more than size_t can count") : std::to_string(need)));
+    if (labels.dims[0] != labels.data.size())
+        throw format_error(wl + ": holds " + detail::plural(labels.data.size(), "data byte") + ", its dimensions " +
+                           detail::dims_string(labels.dims) + " need " + std::to_string(labels.dims[0]));
     if (labels.dims[0] != n)
         throw format_error("lamina: MNIST image count does not match the label count: '" + images.source + "' holds " +
                            detail::plural(n, "image") + ", '" + labels.source + "' holds " +
@@ -5579,9 +8139,10 @@ inline mnist_split mnist_train_test(const std::string& dir, bool scale_to_unit =
 //   lamina::trainer fit{net, lamina::loss::softmax_cross_entropy{}, lamina::optim::sgd{0.05, 0.9}};
 //   fit.run(train, lamina::epochs{12}, lamina::batch{64}, lamina::progress_bar{});
 //
-// All buffers are planned on the first step; steps 2..N allocate nothing.
+// All buffers are planned on the first step; steps 2..N allocate nothing. Every step's loss
+// is checked (one scalar, already on the host): by default a NaN or infinite loss stops the
+// run with a numeric_error; on_non_finite() chooses to skip such batches or to carry on.
 
-#include <chrono>
 
 // ---- begin include/lamina/train/training_types.hpp ----
 // lamina: small value types of the training API: epochs{n}, batch{n}, and what callbacks see.
@@ -5594,6 +8155,13 @@ struct epochs {
 };
 struct batch {
     std::size_t size = 32;
+};
+
+/// What the trainer does when a step's loss is NaN or infinite (a diverging run).
+enum class non_finite {
+    stop,        ///< the default: throw numeric_error naming epoch, step and the last finite loss
+    skip_batch,  ///< drop that batch (no backward, no update), count it, and go on
+    keep_going,  ///< update anyway (the loss is reported as it is)
 };
 
 /// What a callback sees after each step and each epoch.
@@ -5609,6 +8177,7 @@ struct step_info {
     double images_per_second = 0;     // over this epoch so far
     double elapsed_seconds = 0;       // this epoch so far
     double eta_seconds = 0;           // rest of this run at the current speed
+    std::uint64_t skipped_steps = 0;  // batches dropped for a non-finite loss (non_finite::skip_batch)
 };
 
 /// Result of evaluate(): mean loss, and accuracy for classification losses.
@@ -5643,6 +8212,14 @@ public:
     std::uint64_t global_step() const noexcept { return step_; }
     std::uint64_t shuffle_seed() const noexcept { return shuffle_seed_; }
     void set_shuffle_seed(std::uint64_t s) noexcept { shuffle_seed_ = s; }
+    /// What a non-finite loss does (default non_finite::stop).
+    trainer& on_non_finite(non_finite policy) noexcept {
+        non_finite_ = policy;
+        return *this;
+    }
+    non_finite non_finite_policy() const noexcept { return non_finite_; }
+    /// Batches dropped so far for a non-finite loss (non_finite::skip_batch).
+    std::uint64_t skipped_steps() const noexcept { return skipped_; }
     /// Restores the position in training (used when resuming from a checkpoint).
     void set_position(std::size_t epoch, std::uint64_t step) noexcept {
         epoch_ = epoch;
@@ -5654,6 +8231,7 @@ public:
     template <class... Callbacks>
     void run(dataset_view<T> data, epochs e, batch b, Callbacks&&... callbacks) {
         check_data(data, "run");
+        check_targets(data, nullptr, data.size(), "run");
         if (b.size == 0) throw argument_error("lamina: batch size must be positive");
         std::size_t bs = std::min(b.size, data.size());
         std::size_t steps_per_epoch = (data.size() + bs - 1) / bs;
@@ -5679,15 +8257,19 @@ public:
             for (std::size_t s = first; s < steps_per_epoch; ++s) {
                 std::size_t lo = s * bs, hi = std::min(data.size(), lo + bs);
                 double lr = sched_(opt_.lr, schedule::clock{step_, steps_per_epoch});
-                double l = train_batch(data, order_.data() + lo, hi - lo, lr);
-                loss_sum += l * static_cast<double>(hi - lo);
-                seen += hi - lo;
+                step_in_epoch_ = s + 1;
+                double l = step_on(data, order_.data() + lo, hi - lo, lr);
+                if (std::isfinite(l) || non_finite_ == non_finite::keep_going) {
+                    loss_sum += l * static_cast<double>(hi - lo);
+                    seen += hi - lo;
+                }
                 ++steps_this_run;
                 double el = seconds_since(t0);
                 info.step_in_epoch = s + 1;
                 info.global_step = step_;
                 info.loss = l;
-                info.epoch_loss = loss_sum / static_cast<double>(seen);
+                info.epoch_loss = seen ? loss_sum / static_cast<double>(seen) : l;
+                info.skipped_steps = skipped_;
                 info.learning_rate = lr;
                 info.elapsed_seconds = el;
                 info.images_per_second = el > 0 ? static_cast<double>(seen) / el : 0;
@@ -5696,29 +8278,32 @@ public:
                                    static_cast<double>(total_run_steps - steps_this_run);
                 (call_step_end(callbacks, info), ...);
             }
+            step_in_epoch_ = 0;
             ++epoch_;
             (call_epoch_end(callbacks, info), ...);
         }
     }
 
     /// One optimisation step on `count` samples of `data` picked by `indices` (host array).
-    /// Returns the batch's mean loss.
+    /// Returns the batch's mean loss. Checks the data's shapes, the indices and the batch's
+    /// targets as run() and evaluate() do, and applies the non-finite policy.
     double train_batch(dataset_view<T> data, const std::size_t* indices, std::size_t count, double lr) {
-        prepare(count, data.size());
-        gather(data, indices, count);
-        auto& c = net_.context();
-        const T* y = net_.forward_train(x_dev(), count, step_);
-        T l = loss_.template operator()<backend, T>(c, y, t_dev(), net_.output_gradient(), loss_rows_.data(), count,
-                                                    Model::output_size);
-        net_.backward();
-        opt_state_.step(c, net_.parameters(), net_.gradients(), net_.parameter_segments(), lr);
-        ++step_;
-        return static_cast<double>(l);
+        check_data(data, "train_batch");
+        if (count == 0) throw argument_error("lamina: train_batch: the batch is empty (count 0)");
+        if (!indices) throw argument_error("lamina: train_batch: null index array");
+        for (std::size_t i = 0; i < count; ++i)
+            if (indices[i] >= data.size())
+                throw argument_error("lamina: train_batch: index " + std::to_string(indices[i]) + " (batch position " +
+                                     std::to_string(i) + ") is outside the " + std::to_string(data.size()) + " samples");
+        check_targets(data, indices, count, "train_batch");
+        step_in_epoch_ = 0;
+        return step_on(data, indices, count, lr);
     }
 
     /// Mean loss and (for classification) accuracy on `data`, in inference mode.
     evaluation evaluate(dataset_view<T> data, batch b = batch{256}) {
         check_data(data, "evaluate");
+        check_targets(data, nullptr, data.size(), "evaluate");
         evaluation ev;
         if (data.size() == 0) return ev;
         std::size_t bs = std::min(b.size ? b.size : 256, data.size());
@@ -5752,6 +8337,45 @@ public:
     std::size_t steps_per_epoch() const noexcept { return steps_per_epoch_; }
 
 private:
+    /// The step itself, on data already validated.
+    double step_on(const dataset_view<T>& data, const std::size_t* indices, std::size_t count, double lr) {
+        prepare(count, data.size());
+        gather(data, indices, count);
+        auto& c = net_.context();
+        const T* y = net_.forward_train(x_dev(), count, step_);
+        const double l = static_cast<double>(loss_.template operator()<backend, T>(
+            c, y, t_dev(), net_.output_gradient(), loss_rows_.data(), count, Model::output_size));
+        if (!std::isfinite(l)) {
+            if (non_finite_ == non_finite::stop) throw diverged(l);
+            if (non_finite_ == non_finite::skip_batch) {
+                ++skipped_;
+                ++step_;
+                return l;
+            }
+        } else {
+            last_finite_loss_ = l;
+            last_finite_step_ = step_;
+            has_finite_loss_ = true;
+        }
+        net_.backward();
+        opt_state_.step(c, net_.parameters(), net_.gradients(), net_.parameter_segments(), lr);
+        ++step_;
+        return l;
+    }
+
+    numeric_error diverged(double l) const {
+        std::string where = "global step " + std::to_string(step_);
+        if (step_in_epoch_)
+            where = "epoch " + std::to_string(epoch_ + 1) + ", step " + std::to_string(step_in_epoch_) + " of " +
+                    std::to_string(steps_per_epoch_) + " (" + where + ")";
+        std::string last = has_finite_loss_ ? "the last finite loss was " + std::to_string(last_finite_loss_) +
+                                                  " at global step " + std::to_string(last_finite_step_)
+                                            : "no step had a finite loss yet";
+        return numeric_error("lamina: training diverged: the loss is " + std::to_string(l) + " at " + where + "; " +
+                             last + ". The parameters were not updated by this step. Lower the learning rate, check "
+                             "the inputs for NaN/Inf, or choose trainer::on_non_finite(non_finite::skip_batch)");
+    }
+
     static double seconds_since(std::chrono::steady_clock::time_point t0) {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
@@ -5766,13 +8390,26 @@ private:
             throw shape_error(std::string("lamina: ") + where + ": targets have " + std::to_string(d.target_size) +
                               " values per sample, loss " + Loss::name() + " on output " + Model::output_shape::str() +
                               " needs " + std::to_string(want));
-        if constexpr (Loss::classification) {
-            for (std::size_t i = 0; i < d.size(); ++i) {
+    }
+    /// Class labels must be whole numbers in 0..outputs-1 (a NaN, 2.5, -1 or 10 of 10 classes is
+    /// rejected before any kernel sees it); regression targets must be finite. `idx` selects
+    /// the samples (null: samples 0..n-1).
+    void check_targets(const dataset_view<T>& d, const std::size_t* idx, std::size_t n, const char* where) const {
+        for (std::size_t k = 0; k < n; ++k) {
+            const std::size_t i = idx ? idx[k] : k;
+            if constexpr (Loss::classification) {
                 T t = *d.target(i);
                 if (!(t >= T(0)) || t >= static_cast<T>(Model::output_size) || t != std::floor(t))
                     throw shape_error(std::string("lamina: ") + where + ": sample " + std::to_string(i) +
                                       " has class label " + std::to_string(static_cast<double>(t)) +
-                                      ", outside 0.." + std::to_string(Model::output_size - 1));
+                                      ", not a whole number in 0.." + std::to_string(Model::output_size - 1));
+            } else {
+                for (std::size_t j = 0; j < d.target_size; ++j)
+                    if (!std::isfinite(static_cast<double>(d.target(i)[j])))
+                        throw shape_error(std::string("lamina: ") + where + ": sample " + std::to_string(i) +
+                                          " has a non-finite target value " +
+                                          std::to_string(static_cast<double>(d.target(i)[j])) + " at position " +
+                                          std::to_string(j));
             }
         }
     }
@@ -5862,6 +8499,12 @@ private:
     std::uint64_t step_ = 0;
     std::size_t steps_per_epoch_ = 0;
     std::size_t capacity_ = 0;
+    std::size_t step_in_epoch_ = 0;  // 1-based inside run(), 0 outside (for messages)
+    non_finite non_finite_ = non_finite::stop;
+    std::uint64_t skipped_ = 0;
+    double last_finite_loss_ = 0;
+    std::uint64_t last_finite_step_ = 0;
+    bool has_finite_loss_ = false;
     std::vector<T> stage_x_, stage_t_;
     std::vector<std::size_t> order_;
     typename backend::template buffer<T> x_buf_, t_buf_, loss_rows_;
@@ -6022,20 +8665,36 @@ at_epoch_end(F) -> at_epoch_end<F>;
 //   u32         CRC-32 of the payload
 //
 // Records: "architecture" (the layer list, input shape and scalar type, as text),
-// "parameters", "optimizer" (its name), "optimizer.steps", "optimizer.<state>" tensors,
-// "epoch", "step", "seed", "shuffle_seed". Loading checks magic, version, size, checksum and
-// architecture and says which failed. Saving is atomic (io/atomic_file.hpp).
+// "parameters", "state" (running statistics such as batch norm's, when the model has any),
+// "optimizer" (its name), "optimizer.steps", "optimizer.<state>" tensors, "epoch", "step",
+// "seed", "shuffle_seed".
+//
+// Loading trusts nothing in the file: every length, count and offset is checked against the
+// bytes that are actually there before it is used (no arithmetic that can wrap), then the
+// CRC, then every record a load needs (presence, type, element count) before anything is
+// changed, so a failed load leaves the model and trainer as they were. Every message names
+// the file and the field or record that is wrong. Saving is atomic (io/atomic_file.hpp) and
+// refuses a model holding NaN or infinity (numeric_error), so a good checkpoint is never
+// replaced by a diverged one.
 
-#include <fstream>
+#include <iostream>
 #include <map>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 // ---- begin include/lamina/io/atomic_file.hpp ----
 // lamina: write a file so that a failed or killed write never destroys the previous one:
-// write `path.tmp-<pid>`, flush, fsync, rename over `path`, fsync the directory.
+// write `path.tmp-<pid>`, flush, fsync, rename over `path`, fsync the directory. A killed
+// save leaves its `path.tmp-<pid>` behind; the next successful save of the same path removes
+// those whose process is gone (remove_stale_temp_files).
 
+#include <climits>
 
-#include <fcntl.h>
-#include <unistd.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/file.h>
 
 
 namespace lamina::io {
@@ -6047,12 +8706,61 @@ inline std::function<void(std::size_t)>& write_fault_hook() {
     static std::function<void(std::size_t)> hook;
     return hook;
 }
+/// The pid in a directory entry named exactly `<prefix><digits>` (decimal as std::to_string
+/// writes it: no sign, no leading zero, at most INT_MAX), else 0.
+inline long temp_file_pid(const char* entry, const std::string& prefix) {
+    if (std::strncmp(entry, prefix.c_str(), prefix.size()) != 0) return 0;
+    const char* d = entry + prefix.size();
+    if (*d < '1' || *d > '9') return 0;
+    long pid = 0;
+    for (; *d; ++d) {
+        if (*d < '0' || *d > '9') return 0;
+        const int digit = *d - '0';
+        if (pid > (INT_MAX - digit) / 10) return 0;  // checked before it could overflow
+        pid = pid * 10 + digit;
+    }
+    return pid;
+}
 }  // namespace detail
+
+/// Removes `<path>.tmp-<pid>` files left by killed saves of `path`: only names of exactly that
+/// form, only regular files, only when kill(pid, 0) fails with ESRCH (no such process here) and
+/// no one holds the file's lock (write_file_atomically locks its temporary file, so a writer on
+/// another host of a shared file system, whose pid means nothing here, keeps its file where the
+/// file system supports flock). Best effort: errors are ignored.
+inline void remove_stale_temp_files(const std::string& path) noexcept {
+    try {
+        const std::size_t slash = path.find_last_of('/');
+        const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+        const std::string dir_prefix = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+        const std::string prefix = path.substr(slash == std::string::npos ? 0 : slash + 1) + ".tmp-";
+        std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+        if (!d) return;
+        const long self = static_cast<long>(::getpid());
+        while (const dirent* e = ::readdir(d.get())) {
+            const long pid = detail::temp_file_pid(e->d_name, prefix);
+            if (pid <= 0 || pid == self) continue;
+            if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+            const std::string file = dir_prefix + e->d_name;
+            int fd = ::open(file.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+            if (fd < 0) continue;
+            struct stat st;
+            const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+            const bool locked = ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+            if (regular && !locked) ::unlink(file.c_str());
+            ::close(fd);
+        }
+    } catch (...) {
+        // Only std::string allocation can throw here; cleanup is never worth failing a save.
+    }
+}
 
 inline void write_file_atomically(const std::string& path, const void* data, std::size_t n) {
     std::string tmp = path + ".tmp-" + std::to_string(static_cast<long>(::getpid()));
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) throw io_error("lamina: cannot create '" + tmp + "': " + std::strerror(errno));
+    // Held until close: tells remove_stale_temp_files of other processes that this file is live.
+    (void)::flock(fd, LOCK_EX | LOCK_NB);
     auto error_for = [&](const std::string& what) {
         return io_error("lamina: " + what + " '" + tmp + "' (for '" + path + "'): " + std::strerror(errno) +
                         "; the previous file is untouched");
@@ -6094,6 +8802,7 @@ inline void write_file_atomically(const std::string& path, const void* data, std
         ::fsync(dfd);
         ::close(dfd);
     }
+    remove_stale_temp_files(path);
 }
 
 }  // namespace lamina::io
@@ -6133,8 +8842,63 @@ namespace io {
 
 inline constexpr char checkpoint_magic[8] = {'L', 'A', 'M', 'I', 'N', 'A', 'C', 'K'};
 inline constexpr std::uint32_t checkpoint_version = 1;
+/// Magic, version and payload size.
+inline constexpr std::size_t checkpoint_header_size = 20;
+/// The CRC-32 after the payload.
+inline constexpr std::size_t checkpoint_trailer_size = 4;
 
 enum class record_type : std::uint8_t { f32 = 1, f64 = 2, u64 = 3, bytes = 4 };
+
+/// Name of a record type code for messages, e.g. "1 (f32)"; unknown codes are named "unknown".
+inline std::string record_type_name(unsigned code) {
+    const char* n = code == 1 ? "f32" : code == 2 ? "f64" : code == 3 ? "u64" : code == 4 ? "bytes" : "unknown";
+    return std::to_string(code) + " (" + n + ")";
+}
+
+namespace detail {
+/// Text from a file as it appears in a message: at most `limit` characters, unprintable bytes
+/// as \xNN (names come from files, which may hold anything).
+inline std::string printable(const std::string& s, std::size_t limit = 64) {
+    static const char hex[] = "0123456789abcdef";
+    std::string out;
+    for (std::size_t i = 0; i < s.size() && i < limit; ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x20 && c < 0x7f && c != '\\') {
+            out += static_cast<char>(c);
+        } else {
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 0xF];
+        }
+    }
+    if (s.size() > limit) out += "...(" + std::to_string(s.size()) + " bytes)";
+    return out;
+}
+
+/// The whole file. Throws io_error naming the file when it cannot be opened or read.
+inline std::vector<unsigned char> read_whole_file(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw io_error("lamina: cannot open checkpoint '" + path + "': " + std::strerror(errno));
+    std::vector<unsigned char> bytes;
+    struct stat st;
+    // The size is only a hint (the file may change while it is read); reading decides.
+    if (::fstat(fd, &st) == 0 && st.st_size > 0) bytes.reserve(static_cast<std::size_t>(st.st_size));
+    unsigned char chunk[1 << 16];
+    for (;;) {
+        ssize_t k = ::read(fd, chunk, sizeof chunk);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            const int e = errno;
+            ::close(fd);
+            throw io_error("lamina: cannot read checkpoint '" + path + "': " + std::strerror(e));
+        }
+        if (k == 0) break;
+        bytes.insert(bytes.end(), chunk, chunk + k);
+    }
+    ::close(fd);
+    return bytes;
+}
+}  // namespace detail
 
 /// An in-memory checkpoint: named records.
 class record_set {
@@ -6159,25 +8923,35 @@ public:
     }
 
     bool has(const std::string& name) const { return index_.count(name) != 0; }
+    /// The record `name`, or nullptr when there is none.
+    const record* lookup(const std::string& name) const noexcept {
+        auto it = index_.find(name);
+        return it == index_.end() ? nullptr : &records_[it->second];
+    }
     template <class T>
     std::vector<T> get(const std::string& name, const std::string& file) const {
         const record& r = find(name, file);
         if (r.type != type_of<T>())
-            throw checkpoint_error("lamina: checkpoint '" + file + "': record '" + name + "' has type code " +
-                                   std::to_string(int(r.type)) + ", expected " + std::to_string(int(type_of<T>())));
-        std::vector<T> v(r.count);
-        if (r.count) std::memcpy(v.data(), r.data.data(), r.count * sizeof(T));
+            throw checkpoint_error("lamina: checkpoint '" + file + "': record '" + detail::printable(name) +
+                                   "' has type code " + record_type_name(unsigned(r.type)) + ", expected " +
+                                   record_type_name(unsigned(type_of<T>())));
+        std::vector<T> v(r.data.size() / sizeof(T));
+        if (!v.empty()) std::memcpy(v.data(), r.data.data(), v.size() * sizeof(T));
         return v;
     }
     std::uint64_t get_u64(const std::string& name, const std::string& file) const {
         auto v = get<std::uint64_t>(name, file);
-        if (v.size() != 1) throw checkpoint_error("lamina: checkpoint '" + file + "': record '" + name + "' is not a scalar");
+        if (v.size() != 1)
+            throw checkpoint_error("lamina: checkpoint '" + file + "': record '" + detail::printable(name) + "' holds " +
+                                   std::to_string(v.size()) + " elements, expected 1 (a scalar)");
         return v[0];
     }
     std::string get_string(const std::string& name, const std::string& file) const {
         const record& r = find(name, file);
         if (r.type != record_type::bytes)
-            throw checkpoint_error("lamina: checkpoint '" + file + "': record '" + name + "' is not text");
+            throw checkpoint_error("lamina: checkpoint '" + file + "': record '" + detail::printable(name) +
+                                   "' has type code " + record_type_name(unsigned(r.type)) + ", expected " +
+                                   record_type_name(unsigned(record_type::bytes)) + " (text)");
         return std::string(r.data.begin(), r.data.end());
     }
     std::vector<std::string> names() const {
@@ -6186,77 +8960,134 @@ public:
         return n;
     }
 
-    /// Serialises and writes atomically.
-    void save(const std::string& path) const {
-        std::vector<unsigned char> payload;
+    /// The payload: every record, in the order they were put.
+    std::vector<unsigned char> payload() const {
+        std::vector<unsigned char> p;
         for (auto& [name, i] : order_) {
             const record& r = records_[i];
-            append_u32(payload, static_cast<std::uint32_t>(name.size()));
-            payload.insert(payload.end(), name.begin(), name.end());
-            payload.push_back(static_cast<unsigned char>(r.type));
-            append_u64(payload, r.count);
-            payload.insert(payload.end(), r.data.begin(), r.data.end());
+            append_u32(p, static_cast<std::uint32_t>(name.size()));
+            p.insert(p.end(), name.begin(), name.end());
+            p.push_back(static_cast<unsigned char>(r.type));
+            append_u64(p, r.count);
+            p.insert(p.end(), r.data.begin(), r.data.end());
         }
+        return p;
+    }
+    /// The whole file: header, payload, CRC-32.
+    std::vector<unsigned char> bytes() const {
+        std::vector<unsigned char> p = payload();
         std::vector<unsigned char> file(checkpoint_magic, checkpoint_magic + 8);
         append_u32(file, checkpoint_version);
-        append_u64(file, payload.size());
-        file.insert(file.end(), payload.begin(), payload.end());
-        append_u32(file, crc32(payload.data(), payload.size()));
+        append_u64(file, p.size());
+        file.insert(file.end(), p.begin(), p.end());
+        append_u32(file, crc32(p.data(), p.size()));
+        return file;
+    }
+
+    /// Serialises and writes atomically.
+    void save(const std::string& path) const {
+        for (auto& [name, i] : order_)
+            if (name.size() > std::numeric_limits<std::uint32_t>::max())
+                throw argument_error("lamina: checkpoint record name of " + std::to_string(name.size()) +
+                                     " bytes is longer than the format's 32-bit name length");
+        const std::vector<unsigned char> file = bytes();
         write_file_atomically(path, file.data(), file.size());
     }
 
-    /// Reads and validates a checkpoint file.
+    /// Reads and validates a checkpoint file (see parse).
     static record_set load(const std::string& path) {
-        std::ifstream in(path, std::ios::binary);
-        if (!in) throw io_error("lamina: cannot open checkpoint '" + path + "'");
-        std::vector<unsigned char> f((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        if (f.size() < 8 || std::memcmp(f.data(), checkpoint_magic, 8) != 0)
-            throw checkpoint_error("lamina: '" + path + "' is not a lamina checkpoint (bad magic number)");
-        if (f.size() < 20)
-            throw checkpoint_error("lamina: checkpoint '" + path + "' is truncated: " + std::to_string(f.size()) +
-                                   " bytes, the header alone is 20");
-        std::uint32_t version = read_u32(f.data() + 8);
+        const std::vector<unsigned char> f = detail::read_whole_file(path);
+        return parse(f.data(), f.size(), path);
+    }
+
+    /// Parses the `n` bytes of a checkpoint file at `f`; `name` names it in messages. Checks
+    /// magic, version, payload size, CRC and every record's name length, type and element
+    /// count against the bytes present; throws checkpoint_error saying which field is wrong.
+    /// Never reads outside [f, f + n) and never allocates more than n bytes per record.
+    static record_set parse(const unsigned char* f, std::size_t n, const std::string& name) {
+        const std::string where = "lamina: checkpoint '" + name + "'";
+        if (n < 8 || std::memcmp(f, checkpoint_magic, 8) != 0)
+            throw checkpoint_error("lamina: '" + name + "' is not a lamina checkpoint (bad magic number)");
+        if (n < checkpoint_header_size)
+            throw checkpoint_error(where + " is truncated: " + std::to_string(n) +
+                                   " bytes, the header alone is 20 (magic, version, payload size)");
+        const std::uint32_t version = read_u32(f + 8);
         if (version != checkpoint_version)
-            throw checkpoint_error("lamina: checkpoint '" + path + "' has format version " + std::to_string(version) +
+            throw checkpoint_error(where + " has format version " + std::to_string(version) +
                                    ", this lamina reads version " + std::to_string(checkpoint_version));
-        std::uint64_t psize = read_u64(f.data() + 12);
-        if (f.size() != 20 + psize + 4)
-            throw checkpoint_error("lamina: checkpoint '" + path + "' is truncated or padded: " + std::to_string(f.size()) +
-                                   " bytes, the header announces " + std::to_string(20 + psize + 4));
-        const unsigned char* payload = f.data() + 20;
-        std::uint32_t stored = read_u32(payload + psize), actual = crc32(payload, psize);
+        // The payload size field is compared with what the file holds, never added to
+        // anything: a huge value must not wrap into a plausible one.
+        const std::uint64_t announced = read_u64(f + 12);
+        const std::size_t body = n - checkpoint_header_size;  // payload + CRC actually present
+        const bool room = body >= checkpoint_trailer_size;
+        const std::size_t payload_room = room ? body - checkpoint_trailer_size : 0;
+        if (!room || announced > payload_room)
+            throw checkpoint_error(where + " is truncated: the file holds " + std::to_string(n) +
+                                   " bytes, its header's payload size field announces " + std::to_string(announced) +
+                                   " payload bytes (plus the 20-byte header and the 4-byte CRC-32), only " +
+                                   std::to_string(payload_room) + " payload bytes are there");
+        if (announced < payload_room)
+            throw checkpoint_error(where + " is padded: the file holds " + std::to_string(n) +
+                                   " bytes, its header's payload size field announces " + std::to_string(announced) +
+                                   " payload bytes (plus the 20-byte header and the 4-byte CRC-32): " +
+                                   std::to_string(payload_room - static_cast<std::size_t>(announced)) +
+                                   (payload_room - announced == 1 ? " unexpected byte" : " unexpected bytes"));
+        const std::size_t psize = payload_room;
+        const unsigned char* payload = f + checkpoint_header_size;
+        const std::uint32_t stored = read_u32(payload + psize), actual = crc32(payload, psize);
         if (stored != actual)
-            throw checkpoint_error("lamina: checkpoint '" + path + "' is corrupt: CRC-32 mismatch (stored " +
-                                   std::to_string(stored) + ", computed " + std::to_string(actual) + ")");
+            throw checkpoint_error(where + " is corrupt: CRC-32 mismatch (stored " + std::to_string(stored) +
+                                   ", computed " + std::to_string(actual) + ")");
         record_set rs;
-        std::size_t pos = 0;
-        auto need = [&](std::size_t k) {
-            if (pos + k > psize)
-                throw checkpoint_error("lamina: checkpoint '" + path + "' has a malformed record at byte " +
-                                       std::to_string(20 + pos));
-        };
+        std::size_t pos = 0, index = 0;
         while (pos < psize) {
-            need(4);
-            std::uint32_t nlen = read_u32(payload + pos);
+            const std::size_t start = pos;
+            std::size_t left = psize - pos;
+            auto malformed = [&](const std::string& what) {
+                return checkpoint_error(where + " has a malformed record #" + std::to_string(index) + " at byte " +
+                                        std::to_string(checkpoint_header_size + start) + ": " + what);
+            };
+            if (left < 4)
+                throw malformed("its name length field needs 4 bytes, only " + std::to_string(left) +
+                                " remain in the payload");
+            const std::uint32_t nlen = read_u32(payload + pos);
             pos += 4;
-            need(nlen + 9);
-            std::string name(payload + pos, payload + pos + nlen);
+            left -= 4;
+            if (nlen > left)
+                throw malformed("its name length field says " + std::to_string(nlen) + " bytes, only " +
+                                std::to_string(left) + " remain in the payload");
+            std::string rname(payload + pos, payload + pos + nlen);
             pos += nlen;
-            auto type = static_cast<record_type>(payload[pos++]);
-            std::uint64_t count = read_u64(payload + pos);
-            pos += 8;
-            std::size_t esize = element_size(type);
-            if (esize == 0 || count > psize / esize + 1)
-                throw checkpoint_error("lamina: checkpoint '" + path + "': record '" + name + "' has a bad type or size");
-            need(count * esize);
-            record r{type, count, std::vector<unsigned char>(payload + pos, payload + pos + count * esize)};
-            pos += count * esize;
-            rs.set(name, std::move(r));
+            left -= nlen;
+            const std::string rec = "record '" + detail::printable(rname) + "'";
+            if (left < 9)
+                throw malformed(rec + ": its type and element count fields need 9 bytes, only " + std::to_string(left) +
+                                " remain in the payload");
+            const unsigned code = payload[pos];
+            const std::uint64_t count = read_u64(payload + pos + 1);
+            pos += 9;
+            left -= 9;
+            const std::size_t esize = element_size(code);
+            if (esize == 0)
+                throw malformed(rec + " has unknown type code " + std::to_string(code) +
+                                " (expected 1 f32, 2 f64, 3 u64 or 4 bytes)");
+            if (count > left / esize)  // count * esize > left, without the product
+                throw malformed(rec + ": its element count field says " + std::to_string(count) + " elements of " +
+                                std::to_string(esize) + " bytes, only " + std::to_string(left) +
+                                " bytes remain in the payload");
+            const std::size_t len = static_cast<std::size_t>(count) * esize;
+            if (rs.has(rname)) throw malformed(rec + " appears twice");
+            record r{static_cast<record_type>(code), count, std::vector<unsigned char>(payload + pos, payload + pos + len)};
+            pos += len;
+            rs.set(rname, std::move(r));
+            ++index;
         }
         return rs;
     }
+    static record_set parse(const std::vector<unsigned char>& f, const std::string& name) {
+        return parse(f.data(), f.size(), name);
+    }
 
-private:
     template <class T>
     static constexpr record_type type_of() {
         if constexpr (std::is_same_v<T, float>) return record_type::f32;
@@ -6266,12 +9097,14 @@ private:
             return record_type::u64;
         }
     }
-    static std::size_t element_size(record_type t) {
-        switch (t) {
-            case record_type::f32: return 4;
-            case record_type::f64: return 8;
-            case record_type::u64: return 8;
-            case record_type::bytes: return 1;
+
+private:
+    static std::size_t element_size(unsigned code) {
+        switch (code) {
+            case unsigned(record_type::f32): return 4;
+            case unsigned(record_type::f64): return 8;
+            case unsigned(record_type::u64): return 8;
+            case unsigned(record_type::bytes): return 1;
         }
         return 0;
     }
@@ -6287,7 +9120,8 @@ private:
     }
     const record& find(const std::string& name, const std::string& file) const {
         auto it = index_.find(name);
-        if (it == index_.end()) throw checkpoint_error("lamina: checkpoint '" + file + "' has no record '" + name + "'");
+        if (it == index_.end())
+            throw checkpoint_error("lamina: checkpoint '" + file + "' has no record '" + detail::printable(name) + "'");
         return records_[it->second];
     }
     static void append_u32(std::vector<unsigned char>& b, std::uint32_t v) {
@@ -6324,39 +9158,140 @@ template <class Model>
 void check_architecture(const record_set& rs, const std::string& path) {
     std::string stored = rs.get_string("architecture", path), mine = architecture_of<Model>();
     if (stored != mine)
-        throw checkpoint_error("lamina: checkpoint '" + path + "' is for another architecture:\n  checkpoint: " + stored +
-                               "\n  this model: " + mine);
+        throw checkpoint_error("lamina: checkpoint '" + path + "' is for another architecture:\n  checkpoint: " +
+                               detail::printable(stored, 4096) + "\n  this model: " + mine);
 }
+
+/// Checks that record `name` exists, has type `type` and holds `count` elements; `what`
+/// says what the count is (for the message). Throws checkpoint_error naming file and record.
+inline void expect_record(const record_set& rs, const std::string& file, const std::string& name, record_type type,
+                          std::uint64_t count, const std::string& what) {
+    const record_set::record* r = rs.lookup(name);
+    if (!r) throw checkpoint_error("lamina: checkpoint '" + file + "' has no record '" + name + "'");
+    if (r->type != type)
+        throw checkpoint_error("lamina: checkpoint '" + file + "': record '" + name + "' has type code " +
+                               record_type_name(unsigned(r->type)) + ", expected " + record_type_name(unsigned(type)));
+    if (r->count != count)
+        throw checkpoint_error("lamina: checkpoint '" + file + "': record '" + name + "' holds " +
+                               std::to_string(r->count) + " elements, expected " + std::to_string(count) + " (" + what +
+                               ")");
+}
+
+namespace detail {
+
+/// "parameter segment '<name>' holds NaN at element k of n" for the first segment (in
+/// parameter_segments() order) with a NaN or infinity, or "" when every parameter is finite.
+template <class Model, class T>
+std::string first_non_finite(const Model& net, const std::vector<T>& params) {
+    for (const auto& seg : net.parameter_segments())
+        for (std::size_t k = 0; k < seg.count && seg.offset + k < params.size(); ++k) {
+            const T v = params[seg.offset + k];
+            if (std::isfinite(v)) continue;
+            return "parameter segment '" + seg.name + "' holds " + (std::isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf") +
+                   " at element " + std::to_string(k) + " of " + std::to_string(seg.count);
+        }
+    return {};
+}
+
+/// Throws numeric_error when `params` (the model's) hold a NaN or infinity: such a model is
+/// never written over a checkpoint (which may be the last good one).
+template <class Model, class T>
+void refuse_non_finite(const Model& net, const std::vector<T>& params, const std::string& path) {
+    const std::string bad = first_non_finite(net, params);
+    if (!bad.empty())
+        throw numeric_error("lamina: not saving '" + path + "': " + bad + " (a checkpoint never stores a non-finite "
+                            "model); the existing file is untouched");
+}
+
+/// Adds the model's running state (batch norm statistics) as record "state", refusing NaN or
+/// infinity there too.
+template <class Model>
+void put_state(record_set& rs, const Model& net, const std::string& path) {
+    using T = typename Model::value_type;
+    if constexpr (Model::state_count > 0) {
+        std::vector<T> st = net.get_state();
+        for (const auto& seg : net.state_segments())
+            for (std::size_t k = 0; k < seg.count; ++k)
+                if (!std::isfinite(st[seg.offset + k]))
+                    throw numeric_error("lamina: not saving '" + path + "': running-state segment '" + seg.name +
+                                        "' holds a non-finite value at element " + std::to_string(k) + " of " +
+                                        std::to_string(seg.count) + "; the existing file is untouched");
+        rs.put("state", st);
+    } else {
+        (void)rs, (void)net, (void)path;
+    }
+}
+
+/// Names and sizes of an optimizer state's tensors: its layout() when it has one (no copies),
+/// else what save() returns.
+template <class S, class = void>
+struct has_layout : std::false_type {};
+template <class S>
+struct has_layout<S, std::void_t<decltype(std::declval<const S&>().layout())>> : std::true_type {};
+
+template <class State, class Context>
+std::vector<std::pair<std::string, std::size_t>> optimizer_layout(const State& s, const Context& c) {
+    if constexpr (has_layout<State>::value) {
+        return s.layout();
+    } else {
+        std::vector<std::pair<std::string, std::size_t>> l;
+        for (auto& [name, values] : s.save(c)) l.emplace_back(name, values.size());
+        return l;
+    }
+}
+
+}  // namespace detail
 
 }  // namespace io
 
-/// Saves a model's parameters (no training state): for inference and transfer.
+/// Saves a model's parameters (no training state): for inference and transfer. Throws
+/// numeric_error (and leaves an existing file untouched) when a parameter is NaN or infinite.
 template <class Model>
 void save_weights(const std::string& path, const Model& net) {
+    auto params = net.get_parameters();
+    io::detail::refuse_non_finite(net, params, path);
     io::record_set rs;
     rs.put_string("architecture", io::architecture_of<Model>());
-    rs.put("parameters", net.get_parameters());
+    rs.put("parameters", params);
+    io::detail::put_state(rs, net, path);
     rs.put_u64("seed", net.seed_value());
     rs.save(path);
+}
+
+/// Loads parameters from an in-memory checkpoint (record_set::parse); `source` names it in
+/// messages. Checks the architecture and the parameters record before changing the model.
+template <class Model>
+void load_weights(const io::record_set& rs, Model& net, const std::string& source) {
+    using T = typename Model::value_type;
+    io::check_architecture<Model>(rs, source);
+    io::expect_record(rs, source, "parameters", io::record_set::type_of<T>(), Model::parameter_count,
+                      "the model's parameter count");
+    if (Model::state_count)
+        io::expect_record(rs, source, "state", io::record_set::type_of<T>(), Model::state_count,
+                          "the model's running-state count");
+    net.set_parameters(rs.get<T>("parameters", source));
+    if (Model::state_count) net.set_state(rs.get<T>("state", source));
 }
 
 /// Loads parameters saved by save_weights or save_checkpoint into a model of the same architecture.
 template <class Model>
 void load_weights(const std::string& path, Model& net) {
-    auto rs = io::record_set::load(path);
-    io::check_architecture<Model>(rs, path);
-    net.set_parameters(rs.get<typename Model::value_type>("parameters", path));
+    load_weights(io::record_set::load(path), net, path);
 }
 
 /// Saves the whole training state: parameters, optimizer state, RNG seeds, epoch and step,
-/// so that a resumed run continues bit-identically.
+/// so that a resumed run continues bit-identically. Throws numeric_error (and leaves an
+/// existing file untouched) when a parameter is NaN or infinite.
 template <class Trainer>
 void save_checkpoint(const std::string& path, Trainer& t) {
     using Model = std::decay_t<decltype(t.model())>;
     auto& net = t.model();
+    auto params = net.get_parameters();
+    io::detail::refuse_non_finite(net, params, path);
     io::record_set rs;
     rs.put_string("architecture", io::architecture_of<Model>());
-    rs.put("parameters", net.get_parameters());
+    rs.put("parameters", params);
+    io::detail::put_state(rs, net, path);
     rs.put_string("optimizer", t.optimizer().name());
     rs.put_u64("optimizer.steps", t.optimizer_state_ref().steps());
     for (auto& [name, values] : t.optimizer_state_ref().save(net.context())) rs.put("optimizer." + name, values);
@@ -6367,41 +9302,76 @@ void save_checkpoint(const std::string& path, Trainer& t) {
     rs.save(path);
 }
 
-/// Restores what save_checkpoint saved into a trainer of the same architecture and optimizer.
+/// Restores an in-memory checkpoint (record_set::parse) into a trainer; `source` names it in
+/// messages. Transactional: every record is checked (architecture, parameters, optimizer name,
+/// each optimizer state tensor's name, type and size, and the scalars optimizer.steps, epoch,
+/// step, seed, shuffle_seed) before the model, optimizer or trainer is changed.
 template <class Trainer>
-void load_checkpoint(const std::string& path, Trainer& t) {
+void load_checkpoint(const io::record_set& rs, Trainer& t, const std::string& source) {
     using Model = std::decay_t<decltype(t.model())>;
     using T = typename Model::value_type;
-    auto rs = io::record_set::load(path);
-    io::check_architecture<Model>(rs, path);
-    std::string opt = rs.get_string("optimizer", path);
-    if (opt != t.optimizer().name())
-        throw checkpoint_error("lamina: checkpoint '" + path + "' holds optimizer state of '" + opt +
-                               "', the trainer uses '" + t.optimizer().name() + "'");
-    std::vector<std::pair<std::string, std::vector<T>>> state;
-    std::string prefix = "optimizer.";
-    for (auto& name : rs.names())
-        if (name.rfind(prefix, 0) == 0 && name != "optimizer.steps")
-            state.emplace_back(name.substr(prefix.size()), rs.get<T>(name, path));
-    // Keep the optimizer's own order of state tensors (save() order).
-    auto expected = t.optimizer_state_ref().save(t.model().context());
-    std::vector<std::pair<std::string, std::vector<T>>> ordered;
-    for (auto& entry : expected) {
-        const std::string& name = entry.first;  // (a named reference: clang 14 cannot capture bindings)
-        auto it = std::find_if(state.begin(), state.end(), [&](auto& s) { return s.first == name; });
-        if (it == state.end())
-            throw checkpoint_error("lamina: checkpoint '" + path + "' lacks optimizer state '" + name + "'");
-        ordered.push_back(std::move(*it));
-    }
     auto& net = t.model();
-    net.set_parameters(rs.get<T>("parameters", path));
-    net.restore_seed(rs.get_u64("seed", path));
-    t.optimizer_state_ref().load(net.context(), ordered, rs.get_u64("optimizer.steps", path));
-    t.set_position(rs.get_u64("epoch", path), rs.get_u64("step", path));
-    t.set_shuffle_seed(rs.get_u64("shuffle_seed", path));
+    auto& opt_state = t.optimizer_state_ref();
+    const auto u64 = io::record_type::u64;
+    const auto scalar = [&](const std::string& name) { io::expect_record(rs, source, name, u64, 1, "a scalar"); };
+
+    // 1. Validate everything.
+    io::check_architecture<Model>(rs, source);
+    io::expect_record(rs, source, "parameters", io::record_set::type_of<T>(), Model::parameter_count,
+                      "the model's parameter count");
+    if (Model::state_count)
+        io::expect_record(rs, source, "state", io::record_set::type_of<T>(), Model::state_count,
+                          "the model's running-state count");
+    const std::string opt = rs.get_string("optimizer", source);
+    if (opt != t.optimizer().name())
+        throw checkpoint_error("lamina: checkpoint '" + source + "' holds optimizer state of '" + io::detail::printable(opt) +
+                               "', the trainer uses '" + t.optimizer().name() + "'");
+    const auto layout = io::detail::optimizer_layout(opt_state, net.context());
+    const std::string prefix = "optimizer.";
+    for (const auto& [name, size] : layout)
+        io::expect_record(rs, source, prefix + name, io::record_set::type_of<T>(), size,
+                          "the size of " + t.optimizer().name() + "'s state '" + name + "'");
+    for (const auto& name : rs.names()) {
+        if (name.rfind(prefix, 0) != 0 || name == "optimizer.steps") continue;
+        const std::string state = name.substr(prefix.size());
+        if (std::none_of(layout.begin(), layout.end(), [&](const auto& l) { return l.first == state; }))
+            throw checkpoint_error("lamina: checkpoint '" + source + "' has a record '" + io::detail::printable(name) +
+                                   "', a state that optimizer '" + t.optimizer().name() + "' does not keep");
+    }
+    for (const char* name : {"optimizer.steps", "epoch", "step", "seed", "shuffle_seed"}) scalar(name);
+    const std::uint64_t epoch = rs.get_u64("epoch", source);
+    if (sizeof(std::size_t) < sizeof(std::uint64_t) && epoch > std::numeric_limits<std::size_t>::max())
+        throw checkpoint_error("lamina: checkpoint '" + source + "': record 'epoch' holds " + std::to_string(epoch) +
+                               ", more than this platform's size_t");
+
+    // 2. Read everything into host memory (may allocate, so may throw: still nothing changed).
+    std::vector<T> params = rs.get<T>("parameters", source);
+    std::vector<T> running = Model::state_count ? rs.get<T>("state", source) : std::vector<T>{};
+    std::vector<std::pair<std::string, std::vector<T>>> state;
+    for (const auto& entry : layout) state.emplace_back(entry.first, rs.get<T>(prefix + entry.first, source));
+    const std::uint64_t steps = rs.get_u64("optimizer.steps", source), step = rs.get_u64("step", source),
+                        seed = rs.get_u64("seed", source), shuffle_seed = rs.get_u64("shuffle_seed", source);
+
+    // 3. Apply. The optimizer's own load re-checks its state first (so it is the step that
+    // may still refuse); the rest cannot fail on validated sizes.
+    opt_state.load(net.context(), state, steps);
+    net.set_parameters(params);
+    if (Model::state_count) net.set_state(running);
+    net.restore_seed(seed);
+    t.set_position(static_cast<std::size_t>(epoch), step);
+    t.set_shuffle_seed(shuffle_seed);
+}
+
+/// Restores what save_checkpoint saved into a trainer of the same architecture and optimizer.
+/// Nothing is changed when the file or any record in it is wrong.
+template <class Trainer>
+void load_checkpoint(const std::string& path, Trainer& t) {
+    load_checkpoint(io::record_set::load(path), t, path);
 }
 
 /// Callback: saves `<prefix>.lmck` every `every` epochs (atomically replacing the last one).
+/// A model holding NaN or infinity is not saved (the last good checkpoint stays): the save is
+/// skipped with one line on stderr naming the epoch and the parameter segment.
 struct checkpoint_every {
     std::string prefix;
     std::size_t every = 1;
@@ -6409,11 +9379,123 @@ struct checkpoint_every {
     std::string path() const { return prefix + ".lmck"; }
     template <class Trainer, class Info>
     void on_epoch_end(Trainer& t, const Info&) {
-        if (!prefix.empty() && t.epoch() % every == 0) save_checkpoint(path(), t);  // empty prefix: disabled
+        if (prefix.empty() || t.epoch() % every != 0) return;  // empty prefix: disabled
+        try {
+            save_checkpoint(path(), t);
+        } catch (const numeric_error& e) {
+            std::string why = e.what();
+            if (why.rfind("lamina: ", 0) == 0) why.erase(0, 8);
+            std::cerr << "lamina: checkpoint_every: after epoch " << t.epoch() << ", skipped the save: " << why << "\n";
+        }
     }
 };
 
 }  // namespace lamina
 // ---- end include/lamina/io/checkpoint.hpp ----
+
+
+// ---- begin include/lamina/models/resnet.hpp ----
+// lamina: the ResNet family, written as the papers' layer tables.
+//
+//   models::cifar_resnet<20, 10>          He et al. 2016, section 4.2: 3 stages of n basic blocks
+//                                         (16, 32, 64 channels), depth 6n + 2; option A
+//                                         shortcuts by default (269,722 parameters for ResNet-20)
+//   models::resnet50<1000>                ResNet-50 v1.5 (torchvision): bottlenecks 3-4-6-3, the
+//                                         stride on the 3x3 conv (25,557,032 parameters)
+//
+// Convolutions have no bias (batch norm follows each), He-normal initialisation; batch norm
+// statistics are running state. The input shape and class count are parameters, e.g.
+// cifar_resnet<20, 10, 1, 32, 32> for MNIST padded to 32x32.
+
+
+
+namespace lamina::models {
+
+/// conv KxK with C filters, no bias (a batch norm follows), He-normal init.
+template <std::size_t C, std::size_t K, std::size_t Stride = 1, std::size_t Pad = K / 2>
+using conv_bn = conv2d<C, K, Stride, Pad, init::he_normal, false>;
+
+// ---- CIFAR ResNets ----------------------------------------------------------------------------
+
+/// Two 3x3 convolutions with batch norm, added to the shortcut, then relu.
+template <std::size_t C, std::size_t Stride = 1, shortcut_option Shortcut = shortcut_option::zero_pad>
+using basic_block = sequential<
+    residual<sequential<conv_bn<C, 3, Stride>, batch_norm, relu,
+                        conv_bn<C, 3>, batch_norm>,
+             shortcut_for<C, Stride, Shortcut>>,
+    relu>;
+
+namespace detail {
+template <std::size_t C, std::size_t N, std::size_t Stride, shortcut_option S>
+struct basic_stage {
+    using type = sequential<basic_block<C, Stride, S>, repeat<N - 1, basic_block<C, 1, S>>>;
+};
+template <std::size_t C, std::size_t Stride, shortcut_option S>
+struct basic_stage<C, 1, Stride, S> {
+    using type = sequential<basic_block<C, Stride, S>>;
+};
+}  // namespace detail
+
+/// N basic blocks of C channels, the first with the stride (ResNet's stage).
+template <std::size_t C, std::size_t N, std::size_t Stride, shortcut_option S = shortcut_option::zero_pad>
+using basic_stage = typename detail::basic_stage<C, N, Stride, S>::type;
+
+template <std::size_t Depth, std::size_t Classes = 10, std::size_t Channels = 3, std::size_t H = 32, std::size_t W = 32,
+          shortcut_option Shortcut = shortcut_option::zero_pad>
+struct cifar_resnet_def {
+    static_assert(Depth >= 8 && (Depth - 2) % 6 == 0, "lamina::models::cifar_resnet: depth must be 6n + 2 (20, 32, 44, 56, 110)");
+    static constexpr std::size_t n = (Depth - 2) / 6;
+    using type = sequential<input<Channels, H, W>,
+                            conv_bn<16, 3>, batch_norm, relu,
+                            basic_stage<16, n, 1, Shortcut>,
+                            basic_stage<32, n, 2, Shortcut>,
+                            basic_stage<64, n, 2, Shortcut>,
+                            global_avg_pool,
+                            dense<Classes>>;
+};
+
+template <std::size_t Depth, std::size_t Classes = 10, std::size_t Channels = 3, std::size_t H = 32, std::size_t W = 32,
+          shortcut_option Shortcut = shortcut_option::zero_pad>
+using cifar_resnet = typename cifar_resnet_def<Depth, Classes, Channels, H, W, Shortcut>::type;
+
+template <std::size_t Classes = 10, std::size_t Channels = 3, std::size_t H = 32, std::size_t W = 32,
+          shortcut_option S = shortcut_option::zero_pad>
+using resnet20 = cifar_resnet<20, Classes, Channels, H, W, S>;
+template <std::size_t Classes = 10, std::size_t Channels = 3, std::size_t H = 32, std::size_t W = 32,
+          shortcut_option S = shortcut_option::zero_pad>
+using resnet32 = cifar_resnet<32, Classes, Channels, H, W, S>;
+template <std::size_t Classes = 10, std::size_t Channels = 3, std::size_t H = 32, std::size_t W = 32,
+          shortcut_option S = shortcut_option::zero_pad>
+using resnet56 = cifar_resnet<56, Classes, Channels, H, W, S>;
+
+// ---- ResNet-50 v1.5 ---------------------------------------------------------------------------
+
+/// 1x1 (Mid), 3x3 (Mid, the stride), 1x1 (Out), each with batch norm; projection shortcut
+/// where the shape changes. ZeroGamma: the last batch norm starts at gamma = 0.
+template <std::size_t Mid, std::size_t Out, std::size_t Stride = 1, bool ZeroGamma = false>
+using bottleneck = sequential<
+    residual<sequential<conv_bn<Mid, 1>, batch_norm, relu,
+                        conv_bn<Mid, 3, Stride>, batch_norm, relu,
+                        conv_bn<Out, 1>, std::conditional_t<ZeroGamma, batch_norm_zero_gamma, batch_norm>>,
+             shortcut_for<Out, Stride, shortcut_option::projection>>,
+    relu>;
+
+template <std::size_t Mid, std::size_t Out, std::size_t N, std::size_t Stride, bool ZeroGamma>
+using bottleneck_stage = sequential<bottleneck<Mid, Out, Stride, ZeroGamma>, repeat<N - 1, bottleneck<Mid, Out, 1, ZeroGamma>>>;
+
+template <std::size_t Classes = 1000, bool ZeroGamma = false, std::size_t H = 224, std::size_t W = 224>
+using resnet50 = sequential<input<3, H, W>,
+                            conv_bn<64, 7, 2, 3>, batch_norm, relu, max_pool<3, 2, 1>,
+                            bottleneck_stage<64, 256, 3, 1, ZeroGamma>,
+                            bottleneck_stage<128, 512, 4, 2, ZeroGamma>,
+                            bottleneck_stage<256, 1024, 6, 2, ZeroGamma>,
+                            bottleneck_stage<512, 2048, 3, 2, ZeroGamma>,
+                            global_avg_pool,
+                            dense<Classes>>;
+
+}  // namespace lamina::models
+// ---- end include/lamina/models/resnet.hpp ----
+
+// ---- end include/lamina/framework.hpp ----
 
 // ---- end include/lamina/lamina.hpp ----

@@ -1,8 +1,10 @@
 // Whole networks on the Kokkos backend against the host backend: the same seed gives the same
 // parameters, and a few training steps (every layer, loss, optimizer and a schedule) end with
 // matching parameters, predictions and evaluation, on every execution space of this build.
-#include <lamina/backends/kokkos/kokkos.hpp>  // first: Kokkos, the Kokkos kernels, lamina
+#include <lamina/kokkos.hpp>  // first: Kokkos, the Kokkos kernels, lamina
 #include <lamina/lamina.hpp>                  // the host backend, for comparison
+#include <cmath>
+#include <limits>
 
 #include "kokkos_test_support.hpp"
 
@@ -105,4 +107,63 @@ TEMPLATE_TEST_CASE("every other layer, MSE/MAE and AdamW match the host", "[kokk
     compare_training<zoo, B>(d, lm::loss::mse{}, lm::optim::adamw{1e-2}, lm::schedule::step_decay{1, 0.5}, 2, 8, 7,
                              1e-3, 1e-4);
     compare_training<zoo, B>(d, lm::loss::mae{}, lm::optim::sgd{0.1, 0.5}, lm::schedule::constant{}, 2, 8, 8);
+}
+
+namespace {
+/// Both NaN, the same infinity, or finite and close: NaN and +-Inf reach the same outputs on
+/// Kokkos as on the reference backend (whose NaN rules tests/unit/test_non_finite.cpp checks
+/// against PyTorch's documented results).
+bool same_kind(double a, double b) {
+    if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
+    if (std::isinf(a) || std::isinf(b)) return a == b;
+    return std::abs(a - b) <= 1e-4 * std::max(1.0, std::abs(b));
+}
+template <class Net, class B>
+void compare_non_finite(const std::vector<float>& x, std::size_t batch) {
+    typename Net::template model<lm::reference> r{lm::seed{5}};
+    typename Net::template model<B> k{lm::seed{5}};
+    constexpr std::size_t out = Net::output_shape::size;
+    std::vector<float> yr(batch * out), yk(batch * out);
+    r.predict(x.data(), yr.data(), batch);
+    k.predict(x.data(), yk.data(), batch);
+    for (std::size_t i = 0; i < yr.size(); ++i) {
+        INFO(Net::template model<lm::reference>::name_of_layers() << " output " << i << ": reference " << yr[i] << ", kokkos " << yk[i]);
+        CHECK(same_kind(yk[i], yr[i]));
+    }
+    std::vector<float> tr(batch * out), tk(batch * out);
+    const float* p = r.forward_train(x.data(), batch, 3);
+    std::copy(p, p + tr.size(), tr.begin());
+    lm::tensor<float, B> xd({batch * Net::input_shape::size});
+    xd.from_host(k.context(), x);
+    B::download(k.context(), tk.data(), k.forward_train(xd.data(), batch, 3), tk.size());
+    for (std::size_t i = 0; i < tr.size(); ++i) {
+        INFO("training output " << i << ": reference " << tr[i] << ", kokkos " << tk[i]);
+        CHECK(same_kind(tk[i], tr[i]));
+    }
+}
+}  // namespace
+
+TEMPLATE_TEST_CASE("NaN and +-Inf propagate through every layer as on the reference", "[kokkos][nonfinite]",
+                   LAMINA_KOKKOS_TEST_SPACES) {
+    using B = lm::kokkos_backend<TestType>;
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    std::vector<float> img(2 * 2 * 6 * 6);
+    for (std::size_t i = 0; i < img.size(); ++i) img[i] = float((i * 37) % 11) / 5.0f - 1.0f;
+    img[3] = nan;
+    img[40] = inf;
+    img[77] = -inf;
+    img[100] = nan;
+    img[7] = nan;  // inside the first 2x2 pooling window of channel 0, row 1
+    compare_non_finite<lm::sequential<lm::input<2, 6, 6>, lm::conv2d<3, 3, 1, 1>>, B>(img, 2);
+    compare_non_finite<lm::sequential<lm::input<2, 6, 6>, lm::max_pool<2>>, B>(img, 2);
+    compare_non_finite<lm::sequential<lm::input<2, 6, 6>, lm::max_pool<3, 2, 1>>, B>(img, 2);
+    compare_non_finite<lm::sequential<lm::input<2, 6, 6>, lm::avg_pool<3, 1, 1>>, B>(img, 2);
+    compare_non_finite<lm::sequential<lm::input<2, 6, 6>, lm::relu>, B>(img, 2);
+    compare_non_finite<lm::sequential<lm::input<2, 6, 6>, lm::leaky_relu>, B>(img, 2);
+    compare_non_finite<lm::sequential<lm::input<2, 6, 6>, lm::sigmoid>, B>(img, 2);
+    compare_non_finite<lm::sequential<lm::input<2, 6, 6>, lm::tanh>, B>(img, 2);
+    compare_non_finite<lm::sequential<lm::input<2, 6, 6>, lm::gelu>, B>(img, 2);
+    compare_non_finite<lm::sequential<lm::input<2, 6, 6>, lm::dropout_p<30>>, B>(img, 2);
+    compare_non_finite<lm::sequential<lm::input<2, 6, 6>, lm::flatten, lm::dense<7>, lm::relu>, B>(img, 2);
+    compare_non_finite<lm::sequential<lm::input<2, 6, 6>, lm::flatten, lm::softmax>, B>(img, 2);
 }

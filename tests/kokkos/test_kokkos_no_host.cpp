@@ -2,7 +2,7 @@
 // the host backend's kernel headers (nor xsimd). Checked while compiling: had any host
 // header been included, the types it defines would be complete here. scripts/test_kokkos.sh
 // also greps the preprocessed header for "backends/host".
-#include <lamina/backends/kokkos/kokkos.hpp>
+#include <lamina/kokkos.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Test of scripts/fetch_mnist.sh against a local fixture mirror (file:// URLs, tiny fake
-# .gz files and an md5 file for them). Usage: test_fetch_mnist.sh path/to/fetch_mnist.sh
+# .gz files and an md5 file for them). Usage: test_fetch_mnist.sh <the fetch_mnist.sh to test>
 # Exits 0 on success, 77 (skipped) when curl or md5sum is missing, 1 on a failure.
 set -euo pipefail
 

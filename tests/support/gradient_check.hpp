@@ -1,12 +1,15 @@
-// lamina tests: a harness that drives one runtime layer (or a layer_chain) through the
-// backend interface on host vectors, and a finite-difference gradient check built on it.
+// lamina tests: a harness that drives a one-node network (or any network) through the model
+// API on host vectors, and a finite-difference gradient check built on it.
 //
 // The check: with parameters w and input x drawn at random, an upstream gradient r drawn at
 // random, the scalar f(x, w) = sum_i forward_train(x, w)_i * r_i has the gradients
 // df/dx = backward(dy = r).dx and df/dw = backward(dy = r).dw. Each analytic entry is
 // compared with the central difference (f(. + h) - f(. - h)) / 2h, h = 1e-6 in double, with
 // |a - n| <= tol * max(1, |a|, |n|) (tol 1e-6 by default). The expected values thus come
-// from the layer's own forward pass, never from its backward pass: a wrong backward fails.
+// from the node's own forward pass, never from its backward pass: a wrong backward fails.
+// Besides, backward must overwrite poisoned parameter gradients, give the same parameter
+// gradients without dx, and ADD its input gradient into a poisoned dx when asked to
+// accumulate (the graph contract: a backward that overwrites where it should accumulate fails).
 //
 // Kinks: relu/leaky_relu are not differentiable at 0 and max_pool not at ties, so inputs
 // can be drawn away from 0 (input_kind::away_from_zero) or pairwise distinct by a margin
@@ -26,8 +29,9 @@
 
 #include <lamina/backends/reference/reference_backend.hpp>
 #include <lamina/core/philox.hpp>
+#include <lamina/layers/input.hpp>
 #include <lamina/layers/layer_concept.hpp>
-#include <lamina/network/layer_chain.hpp>
+#include <lamina/network/sequential.hpp>
 
 #if __has_include(<lamina/backends/host/host_backend.hpp>)
 #include <lamina/backends/host/host_backend.hpp>
@@ -45,120 +49,105 @@ using backends = std::tuple<lamina::reference, lamina::host>;
 using backends = std::tuple<lamina::reference>;
 #endif
 
-namespace detail {
-template <class Impl, class = void>
-struct has_set_stream : std::false_type {};
-template <class Impl>
-struct has_set_stream<Impl, std::void_t<decltype(std::declval<Impl&>().set_stream(random_stream{}))>>
-    : std::true_type {};
+template <class S>
+struct input_of;
+template <std::size_t... D>
+struct input_of<shape<D...>> {
+    using type = input<D...>;
+};
+template <class S>
+using input_of_t = typename input_of<S>::type;
 
-/// Layers have forward(c, x, y, batch, ws); layer_chain has forward(c, x, y, batch, ws, scratch).
-template <class Impl, class Ctx, class T, class = void>
-struct has_plain_forward : std::false_type {};
-template <class Impl, class Ctx, class T>
-struct has_plain_forward<Impl, Ctx, T,
-                         std::void_t<decltype(std::declval<const Impl&>().forward(
-                             std::declval<const Ctx&>(), std::declval<const T*>(), std::declval<T*>(), std::size_t(1),
-                             std::declval<T*>()))>> : std::true_type {};
-}  // namespace detail
-
-/// Owns one runtime layer, its flat parameter/gradient buffers, device input/output/
-/// workspace buffers for a fixed batch, and moves host vectors in and out.
-template <class Impl, class Backend, class T = double>
-class layer_harness {
+/// Owns a model of network Net, a device input buffer for a fixed batch, and moves host
+/// vectors in and out.
+template <class Net, class Backend, class T = double>
+class network_harness {
 public:
+    using model_type = typename Net::template model<Backend, T>;
     using context = typename Backend::context;
     using buffer = typename Backend::template buffer<T>;
-    static constexpr std::size_t parameter_count = Impl::parameter_count;
+    static constexpr std::size_t parameter_count = model_type::parameter_count;
+    static constexpr std::size_t in_size = model_type::input_size, out_size = model_type::output_size;
 
-    layer_harness(std::size_t in_size, std::size_t out_size, std::size_t batch, random_stream stream = {})
-        : in_size_(in_size), out_size_(out_size), batch_(batch) {
-        params_.allocate(std::max<std::size_t>(parameter_count, 1));
-        grads_.allocate(std::max<std::size_t>(parameter_count, 1));
-        impl_.bind_parameters(parameter_count ? params_.data() : nullptr, parameter_count ? grads_.data() : nullptr);
-        if constexpr (detail::has_set_stream<Impl>::value) impl_.set_stream(stream);
-        impl_.plan(ctx_, batch);
+    explicit network_harness(std::size_t batch, std::uint64_t seed = 1) : net_(lamina::seed{seed}, threads{2}), batch_(batch) {
         x_.allocate(batch * in_size);
-        y_.allocate(batch * out_size);
-        y_infer_.allocate(batch * out_size);
-        dy_.allocate(batch * out_size);
         dx_.allocate(batch * in_size);
-        ws_.allocate(std::max<std::size_t>(impl_.workspace_size(batch), 1));
-        if constexpr (!detail::has_plain_forward<Impl, context, T>::value)
-            scratch_.allocate(std::max<std::size_t>(Impl::inference_scratch_size(batch), 1));
     }
 
-    Impl& impl() { return impl_; }
-    const context& ctx() const { return ctx_; }
+    model_type& model() { return net_; }
+    const context& ctx() const { return net_.context(); }
     std::size_t batch() const { return batch_; }
-    std::size_t in_size() const { return in_size_; }
-    std::size_t out_size() const { return out_size_; }
 
     std::vector<parameter_spec> parameter_specs() const {
-        if constexpr (detail::has_plain_forward<Impl, context, T>::value) {
-            return impl_.parameter_specs();
-        } else {
-            std::vector<parameter_spec> s;
-            for (auto& p : impl_.parameter_specs()) {
-                s.push_back(p.second);
-                s.back().name = std::to_string(p.first) + "." + s.back().name;
-            }
-            return s;
+        std::vector<parameter_spec> s;
+        for (const auto& seg : net_.parameter_segments()) {
+            parameter_spec p;
+            p.name = seg.name;
+            p.count = seg.count;
+            p.decay = seg.decay;
+            s.push_back(p);
         }
+        return s;
     }
-
-    std::vector<T> params() const { return download(params_, parameter_count); }
-    void set_params(const std::vector<T>& p) { upload(params_, p); }
-    void set_param(std::size_t i, T v) { Backend::upload(ctx_, params_.data() + i, &v, 1); }
-    std::vector<T> param_grads() const { return download(grads_, parameter_count); }
+    std::vector<T> params() const { return net_.get_parameters(); }
+    void set_params(const std::vector<T>& p) { net_.set_parameters(p); }
+    void set_param(std::size_t i, T v) { Backend::upload(net_.context(), net_.parameters() + i, &v, 1); }
+    std::vector<T> param_grads() const { return net_.get_gradients(); }
     /// Fills the gradient buffer with garbage, so a backward that accumulates instead of
     /// overwriting (or skips an entry) is caught.
     void poison_grads(T v) {
-        if (parameter_count) Backend::fill(ctx_, grads_.data(), parameter_count, v);
+        if (parameter_count) Backend::fill(net_.context(), net_.gradients(), parameter_count, v);
     }
 
-    /// Training forward; keeps x and y on the device for backward.
+    /// Training forward; keeps x on the device for backward.
     std::vector<T> forward_train(const std::vector<T>& x, std::uint64_t step) {
         upload(x_, x);
-        impl_.forward_train(ctx_, x_.data(), y_.data(), batch_, ws_.data(), step);
-        return download(y_, batch_ * out_size_);
+        const T* y = net_.forward_train(x_.data(), batch_, step);
+        return download(y, batch_ * out_size);
     }
-    /// Inference forward (const in the layer; separate input/output buffers).
+    /// Inference forward (predict: const, its own buffers).
     std::vector<T> forward(const std::vector<T>& x) {
-        buffer xi;
-        xi.allocate(batch_ * in_size_);
-        upload(xi, x);
-        const Impl& l = impl_;
-        if constexpr (detail::has_plain_forward<Impl, context, T>::value)
-            l.forward(ctx_, xi.data(), y_infer_.data(), batch_, ws_.data());
-        else
-            l.forward(ctx_, xi.data(), y_infer_.data(), batch_, ws_.data(), scratch_.data());
-        return download(y_infer_, batch_ * out_size_);
+        std::vector<T> y(batch_ * out_size);
+        net_.predict(x.data(), y.data(), batch_);
+        return y;
     }
-    /// Backward after forward_train: returns dx (empty when want_dx is false: dx = nullptr).
+    /// Backward after forward_train: returns dx (empty when want_dx is false: no input gradient).
     std::vector<T> backward(const std::vector<T>& dy, bool want_dx = true, T poison_dx = T(777)) {
-        upload(dy_, dy);
-        if (want_dx) Backend::fill(ctx_, dx_.data(), batch_ * in_size_, poison_dx);
-        impl_.backward(ctx_, x_.data(), y_.data(), dy_.data(), want_dx ? dx_.data() : static_cast<T*>(nullptr), batch_,
-                       ws_.data());
-        return want_dx ? download(dx_, batch_ * in_size_) : std::vector<T>{};
+        Backend::upload(net_.context(), net_.output_gradient(), dy.data(), dy.size());
+        if (!want_dx) {
+            net_.backward();
+            return {};
+        }
+        Backend::fill(net_.context(), dx_.data(), batch_ * in_size, poison_dx);
+        net_.backward(dx_.data());
+        return download(dx_.data(), batch_ * in_size);
+    }
+    /// Backward that adds the input gradient into `base` (returned).
+    std::vector<T> backward_accumulate(const std::vector<T>& dy, const std::vector<T>& base) {
+        Backend::upload(net_.context(), net_.output_gradient(), dy.data(), dy.size());
+        upload(dx_, base);
+        net_.backward_accumulate(dx_.data());
+        return download(dx_.data(), batch_ * in_size);
     }
 
 private:
-    std::vector<T> download(const buffer& b, std::size_t n) const {
+    std::vector<T> download(const T* p, std::size_t n) const {
         std::vector<T> h(n);
-        if (n) Backend::download(ctx_, h.data(), b.data(), n);
+        if (n) Backend::download(net_.context(), h.data(), p, n);
         return h;
     }
     void upload(buffer& b, const std::vector<T>& h) {
-        if (!h.empty()) Backend::upload(ctx_, b.data(), h.data(), h.size());
+        if (!h.empty()) Backend::upload(net_.context(), b.data(), h.data(), h.size());
     }
 
-    context ctx_{};
-    Impl impl_{};
-    std::size_t in_size_, out_size_, batch_;
-    buffer params_, grads_, x_, y_, y_infer_, dy_, dx_, ws_, scratch_;
+    model_type net_;
+    std::size_t batch_;
+    buffer x_, dx_;
 };
+
+/// The harness of one node D on input shape In.
+template <class D, class In, class Backend, class T = double>
+using node_harness = network_harness<sequential<input_of_t<In>, D>, Backend, T>;
 
 enum class input_kind {
     gaussian,        // N(0, 1)
@@ -186,10 +175,13 @@ struct gradient_check_result {
     double max_abs_dw = 0;
     bool grads_overwritten = true;   // backward overwrote poisoned parameter gradients
     bool dx_null_consistent = true;  // backward(dx = nullptr) gives the same parameter gradients
+    bool accumulates = true;         // backward_accumulate adds dx into a poisoned buffer
     bool inference_consistent = true;
     std::vector<std::string> messages;  // first few failures
 
-    bool ok() const { return failed == 0 && grads_overwritten && dx_null_consistent && inference_consistent; }
+    bool ok() const {
+        return failed == 0 && grads_overwritten && dx_null_consistent && accumulates && inference_consistent;
+    }
     std::string describe() const {
         char worst[32];
         std::snprintf(worst, sizeof worst, "%.3g", worst_error);
@@ -197,6 +189,7 @@ struct gradient_check_result {
                         " failed, worst relative error " + worst +
                         (grads_overwritten ? "" : "; parameter gradients were not overwritten by backward") +
                         (dx_null_consistent ? "" : "; backward(dx = nullptr) gave other parameter gradients") +
+                        (accumulates ? "" : "; backward overwrote an input gradient it should have accumulated") +
                         (inference_consistent ? "" : "; inference forward differs from training forward");
         for (auto& m : messages) s += "\n  " + m;
         return s;
@@ -253,14 +246,15 @@ inline std::vector<std::size_t> entries_to_check(std::size_t n, std::size_t max,
     return idx;
 }
 
-/// Gradient check of any runtime layer type Impl (a layer's impl or a layer_chain).
-template <class Impl, class Backend>
-gradient_check_result check_impl_gradients(std::size_t in_size, std::size_t out_size,
-                                           const gradient_check_options& o = {}) {
+/// Gradient check of a whole network Net (T = double).
+template <class Net, class Backend>
+gradient_check_result check_network_gradients(const gradient_check_options& o = {}) {
     using T = double;
     random_stream root{o.seed, 0x6772616463686bull};
-    layer_harness<Impl, Backend, T> hx(in_size, out_size, o.batch, root.child(100));
-    const std::size_t P = Impl::parameter_count;
+    network_harness<Net, Backend, T> hx(o.batch, o.seed);
+    const std::size_t P = network_harness<Net, Backend, T>::parameter_count;
+    const std::size_t in_size = network_harness<Net, Backend, T>::in_size;
+    const std::size_t out_size = network_harness<Net, Backend, T>::out_size;
     const std::size_t nx = o.batch * in_size, ny = o.batch * out_size;
 
     std::vector<T> w = uniform_vector(P, root.child(1), -o.param_scale, o.param_scale);
@@ -297,8 +291,8 @@ gradient_check_result check_impl_gradients(std::size_t in_size, std::size_t out_
         for (std::size_t i = 0; i < ny; ++i)
             if (std::abs(y_inf[i] - y_train[i]) > 1e-12 * std::max(1.0, std::abs(y_train[i])))
                 res.inference_consistent = false;
-        hx.forward_train(x, o.step);  // restore the training state (argmax, masks) of x
     }
+    hx.forward_train(x, o.step);
     hx.poison_grads(T(-4242));
     std::vector<T> dx = hx.backward(r, true);
     std::vector<T> dw = hx.param_grads();
@@ -307,11 +301,19 @@ gradient_check_result check_impl_gradients(std::size_t in_size, std::size_t out_
     for (double v : dw)
         if (v == -4242.0) res.grads_overwritten = false;
     if (P) {
+        hx.forward_train(x, o.step);
         hx.poison_grads(T(1234));
         hx.backward(r, false);
         auto dw2 = hx.param_grads();
         for (std::size_t i = 0; i < P; ++i)
             if (std::abs(dw2[i] - dw[i]) > 1e-12 * std::max(1.0, std::abs(dw[i]))) res.dx_null_consistent = false;
+    }
+    {  // accumulate: dx_acc = base + dx
+        std::vector<T> base = uniform_vector(nx, root.child(5), 50.0, 60.0);
+        hx.forward_train(x, o.step);
+        auto acc = hx.backward_accumulate(r, base);
+        for (std::size_t i = 0; i < nx; ++i)
+            if (std::abs(acc[i] - base[i] - dx[i]) > 1e-9 * std::max(1.0, std::abs(base[i]))) res.accumulates = false;
     }
 
     // numeric: input
@@ -340,25 +342,22 @@ gradient_check_result check_impl_gradients(std::size_t in_size, std::size_t out_
     }
     if (off != P) {
         ++res.failed;
-        res.messages.push_back("parameter specs cover " + std::to_string(off) + " of " + std::to_string(P) +
+        res.messages.push_back("parameter segments cover " + std::to_string(off) + " of " + std::to_string(P) +
                                " parameters");
     }
     return res;
 }
 
-/// Gradient check of layer descriptor L on input shape In (T = double).
-template <class L, class In, class Backend>
+/// Gradient check of node D (a layer or a composite) on input shape In (T = double).
+template <class D, class In, class Backend>
 gradient_check_result check_layer_gradients(const gradient_check_options& o = {}) {
-    using impl = typename L::template impl<In, Backend, double>;
-    using out = typename L::template output_shape<In>;
-    return check_impl_gradients<impl, Backend>(In::size, out::size, o);
+    return check_network_gradients<sequential<input_of_t<In>, D>, Backend>(o);
 }
 
-/// Gradient check of a whole layer_chain<In, Backend, double, Layers...>.
+/// Gradient check of a whole chain of nodes on In.
 template <class In, class Backend, class... Layers>
 gradient_check_result check_chain_gradients(const gradient_check_options& o = {}) {
-    using chain = layer_chain<In, Backend, double, Layers...>;
-    return check_impl_gradients<chain, Backend>(In::size, chain::output_shape::size, o);
+    return check_network_gradients<sequential<input_of_t<In>, Layers...>, Backend>(o);
 }
 
 }  // namespace lamina::test

@@ -411,3 +411,68 @@ TEST_CASE("find_data_dir: argument, then LAMINA_DATA_DIR, then ../shared/data/mn
         CHECK(fallback.empty());
     if (old) ::setenv("LAMINA_DATA_DIR", saved.c_str(), 1);
 }
+
+TEST_CASE("IDX length fields are checked without overflow", "[idx][errors]") {
+    using lamina::format_error;
+    SECTION("dimensions whose byte size overflows size_t") {
+        // 0xffffffff^2 * 8 bytes of float64 > 2^64: the product must not wrap to a small size.
+        const bytes b = idx_bytes(0x0E, {0xffffffffu, 0xffffffffu, 0xffffffffu}, {1, 2, 3, 4, 5, 6, 7, 8});
+        const auto m = message_of<format_error>([&] { lamina::data::parse_idx(b.data(), b.size(), "mem"); });
+        CHECK_THAT(m, Contains("'mem'") && Contains("4294967295x4294967295x4294967295") && Contains("too large"));
+    }
+    SECTION("dimensions whose product wraps to exactly the data present") {
+        // 65536^4 bytes = 2^64, which an unchecked product wraps to 0: an "empty" file.
+        const bytes b = idx_bytes(0x08, {65536, 65536, 65536, 65536}, {});
+        const auto m = message_of<format_error>([&] { lamina::data::parse_idx(b, "mem"); });
+        CHECK_THAT(m, Contains("65536x65536x65536x65536") && Contains("too large"));
+    }
+    SECTION("a zero dimension beside huge ones is an empty array") {
+        const bytes b = idx_bytes(0x0E, {0, 0xffffffffu, 0xffffffffu}, {});
+        const auto a = lamina::data::parse_idx(b.data(), b.size(), "mem");
+        CHECK(a.data.empty());
+        CHECK(a.size() == 0);
+        CHECK(a.dims == std::vector<std::size_t>{0, 0xffffffffu, 0xffffffffu});
+    }
+    SECTION("parse_idx reads only the bytes it is given") {
+        const bytes whole = idx_bytes(0x08, {3}, kLabels);
+        // The first 6 bytes of a valid file, in a buffer whose tail is valid data: still truncated.
+        const auto m = message_of<format_error>([&] { lamina::data::parse_idx(whole.data(), 6, "mem"); });
+        CHECK_THAT(m, Contains("truncated header") && Contains("8-byte header") && Contains("only 6 bytes"));
+        CHECK(lamina::data::parse_idx(whole.data(), whole.size(), "mem").data == kLabels);
+    }
+    SECTION("a gzip trailer whose length field is wrong") {
+        temp_dir t;
+        bytes gz = gzip_bytes(idx_bytes(0x08, {3}, kLabels));
+        gz[gz.size() - 1] = 0xff;  // ISIZE, the uncompressed length mod 2^32, now about 4 GiB
+        write_file(t / "isize.gz", gz);
+        const auto m = message_of<format_error>([&] { lamina::data::read_idx(t / "isize.gz"); });
+        CHECK_THAT(m, Contains("isize.gz") && Contains("corrupt gzip"));
+    }
+}
+
+TEST_CASE("mnist_from_idx refuses arrays whose data disagrees with their dimensions", "[idx][errors]") {
+    using lamina::format_error;
+    lamina::data::idx_array images, labels;
+    images.source = "img";
+    labels.source = "lab";
+    images.dims = {3, 2, 3};
+    images.data = kPixels;
+    labels.dims = {3};
+    labels.data = kLabels;
+    CHECK(lamina::data::mnist_from_idx(images, labels).size() == 3);  // the control
+    SECTION("labels shorter than their dimension") {
+        labels.data.resize(1);
+        const auto m = message_of<format_error>([&] { lamina::data::mnist_from_idx(images, labels); });
+        CHECK_THAT(m, Contains("'lab'") && Contains("1 data byte") && Contains("need 3"));
+    }
+    SECTION("images shorter than their dimensions") {
+        images.data.resize(17);
+        const auto m = message_of<format_error>([&] { lamina::data::mnist_from_idx(images, labels); });
+        CHECK_THAT(m, Contains("'img'") && Contains("17 data bytes") && Contains("need 18"));
+    }
+    SECTION("image dimensions whose product overflows") {
+        images.dims = {3, std::size_t(1) << 40, std::size_t(1) << 40};
+        const auto m = message_of<format_error>([&] { lamina::data::mnist_from_idx(images, labels); });
+        CHECK_THAT(m, Contains("'img'") && Contains("more than size_t can count"));
+    }
+}

@@ -12,7 +12,7 @@
 #include <lamina/layers/flatten.hpp>
 #include <lamina/layers/pooling.hpp>
 #include <lamina/layers/softmax.hpp>
-#include <lamina/network/layer_chain.hpp>
+#include <lamina/network/sequential.hpp>
 
 #include <cmath>
 #include <limits>
@@ -62,11 +62,10 @@ double max_abs_diff(const vec& a, const vec& b) {
 /// Forward (inference and training) of layer L on random x and params vs `naive(x, w, batch)`.
 template <class L, class In, class Backend, class Naive>
 void check_forward(Naive naive, std::size_t batch = 2, lt::input_kind kind = lt::input_kind::gaussian) {
-    using impl = typename L::template impl<In, Backend, double>;
-    using Out = typename L::template output_shape<In>;
-    lt::layer_harness<impl, Backend> h(In::size, Out::size, batch);
+    using harness = lt::node_harness<L, In, Backend>;
+    harness h(batch);
     la::random_stream s{99, 7};
-    vec w = lt::uniform_vector(impl::parameter_count, s.child(1), -1, 1);
+    vec w = lt::uniform_vector(harness::parameter_count, s.child(1), -1, 1);
     vec x = lt::random_vector(batch * In::size, s.child(2), kind);
     h.set_params(w);
     vec expected = naive(x, w, batch);
@@ -221,8 +220,7 @@ TEMPLATE_LIST_TEST_CASE("dense: gradients with and without bias", "[layers][dens
 
 TEMPLATE_LIST_TEST_CASE("dense: hand-computed forward and backward", "[layers][dense]", lt::backends) {
     using B = TestType;
-    using impl = la::dense<2>::impl<la::shape<3>, B, double>;
-    lt::layer_harness<impl, B> h(3, 2, 1);
+    lt::node_harness<la::dense<2>, la::shape<3>, B> h(1);
     // W = [[1, 2, 3], [4, 5, 6]] (row = output), b = [0.5, -1], x = [1, 0, -1]
     // y0 = 1*1 + 2*0 + 3*(-1) + 0.5 = -1.5 ; y1 = 4*1 + 5*0 + 6*(-1) - 1 = -3
     h.set_params({1, 2, 3, 4, 5, 6, 0.5, -1});
@@ -269,8 +267,7 @@ TEMPLATE_LIST_TEST_CASE("conv2d: hand-computed 1x3x3 input, 2x2 kernel", "[layer
         // y01 = 1 + 2*1 + 3*2 + 5*3 + 6*4 = 1 + 47 = 48
         // y10 = 1 + 4*1 + 5*2 + 7*3 + 8*4 = 1 + 67 = 68
         // y11 = 1 + 5*1 + 6*2 + 8*3 + 9*4 = 1 + 77 = 78
-        using impl = la::conv2d<1, 2>::impl<la::shape<1, 3, 3>, B, double>;
-        lt::layer_harness<impl, B> h(9, 4, 1);
+        lt::node_harness<la::conv2d<1, 2>, la::shape<1, 3, 3>, B> h(1);
         h.set_params({1, 2, 3, 4, 1});
         CHECK(h.forward_train(x, 0) == vec{38, 48, 68, 78});
         CHECK(h.forward(x) == vec{38, 48, 68, 78});
@@ -287,8 +284,7 @@ TEMPLATE_LIST_TEST_CASE("conv2d: hand-computed 1x3x3 input, 2x2 kernel", "[layer
         // y01: rows -1..0, cols  1..2 -> x[0][1] w[1][0] + x[0][2] w[1][1] = 2*3 + 3*4 = 18
         // y10: rows  1..2, cols -1..0 -> x[1][0] w[0][1] + x[2][0] w[1][1] = 4*2 + 7*4 = 36
         // y11: rows  1..2, cols  1..2 -> 5*1 + 6*2 + 8*3 + 9*4 = 77
-        using impl = la::conv2d<1, 2, 2, 1, la::init::glorot_uniform, false>::impl<la::shape<1, 3, 3>, B, double>;
-        lt::layer_harness<impl, B> h(9, 4, 1);
+        lt::node_harness<la::conv2d<1, 2, 2, 1, la::init::glorot_uniform, false>, la::shape<1, 3, 3>, B> h(1);
         h.set_params({1, 2, 3, 4});
         CHECK(h.forward_train(x, 0) == vec{4, 18, 36, 77});
         CHECK(h.forward(x) == vec{4, 18, 36, 77});
@@ -298,8 +294,7 @@ TEMPLATE_LIST_TEST_CASE("conv2d: hand-computed 1x3x3 input, 2x2 kernel", "[layer
         // ones times that factor, so y[n][k] = sum(window of ch0) * (k+1) - sum(window of ch1) * (k+1).
         // Sample 0: ch0 = x, ch1 = all ones -> window sums ch0 = 12, 16, 24, 28; ch1 = 4.
         // Sample 1: ch0 = 0, ch1 = x -> ch1 sums 12, 16, 24, 28.
-        using impl = la::conv2d<2, 2, 1, 0, la::init::glorot_uniform, false>::impl<la::shape<2, 3, 3>, B, double>;
-        lt::layer_harness<impl, B> h(18, 8, 2);
+        lt::node_harness<la::conv2d<2, 2, 1, 0, la::init::glorot_uniform, false>, la::shape<2, 3, 3>, B> h(2);
         vec w(16);
         for (std::size_t k = 0; k < 2; ++k)
             for (std::size_t c = 0; c < 2; ++c)
@@ -352,8 +347,7 @@ TEMPLATE_LIST_TEST_CASE("max_pool: hand-computed argmax routing", "[layers][pool
         //      [3, 4, 8, 6  ],            BL {9,7,2,0} -> 9 at (2,0)   BR {1,1.5,3,2.5} -> 3 at (3,2)
         //      [9, 7, 1, 1.5],
         //      [2, 0, 3, 2.5]]
-        using impl = la::max_pool<2>::impl<la::shape<1, 4, 4>, B, double>;
-        lt::layer_harness<impl, B> h(16, 4, 1);
+        lt::node_harness<la::max_pool<2>, la::shape<1, 4, 4>, B> h(1);
         const vec x{1, 5, 2, 0, 3, 4, 8, 6, 9, 7, 1, 1.5, 2, 0, 3, 2.5};
         CHECK(h.forward_train(x, 0) == vec{5, 8, 9, 3});
         CHECK(h.forward(x) == vec{5, 8, 9, 3});
@@ -363,16 +357,14 @@ TEMPLATE_LIST_TEST_CASE("max_pool: hand-computed argmax routing", "[layers][pool
     }
     SECTION("overlapping windows pick the same cell: gradients add up") {
         // x = [[1, 2, 3], [4, 9, 5], [6, 7, 8]], window 2 stride 1: all four windows hold the 9.
-        using impl = la::max_pool<2, 1>::impl<la::shape<1, 3, 3>, B, double>;
-        lt::layer_harness<impl, B> h(9, 4, 1);
+        lt::node_harness<la::max_pool<2, 1>, la::shape<1, 3, 3>, B> h(1);
         CHECK(h.forward_train({1, 2, 3, 4, 9, 5, 6, 7, 8}, 0) == vec{9, 9, 9, 9});
         CHECK(h.backward({1, 2, 3, 4}) == vec{0, 0, 0, 0, 10, 0, 0, 0, 0});
     }
     SECTION("padding never wins, even over negative inputs") {
         // x = [[-1, -2], [-3, -4]], window 2, stride 2, padding 1: out extent (2+2-2)/2+1 = 2 and
         // each window holds exactly one real cell, so y = x (not the padding's 0).
-        using impl = la::max_pool<2, 2, 1>::impl<la::shape<1, 2, 2>, B, double>;
-        lt::layer_harness<impl, B> h(4, 4, 1);
+        lt::node_harness<la::max_pool<2, 2, 1>, la::shape<1, 2, 2>, B> h(1);
         CHECK(h.forward_train({-1, -2, -3, -4}, 0) == vec{-1, -2, -3, -4});
         CHECK(h.forward({-1, -2, -3, -4}) == vec{-1, -2, -3, -4});
         CHECK(h.backward({1, 2, 3, 4}) == vec{1, 2, 3, 4});
@@ -381,8 +373,7 @@ TEMPLATE_LIST_TEST_CASE("max_pool: hand-computed argmax routing", "[layers][pool
         // x (3x3) = -[[1, 2, 3], [4, 5, 6], [7, 8, 9]]; out extent (3+2-3)/2+1 = 2;
         // windows rows/cols {-1,0,1} and {1,2,3}: y00 = max{-1,-2,-4,-5} = -1 at (0,0),
         // y01 = max{-2,-3,-5,-6} = -2 at (0,1), y10 = max{-4,-5,-7,-8} = -4 at (1,0), y11 = -5 at (1,1)
-        using impl = la::max_pool<3, 2, 1>::impl<la::shape<1, 3, 3>, B, double>;
-        lt::layer_harness<impl, B> h(9, 4, 1);
+        lt::node_harness<la::max_pool<3, 2, 1>, la::shape<1, 3, 3>, B> h(1);
         CHECK(h.forward_train({-1, -2, -3, -4, -5, -6, -7, -8, -9}, 0) == vec{-1, -2, -4, -5});
         CHECK(h.backward({1, 2, 3, 4}) == vec{1, 2, 0, 3, 4, 0, 0, 0, 0});
     }
@@ -392,13 +383,11 @@ TEMPLATE_LIST_TEST_CASE("avg_pool: hand-computed, padding counts as zero", "[lay
     using B = TestType;
     // x = [[1, 2], [3, 4]], window 2, stride 2, padding 1: each window holds one real cell and
     // three padded ones; count_include_pad divides by 4: y = (0.25, 0.5, 0.75, 1).
-    using impl = la::avg_pool<2, 2, 1>::impl<la::shape<1, 2, 2>, B, double>;
-    lt::layer_harness<impl, B> h(4, 4, 1);
+    lt::node_harness<la::avg_pool<2, 2, 1>, la::shape<1, 2, 2>, B> h(1);
     CHECK(h.forward_train({1, 2, 3, 4}, 0) == vec{0.25, 0.5, 0.75, 1});
     CHECK(h.backward({4, 8, 12, 16}) == vec{1, 2, 3, 4});
     // window 2, stride 1, no padding on 3x3 x = 1..9: y = (1+2+4+5, 2+3+5+6, 4+5+7+8, 5+6+8+9)/4
-    using impl2 = la::avg_pool<2, 1>::impl<la::shape<1, 3, 3>, B, double>;
-    lt::layer_harness<impl2, B> h2(9, 4, 1);
+    lt::node_harness<la::avg_pool<2, 1>, la::shape<1, 3, 3>, B> h2(1);
     CHECK(h2.forward_train({1, 2, 3, 4, 5, 6, 7, 8, 9}, 0) == vec{3, 4, 6, 7});
     // dy = 4 everywhere: dx = number of windows covering each cell = [[1,2,1],[2,4,2],[1,2,1]]
     CHECK(h2.backward({4, 4, 4, 4}) == vec{1, 2, 1, 2, 4, 2, 1, 2, 1});
@@ -446,8 +435,7 @@ TEMPLATE_LIST_TEST_CASE("activations: hand-computed values", "[layers][activatio
     const vec x{-2, -0.5, 0.5, 3};
     auto run = [&](auto layer_tag) {
         using L = decltype(layer_tag);
-        using impl = typename L::template impl<la::shape<4>, B, double>;
-        lt::layer_harness<impl, B> h(4, 4, 1);
+        lt::node_harness<L, la::shape<4>, B> h(1);
         return h.forward(x);
     };
     CHECK(run(la::relu{}) == vec{0, 0, 0.5, 3});
@@ -483,8 +471,7 @@ TEMPLATE_LIST_TEST_CASE("softmax: gradients and forward", "[layers][softmax][gra
     };
     check_forward<la::softmax, la::shape<17>, B>(naive, 3);
     // (1, 2, 3): e^k / (e + e^2 + e^3) = (0.09003057317038046, 0.24472847105479767, 0.6652409557748219)
-    using impl = la::softmax::impl<la::shape<3>, B, double>;
-    lt::layer_harness<impl, B> h(3, 3, 2);
+    lt::node_harness<la::softmax, la::shape<3>, B> h(2);
     // large logits must not overflow: (1001, 1002, 1003) gives the same probabilities
     auto y = h.forward({1, 2, 3, 1001, 1002, 1003});
     const vec p{0.09003057317038046, 0.24472847105479767, 0.6652409557748219};
@@ -509,9 +496,9 @@ TEMPLATE_LIST_TEST_CASE("dropout: gradients, mask statistics, inference identity
     }
     SECTION("mask statistics, scaling and the documented keep rule") {
         constexpr std::size_t n = 4 * 50 * 50, batch = 2;
-        using impl = half::impl<la::shape<4, 50, 50>, B, double>;
-        const la::random_stream stream{2024, 77};
-        lt::layer_harness<impl, B> h(n, n, batch, stream);
+        lt::node_harness<half, la::shape<4, 50, 50>, B> h(batch, 2024);
+        // the model keys each dropout layer's stream by its seed and position (network/model.hpp)
+        const la::random_stream stream = la::random_stream{2024, 0}.child(0xD0D0D0D0ull).child(0);
         vec x = lt::random_vector(n * batch, {5, 5}, lt::input_kind::away_from_zero);
         // inference is the identity
         CHECK(h.forward(x) == x);
@@ -545,8 +532,7 @@ TEMPLATE_LIST_TEST_CASE("dropout: gradients, mask statistics, inference identity
     }
     SECTION("p = 0.2 keeps 80% and scales by 1.25") {
         constexpr std::size_t n = 10000;
-        using impl = la::dropout_p<20>::impl<la::shape<n>, B, double>;
-        lt::layer_harness<impl, B> h(n, n, 1, la::random_stream{3, 3});
+        lt::node_harness<la::dropout_p<20>, la::shape<n>, B> h(1);
         vec x(n, 1.0);
         auto y = h.forward_train(x, 0);
         std::size_t kept = 0, bad = 0;
@@ -560,10 +546,10 @@ TEMPLATE_LIST_TEST_CASE("dropout: gradients, mask statistics, inference identity
 }
 
 // ================================================================================================
-// whole chains: the backward wiring of layer_chain (ping-pong gradient buffers)
+// whole chains: the wiring of the model (planned, shared activation and gradient buffers)
 // ================================================================================================
 
-TEMPLATE_LIST_TEST_CASE("layer_chain: gradients through whole networks", "[network][chain][gradient]",
+TEMPLATE_LIST_TEST_CASE("chains: gradients through whole networks", "[network][chain][gradient]",
                         lt::backends) {
     using B = TestType;
     lt::gradient_check_options o;
@@ -588,39 +574,42 @@ TEMPLATE_LIST_TEST_CASE("layer_chain: gradients through whole networks", "[netwo
     }
 }
 
-TEMPLATE_LIST_TEST_CASE("layer_chain: dense + activation fusion keeps forward, inference and gradients",
+TEMPLATE_LIST_TEST_CASE("chains: dense + activation fusion keeps forward, inference and gradients",
                         "[network][chain][gradient][fusion]", lt::backends) {
     using B = TestType;
     lt::gradient_check_options o;
     o.batch = 3;
     o.max_entries = 400;
+    // The leaves a network runs, by name: "dense<6>+relu" is a fused leaf.
+    auto leaves = [](const auto& model) {
+        std::string s;
+        for (const auto& l : model.graph().leaves()) s += l.name + " ";
+        return s;
+    };
     SECTION("every fusable activation, the last one absorbed into the final dense") {
-        // dense+relu, dense+sigmoid, dense+tanh, dense+leaky_relu: four fused pairs; the
-        // inference ping-pong has an odd number of running layers before the output.
-        using chain = la::layer_chain<la::shape<7>, B, double, la::dense<6>, la::relu, la::dense<5>, la::sigmoid,
-                                      la::dense<6>, la::tanh_layer, la::dense<4>, la::leaky_relu>;
+        // dense+relu, dense+sigmoid, dense+tanh, dense+leaky_relu: four fused pairs
+        using net = la::sequential<la::input<7>, la::dense<6>, la::relu, la::dense<5>, la::sigmoid, la::dense<6>,
+                                   la::tanh_layer, la::dense<4>, la::leaky_relu>;
+        typename net::template model<B, double> m;
 #if !defined(LAMINA_NO_LAYER_FUSION)
-        static_assert(chain::template fused_with_next<0> && chain::template fused_with_next<2> && chain::template fused_with_next<4> &&
-                      chain::template fused_with_next<6> && chain::template absorbed<7> && !chain::template fused_with_next<7>);
+        CHECK(leaves(m) == "dense<6>+relu dense<5>+sigmoid dense<6>+tanh dense<4>+leaky_relu<0.0100> ");
 #endif
-        (void)sizeof(chain);
         require_chain_gradients<la::shape<7>, B, la::dense<6>, la::relu, la::dense<5>, la::sigmoid, la::dense<6>,
                                 la::tanh_layer, la::dense<4>, la::leaky_relu>(o);
     }
     SECTION("fused and unfused neighbours: dense dense+relu gelu dense") {
-        using chain = la::layer_chain<la::shape<5>, B, double, la::dense<6>, la::dense<7>, la::relu, la::gelu,
-                                      la::dense<3>>;
+        using net = la::sequential<la::input<5>, la::dense<6>, la::dense<7>, la::relu, la::gelu, la::dense<3>>;
+        typename net::template model<B, double> m;
 #if !defined(LAMINA_NO_LAYER_FUSION)
-        static_assert(!chain::template fused_with_next<0> && chain::template fused_with_next<1> && chain::template absorbed<2> &&
-                      !chain::template fused_with_next<2> && !chain::template absorbed<3>);
+        CHECK(leaves(m) == "dense<6> dense<7>+relu gelu dense<3> ");
 #endif
-        (void)sizeof(chain);
         require_chain_gradients<la::shape<5>, B, la::dense<6>, la::dense<7>, la::relu, la::gelu, la::dense<3>>(o);
     }
     SECTION("GELU and a negative leaky slope are never fused (their derivative needs x)") {
-        using chain = la::layer_chain<la::shape<5>, B, double, la::dense<6>, la::gelu, la::dense<4>,
-                                      la::leaky_relu_slope<std::ratio<-1, 2>>>;
-        static_assert(!chain::template fused_with_next<0> && !chain::template fused_with_next<2>);
+        using net = la::sequential<la::input<5>, la::dense<6>, la::gelu, la::dense<4>,
+                                   la::leaky_relu_slope<std::ratio<-1, 2>>>;
+        typename net::template model<B, double> m;
+        CHECK(leaves(m) == "dense<6> gelu dense<4> leaky_relu<-0.500> ");
         require_chain_gradients<la::shape<5>, B, la::dense<6>, la::gelu, la::dense<4>,
                                 la::leaky_relu_slope<std::ratio<-1, 2>>>(o);
     }

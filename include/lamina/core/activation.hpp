@@ -34,7 +34,7 @@ template <class T>
 LAMINA_HOST_DEVICE T activation_value(activation_kind k, T alpha, T x) {
     switch (k) {
         case activation_kind::identity: return x;
-        case activation_kind::relu: return x > T(0) ? x : T(0);
+        case activation_kind::relu: return x < T(0) ? T(0) : x;  // NaN stays NaN (PyTorch)
         case activation_kind::leaky_relu: return x > T(0) ? x : alpha * x;
         case activation_kind::sigmoid: return T(1) / (T(1) + std::exp(-x));
         case activation_kind::tanh: return std::tanh(x);
@@ -43,7 +43,8 @@ LAMINA_HOST_DEVICE T activation_value(activation_kind k, T alpha, T x) {
     return x;
 }
 
-/// Derivative dy/dx given the input x and the output y = f(x).
+/// Derivative dy/dx given the input x and the output y = f(x). For relu and leaky_relu use
+/// activation_gradient, which selects rather than multiplies (as PyTorch does).
 template <class T>
 LAMINA_HOST_DEVICE T activation_derivative(activation_kind k, T alpha, T x, T y) {
     switch (k) {
@@ -59,6 +60,19 @@ LAMINA_HOST_DEVICE T activation_derivative(activation_kind k, T alpha, T x, T y)
         }
     }
     return T(1);
+}
+
+/// dx for one element: f'(x) * dy, except that relu and leaky_relu select dy (PyTorch's
+/// threshold_backward: a NaN upstream gradient is dropped where the unit is off, a NaN input
+/// passes dy through). With y in place of x (fused or in-place use) the result is the same,
+/// since y <= 0 exactly when x <= 0 and y is NaN exactly when x is.
+template <class T>
+LAMINA_HOST_DEVICE T activation_gradient(activation_kind k, T alpha, T x, T y, T dy) {
+    switch (k) {
+        case activation_kind::relu: return x <= T(0) ? T(0) : dy;
+        case activation_kind::leaky_relu: return x > T(0) ? dy : alpha * dy;
+        default: return dy * activation_derivative<T>(k, alpha, x, y);
+    }
 }
 
 }  // namespace lamina

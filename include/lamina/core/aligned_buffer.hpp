@@ -34,6 +34,7 @@ public:
     void allocate(std::size_t n) {
         release();
         if (n == 0) return;
+        if (n > (std::size_t(-1) - buffer_alignment) / sizeof(T)) throw std::bad_alloc();  // bytes would wrap
         std::size_t bytes = (n * sizeof(T) + buffer_alignment - 1) / buffer_alignment * buffer_alignment;
         void* p = std::aligned_alloc(buffer_alignment, bytes);
         if (!p) throw std::bad_alloc();

@@ -20,6 +20,17 @@
 #endif
 #endif
 
+// The lambda that kernels written once for every backend hand to Backend::for_each_index:
+// KOKKOS_LAMBDA when Kokkos_Core.hpp came first (a __host__ __device__ lambda under CUDA),
+// a plain by-value lambda otherwise. Capture only values and device pointers.
+#ifndef LAMINA_LAMBDA
+#if defined(KOKKOS_LAMBDA)
+#define LAMINA_LAMBDA KOKKOS_LAMBDA
+#else
+#define LAMINA_LAMBDA [=]
+#endif
+#endif
+
 namespace lamina {
 
 using index_t = std::ptrdiff_t;

@@ -36,6 +36,17 @@ struct argument_error : error {
     using error::error;
 };
 
+/// A value that must be finite is not: a diverged loss, a NaN or infinite parameter that is
+/// about to be saved. The message names where it was found (epoch, step, tensor).
+struct numeric_error : error {
+    using error::error;
+};
+
+/// Memory for a planned buffer could not be allocated (the message names the size and why).
+struct allocation_error : error {
+    using error::error;
+};
+
 namespace detail {
 inline void require(bool ok, const std::string& what) {
     if (!ok) throw argument_error("lamina: " + what);

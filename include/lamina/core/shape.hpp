@@ -4,6 +4,7 @@
 #include <array>
 #include <cstddef>
 #include <string>
+#include <type_traits>
 
 namespace lamina {
 
@@ -21,6 +22,21 @@ struct shape {
         std::size_t i = 0;
         ((s += (i++ ? "," : "") + std::to_string(Dims)), ...);
         return s + ")";
+    }
+};
+
+/// The shapes of several ports (the inputs of concat and add, the outputs of a network with
+/// several heads), e.g. shapes<shape<16, 8, 8>, shape<32, 8, 8>>.
+template <class... S>
+struct shapes {
+    static constexpr std::size_t count = sizeof...(S);
+    static constexpr std::array<std::size_t, sizeof...(S)> sizes{S::size...};
+    static constexpr std::size_t size = (std::size_t(0) + ... + S::size);  // all ports together
+    static std::string str() {
+        std::string s = "[";
+        std::size_t i = 0;
+        ((s += (i++ ? ", " : "") + S::str()), ...);
+        return s + "]";
     }
 };
 

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -84,7 +85,9 @@ inline std::vector<unsigned char> gunzip(const std::vector<unsigned char>& gz, c
         const std::size_t n = gz.size();
         const std::uint32_t isize = std::uint32_t(gz[n - 4]) | (std::uint32_t(gz[n - 3]) << 8) |
                                     (std::uint32_t(gz[n - 2]) << 16) | (std::uint32_t(gz[n - 1]) << 24);
-        out.reserve(std::min({std::size_t(isize), n * 1032, std::size_t(1) << 30}));
+        const std::size_t ratio_bound = n > std::numeric_limits<std::size_t>::max() / 1032
+                                            ? std::numeric_limits<std::size_t>::max() : n * 1032;
+        out.reserve(std::min({std::size_t(isize), ratio_bound, std::size_t(1) << 30}));
     }
 
     z_stream zs;

@@ -14,6 +14,7 @@
 // is wrong (the field, what was expected and what was found).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -156,55 +157,68 @@ inline std::string plural(std::size_t n, const char* word) {
     return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
 }
 
+/// a * b, or SIZE_MAX when that overflows (no size that large can be in memory).
+inline std::size_t checked_product(std::size_t a, std::size_t b) noexcept {
+    if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a) return std::numeric_limits<std::size_t>::max();
+    return a * b;
+}
+
 }  // namespace detail
 
-/// Parses the bytes of an IDX file (already decompressed). `name` names the file in messages.
-/// Throws format_error: file shorter than the 4-byte magic number, wrong magic number (the
-/// bytes found are shown), unsupported type code, 0 dimensions, truncated header, data size
-/// different from what the dimensions need (truncated, or trailing bytes).
-inline idx_array parse_idx(const std::vector<unsigned char>& bytes, const std::string& name) {
+/// Parses the `n` bytes at `bytes` of an IDX file (already decompressed). `name` names the
+/// file in messages. Throws format_error: file shorter than the 4-byte magic number, wrong
+/// magic number (the bytes found are shown), unsupported type code, 0 dimensions, truncated
+/// header, dimensions whose byte size overflows, data size different from what the
+/// dimensions need (truncated, or trailing bytes). Never reads outside [bytes, bytes + n).
+inline idx_array parse_idx(const unsigned char* bytes, std::size_t n, const std::string& name) {
     const std::string where = "lamina: IDX file '" + name + "'";
-    if (bytes.size() < 4)
-        throw format_error(where + ": truncated header: the file holds " + detail::plural(bytes.size(), "byte") +
+    if (n < 4)
+        throw format_error(where + ": truncated header: the file holds " + detail::plural(n, "byte") +
                            ", fewer than the 4-byte magic number" +
-                           (bytes.empty() ? std::string() : " (found " + detail::hex_bytes(bytes.data(), bytes.size()) + ")"));
+                           (n == 0 ? std::string() : " (found " + detail::hex_bytes(bytes, n) + ")"));
     if (bytes[0] != 0 || bytes[1] != 0)
         throw format_error(where + ": wrong magic number: expected 00 00 <type> <ndims>, found " +
-                           detail::hex_bytes(bytes.data(), 4) +
-                           (is_gzip(bytes) ? " (gzip data: the file is compressed but was not decompressed)" : ""));
+                           detail::hex_bytes(bytes, 4) +
+                           (is_gzip(bytes, n) ? " (gzip data: the file is compressed but was not decompressed)" : ""));
     const unsigned code = bytes[2];
     const idx_type type = static_cast<idx_type>(code);
     if (idx_element_size(type) == 0)
         throw format_error(where + ": unsupported IDX type code " + idx_type_name(code) + " in magic number " +
-                           detail::hex_bytes(bytes.data(), 4) +
+                           detail::hex_bytes(bytes, 4) +
                            "; supported: 0x08 ubyte, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64");
-    const std::size_t ndims = bytes[3];
+    const std::size_t ndims = bytes[3];  // at most 255: the header size below cannot overflow
     if (ndims == 0)
-        throw format_error(where + ": the magic number " + detail::hex_bytes(bytes.data(), 4) +
+        throw format_error(where + ": the magic number " + detail::hex_bytes(bytes, 4) +
                            " declares 0 dimensions (expected at least 1)");
     const std::size_t header = 4 + 4 * ndims;
-    if (bytes.size() < header)
+    if (n < header)
         throw format_error(where + ": truncated header: " + detail::plural(ndims, "dimension") + " need a " +
-                           std::to_string(header) + "-byte header, but the file holds only " +
-                           detail::plural(bytes.size(), "byte"));
+                           std::to_string(header) + "-byte header, but the file holds only " + detail::plural(n, "byte"));
 
     idx_array a;
     a.type = type;
     a.source = name;
     a.dims.resize(ndims);
     const std::size_t esize = idx_element_size(type);
-    std::size_t count = 1;
+    // Byte size of the data, esize * product of dims, checked against overflow at every factor.
+    std::size_t expected = esize;
     bool overflow = false;
     for (std::size_t d = 0; d < ndims; ++d) {
-        const unsigned char* p = bytes.data() + 4 + 4 * d;
+        const unsigned char* p = bytes + 4 + 4 * d;
         a.dims[d] = (std::size_t(p[0]) << 24) | (std::size_t(p[1]) << 16) | (std::size_t(p[2]) << 8) | std::size_t(p[3]);
-        if (a.dims[d] != 0 && count > std::numeric_limits<std::size_t>::max() / esize / a.dims[d]) overflow = true;
-        count *= a.dims[d];
+        if (a.dims[d] != 0 && expected > std::numeric_limits<std::size_t>::max() / a.dims[d]) overflow = true;
+        else expected *= a.dims[d];
     }
-    const std::size_t found = bytes.size() - header;
+    // A zero dimension makes the data empty whatever the other dimensions say.
+    if (std::find(a.dims.begin(), a.dims.end(), std::size_t(0)) != a.dims.end()) {
+        overflow = false;
+        expected = 0;
+    }
+    const std::size_t found = n - header;
     if (overflow)
-        throw format_error(where + ": dimensions " + detail::dims_string(a.dims) + " are too large (size overflow)");
-    const std::size_t expected = count * esize;
+        throw format_error(where + ": dimensions " + detail::dims_string(a.dims) + " of " + idx_type_name(code) +
+                           " are too large (their byte size overflows; the file holds " +
+                           detail::plural(found, "data byte") + ")");
     if (found != expected) {
         const std::string what = "expected " + detail::plural(expected, "byte") + " of data (dimensions " +
                                  detail::dims_string(a.dims) + " of " + idx_type_name(code) + "), found " +
@@ -213,8 +227,13 @@ inline idx_array parse_idx(const std::vector<unsigned char>& bytes, const std::s
         throw format_error(where + ": " + detail::plural(found - expected, "unexpected trailing byte") +
                            " after the data: " + what);
     }
-    a.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
+    a.data.assign(bytes + header, bytes + n);
     return a;
+}
+
+/// Parses the bytes of an IDX file (already decompressed); see the overload above.
+inline idx_array parse_idx(const std::vector<unsigned char>& bytes, const std::string& name) {
+    return parse_idx(bytes.data(), bytes.size(), name);
 }
 
 /// Reads an IDX file, gunzipping it first when it is gzip-compressed.
@@ -245,9 +264,19 @@ inline dataset<float> mnist_from_idx(const idx_array& images, const idx_array& l
         throw format_error(wl + ": wrong number of dimensions: expected 1 (count), found " +
                            std::to_string(labels.dims.size()) + " (" + detail::dims_string(labels.dims) + ")");
     const std::size_t n = images.dims[0];
-    const std::size_t pixels = images.dims[1] * images.dims[2];
+    const std::size_t pixels = detail::checked_product(images.dims[1], images.dims[2]);
     if (pixels == 0)
         throw format_error(wi + ": empty images: " + detail::dims_string(images.dims));
+    // idx_array is a plain struct: one built by hand may disagree with its own dimensions.
+    const std::size_t need = detail::checked_product(n, pixels);
+    const bool too_big = pixels == std::numeric_limits<std::size_t>::max() || need == std::numeric_limits<std::size_t>::max();
+    if (too_big || need != images.data.size())
+        throw format_error(wi + ": holds " + detail::plural(images.data.size(), "data byte") + ", its dimensions " +
+                           detail::dims_string(images.dims) + " need " +
+                           (too_big ? std::string("more than size_t can count") : std::to_string(need)));
+    if (labels.dims[0] != labels.data.size())
+        throw format_error(wl + ": holds " + detail::plural(labels.data.size(), "data byte") + ", its dimensions " +
+                           detail::dims_string(labels.dims) + " need " + std::to_string(labels.dims[0]));
     if (labels.dims[0] != n)
         throw format_error("lamina: MNIST image count does not match the label count: '" + images.source + "' holds " +
                            detail::plural(n, "image") + ", '" + labels.source + "' holds " +

@@ -20,26 +20,35 @@ struct activation_layer : layer_descriptor_base {
     }
 
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
+    class impl : public node_base<Backend, T> {
     public:
         using context = typename Backend::context;
         static constexpr double flops_per_sample = double(In::size);
-        /// Whether a preceding layer may apply this activation in its own epilogue: only when
-        /// the derivative can be taken from the output y alone (relu, leaky_relu with a
+        /// Whether the derivative can be taken from the output y alone (relu, leaky_relu with a
         /// non-negative slope: y > 0 exactly when x > 0; sigmoid, tanh: f' is a function of y).
-        /// backward() then receives y in place of x. GELU needs x: never fused.
+        /// Such an activation may run in place, be applied in a preceding layer's epilogue
+        /// (network/chain.hpp), and its backward reads y where it would read x. GELU needs x.
         static constexpr bool fusable_into_producer =
             Kind == activation_kind::relu || Kind == activation_kind::sigmoid || Kind == activation_kind::tanh ||
             (Kind == activation_kind::leaky_relu && alpha >= 0.0);
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.in_place_forward = fusable_into_producer;
+            t.in_place_backward = true;  // dx[i] depends on dy[i] alone
+            t.needs_input = !fusable_into_producer;
+            t.needs_output = fusable_into_producer;
+            return t;
+        }();
         static activation fused_activation() { return activation{Kind, alpha}; }
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            Backend::activation_forward(c, activation{Kind, alpha}, x, y, batch * In::size);
+
+        void forward(const context& c, const node_io<T>& io) const {
+            Backend::activation_forward(c, activation{Kind, alpha}, io.x[0], io.y, io.batch * In::size);
         }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
-            forward(c, x, y, batch, ws);
-        }
-        void backward(const context& c, const T* x, const T* y, const T* dy, T* dx, std::size_t batch, T*) {
-            if (dx) Backend::activation_backward(c, activation{Kind, alpha}, x, y, dy, dx, batch * In::size);
+        void backward(const context& c, const node_io<T>& io) {
+            if (!io.dx[0]) return;
+            const T* x = fusable_into_producer ? static_cast<const T*>(io.y) : io.x[0];
+            Backend::activation_backward(c, activation{Kind, alpha}, x, static_cast<const T*>(io.y), io.dy, io.dx[0],
+                                         io.batch * In::size);
         }
     };
 };

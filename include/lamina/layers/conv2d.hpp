@@ -49,7 +49,7 @@ struct conv2d : layer_descriptor_base {
                                conv_geometry::out_extent(chw<In>::w, Kernel, Stride, Padding)>;
 
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
+    class impl : public node_base<Backend, T> {
     public:
         using context = typename Backend::context;
         static constexpr std::size_t C = In::dims[0], H = In::dims[1], W = In::dims[2];
@@ -66,13 +66,16 @@ struct conv2d : layer_descriptor_base {
             return g;
         }
 
-        std::vector<parameter_spec> parameter_specs() const {
-            std::vector<parameter_spec> p{
+        std::vector<tensor_spec> tensor_specs() const {
+            std::vector<tensor_spec> p{
                 {"weight", weight_count, C * Kernel * Kernel, Filters * Kernel * Kernel, Init::value, true}};
             if (Bias) p.push_back({"bias", Filters, C * Kernel * Kernel, Filters * Kernel * Kernel, init::kind::zeros, false});
             return p;
         }
-        void bind_parameters(T* w, T* g) { w_ = w; dw_ = g; }
+        void bind(const tensor_binding<T>& b) {
+            w_ = b.parameters;
+            dw_ = b.gradients;
+        }
         std::size_t workspace_size(std::size_t batch) const {
             return Backend::template conv2d_workspace<T>(geometry(batch));
         }
@@ -81,26 +84,25 @@ struct conv2d : layer_descriptor_base {
         using shape_tag = conv_shape<C, H, W, Filters, Kernel, Kernel, Stride, Padding>;
         static constexpr bool tagged = conv2d_detail::takes_shape<Backend, T, shape_tag>::value;
 
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T* ws) const {
+        void forward(const context& c, const node_io<T>& io) const {
             const T* b = Bias ? w_ + weight_count : static_cast<const T*>(nullptr);
             if constexpr (tagged)
-                Backend::conv2d_forward(c, geometry(batch), x, static_cast<const T*>(w_), b, y, ws, shape_tag{});
+                Backend::conv2d_forward(c, geometry(io.batch), io.x[0], static_cast<const T*>(w_), b, io.y, io.workspace,
+                                        shape_tag{});
             else
-                Backend::conv2d_forward(c, geometry(batch), x, static_cast<const T*>(w_), b, y, ws);
+                Backend::conv2d_forward(c, geometry(io.batch), io.x[0], static_cast<const T*>(w_), b, io.y, io.workspace);
         }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
-            forward(c, x, y, batch, ws);
-        }
-        void backward(const context& c, const T* x, const T*, const T* dy, T* dx, std::size_t batch, T* ws) {
-            auto g = geometry(batch);
+        template <class Sink>
+        void backward(const context& c, const node_io<T>& io, Sink& sink) {
+            auto g = geometry(io.batch);
             T* db = Bias ? dw_ + weight_count : static_cast<T*>(nullptr);
-            if constexpr (tagged) {
-                Backend::conv2d_backward_weights(c, g, x, dy, dw_, db, ws, shape_tag{});
-                if (dx) Backend::conv2d_backward_data(c, g, dy, static_cast<const T*>(w_), dx, ws, shape_tag{});
-            } else {
-                Backend::conv2d_backward_weights(c, g, x, dy, dw_, db, ws);
-                if (dx) Backend::conv2d_backward_data(c, g, dy, static_cast<const T*>(w_), dx, ws);
-            }
+            if constexpr (tagged) Backend::conv2d_backward_weights(c, g, io.x[0], io.dy, dw_, db, io.workspace, shape_tag{});
+            else Backend::conv2d_backward_weights(c, g, io.x[0], io.dy, dw_, db, io.workspace);
+            sink.ready(static_cast<const T*>(dw_), parameter_count);
+            if (!io.dx[0]) return;
+            if constexpr (tagged)
+                Backend::conv2d_backward_data(c, g, io.dy, static_cast<const T*>(w_), io.dx[0], io.workspace, shape_tag{});
+            else Backend::conv2d_backward_data(c, g, io.dy, static_cast<const T*>(w_), io.dx[0], io.workspace);
         }
 
     private:

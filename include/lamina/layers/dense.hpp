@@ -23,43 +23,51 @@ struct dense : layer_descriptor_base {
     using output_shape = shape<Outputs>;
 
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
+    class impl : public node_base<Backend, T> {
     public:
         using context = typename Backend::context;
-        static constexpr std::size_t inputs = In::size;
-        static constexpr std::size_t parameter_count = Outputs * inputs + (Bias ? Outputs : 0);
-        static constexpr double flops_per_sample = 2.0 * Outputs * inputs;
+        static constexpr std::size_t inputs = 1;
+        static constexpr std::size_t fan_in = In::size;
+        static constexpr std::size_t parameter_count = Outputs * fan_in + (Bias ? Outputs : 0);
+        static constexpr double flops_per_sample = 2.0 * Outputs * fan_in;
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.accumulates = true;  // dx through the GEMM's beta
+            return t;
+        }();
 
-        std::vector<parameter_spec> parameter_specs() const {
-            std::vector<parameter_spec> p{{"weight", Outputs * inputs, inputs, Outputs, Init::value, true}};
-            if (Bias) p.push_back({"bias", Outputs, inputs, Outputs, init::kind::zeros, false});
+        std::vector<tensor_spec> tensor_specs() const {
+            std::vector<tensor_spec> p{{"weight", Outputs * fan_in, fan_in, Outputs, Init::value, true}};
+            if (Bias) p.push_back({"bias", Outputs, fan_in, Outputs, init::kind::zeros, false});
             return p;
         }
-        void bind_parameters(T* w, T* g) { w_ = w; dw_ = g; }
-
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T* ws) const {
-            forward_fused(c, x, y, batch, ws, activation{});
+        void bind(const tensor_binding<T>& b) {
+            w_ = b.parameters;
+            dw_ = b.gradients;
         }
+
+        void forward(const context& c, const node_io<T>& io) const { forward_fused(c, io, activation{}); }
         /// y = act(x W^T + b): bias and activation in the GEMM's epilogue, while each C tile is
-        /// still in L1. layer_chain calls this when an activation layer follows (the activation
-        /// layer is then skipped), so backward must not read this layer's own output y.
+        /// still in L1. The chain runs this for dense + activation as one leaf
+        /// (network/leaf_node.hpp's fused_leaf_node), whose backward never reads y as this
+        /// layer's own output.
         static constexpr bool fuses_activation = true;
-        void forward_fused(const context& c, const T* x, T* y, std::size_t batch, T*, activation act) const {
-            Backend::gemm_bias_act(c, transpose::no, transpose::yes, batch, Outputs, inputs, T(1), x, inputs, w_, inputs,
-                                   T(0), y, Outputs, Bias ? w_ + Outputs * inputs : static_cast<const T*>(nullptr),
+        void forward_fused(const context& c, const node_io<T>& io, activation act) const {
+            Backend::gemm_bias_act(c, transpose::no, transpose::yes, io.batch, Outputs, fan_in, T(1), io.x[0], fan_in,
+                                   static_cast<const T*>(w_), fan_in, T(0), io.y, Outputs,
+                                   Bias ? static_cast<const T*>(w_ + Outputs * fan_in) : static_cast<const T*>(nullptr),
                                    act);
         }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
-            forward(c, x, y, batch, ws);
-        }
-        void backward(const context& c, const T* x, const T*, const T* dy, T* dx, std::size_t batch, T*) {
-            // dW = dy^T x, db = column sums of dy, dx = dy W
-            Backend::gemm(c, transpose::yes, transpose::no, Outputs, inputs, batch, T(1), dy, Outputs, x, inputs, T(0), dw_,
-                          inputs);
-            if (Bias) Backend::channel_bias_grad(c, dy, dw_ + Outputs * inputs, batch, Outputs, std::size_t(1));
-            if (dx)
-                Backend::gemm(c, transpose::no, transpose::no, batch, inputs, Outputs, T(1), dy, Outputs, w_, inputs, T(0), dx,
-                              inputs);
+        template <class Sink>
+        void backward(const context& c, const node_io<T>& io, Sink& sink) {
+            // dW = dy^T x, db = column sums of dy (reported), then dx (+)= dy W
+            Backend::gemm(c, transpose::yes, transpose::no, Outputs, fan_in, io.batch, T(1), io.dy, Outputs, io.x[0],
+                          fan_in, T(0), dw_, fan_in);
+            if (Bias) Backend::channel_bias_grad(c, io.dy, dw_ + Outputs * fan_in, io.batch, Outputs, std::size_t(1));
+            sink.ready(static_cast<const T*>(dw_), parameter_count);
+            if (io.dx[0])
+                Backend::gemm(c, transpose::no, transpose::no, io.batch, fan_in, Outputs, T(1), io.dy, Outputs,
+                              static_cast<const T*>(w_), fan_in, io.beta(0), io.dx[0], fan_in);
         }
 
     private:

@@ -1,7 +1,8 @@
 // lamina: inverted dropout. Training keeps each element with probability 1 - p and scales
 // it by 1/(1 - p); inference is the identity. The mask comes from the counter-based RNG,
 // keyed by the model seed, the layer and the training step, so it is the same on every
-// backend and thread count and a resumed run draws the same masks.
+// backend and thread count and a resumed run draws the same masks. The mask is the node's
+// saved-for-backward block (planned by the model), so the layer holds no buffers.
 #pragma once
 
 #include <ratio>
@@ -21,27 +22,34 @@ struct dropout : layer_descriptor_base {
     static std::string name() { return "dropout<" + std::to_string(p).substr(0, 4) + ">"; }
 
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
+    class impl : public node_base<Backend, T> {
     public:
         using context = typename Backend::context;
-        void plan(const context&, std::size_t batch) {
-            if (mask_.size() < batch * In::size) mask_.allocate(batch * In::size);
-        }
-        /// Set by the network: distinguishes this layer's stream from every other layer's.
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.in_place_forward = true;   // y = x * mask, elementwise
+            t.in_place_backward = true;  // dx = dy * mask
+            t.needs_input = false;
+            return t;
+        }();
+        std::size_t saved_bytes(std::size_t batch) const { return batch * In::size * sizeof(T); }
+        /// Set by the model: distinguishes this layer's stream from every other layer's.
         void set_stream(random_stream s) { stream_ = s; }
 
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            Backend::copy(c, y, x, batch * In::size);
+        void forward(const context& c, const node_io<T>& io) const {
+            Backend::copy(c, io.y, io.x[0], io.batch * In::size);
         }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T*, std::uint64_t step) {
-            Backend::dropout_forward(c, x, y, mask_.data(), batch * In::size, static_cast<T>(p), stream_.child(step));
+        void forward_train(const context& c, const node_io<T>& io, std::uint64_t step) {
+            Backend::dropout_forward(c, io.x[0], io.y, io.template saved_as<T>(), io.batch * In::size, static_cast<T>(p),
+                                     stream_.child(step));
         }
-        void backward(const context& c, const T*, const T*, const T* dy, T* dx, std::size_t batch, T*) {
-            if (dx) Backend::multiply(c, batch * In::size, dy, static_cast<const T*>(mask_.data()), dx);
+        void backward(const context& c, const node_io<T>& io) {
+            if (io.dx[0])
+                Backend::multiply(c, io.batch * In::size, io.dy, static_cast<const T*>(io.template saved_as<T>()),
+                                  io.dx[0]);
         }
 
     private:
-        typename Backend::template buffer<T> mask_;
         random_stream stream_{};
     };
 };

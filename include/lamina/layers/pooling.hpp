@@ -44,30 +44,35 @@ struct max_pool : detail::pool_shape_rule<Window, Stride, Padding> {
     static std::string name() { return "max_pool<" + std::to_string(Window) + (Stride != Window ? ",s" + std::to_string(Stride) : std::string()) + ">"; }
 
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
+    class impl : public node_base<Backend, T> {
         using rule = detail::pool_shape_rule<Window, Stride, Padding>;
+        static constexpr std::size_t out_size = rule::template output_shape<In>::size;
 
     public:
         using context = typename Backend::context;
-        static constexpr double flops_per_sample =
-            double(rule::template output_shape<In>::size) * Window * Window;
+        static constexpr double flops_per_sample = double(out_size) * Window * Window;
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.needs_input = false;  // backward routes dy through the saved argmax
+            return t;
+        }();
+        /// The winning input cell of every output, from forward_train to backward.
+        std::size_t saved_bytes(std::size_t batch) const { return batch * out_size * sizeof(std::int32_t); }
 
-        void plan(const context&, std::size_t batch) {
-            if (argmax_.size() < batch * rule::template output_shape<In>::size)
-                argmax_.allocate(batch * rule::template output_shape<In>::size);
+        void forward(const context& c, const node_io<T>& io) const {
+            Backend::max_pool_forward(c, rule::template geometry<In>(io.batch), io.x[0], io.y,
+                                      static_cast<std::int32_t*>(nullptr));
         }
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            Backend::max_pool_forward(c, rule::template geometry<In>(batch), x, y, static_cast<std::int32_t*>(nullptr));
+        void forward_train(const context& c, const node_io<T>& io, std::uint64_t) {
+            Backend::max_pool_forward(c, rule::template geometry<In>(io.batch), io.x[0], io.y,
+                                      io.template saved_as<std::int32_t>());
         }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T*, std::uint64_t) {
-            Backend::max_pool_forward(c, rule::template geometry<In>(batch), x, y, argmax_.data());
+        void backward(const context& c, const node_io<T>& io) {
+            if (io.dx[0])
+                Backend::max_pool_backward(c, rule::template geometry<In>(io.batch), io.dy,
+                                           static_cast<const std::int32_t*>(io.template saved_as<std::int32_t>()),
+                                           io.dx[0]);
         }
-        void backward(const context& c, const T*, const T*, const T* dy, T* dx, std::size_t batch, T*) {
-            if (dx) Backend::max_pool_backward(c, rule::template geometry<In>(batch), dy, static_cast<const std::int32_t*>(argmax_.data()), dx);
-        }
-
-    private:
-        typename Backend::template buffer<std::int32_t> argmax_;
     };
 };
 
@@ -77,22 +82,24 @@ struct avg_pool : detail::pool_shape_rule<Window, Stride, Padding> {
     static std::string name() { return "avg_pool<" + std::to_string(Window) + (Stride != Window ? ",s" + std::to_string(Stride) : std::string()) + ">"; }
 
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
+    class impl : public node_base<Backend, T> {
         using rule = detail::pool_shape_rule<Window, Stride, Padding>;
 
     public:
         using context = typename Backend::context;
         static constexpr double flops_per_sample =
             double(rule::template output_shape<In>::size) * Window * Window;
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.needs_input = false;
+            return t;
+        }();
 
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            Backend::avg_pool_forward(c, rule::template geometry<In>(batch), x, y);
+        void forward(const context& c, const node_io<T>& io) const {
+            Backend::avg_pool_forward(c, rule::template geometry<In>(io.batch), io.x[0], io.y);
         }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
-            forward(c, x, y, batch, ws);
-        }
-        void backward(const context& c, const T*, const T*, const T* dy, T* dx, std::size_t batch, T*) {
-            if (dx) Backend::avg_pool_backward(c, rule::template geometry<In>(batch), dy, dx);
+        void backward(const context& c, const node_io<T>& io) {
+            if (io.dx[0]) Backend::avg_pool_backward(c, rule::template geometry<In>(io.batch), io.dy, io.dx[0]);
         }
     };
 };

@@ -17,18 +17,21 @@ struct softmax : layer_descriptor_base {
     using expected_input = any_shape_of_rank<1>;
 
     template <class In, class Backend, class T>
-    class impl : public layer_base<Backend, T> {
+    class impl : public node_base<Backend, T> {
     public:
         using context = typename Backend::context;
         static constexpr double flops_per_sample = 3.0 * In::size;
-        void forward(const context& c, const T* x, T* y, std::size_t batch, T*) const {
-            Backend::softmax_forward(c, x, y, batch, In::size);
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.needs_input = false;
+            t.needs_output = true;
+            return t;
+        }();
+        void forward(const context& c, const node_io<T>& io) const {
+            Backend::softmax_forward(c, io.x[0], io.y, io.batch, In::size);
         }
-        void forward_train(const context& c, const T* x, T* y, std::size_t batch, T* ws, std::uint64_t) {
-            forward(c, x, y, batch, ws);
-        }
-        void backward(const context& c, const T*, const T* y, const T* dy, T* dx, std::size_t batch, T*) {
-            if (dx) Backend::softmax_backward(c, y, dy, dx, batch, In::size);
+        void backward(const context& c, const node_io<T>& io) {
+            if (io.dx[0]) Backend::softmax_backward(c, static_cast<const T*>(io.y), io.dy, io.dx[0], io.batch, In::size);
         }
     };
 };

@@ -20,6 +20,9 @@ struct any_shape_of_rank {};
 /// A rank-3 (C, H, W) input whose H and W are at least the given extents.
 template <std::size_t MinH, std::size_t MinW>
 struct spatial_at_least {};
+/// Any input with exactly this many elements (reshape).
+template <std::size_t Size>
+struct any_shape_of_size {};
 /// A rank-3 input whose H and W are divisible by the given window (pooling without padding).
 template <std::size_t DivH, std::size_t DivW>
 struct spatial_divisible_by {};
@@ -32,12 +35,42 @@ struct layer_shape_mismatch {
     using type = Given;
 };
 
+/// Inside a composite (residual, branches, repeat), two parts that must agree do not: the
+/// diagnostic shows the composite, the node whose output does not fit, its shape and the
+/// shape it had to match, e.g. composite_shape_mismatch<lamina::residual<...>,
+/// lamina::conv2d<32, 3>, lamina::shape<32, 6, 6>, lamina::shape<16, 8, 8>>.
+template <class Composite, class Node, class Shape, class MustMatch>
+struct composite_shape_mismatch {
+    static_assert(sizeof(Composite) == 0,
+                  "lamina: shape mismatch inside a composite (1st argument): the node (2nd argument) produces the "
+                  "3rd argument, which must match the 4th");
+    using type = MustMatch;
+};
+
+namespace detail {
+template <class D, class = void>
+struct is_composite : std::false_type {};
+template <class D>
+struct is_composite<D, std::enable_if_t<D::is_composite>> : std::true_type {};
+
+/// A leaf's shape rule is `output_shape<In>`; a composite's is `output_for<In>` (so that a
+/// network type can also name its own `output_shape`).
+template <class Layer, class In, bool = is_composite<Layer>::value>
+struct rule_output {
+    using type = typename Layer::template output_shape<In>;
+};
+template <class Layer, class In>
+struct rule_output<Layer, In, true> {
+    using type = typename Layer::template output_for<In>;
+};
+}  // namespace detail
+
 /// Output shape of Layer on In, after checking that Layer accepts In. On a mismatch the
 /// diagnostic comes from layer_shape_mismatch and compilation carries on with In as the
 /// output so that only one error is printed.
 template <class Layer, class In, bool Ok = Layer::template accepts<In>>
 struct checked_output {
-    using type = typename Layer::template output_shape<In>;
+    using type = typename detail::rule_output<Layer, In>::type;
 };
 template <class Layer, class In>
 struct checked_output<Layer, In, false> {

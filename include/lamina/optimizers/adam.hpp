@@ -58,6 +58,8 @@ struct adam {
             }
         }
         std::uint64_t steps() const noexcept { return steps_; }
+        /// Names and sizes of what save() returns, without copying (checkpoint validation).
+        std::vector<std::pair<std::string, std::size_t>> layout() const { return {{"m", n_}, {"v", n_}}; }
         std::vector<std::pair<std::string, std::vector<T>>> save(const typename Backend::context& c) const {
             std::vector<T> m(n_), v(n_);
             if (n_) {

@@ -54,6 +54,8 @@ struct sgd {
             ++steps_;
         }
         std::uint64_t steps() const noexcept { return steps_; }
+        /// Names and sizes of what save() returns, without copying (checkpoint validation).
+        std::vector<std::pair<std::string, std::size_t>> layout() const { return {{"velocity", n_}}; }
         /// Named state tensors for checkpoints (host copies).
         std::vector<std::pair<std::string, std::vector<T>>> save(const typename Backend::context& c) const {
             std::vector<T> v(n_);

@@ -4,7 +4,9 @@
 //   lamina::trainer fit{net, lamina::loss::softmax_cross_entropy{}, lamina::optim::sgd{0.05, 0.9}};
 //   fit.run(train, lamina::epochs{12}, lamina::batch{64}, lamina::progress_bar{});
 //
-// All buffers are planned on the first step; steps 2..N allocate nothing.
+// All buffers are planned on the first step; steps 2..N allocate nothing. Every step's loss
+// is checked (one scalar, already on the host): by default a NaN or infinite loss stops the
+// run with a numeric_error; on_non_finite() chooses to skip such batches or to carry on.
 #pragma once
 
 #include <chrono>
@@ -42,6 +44,14 @@ public:
     std::uint64_t global_step() const noexcept { return step_; }
     std::uint64_t shuffle_seed() const noexcept { return shuffle_seed_; }
     void set_shuffle_seed(std::uint64_t s) noexcept { shuffle_seed_ = s; }
+    /// What a non-finite loss does (default non_finite::stop).
+    trainer& on_non_finite(non_finite policy) noexcept {
+        non_finite_ = policy;
+        return *this;
+    }
+    non_finite non_finite_policy() const noexcept { return non_finite_; }
+    /// Batches dropped so far for a non-finite loss (non_finite::skip_batch).
+    std::uint64_t skipped_steps() const noexcept { return skipped_; }
     /// Restores the position in training (used when resuming from a checkpoint).
     void set_position(std::size_t epoch, std::uint64_t step) noexcept {
         epoch_ = epoch;
@@ -53,6 +63,7 @@ public:
     template <class... Callbacks>
     void run(dataset_view<T> data, epochs e, batch b, Callbacks&&... callbacks) {
         check_data(data, "run");
+        check_targets(data, nullptr, data.size(), "run");
         if (b.size == 0) throw argument_error("lamina: batch size must be positive");
         std::size_t bs = std::min(b.size, data.size());
         std::size_t steps_per_epoch = (data.size() + bs - 1) / bs;
@@ -78,15 +89,19 @@ public:
             for (std::size_t s = first; s < steps_per_epoch; ++s) {
                 std::size_t lo = s * bs, hi = std::min(data.size(), lo + bs);
                 double lr = sched_(opt_.lr, schedule::clock{step_, steps_per_epoch});
-                double l = train_batch(data, order_.data() + lo, hi - lo, lr);
-                loss_sum += l * static_cast<double>(hi - lo);
-                seen += hi - lo;
+                step_in_epoch_ = s + 1;
+                double l = step_on(data, order_.data() + lo, hi - lo, lr);
+                if (std::isfinite(l) || non_finite_ == non_finite::keep_going) {
+                    loss_sum += l * static_cast<double>(hi - lo);
+                    seen += hi - lo;
+                }
                 ++steps_this_run;
                 double el = seconds_since(t0);
                 info.step_in_epoch = s + 1;
                 info.global_step = step_;
                 info.loss = l;
-                info.epoch_loss = loss_sum / static_cast<double>(seen);
+                info.epoch_loss = seen ? loss_sum / static_cast<double>(seen) : l;
+                info.skipped_steps = skipped_;
                 info.learning_rate = lr;
                 info.elapsed_seconds = el;
                 info.images_per_second = el > 0 ? static_cast<double>(seen) / el : 0;
@@ -95,29 +110,32 @@ public:
                                    static_cast<double>(total_run_steps - steps_this_run);
                 (call_step_end(callbacks, info), ...);
             }
+            step_in_epoch_ = 0;
             ++epoch_;
             (call_epoch_end(callbacks, info), ...);
         }
     }
 
     /// One optimisation step on `count` samples of `data` picked by `indices` (host array).
-    /// Returns the batch's mean loss.
+    /// Returns the batch's mean loss. Checks the data's shapes, the indices and the batch's
+    /// targets as run() and evaluate() do, and applies the non-finite policy.
     double train_batch(dataset_view<T> data, const std::size_t* indices, std::size_t count, double lr) {
-        prepare(count, data.size());
-        gather(data, indices, count);
-        auto& c = net_.context();
-        const T* y = net_.forward_train(x_dev(), count, step_);
-        T l = loss_.template operator()<backend, T>(c, y, t_dev(), net_.output_gradient(), loss_rows_.data(), count,
-                                                    Model::output_size);
-        net_.backward();
-        opt_state_.step(c, net_.parameters(), net_.gradients(), net_.parameter_segments(), lr);
-        ++step_;
-        return static_cast<double>(l);
+        check_data(data, "train_batch");
+        if (count == 0) throw argument_error("lamina: train_batch: the batch is empty (count 0)");
+        if (!indices) throw argument_error("lamina: train_batch: null index array");
+        for (std::size_t i = 0; i < count; ++i)
+            if (indices[i] >= data.size())
+                throw argument_error("lamina: train_batch: index " + std::to_string(indices[i]) + " (batch position " +
+                                     std::to_string(i) + ") is outside the " + std::to_string(data.size()) + " samples");
+        check_targets(data, indices, count, "train_batch");
+        step_in_epoch_ = 0;
+        return step_on(data, indices, count, lr);
     }
 
     /// Mean loss and (for classification) accuracy on `data`, in inference mode.
     evaluation evaluate(dataset_view<T> data, batch b = batch{256}) {
         check_data(data, "evaluate");
+        check_targets(data, nullptr, data.size(), "evaluate");
         evaluation ev;
         if (data.size() == 0) return ev;
         std::size_t bs = std::min(b.size ? b.size : 256, data.size());
@@ -151,6 +169,45 @@ public:
     std::size_t steps_per_epoch() const noexcept { return steps_per_epoch_; }
 
 private:
+    /// The step itself, on data already validated.
+    double step_on(const dataset_view<T>& data, const std::size_t* indices, std::size_t count, double lr) {
+        prepare(count, data.size());
+        gather(data, indices, count);
+        auto& c = net_.context();
+        const T* y = net_.forward_train(x_dev(), count, step_);
+        const double l = static_cast<double>(loss_.template operator()<backend, T>(
+            c, y, t_dev(), net_.output_gradient(), loss_rows_.data(), count, Model::output_size));
+        if (!std::isfinite(l)) {
+            if (non_finite_ == non_finite::stop) throw diverged(l);
+            if (non_finite_ == non_finite::skip_batch) {
+                ++skipped_;
+                ++step_;
+                return l;
+            }
+        } else {
+            last_finite_loss_ = l;
+            last_finite_step_ = step_;
+            has_finite_loss_ = true;
+        }
+        net_.backward();
+        opt_state_.step(c, net_.parameters(), net_.gradients(), net_.parameter_segments(), lr);
+        ++step_;
+        return l;
+    }
+
+    numeric_error diverged(double l) const {
+        std::string where = "global step " + std::to_string(step_);
+        if (step_in_epoch_)
+            where = "epoch " + std::to_string(epoch_ + 1) + ", step " + std::to_string(step_in_epoch_) + " of " +
+                    std::to_string(steps_per_epoch_) + " (" + where + ")";
+        std::string last = has_finite_loss_ ? "the last finite loss was " + std::to_string(last_finite_loss_) +
+                                                  " at global step " + std::to_string(last_finite_step_)
+                                            : "no step had a finite loss yet";
+        return numeric_error("lamina: training diverged: the loss is " + std::to_string(l) + " at " + where + "; " +
+                             last + ". The parameters were not updated by this step. Lower the learning rate, check "
+                             "the inputs for NaN/Inf, or choose trainer::on_non_finite(non_finite::skip_batch)");
+    }
+
     static double seconds_since(std::chrono::steady_clock::time_point t0) {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
@@ -165,13 +222,26 @@ private:
             throw shape_error(std::string("lamina: ") + where + ": targets have " + std::to_string(d.target_size) +
                               " values per sample, loss " + Loss::name() + " on output " + Model::output_shape::str() +
                               " needs " + std::to_string(want));
-        if constexpr (Loss::classification) {
-            for (std::size_t i = 0; i < d.size(); ++i) {
+    }
+    /// Class labels must be whole numbers in 0..outputs-1 (a NaN, 2.5, -1 or 10 of 10 classes is
+    /// rejected before any kernel sees it); regression targets must be finite. `idx` selects
+    /// the samples (null: samples 0..n-1).
+    void check_targets(const dataset_view<T>& d, const std::size_t* idx, std::size_t n, const char* where) const {
+        for (std::size_t k = 0; k < n; ++k) {
+            const std::size_t i = idx ? idx[k] : k;
+            if constexpr (Loss::classification) {
                 T t = *d.target(i);
                 if (!(t >= T(0)) || t >= static_cast<T>(Model::output_size) || t != std::floor(t))
                     throw shape_error(std::string("lamina: ") + where + ": sample " + std::to_string(i) +
                                       " has class label " + std::to_string(static_cast<double>(t)) +
-                                      ", outside 0.." + std::to_string(Model::output_size - 1));
+                                      ", not a whole number in 0.." + std::to_string(Model::output_size - 1));
+            } else {
+                for (std::size_t j = 0; j < d.target_size; ++j)
+                    if (!std::isfinite(static_cast<double>(d.target(i)[j])))
+                        throw shape_error(std::string("lamina: ") + where + ": sample " + std::to_string(i) +
+                                          " has a non-finite target value " +
+                                          std::to_string(static_cast<double>(d.target(i)[j])) + " at position " +
+                                          std::to_string(j));
             }
         }
     }
@@ -261,6 +331,12 @@ private:
     std::uint64_t step_ = 0;
     std::size_t steps_per_epoch_ = 0;
     std::size_t capacity_ = 0;
+    std::size_t step_in_epoch_ = 0;  // 1-based inside run(), 0 outside (for messages)
+    non_finite non_finite_ = non_finite::stop;
+    std::uint64_t skipped_ = 0;
+    double last_finite_loss_ = 0;
+    std::uint64_t last_finite_step_ = 0;
+    bool has_finite_loss_ = false;
     std::vector<T> stage_x_, stage_t_;
     std::vector<std::size_t> order_;
     typename backend::template buffer<T> x_buf_, t_buf_, loss_rows_;

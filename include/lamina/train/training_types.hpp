@@ -13,6 +13,13 @@ struct batch {
     std::size_t size = 32;
 };
 
+/// What the trainer does when a step's loss is NaN or infinite (a diverging run).
+enum class non_finite {
+    stop,        ///< the default: throw numeric_error naming epoch, step and the last finite loss
+    skip_batch,  ///< drop that batch (no backward, no update), count it, and go on
+    keep_going,  ///< update anyway (the loss is reported as it is)
+};
+
 /// What a callback sees after each step and each epoch.
 struct step_info {
     std::size_t epoch = 0;            // 0-based epoch being run
@@ -26,6 +33,7 @@ struct step_info {
     double images_per_second = 0;     // over this epoch so far
     double elapsed_seconds = 0;       // this epoch so far
     double eta_seconds = 0;           // rest of this run at the current speed
+    std::uint64_t skipped_steps = 0;  // batches dropped for a non-finite loss (non_finite::skip_batch)
 };
 
 /// Result of evaluate(): mean loss, and accuracy for classification losses.

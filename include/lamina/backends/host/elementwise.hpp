@@ -68,7 +68,7 @@ inline void activation_forward_range(activation a, const T* x, T* y, std::size_t
         case activation_kind::identity:
             if (x != y) std::memmove(y + lo, x + lo, (hi - lo) * sizeof(T));
             break;
-        case activation_kind::relu: map1(x, y, lo, hi, [&](V v) { return xsimd::select(v > zero, v, zero); }); break;
+        case activation_kind::relu: map1(x, y, lo, hi, [&](V v) { return xsimd::select(v < zero, zero, v); }); break;
         case activation_kind::leaky_relu:
             map1(x, y, lo, hi, [&](V v) { return xsimd::select(v > zero, v, alpha * v); });
             break;
@@ -91,7 +91,7 @@ inline void activation_backward_range(activation a, const T* x, const T* y, cons
             if (dy != dx) std::memmove(dx + lo, dy + lo, (hi - lo) * sizeof(T));
             break;
         case activation_kind::relu:
-            map2(x, dy, dx, lo, hi, [&](V xv, V d) { return xsimd::select(xv > zero, d, zero); });
+            map2(x, dy, dx, lo, hi, [&](V xv, V d) { return xsimd::select(xv <= zero, zero, d); });
             break;
         case activation_kind::leaky_relu:
             map2(x, dy, dx, lo, hi, [&](V xv, V d) { return xsimd::select(xv > zero, d, alpha * d); });

@@ -157,7 +157,7 @@ inline vec<T> apply_activation(activation a, vec<T> v) {
     using V = vec<T>;
     switch (a.kind) {
         case activation_kind::identity: return v;
-        case activation_kind::relu: return xsimd::max(v, V(T(0)));
+        case activation_kind::relu: return xsimd::select(v < V(T(0)), V(T(0)), v);  // keeps NaN
         case activation_kind::leaky_relu: return xsimd::select(v > V(T(0)), v, V(static_cast<T>(a.alpha)) * v);
         case activation_kind::sigmoid: return V(T(1)) / (V(T(1)) + xsimd::exp(-v));
         case activation_kind::tanh: return xsimd::tanh(v);

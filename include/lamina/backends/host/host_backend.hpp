@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -118,7 +119,15 @@ struct host {
     /// Calls f(i) for i in [0, n), split across the pool's threads.
     template <class F>
     static void for_each_index(const context& ctx, std::size_t n, F&& f) {
-        host_detail::parallel_range(ctx.pool(), n, 1024, [&](std::size_t lo, std::size_t hi) {
+        for_each_index(ctx, n, std::forward<F>(f), 1);
+    }
+    /// The same with the cost of one item in elementary operations (a per-channel reduction
+    /// over a whole batch is one item of many), so that few heavy items still spread over
+    /// the threads while many light ones are chunked.
+    template <class F>
+    static void for_each_index(const context& ctx, std::size_t n, F&& f, std::size_t work_per_item) {
+        const std::size_t grain = std::max<std::size_t>(1, 1024 / std::max<std::size_t>(1, work_per_item));
+        host_detail::parallel_range(ctx.pool(), n, grain, [&](std::size_t lo, std::size_t hi) {
             for (std::size_t i = lo; i < hi; ++i) f(i);
         });
     }

@@ -22,7 +22,10 @@ inline T row_max(const T* x, std::size_t n) {
         vm.store_aligned(t);
         for (std::size_t j = 0; j < W; ++j) m = std::max(m, t[j]);
     }
-    for (; i < n; ++i) m = std::max(m, x[i]);
+    // The tail (< W elements) as a bounded count: GCC 12 otherwise misjudges the trip count
+    // once a small constant n is inlined (a false -Waggressive-loop-optimizations).
+    const std::size_t rem = n - i;
+    for (std::size_t k = 0; k < rem && k < W; ++k) m = std::max(m, x[i + k]);
     return m;
 }
 
@@ -128,7 +131,7 @@ inline void regression_loss_rows(const T* pred, const T* target, T* grad, T* los
     auto row_op = [&](V d, V& acc) {
         if constexpr (Abs) {
             acc += xsimd::abs(d);
-            V sign = xsimd::select(d > zero, one, xsimd::select(d < zero, -one, zero));
+            V sign = xsimd::select(d > zero, one, xsimd::select(d < zero, -one, d * zero));  // NaN stays NaN
             return sign * gs;
         } else {
             acc = xsimd::fma(d, d, acc);

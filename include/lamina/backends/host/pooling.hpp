@@ -29,6 +29,13 @@ inline std::size_t plane_grain(std::size_t plane_elems) {
     return std::max<std::size_t>(1, elementwise_grain / std::max<std::size_t>(1, plane_elems));
 }
 
+/// Whether window cell v replaces the running max: strictly larger, or the first NaN (a NaN
+/// in the window makes the max NaN, as in PyTorch; the reference's rule).
+template <class T>
+inline bool wins(T v, T best) {
+    return v > best || (v != v && best == best);
+}
+
 /// The common 2x2, stride 2, unpadded window, unrolled (same visiting order and tie rule as
 /// the general loop: the first cell, then strictly greater ones).
 template <class T>
@@ -44,9 +51,9 @@ inline void max_pool_planes_2x2(const pool_geometry& g, const T* x, T* y, std::i
                 const std::size_t o0 = row0 + 2 * q, o1 = row1 + 2 * q;
                 T best = xp[o0];
                 std::size_t where = o0;
-                if (xp[o0 + 1] > best) { best = xp[o0 + 1]; where = o0 + 1; }
-                if (xp[o1] > best) { best = xp[o1]; where = o1; }
-                if (xp[o1 + 1] > best) { best = xp[o1 + 1]; where = o1 + 1; }
+                if (wins(xp[o0 + 1], best)) { best = xp[o0 + 1]; where = o0 + 1; }
+                if (wins(xp[o1], best)) { best = xp[o1]; where = o1; }
+                if (wins(xp[o1 + 1], best)) { best = xp[o1 + 1]; where = o1 + 1; }
                 yp[p * g.q + q] = best;
                 if (ap) ap[p * g.q + q] = static_cast<std::int32_t>(where);
             }
@@ -79,7 +86,7 @@ inline void max_pool_planes(const pool_geometry& g, const T* x, T* y, std::int32
                     for (std::size_t j = j0; j < j1; ++j) {
                         const std::size_t off = row + q * g.stride_w + j - g.pad_w;
                         const T v = xp[off];
-                        if (where < 0 || v > best) {
+                        if (where < 0 || wins(v, best)) {
                             best = v;
                             where = static_cast<std::int32_t>(off);
                         }

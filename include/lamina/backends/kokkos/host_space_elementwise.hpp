@@ -25,7 +25,7 @@ inline constexpr std::int64_t host_elementwise_chunk = 4096;
 template <activation_kind Kind, class T>
 KOKKOS_INLINE_FUNCTION T host_activation_value(T slope, T x) {
     if constexpr (Kind == activation_kind::identity) return x;
-    else if constexpr (Kind == activation_kind::relu) return x > T(0) ? x : T(0);
+    else if constexpr (Kind == activation_kind::relu) return x < T(0) ? T(0) : x;  // NaN stays NaN
     else if constexpr (Kind == activation_kind::leaky_relu) return x > T(0) ? x : slope * x;
     else return activation_value<T>(Kind, slope, x);
 }
@@ -37,6 +37,15 @@ KOKKOS_INLINE_FUNCTION T host_activation_derivative(T slope, T x, T y) {
     else if constexpr (Kind == activation_kind::sigmoid) return y * (T(1) - y);
     else if constexpr (Kind == activation_kind::tanh) return T(1) - y * y;
     else return activation_derivative<T>(Kind, slope, x, y);
+}
+
+/// dx for one element with PyTorch's select semantics for relu and leaky_relu (see
+/// activation_gradient in core/activation.hpp).
+template <activation_kind Kind, class T>
+KOKKOS_INLINE_FUNCTION T host_activation_gradient(T slope, T x, T y, T dy) {
+    if constexpr (Kind == activation_kind::relu) return x <= T(0) ? T(0) : dy;
+    else if constexpr (Kind == activation_kind::leaky_relu) return x > T(0) ? dy : slope * dy;
+    else return dy * host_activation_derivative<Kind, T>(slope, x, y);
 }
 
 template <activation_kind Kind, class ExecutionSpace, class T>
@@ -70,22 +79,25 @@ void host_activation_backward_kind(const ExecutionSpace& space, T slope, const T
             std::int64_t i = 0;
 #if defined(LAMINA_KOKKOS_HOST_GEMM_VECTOR_TYPES)
             // relu / leaky_relu: g++ keeps a branch per element for the compare under its default
-            // -ftrapping-math; a vector select has none. dx = dy * (x > 0 ? 1 : slope or 0).
+            // -ftrapping-math; a vector select has none. relu: dx = x <= 0 ? 0 : dy; leaky_relu:
+            // dx = x > 0 ? dy : slope * dy (selects, so NaN follows PyTorch's rules).
             if constexpr ((Kind == activation_kind::relu || Kind == activation_kind::leaky_relu) &&
                           (std::is_same_v<T, float> || std::is_same_v<T, double>)) {
                 using V = typename host_vec32<T>::type;
                 constexpr std::int64_t L = static_cast<std::int64_t>(sizeof(V) / sizeof(T));
-                const V one = V{} + T(1), low = V{} + (Kind == activation_kind::relu ? T(0) : slope);
+                const V low = V{} + slope;
                 for (; i + L <= hi - lo; i += L) {
                     V xv, dv;
                     __builtin_memcpy(&xv, xs + i, sizeof(V));
                     __builtin_memcpy(&dv, dys + i, sizeof(V));
-                    const V r = dv * (xv > V{} ? one : low);
+                    V r;
+                    if constexpr (Kind == activation_kind::relu) r = xv <= V{} ? V{} : dv;
+                    else r = xv > V{} ? dv : dv * low;
                     __builtin_memcpy(dxs + i, &r, sizeof(V));
                 }
             }
 #endif
-            for (; i < hi - lo; ++i) dxs[i] = dys[i] * host_activation_derivative<Kind, T>(slope, xs[i], ys[i]);
+            for (; i < hi - lo; ++i) dxs[i] = host_activation_gradient<Kind, T>(slope, xs[i], ys[i], dys[i]);
         });
 }
 

@@ -34,7 +34,7 @@ struct host_max_pool_one {
             for (index j = j0; j < j1; ++j) {
                 const index off = (h0 + i) * W + w0 + j;
                 const T v = xp[off];
-                const bool take = (where < 0) | (v > best);
+                const bool take = (where < 0) | (v > best) | ((v != v) & (best == best));  // a NaN wins
                 best = take ? v : best;
                 where = take ? static_cast<std::int32_t>(off) : where;
             }
@@ -75,13 +75,13 @@ void host_space_max_pool_forward(const ExecutionSpace& space, const pool_geometr
                         const index j = 2 * q;
                         T best = r0[j];
                         index where = o0 + j;
-                        bool take = r0[j + 1] > best;
+                        bool take = (r0[j + 1] > best) | ((r0[j + 1] != r0[j + 1]) & (best == best));
                         best = take ? r0[j + 1] : best;
                         where = take ? o0 + j + 1 : where;
-                        take = r1[j] > best;
+                        take = (r1[j] > best) | ((r1[j] != r1[j]) & (best == best));
                         best = take ? r1[j] : best;
                         where = take ? o1 + j : where;
-                        take = r1[j + 1] > best;
+                        take = (r1[j + 1] > best) | ((r1[j + 1] != r1[j + 1]) & (best == best));
                         best = take ? r1[j + 1] : best;
                         where = take ? o1 + j + 1 : where;
                         yr[q] = best;
@@ -125,7 +125,7 @@ void host_space_max_pool_forward(const ExecutionSpace& space, const pool_geometr
                                         best = v;
                                         where = o;
                                     } else {
-                                        const IV take = v > best;
+                                        const IV take = (v > best) | ((v != v) & (best == best));
                                         best = take ? v : best;
                                         where = take ? o : where;
                                     }

@@ -3,7 +3,7 @@
 // scratch tiles for the GEMM), so one model type runs on Serial, OpenMP, Threads, CUDA, HIP
 // or SYCL builds of Kokkos:
 //
-//   #include <lamina/backends/kokkos/kokkos.hpp>   // Kokkos first, then lamina
+//   #include <lamina/kokkos.hpp>   // Kokkos first, then lamina
 //   using backend = lamina::kokkos_backend<Kokkos::OpenMP>;
 //   Kokkos::ScopeGuard guard(argc, argv);           // the application initialises Kokkos
 //   { lenet5::model<backend> net{lamina::seed{1}}; ... }
@@ -231,6 +231,11 @@ struct kokkos_backend {
             "lamina::for_each_index", range(c, n),
             KOKKOS_LAMBDA(const index_type i) { fn(static_cast<std::size_t>(i)); });
     }
+    /// The same with a per-item cost hint (Kokkos schedules on its own).
+    template <class F>
+    static void for_each_index(const context& c, std::size_t n, F&& f, std::size_t) {
+        for_each_index(c, n, std::forward<F>(f));
+    }
 
     // ---- bias over channels: y is [outer][channels][inner] ---------------------------------
     template <class T>
@@ -399,7 +404,7 @@ struct kokkos_backend {
         const T slope = static_cast<T>(a.alpha);
         Kokkos::parallel_for(
             "lamina::activation_backward", range(c, n), KOKKOS_LAMBDA(const index_type i) {
-                dx[i] = dy[i] * activation_derivative<T>(kind, slope, x[i], y[i]);
+                dx[i] = activation_gradient<T>(kind, slope, x[i], y[i], dy[i]);
             });
     }
 
@@ -481,7 +486,7 @@ struct kokkos_backend {
                 for (index_type j = 0; j < nc; ++j) {
                     const T d = pred[r * nc + j] - target[r * nc + j];
                     loss += d < T(0) ? -d : d;
-                    const T sign = d > T(0) ? T(1) : (d < T(0) ? T(-1) : T(0));
+                    const T sign = d > T(0) ? T(1) : (d < T(0) ? T(-1) : d * T(0));  // NaN stays NaN
                     grad[r * nc + j] = sign / static_cast<T>(nc) * grad_scale;
                 }
                 loss_rows[r] = loss / static_cast<T>(nc);
@@ -514,7 +519,7 @@ struct kokkos_backend {
                         if (hh < 0 || ww < 0 || hh >= H || ww >= W) continue;
                         const index_type off = hh * W + ww;
                         const T v = x[nc * H * W + off];
-                        if (where < 0 || v > best) {
+                        if (where < 0 || v > best || (v != v && best == best)) {  // a NaN wins
                             best = v;
                             where = static_cast<std::int32_t>(off);
                         }

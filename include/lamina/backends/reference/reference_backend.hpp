@@ -1,6 +1,6 @@
 // lamina: the reference backend. Deliberately naive loops, single-threaded, written for
 // obviousness rather than speed: it is the oracle every other backend is tested against,
-// and the executable specification of the backend kernel interface (docs/backends.md).
+// and the executable specification of the backend kernel interface.
 //
 // A backend is a policy type providing: a `context` (execution resources), a `buffer<T>`
 // (owning device memory), upload/download at the edges, and the kernels below. Layer code
@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <limits>
 
 #include "../../core/activation.hpp"
@@ -93,6 +94,11 @@ struct reference {
     static void for_each_index(const context&, std::size_t n, F&& f) {
         for (std::size_t i = 0; i < n; ++i) f(i);
     }
+    /// The same with a per-item cost hint (ignored: the reference is serial).
+    template <class F>
+    static void for_each_index(const context&, std::size_t n, F&& f, std::size_t) {
+        for (std::size_t i = 0; i < n; ++i) f(i);
+    }
 
     // ---- bias over channels: y is [outer][channels][inner] ---------------------------------
     template <class T>
@@ -155,7 +161,7 @@ struct reference {
     static void activation_backward(const context&, activation a, const T* x, const T* y, const T* dy, T* dx,
                                     std::size_t n) {
         for (std::size_t i = 0; i < n; ++i)
-            dx[i] = dy[i] * activation_derivative<T>(a.kind, static_cast<T>(a.alpha), x[i], y[i]);
+            dx[i] = activation_gradient<T>(a.kind, static_cast<T>(a.alpha), x[i], y[i], dy[i]);
     }
 
     // ---- softmax over the last dimension of a rows x cols matrix -------------------------------
@@ -229,14 +235,15 @@ struct reference {
             for (std::size_t c = 0; c < cols; ++c) {
                 T d = pred[r * cols + c] - target[r * cols + c];
                 loss += std::abs(d);
-                T sign = d > T(0) ? T(1) : (d < T(0) ? T(-1) : T(0));
+                T sign = d > T(0) ? T(1) : (d < T(0) ? T(-1) : d * T(0));  // 0 at d == 0, NaN for NaN
                 grad[r * cols + c] = sign / static_cast<T>(cols) * grad_scale;
             }
             loss_rows[r] = loss / static_cast<T>(cols);
         }
     }
 
-    // ---- pooling (NCHW); padded cells never win a max and count as zero in an average ----------
+    // ---- pooling (NCHW); padded cells never win a max and count as zero in an average; a NaN in
+    // a window wins the max (the first NaN, then nothing replaces it), as in PyTorch ---------
     /// argmax may be null (inference): then only y is written.
     template <class T>
     static void max_pool_forward(const context&, const pool_geometry& g, const T* x, T* y, std::int32_t* argmax) {
@@ -253,7 +260,7 @@ struct reference {
                                 continue;
                             std::size_t off = static_cast<std::size_t>(hh) * g.w + static_cast<std::size_t>(ww);
                             T v = x[nc * g.h * g.w + off];
-                            if (where < 0 || v > best) {
+                            if (where < 0 || v > best || (v != v && best == best)) {  // a NaN wins, as in PyTorch
                                 best = v;
                                 where = static_cast<std::int32_t>(off);
                             }

@@ -1,0 +1,48 @@
+// lamina without any backend's kernels: shapes, layers, composites, networks, losses,
+// optimizers, schedules, training, data and checkpoints. The umbrella headers include it after
+// their backends: lamina.hpp (reference + host) and kokkos.hpp (the Kokkos backend).
+#pragma once
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "core/shape.hpp"
+#include "core/philox.hpp"
+#include "core/thread_pool.hpp"
+#include "core/tensor.hpp"
+
+#include "layers/input.hpp"
+#include "layers/dense.hpp"
+#include "layers/conv2d.hpp"
+#include "layers/pooling.hpp"
+#include "layers/flatten.hpp"
+#include "layers/dropout.hpp"
+#include "layers/activations.hpp"
+#include "layers/softmax.hpp"
+#include "layers/batch_norm.hpp"
+#include "layers/merge.hpp"
+#include "layers/global_avg_pool.hpp"
+#include "layers/shortcut.hpp"
+
+#include "network/sequential.hpp"
+#include "network/composites.hpp"
+#include "network/profiler.hpp"
+
+#include "losses/softmax_cross_entropy.hpp"
+#include "losses/mse.hpp"
+#include "losses/mae.hpp"
+
+#include "optimizers/sgd.hpp"
+#include "optimizers/adam.hpp"
+
+#include "schedules/schedules.hpp"
+
+#include "data/dataset.hpp"
+#include "data/gzip_file.hpp"
+#include "data/idx.hpp"
+
+#include "train/trainer.hpp"
+#include "train/progress_bar.hpp"
+#include "train/csv_log.hpp"
+#include "io/checkpoint.hpp"
+
+#include "models/resnet.hpp"

@@ -1,8 +1,10 @@
-// libtorch twin of bench_models.cpp: the same MLP and LeNet-5, the same synthetic data, the
-// same training step (forward, cross-entropy, backward, SGD momentum 0.9, lr 0.01) and the same
-// measurement loop (common/bench_util.hpp).
+// libtorch twin of bench_models.cpp: the same MLP, LeNet-5, ResNet-20 (option A) and ResNet-50
+// v1.5 (common/torch_resnets.hpp), the same synthetic data, the same training step (forward,
+// cross-entropy, backward, SGD momentum 0.9, lr 0.01) and the same measurement loop
+// (common/bench_util.hpp).
 //
-//   bench_torch_models --model mlp|lenet5|all --phase train|infer|all --threads N --min-time S
+//   bench_torch_models --model mlp|lenet5|resnet20|resnet50|all --phase train|infer|all --threads N
+//                      [--batch N] --min-time S
 //
 // Threads: torch::set_num_threads(N) (intra-op) and at::set_num_interop_threads(1).
 // Inference: torch::NoGradGuard and eval mode. Run it with the environment run_bench.py sets
@@ -12,6 +14,7 @@
 #include <cstdio>
 
 #include "common/model_specs.hpp"
+#include "common/torch_resnets.hpp"
 
 namespace nn = torch::nn;
 
@@ -26,19 +29,22 @@ static nn::Sequential make_lenet5() {
                           nn::Linear(84, 10));
 }
 
-static void run_model(nn::Sequential net, const bench::model_spec& spec, const bench::args& a,
-                      const bench::protocol& p, unsigned threads, bool image_input) {
-    std::size_t count = 0;
-    for (const auto& t : net->parameters()) count += static_cast<std::size_t>(t.numel());
+template <class Net>
+static void run_model(Net net, const bench::model_spec& spec, const bench::args& a, const bench::protocol& p,
+                      unsigned threads) {
+    const std::size_t count = bench_torch::parameter_count(*net);
     if (count != spec.parameters) {
         std::fprintf(stderr, "bench_torch_models: %s has %zu parameters, expected %zu\n", spec.name, count,
                      spec.parameters);
         std::exit(1);
     }
-    bench::synthetic_batch data(spec);
-    const auto B = static_cast<std::int64_t>(spec.batch);
-    std::vector<std::int64_t> xs = image_input ? std::vector<std::int64_t>{B, 1, 28, 28}
-                                               : std::vector<std::int64_t>{B, 784};
+    std::fprintf(stderr, "libtorch %s: %zu parameters\n", spec.name, count);
+    bench::synthetic_batch data(spec, bench::batch_option(a));
+    const auto B = static_cast<std::int64_t>(data.batch);
+    std::vector<std::int64_t> xs{B, static_cast<std::int64_t>(spec.input_size)};
+    if (spec.channels)
+        xs = {B, static_cast<std::int64_t>(spec.channels), static_cast<std::int64_t>(spec.height),
+              static_cast<std::int64_t>(spec.width)};
     torch::Tensor x = torch::from_blob(data.x.data(), xs, torch::kFloat32).clone();
     torch::Tensor y = torch::from_blob(data.labels.data(), {B}, torch::kFloat32).to(torch::kInt64);
 
@@ -47,7 +53,7 @@ static void run_model(nn::Sequential net, const bench::model_spec& spec, const b
     r.impl = "libtorch";
     r.what = spec.name;
     r.shape = spec.shape;
-    r.batch = spec.batch;
+    r.batch = data.batch;
     r.threads = threads;
 
     if (a.selects("phase", "train")) {
@@ -57,7 +63,7 @@ static void run_model(nn::Sequential net, const bench::model_spec& spec, const b
         r.phase = "train";
         r.t = bench::measure(p, [&] {
             opt.zero_grad();
-            auto loss = torch::nn::functional::cross_entropy(net->forward(x), y);
+            torch::Tensor loss = torch::nn::functional::cross_entropy(net->forward(x), y);
             loss.backward();
             opt.step();
             last_loss = loss.item<double>();
@@ -79,7 +85,8 @@ static void run_model(nn::Sequential net, const bench::model_spec& spec, const b
 }
 
 int main(int argc, char** argv) try {
-    bench::args a(argc, argv, {"model", "phase", "threads", "min-time", "warmup", "min-reps"}, bench::models_usage());
+    bench::args a(argc, argv, {"model", "phase", "threads", "batch", "min-time", "warmup", "min-reps"},
+                  bench::models_usage());
     const auto p = bench::protocol_from(a);
     const auto threads = static_cast<unsigned>(a.num("threads", 2));
     const std::string phase = a.get("phase", "all");
@@ -94,11 +101,19 @@ int main(int argc, char** argv) try {
                  TORCH_VERSION_PATCH, torch::get_num_threads());
     bool any = false;
     if (a.selects("model", "mlp")) {
-        run_model(make_mlp(), bench::mlp_spec, a, p, threads, false);
+        run_model(make_mlp(), bench::mlp_spec, a, p, threads);
         any = true;
     }
     if (a.selects("model", "lenet5")) {
-        run_model(make_lenet5(), bench::lenet5_spec, a, p, threads, true);
+        run_model(make_lenet5(), bench::lenet5_spec, a, p, threads);
+        any = true;
+    }
+    if (a.selects("model", "resnet20")) {
+        run_model(bench_torch::ResNet20(3, 10), bench::resnet20_spec, a, p, threads);
+        any = true;
+    }
+    if (a.selects("model", "resnet50")) {
+        run_model(bench_torch::ResNet50(1000), bench::resnet50_spec, a, p, threads);
         any = true;
     }
     if (!any) {

@@ -3,14 +3,27 @@
 OpenBLAS and oneDNN and says which targets are met.
 
     python3 bench/run_bench.py --build-dir build/bench [--threads 2] [--rounds 5]
-                               [--only models|gemm|conv] [--markdown bench/RESULTS.md] [--json raw.jsonl]
+                               [--only models|batch1|threading|kokkos|gemm|conv|tta]
+                               [--models mlp,lenet5,resnet20,resnet50] [--markdown FILE] [--json raw.jsonl]
 
 Models: lamina (bench_models) and libtorch (bench_torch_models) run interleaved, A B A B ...,
-`--rounds` times per model, phase and thread count, each run a fresh process. libtorch runs at
+`--rounds` times per model, phase and thread count, each run a fresh process (so each row's
+peak RSS is its own). `--models` picks the models (default all four: mlp, lenet5 and ResNet-20
+at batch 32, ResNet-50 v1.5 at batch 8). libtorch runs at
 its best: OpenMP OpenBLAS (LD_LIBRARY_PATH) with OPENBLAS_CORETYPE named from the CPU's flags
 (OpenBLAS 0.3.21 falls back to SSE3 kernels on CPU models it does not know), glibc malloc
 tunables that keep its buffers mapped, OMP_NUM_THREADS = threads. The figure per implementation is the median over rounds of
 each run's median images/s.
+
+Batch 1 (--only batch1, also part of a full run): the embedding case, a simulation calling its
+surrogate once per cell: mlp and lenet5 inference at batch 1 on 1 and 2 threads
+(--batch1-threads), interleaved like the models; the figure is the median latency in
+microseconds; target: lamina at least 1.5x faster than libtorch.
+
+Time to accuracy (--only tta, or --tta in a full run; needs the MNIST t10k files, --mnist-dir):
+time_to_accuracy and time_to_accuracy_torch train the ResNet-20 MNIST recipe to 99% held-out
+accuracy (each run many minutes: one round by default, --tta-rounds), stopping at the first
+epoch that reaches it; contaminated runs are flagged, not retried.
 
 Threading cost (--only threading, also part of a full run when bench_models_serial is built):
 bench_models --threads 1 against bench_models_serial (lamina built with LAMINA_NO_THREADS),
@@ -57,6 +70,9 @@ LIBTORCH_ENV = {
 THREADING_TARGET = 1.03  # 1-thread step time / LAMINA_NO_THREADS step time
 KOKKOS_TARGET = 1.5  # Kokkos OpenMP step time / host backend step time
 MODEL_TARGETS = {("lenet5", "train"): 1.5, ("lenet5", "infer"): 1.5, ("mlp", "train"): 1.2, ("mlp", "infer"): 1.0}
+MODELS = ("mlp", "lenet5", "resnet20", "resnet50")  # bench_models' --model names
+BATCH1_MODELS = ("mlp", "lenet5")
+BATCH1_TARGET = 1.5  # libtorch latency / lamina latency at batch 1
 GEMM_TARGET = 0.85  # lamina / OpenBLAS
 CONV_TARGET = 0.80  # lamina / oneDNN best (max of nchw and blocked)
 CONV_PHASES = ("fwd", "bwd_data", "bwd_weights")
@@ -125,10 +141,11 @@ class Runner:
         self.runs = 0
         self.max_others = 0.0
 
-    def run(self, cmd, env, label):
+    def run(self, cmd, env, label, retries=None):
         """Runs with contamination checks and bounded retries; returns (records, others_cores, flagged)."""
         best = None
-        for attempt in range(self.opts.max_retries + 1):
+        retries = self.opts.max_retries if retries is None else retries
+        for attempt in range(retries + 1):
             records, wall, cpu, others = run_measured(cmd, env)
             if best is None or others < best[1]:
                 best = (records, others)
@@ -136,7 +153,7 @@ class Runner:
                 break
             log(f"  {label}: other processes used {others:.2f} cores during the run "
                 f"(threshold {self.opts.busy_threshold:.2f}); "
-                + ("retrying" if attempt < self.opts.max_retries else "keeping the least contaminated attempt"))
+                + ("retrying" if attempt < retries else "keeping the least contaminated attempt"))
             self.retried += 1
             time.sleep(self.opts.retry_sleep)
         records, others = best
@@ -210,52 +227,143 @@ def mark(flag):
 
 
 # ---------------------------------------------------------------------------------------------
-def bench_models(runner, opts, progs):
-    rows = []
+def race_models(runner, opts, progs, model, phase, threads, batch=None):
+    """lamina and libtorch on one model, phase, thread count and batch, interleaved over rounds:
+    a row with each side's per-round figures (images/s and median latency), peak RSS and flags."""
     lam, tor = progs["bench_models"], progs.get("bench_torch_models")
-    if not lam:
+    args = ["--model", model, "--phase", phase, "--threads", str(threads), "--min-time", str(opts.min_time)]
+    if batch:
+        args += ["--batch", str(batch)]
+    res = {"lamina": [], "libtorch": []}
+    lat = {"lamina": [], "libtorch": []}  # each run's median latency, microseconds
+    best = {"lamina": [], "libtorch": []}  # images/s of each run's fastest step
+    flags = {"lamina": False, "libtorch": False}
+    rss = {"lamina": 0.0, "libtorch": 0.0}
+    used_batch = batch
+    for rnd in range(opts.rounds):
+        pairs = [("lamina", lam, base_env(threads))]
+        if tor:
+            pairs.append(("libtorch", tor, torch_env(threads)))
+        for impl, prog, env in pairs:
+            label = f"{model} {phase} b={batch or 'default'} {impl} t={threads} round {rnd + 1}/{opts.rounds}"
+            recs, others, flagged = runner.run([prog] + args, env, label)
+            for r in recs:
+                r["round"] = rnd + 1
+                res[impl].append(r["images_per_s"])
+                lat[impl].append(r.get("median_us", r["median_ms"] * 1e3))
+                if r.get("min_ms"):
+                    best[impl].append(r["batch"] * 1000.0 / r["min_ms"])
+                rss[impl] = max(rss[impl], r.get("peak_rss_mb", 0.0))
+                used_batch = r["batch"]
+            flags[impl] |= flagged
+            log(f"  {label}: {recs[0]['images_per_s']:.0f} img/s, {lat[impl][-1]:.1f} us per call "
+                f"(others {others:.2f} cores)")
+    lam_ips = statistics.median(res["lamina"])
+    tor_ips = statistics.median(res["libtorch"]) if res["libtorch"] else None
+    ratio = lam_ips / tor_ips if tor_ips else None
+    return {
+        "model": model, "phase": phase, "threads": threads, "batch": used_batch,
+        "lamina": lam_ips, "libtorch": tor_ips, "ratio": ratio,
+        "lamina_us": statistics.median(lat["lamina"]),
+        "libtorch_us": statistics.median(lat["libtorch"]) if lat["libtorch"] else None,
+        "contaminated": flags["lamina"] or flags["libtorch"],
+        "lamina_runs": res["lamina"], "libtorch_runs": res["libtorch"],
+        "rss_lamina": rss["lamina"], "rss_libtorch": rss["libtorch"],
+        # Fastest step of all rounds, each side: what the code does when the machine
+        # lets it, robust to a neighbour that slows some steps (a shared host).
+        "best_ratio": (statistics.median(best["lamina"]) / statistics.median(best["libtorch"])
+                       if best["lamina"] and best["libtorch"] else None),
+    }
+
+
+def with_target(row, target):
+    row["target"] = target
+    row["met"] = None if row["ratio"] is None or target is None else row["ratio"] >= target
+    return row
+
+
+def check_models_built(progs):
+    if not progs["bench_models"]:
         raise BenchError("bench_models not found in the build directory (build the bench targets first)")
-    if not tor:
+    if not progs.get("bench_torch_models"):
         log("bench_torch_models not built (libtorch not found): lamina figures only")
+
+
+def bench_models(runner, opts, progs):
+    """The models at their default batches (MODEL_TARGETS; the ResNets have no target)."""
+    check_models_built(progs)
+    rows = []
     for threads in opts.threads:
-        for model in ("mlp", "lenet5"):
+        for model in opts.models:
             for phase in ("train", "infer"):
-                args = ["--model", model, "--phase", phase, "--threads", str(threads), "--min-time", str(opts.min_time)]
-                res = {"lamina": [], "libtorch": []}
-                best = {"lamina": [], "libtorch": []}  # images/s of each run's fastest step
-                flags = {"lamina": False, "libtorch": False}
-                rss = {"lamina": 0.0, "libtorch": 0.0}
-                for rnd in range(opts.rounds):
-                    pairs = [("lamina", lam, base_env(threads))]
-                    if tor:
-                        pairs.append(("libtorch", tor, torch_env(threads)))
-                    for impl, prog, env in pairs:
-                        label = f"{model} {phase} {impl} t={threads} round {rnd + 1}/{opts.rounds}"
-                        recs, others, flagged = runner.run([prog] + args, env, label)
-                        for r in recs:
-                            r["round"] = rnd + 1
-                            res[impl].append(r["images_per_s"])
-                            if r.get("min_ms"):
-                                best[impl].append(r["batch"] * 1000.0 / r["min_ms"])
-                            rss[impl] = max(rss[impl], r.get("peak_rss_mb", 0.0))
-                        flags[impl] |= flagged
-                        log(f"  {label}: {recs[0]['images_per_s']:.0f} img/s (others {others:.2f} cores)")
-                lam_ips = statistics.median(res["lamina"])
-                tor_ips = statistics.median(res["libtorch"]) if res["libtorch"] else None
-                ratio = lam_ips / tor_ips if tor_ips else None
-                target = MODEL_TARGETS[(model, phase)]
-                rows.append({
-                    "model": model, "phase": phase, "threads": threads,
-                    "lamina": lam_ips, "libtorch": tor_ips, "ratio": ratio, "target": target,
-                    "met": None if ratio is None else ratio >= target,
-                    "contaminated": flags["lamina"] or flags["libtorch"],
-                    "lamina_runs": res["lamina"], "libtorch_runs": res["libtorch"],
-                    "rss_lamina": rss["lamina"], "rss_libtorch": rss["libtorch"],
-                    # Fastest step of all rounds, each side: what the code does when the machine
-                    # lets it, robust to a neighbour that slows some steps (a shared host).
-                    "best_ratio": (statistics.median(best["lamina"]) / statistics.median(best["libtorch"])
-                                   if best["lamina"] and best["libtorch"] else None),
-                })
+                row = race_models(runner, opts, progs, model, phase, threads)
+                rows.append(with_target(row, MODEL_TARGETS.get((model, phase))))
+    return rows
+
+
+def bench_batch1(runner, opts, progs):
+    """Batch-1 inference (the embedding case): latency, target lamina >= 1.5x faster."""
+    check_models_built(progs)
+    rows = []
+    for threads in opts.batch1_threads:
+        for model in BATCH1_MODELS:
+            rows.append(with_target(race_models(runner, opts, progs, model, "infer", threads, batch=1), BATCH1_TARGET))
+    return rows
+
+
+def default_mnist_dir():
+    env = os.environ.get("LAMINA_DATA_DIR")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.normpath(os.path.join(here, "..", "..", "shared", "data", "mnist"))
+
+
+def bench_tta(runner, opts, progs):
+    """Time to 99% held-out accuracy on the ResNet-20 MNIST recipe, lamina and libtorch alternating."""
+    lam, tor = progs.get("time_to_accuracy"), progs.get("time_to_accuracy_torch")
+    if not lam:
+        raise BenchError("time_to_accuracy not found in the build directory (build the bench targets first)")
+    if not tor:
+        log("time_to_accuracy_torch not built (libtorch not found, or not built by name): lamina only")
+    if not os.path.isdir(opts.mnist_dir):
+        raise BenchError(f"MNIST folder {opts.mnist_dir} not found (--mnist-dir or LAMINA_DATA_DIR)")
+    rows = []
+    for threads in opts.threads:
+        args = ["--data", opts.mnist_dir, "--threads", str(threads), "--epochs", str(opts.tta_epochs),
+                "--stop-at-target", "1"]
+        runs = {"lamina": [], "libtorch": []}
+        flags = {"lamina": False, "libtorch": False}
+        for rnd in range(opts.tta_rounds):
+            pairs = [("lamina", lam, base_env(threads))]
+            if tor:
+                pairs.append(("libtorch", tor, torch_env(threads)))
+            for impl, prog, env in pairs:
+                label = f"tta {impl} t={threads} round {rnd + 1}/{opts.tta_rounds}"
+                log(f"  {label}: running (minutes)")
+                recs, others, flagged = runner.run([prog] + args, env, label, retries=0)
+                summary = [r for r in recs if r.get("phase") == "summary"]
+                if not summary:
+                    raise BenchError(f"{prog} printed no summary line")
+                r = summary[-1]
+                r["round"] = rnd + 1
+                runs[impl].append(r)
+                flags[impl] |= flagged
+                log(f"  {label}: 99% after {r['seconds_to_target']} s (epoch {r['epoch_reached']}), "
+                    f"final {r['final_accuracy']:.4f} (others {others:.2f} cores)")
+
+        def med(impl, key):
+            v = [r[key] for r in runs[impl] if r.get(key) is not None]
+            return statistics.median(v) if v else None
+
+        for impl in ("lamina", "libtorch"):
+            if runs[impl]:
+                rows.append({"impl": impl, "threads": threads, "seconds_to_target": med(impl, "seconds_to_target"),
+                             "epoch_reached": med(impl, "epoch_reached"), "final_accuracy": med(impl, "final_accuracy"),
+                             "seconds": med(impl, "seconds"), "train_seconds": med(impl, "train_seconds"),
+                             "rss": max(r.get("peak_rss_mb", 0.0) for r in runs[impl]),
+                             "reached": sum(r.get("seconds_to_target") is not None for r in runs[impl]),
+                             "rounds": len(runs[impl]), "contaminated": flags[impl]})
     return rows
 
 
@@ -425,7 +533,11 @@ def verdict(met, contaminated=False):
     return ("met" if met else "missed") + (" (contaminated)" if contaminated else "")
 
 
-def tables(model_rows, gemm_rows, conv_rows, kokkos_rows=(), threading_rows=()):
+def target_text(t):
+    return "-" if t is None else f">= {t:.1f}x"
+
+
+def tables(model_rows, gemm_rows, conv_rows, kokkos_rows=(), threading_rows=(), batch1_rows=(), tta_rows=()):
     """Markdown tables (also printed to stdout)."""
     out = []
     if threading_rows:
@@ -451,15 +563,45 @@ def tables(model_rows, gemm_rows, conv_rows, kokkos_rows=(), threading_rows=()):
     if model_rows:
         out.append("### Models (images/s, median over rounds; float32; last column: the same ratio from each run's "
                    "fastest step, median over rounds)\n")
-        out.append("| model | phase | threads | lamina img/s | libtorch img/s | lamina / libtorch | target | result "
+        out.append("| model | phase | batch | threads | lamina img/s | libtorch img/s | lamina / libtorch | target | result "
                    "| peak RSS MB lamina / libtorch | round spread (max/min) lamina / libtorch "
                    "| ratio on fastest steps |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in model_rows:
-            out.append(f"| {r['model']} | {r['phase']} | {r['threads']} | {fmt(r['lamina'])} | {fmt(r['libtorch'])} "
-                       f"| {fmt(r['ratio'], 2)}{mark(r['contaminated'])} | >= {r['target']:.1f}x "
+            out.append(f"| {r['model']} | {r['phase']} | {r['batch']} | {r['threads']} | {fmt(r['lamina'])} "
+                       f"| {fmt(r['libtorch'])} | {fmt(r['ratio'], 2)}{mark(r['contaminated'])} | {target_text(r['target'])} "
                        f"| {verdict(r['met'], r['contaminated'])} | {r['rss_lamina']:.0f} / {r['rss_libtorch']:.0f} "
                        f"| {spread(r['lamina_runs'])} / {spread(r['libtorch_runs'])} | {fmt(r.get('best_ratio'), 2)} |")
+        out.append("")
+    if batch1_rows:
+        out.append(f"### Batch 1, inference (the embedding case; median latency in microseconds, median over rounds; "
+                   f"target: lamina >= {BATCH1_TARGET:.1f}x faster than libtorch; last column: the same from each "
+                   f"run's fastest call)\n")
+        out.append("| model | threads | lamina us | libtorch us | libtorch time / lamina time | target | result "
+                   "| peak RSS MB lamina / libtorch | round spread (max/min) lamina / libtorch | ratio on fastest calls |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        for r in batch1_rows:
+            out.append(f"| {r['model']} | {r['threads']} | {fmt(r['lamina_us'], 1)} | {fmt(r['libtorch_us'], 1)} "
+                       f"| {fmt(r['ratio'], 2)}{mark(r['contaminated'])} | {target_text(r['target'])} "
+                       f"| {verdict(r['met'], r['contaminated'])} | {r['rss_lamina']:.0f} / {r['rss_libtorch']:.0f} "
+                       f"| {spread(r['lamina_runs'])} / {spread(r['libtorch_runs'])} | {fmt(r.get('best_ratio'), 2)} |")
+        out.append("")
+    if tta_rows:
+        out.append("### Time to 99% held-out accuracy (ResNet-20 MNIST recipe: t10k 0..7999 train, 8000..9999 held out; "
+                   "wall seconds from the first step, evaluations included; median over rounds)\n")
+        out.append("| implementation | threads | seconds to 99% | epoch reached | accuracy then | training seconds "
+                   "| peak RSS MB | runs reaching 99% |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for r in tta_rows:
+            out.append(f"| {r['impl']} | {r['threads']} | {fmt(r['seconds_to_target'], 1)}{mark(r['contaminated'])} "
+                       f"| {fmt(r['epoch_reached'])} | {fmt(r['final_accuracy'], 4)} | {fmt(r['train_seconds'], 1)} "
+                       f"| {r['rss']:.0f} | {r['reached']} of {r['rounds']} |")
+        by = {(r["impl"], r["threads"]): r for r in tta_rows}
+        for (impl, threads), r in sorted(by.items()):
+            t = by.get(("libtorch", threads))
+            if impl == "lamina" and t and r["seconds_to_target"] and t["seconds_to_target"]:
+                out.append(f"\nAt {threads} threads libtorch takes {t['seconds_to_target'] / r['seconds_to_target']:.2f}x "
+                           f"lamina's time to 99%.")
         out.append("")
     if gemm_rows:
         out.append(f"### GEMM (GFLOP/s, C = A B, row-major float32, M = N = K; target lamina >= "
@@ -505,13 +647,31 @@ def parse_list(s):
     return v
 
 
+def parse_models(s):
+    v = [x.strip() for x in s.split(",") if x.strip()]
+    bad = [x for x in v if x not in MODELS]
+    if not v or bad:
+        raise argparse.ArgumentTypeError(f"'{s}': models are a comma-separated list of {', '.join(MODELS)}")
+    return v
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default="build/bench", help="CMake build directory (default build/bench)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per model and phase (default 5)")
     ap.add_argument("--threads", type=parse_list, default=[2], help="thread counts, e.g. 2 or 1,2 (default 2)")
-    ap.add_argument("--only", choices=["models", "threading", "kokkos", "gemm", "conv"], help="run only this part")
+    ap.add_argument("--only", choices=["models", "batch1", "threading", "kokkos", "gemm", "conv", "tta"],
+                    help="run only this part")
+    ap.add_argument("--models", type=parse_models, default=list(MODELS),
+                    help="models for the models part, e.g. resnet20,resnet50 (default: " + ",".join(MODELS) + ")")
+    ap.add_argument("--batch1-threads", type=parse_list, default=[1, 2],
+                    help="thread counts of the batch-1 rows (default 1,2)")
+    ap.add_argument("--tta", action="store_true", help="also run the time-to-accuracy part in a full run (minutes)")
+    ap.add_argument("--mnist-dir", default=default_mnist_dir(),
+                    help="MNIST t10k files for time to accuracy (default LAMINA_DATA_DIR or ../shared/data/mnist)")
+    ap.add_argument("--tta-epochs", type=int, default=12, help="the recipe's epochs (default 12)")
+    ap.add_argument("--tta-rounds", type=int, default=1, help="time-to-accuracy runs per implementation (default 1)")
     ap.add_argument("--kokkos-build-dir", action="append", default=[], metavar="DIR",
                     help="a LAMINA_WITH_KOKKOS=ON build with bench_models_kokkos (repeatable)")
     ap.add_argument("--min-time", type=float, default=1.0, help="timed seconds per model run (default 1)")
@@ -525,17 +685,17 @@ def main(argv):
     ap.add_argument("--markdown", metavar="FILE", help="write the result tables as Markdown (for bench/RESULTS.md)")
     ap.add_argument("--json", metavar="FILE", help="write every measurement as JSON lines")
     opts = ap.parse_args(argv)
-    if opts.rounds < 1 or opts.max_retries < 0:
-        ap.error("--rounds must be >= 1 and --max-retries >= 0")
+    if opts.rounds < 1 or opts.max_retries < 0 or opts.tta_rounds < 1 or opts.tta_epochs < 1:
+        ap.error("--rounds, --tta-rounds and --tta-epochs must be >= 1 and --max-retries >= 0")
 
     if not os.path.isdir(opts.build_dir):
         raise BenchError(f"build directory {opts.build_dir} does not exist; see bench/README.md")
     progs = {n: find_program(opts.build_dir, n)
              for n in ("bench_models", "bench_models_serial", "bench_torch_models", "bench_gemm", "bench_conv",
-                       "bench_peak")}
+                       "bench_peak", "time_to_accuracy", "time_to_accuracy_torch")}
     started = datetime.datetime.now().astimezone()
     runner = Runner(opts)
-    model_rows = gemm_rows = conv_rows = kokkos_rows = threading_rows = []
+    model_rows = gemm_rows = conv_rows = kokkos_rows = threading_rows = batch1_rows = tta_rows = []
     peak_line = None
     if opts.only in (None, "gemm", "conv"):
         log("== fma peak")
@@ -543,6 +703,9 @@ def main(argv):
     if opts.only in (None, "models"):
         log("== models")
         model_rows = bench_models(runner, opts, progs)
+    if opts.only in (None, "batch1"):
+        log("== batch 1")
+        batch1_rows = bench_batch1(runner, opts, progs)
     if opts.only in (None, "threading"):
         log("== threading cost")
         threading_rows = bench_threading(runner, opts, progs)
@@ -557,8 +720,11 @@ def main(argv):
     if opts.only in (None, "conv"):
         log("== conv")
         conv_rows = bench_conv(runner, opts, progs)
+    if opts.only == "tta" or (opts.only is None and opts.tta):
+        log("== time to accuracy")
+        tta_rows = bench_tta(runner, opts, progs)
 
-    body = tables(model_rows, gemm_rows, conv_rows, kokkos_rows, threading_rows)
+    body = tables(model_rows, gemm_rows, conv_rows, kokkos_rows, threading_rows, batch1_rows, tta_rows)
     if runner.contaminated:
         note = (f"CONTAMINATED: {runner.contaminated} of {runner.runs} runs had other processes using more than "
                 f"{opts.busy_threshold:.2f} cores after {opts.max_retries} retries (worst {runner.max_others:.2f} "

@@ -25,3 +25,14 @@ if(NOT TARGET lamina::xsimd)
   set_target_properties(lamina_xsimd PROPERTIES EXPORT_NAME xsimd)
   target_include_directories(lamina_xsimd SYSTEM INTERFACE $<BUILD_INTERFACE:${_lamina_xsimd_inc}>)
 endif()
+
+# nlohmann-json is optional and never linked into lamina::lamina: include/lamina/io/safetensors.hpp
+# finds nlohmann-json's header with __has_include (only a call to its reader needs it). The switch
+# decides whether lamina's own safetensors test, fuzz harness and libtorch checks use it;
+# OFF makes them act as if it were absent (the test then reports itself skipped).
+find_package(nlohmann_json 3 QUIET)
+option(LAMINA_WITH_NLOHMANN_JSON "Build lamina's safetensors tests and tools with nlohmann-json (found: ${nlohmann_json_FOUND})"
+  ${nlohmann_json_FOUND})
+if(LAMINA_WITH_NLOHMANN_JSON AND NOT nlohmann_json_FOUND)
+  message(FATAL_ERROR "LAMINA_WITH_NLOHMANN_JSON is ON but nlohmann-json was not found (Debian: apt-get install nlohmann-json3-dev)")
+endif()

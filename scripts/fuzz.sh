@@ -2,7 +2,8 @@
 # Runs lamina's libFuzzer harnesses (tests/fuzz/) for longer than scripts/test.sh does.
 #
 #   scripts/fuzz.sh [seconds] [harness...]   each harness for `seconds` (default 600), in parallel;
-#                                            harnesses: checkpoint, idx (default: both)
+#                                            harnesses: checkpoint, idx, npy, safetensors (default: all;
+#                                            safetensors needs nlohmann-json)
 #
 # Builds only the harnesses with clang++-14 (LAMINA_CLANG_CXX) and -fsanitize=fuzzer,address,
 # undefined in build/fuzz (incremental), seeds them with tests/fuzz/corpus/ and keeps what they
@@ -16,7 +17,7 @@ cd "$ROOT"
 secs=600
 if [[ $# -gt 0 && "$1" =~ ^[0-9]+$ ]]; then secs=$1; shift; fi
 harnesses=("$@")
-[[ ${#harnesses[@]} -eq 0 ]] && harnesses=(checkpoint idx)
+[[ ${#harnesses[@]} -eq 0 ]] && harnesses=(checkpoint idx npy safetensors)
 for h in "${harnesses[@]}"; do
   [[ -f "tests/fuzz/fuzz_$h.cpp" ]] || { echo "fuzz.sh: no harness '$h' (tests/fuzz/fuzz_$h.cpp)" >&2; exit 2; }
 done

@@ -12,7 +12,10 @@ set -euo pipefail
 
 # libclang-rt-14-dev: libFuzzer and the sanitizer runtimes for clang-14 (the fuzz harnesses of
 # stage (c) and scripts/fuzz.sh); only recommended by clang-14, so --no-install-recommends skips it.
-packages=(cmake g++ make python3 libeigen3-dev libxsimd-dev catch2 zlib1g-dev clang-14 libclang-rt-14-dev)
+# nlohmann-json3-dev: the JSON parser of lamina's safetensors reader (optional for users; its
+# tests and fuzz harness need it).
+packages=(cmake g++ make python3 libeigen3-dev libxsimd-dev catch2 zlib1g-dev clang-14 libclang-rt-14-dev
+          nlohmann-json3-dev)
 bench_packages=(libtorch-dev libdnnl-dev libopenblas-dev libopenblas0-openmp)
 # Kokkos 3.4.1 (Serial) and its KokkosKernels (the backend's GEMM through KokkosBlas::gemm);
 # scripts/build_kokkos.sh builds an OpenMP Kokkos from Debian's sources

@@ -141,7 +141,7 @@ for s in "${stages[@]}"; do
       # -O0 -g1: compiling lamina's templates under ASan at -O1 takes ~3x longer (measured:
       # 190 s vs 60 s for test_layer_gradients.cpp) while the tests only run ~2x slower; -g1
       # keeps file:line in sanitizer reports at a fraction of -g's cost. Asserts stay on.
-      run_stage b "g++ ASan+UBSan -O0 -g1, tests" 600 build/ci-asan -LE "packaging|compile_fail" \
+      run_stage b "g++ ASan+UBSan -O0 -g1, tests" 600 build/ci-asan -LE "packaging|compile_fail|slow" \
         -- "${common[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="${LAMINA_ASAN_FLAGS:--O0 -g1}" \
            -DLAMINA_SANITIZE=ON -DLAMINA_BUILD_EXAMPLES=OFF -DLAMINA_BUILD_BENCH=OFF
       ;;

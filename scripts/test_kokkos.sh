@@ -26,7 +26,7 @@ variants=("$@")
 [[ ${#variants[@]} -eq 0 ]] && variants=(serial openmp)
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
-targets=(test_kokkos_kernels test_kokkos_models test_kokkos_no_host test_kokkos_blas mnist_mlp_kokkos mnist_lenet_kokkos readme_examples_kokkos)
+targets=(lamina_kokkos_tests mnist_mlp_kokkos mnist_lenet_kokkos readme_examples_kokkos)
 
 stage() {  # stage NAME KOKKOS_DIR KOKKOS_INCLUDE
   local name=$1 kdir=$2 kinc=$3 build="$ROOT/build/ci-kokkos-$1" t0=$SECONDS

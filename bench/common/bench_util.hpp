@@ -57,11 +57,26 @@ timing measure(const protocol& p, F&& f) {
     return t;
 }
 
-/// Peak resident set size of this process so far, in MiB (getrusage: ru_maxrss is KiB on Linux).
+/// Peak resident set size of this process so far, in MiB: VmHWM from /proc/self/status, which
+/// starts afresh at exec. Not getrusage's ru_maxrss where /proc is readable: Linux carries
+/// ru_maxrss across execve, so a program started by a Python runner (run_bench.py, ~17 MiB)
+/// would report at least the runner's peak. One model and phase per process for a clean peak:
+/// run_bench.py runs each row in a fresh process.
 inline double peak_rss_mb() {
+    if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
+        char line[256];
+        double kib = -1;
+        while (std::fgets(line, sizeof line, f))
+            if (std::strncmp(line, "VmHWM:", 6) == 0) {
+                kib = std::strtod(line + 6, nullptr);
+                break;
+            }
+        std::fclose(f);
+        if (kib >= 0) return kib / 1024.0;
+    }
     rusage u{};
     getrusage(RUSAGE_SELF, &u);
-    return static_cast<double>(u.ru_maxrss) / 1024.0;
+    return static_cast<double>(u.ru_maxrss) / 1024.0;  // KiB on Linux
 }
 
 /// One measurement, printed as one JSON line on stdout.
@@ -89,7 +104,9 @@ inline void emit(const record& r) {
                        "\",\"batch\":" + std::to_string(r.batch) + ",\"threads\":" + std::to_string(r.threads) +
                        ",\"phase\":\"" + json_escape(r.phase) + "\"";
     char buf[256];
-    std::snprintf(buf, sizeof buf, ",\"median_ms\":%.6g,\"min_ms\":%.6g", r.t.median_ms, r.t.min_ms);
+    // microseconds too: the batch-1 rows are latencies of tens of microseconds
+    std::snprintf(buf, sizeof buf, ",\"median_ms\":%.6g,\"min_ms\":%.6g,\"median_us\":%.6g,\"min_us\":%.6g",
+                  r.t.median_ms, r.t.min_ms, r.t.median_ms * 1e3, r.t.min_ms * 1e3);
     line += buf;
     if (r.images_per_s >= 0) {
         std::snprintf(buf, sizeof buf, ",\"images_per_s\":%.6g", r.images_per_s);

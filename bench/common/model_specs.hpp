@@ -1,10 +1,21 @@
-// lamina benchmarks: the two model definitions shared by bench_models (lamina) and
-// bench_torch_models (libtorch): names, batch sizes, shapes, parameter counts, the
+// lamina benchmarks: the model definitions shared by bench_models (lamina) and
+// bench_torch_models (libtorch): names, default batch sizes, shapes, parameter counts, the
 // optimizer and the synthetic data. Both programs build the same networks from this.
 //
-//   mlp    784-512-relu-512-relu-10, softmax cross-entropy, batch 128 (669,706 parameters)
-//   lenet5 1x28x28, conv5x5(6)-relu-maxpool2-conv5x5(16)-relu-maxpool2-fc120-relu-fc84-relu-fc10,
-//          batch 64 (44,426 parameters)
+//   mlp      784-512-relu-512-relu-10, softmax cross-entropy, batch 128 (669,706 parameters)
+//   lenet5   1x28x28, conv5x5(6)-relu-maxpool2-conv5x5(16)-relu-maxpool2-fc120-relu-fc84-relu-fc10,
+//            batch 64 (44,426 parameters)
+//   resnet20 3x32x32, CIFAR ResNet-20 (He et al. 2016, section 4.2): conv3x3(16)-bn-relu, three
+//            stages of three basic blocks (16, 32, 64 channels, stride 2 at stages 2 and 3),
+//            option-A shortcuts (stride-2 subsample, channels zero-padded equally on both
+//            sides), convolutions without bias, batch norm eps 1e-5 momentum 0.1, global
+//            average pool, linear 64->10; batch 32 (269,722 parameters)
+//   resnet50 3x224x224, ResNet-50 v1.5 as torchvision's: bottlenecks 3-4-6-3, the stride on the
+//            3x3 convolution, projection shortcuts (1x1 conv + batch norm), linear 2048->1000;
+//            batch 8 (25,557,032 parameters)
+//
+// `--batch N` overrides a model's batch (the batch-1 rows: a simulation calling its surrogate
+// once per cell).
 //
 // Training step: forward, loss, backward, SGD with momentum (lr 0.01, momentum 0.9, no
 // Nesterov, no weight decay). Inference: forward only.
@@ -22,24 +33,32 @@ namespace bench {
 struct model_spec {
     const char* name;
     const char* shape;  // input shape as reported in the JSON lines
-    std::size_t batch;
+    std::size_t batch;  // the default batch
     std::size_t input_size;
     std::size_t classes;
     std::size_t parameters;
+    std::size_t channels = 0, height = 0, width = 0;  // image input (0: a flat vector)
 };
 
 inline constexpr model_spec mlp_spec{"mlp", "784-512-512-10", 128, 784, 10, 669706};
-inline constexpr model_spec lenet5_spec{"lenet5", "1x28x28", 64, 784, 10, 44426};
+inline constexpr model_spec lenet5_spec{"lenet5", "1x28x28", 64, 784, 10, 44426, 1, 28, 28};
+inline constexpr model_spec resnet20_spec{"resnet20", "3x32x32", 32, 3 * 32 * 32, 10, 269722, 3, 32, 32};
+inline constexpr model_spec resnet50_spec{"resnet50", "3x224x224", 8, 3 * 224 * 224, 1000, 25557032, 3, 224, 224};
 inline constexpr double sgd_lr = 0.01, sgd_momentum = 0.9;
 
 /// Synthetic batch: inputs uniform in [-1, 1), labels 0..classes-1 (as float), fixed seeds.
+/// `batch` 0 means the model's default.
 struct synthetic_batch {
     std::vector<float> x, labels;
-    synthetic_batch(const model_spec& m, std::uint64_t seed = 42) : x(m.batch * m.input_size), labels(m.batch) {
+    std::size_t batch;
+    explicit synthetic_batch(const model_spec& m, std::size_t batch_ = 0, std::uint64_t seed = 42)
+        : batch(batch_ ? batch_ : m.batch) {
+        x.resize(batch * m.input_size);
+        labels.resize(batch);
         fill_random(x.data(), x.size(), seed);
-        std::vector<float> r(m.batch);
+        std::vector<float> r(batch);
         fill_random(r.data(), r.size(), seed + 1);
-        for (std::size_t i = 0; i < m.batch; ++i) {
+        for (std::size_t i = 0; i < batch; ++i) {
             auto c = static_cast<std::size_t>((r[i] + 1.0f) * 0.5f * static_cast<float>(m.classes));
             labels[i] = static_cast<float>(c < m.classes ? c : m.classes - 1);
         }
@@ -47,9 +66,22 @@ struct synthetic_batch {
 };
 
 inline const char* models_usage() {
-    return "options: --model mlp|lenet5|all  --phase train|infer|all  --threads N  --min-time S\n"
-           "         --warmup N (3)  --min-reps N (5)\n"
-           "prints one JSON line per measurement on stdout";
+    return "options: --model mlp|lenet5|resnet20|resnet50|all  --phase train|infer|all  --threads N\n"
+           "         --batch N (default: the model's, mlp 128, lenet5 64, resnet20 32, resnet50 8)\n"
+           "         --min-time S (1)  --warmup N (3)  --min-reps N (5)\n"
+           "prints one JSON line per measurement on stdout (notes on stderr)";
+}
+
+/// The --batch option: 0 (absent) means the model's default; otherwise a positive integer.
+inline std::size_t batch_option(const args& a) {
+    if (a.get("batch", "").empty()) return 0;
+    const double b = a.num("batch", 0);
+    if (b < 1 || b > 1e7 || b != static_cast<double>(static_cast<std::size_t>(b))) {
+        std::fprintf(stderr, "option --batch: '%s' is not a positive integer\n%s\n", a.get("batch", "").c_str(),
+                     models_usage());
+        std::exit(2);
+    }
+    return static_cast<std::size_t>(b);
 }
 
 inline protocol protocol_from(const args& a) {

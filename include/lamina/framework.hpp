@@ -13,6 +13,7 @@
 #include "layers/input.hpp"
 #include "layers/dense.hpp"
 #include "layers/conv2d.hpp"
+#include "layers/conv_transpose2d.hpp"
 #include "layers/pooling.hpp"
 #include "layers/flatten.hpp"
 #include "layers/dropout.hpp"
@@ -22,14 +23,22 @@
 #include "layers/merge.hpp"
 #include "layers/global_avg_pool.hpp"
 #include "layers/shortcut.hpp"
+#include "layers/layer_norm.hpp"
+#include "layers/gaussian_noise.hpp"
+#include "layers/upsample.hpp"
+#include "layers/zero_pad.hpp"
+#include "layers/vae_sampling.hpp"
 
 #include "network/sequential.hpp"
 #include "network/composites.hpp"
+#include "network/fold_batch_norm.hpp"
 #include "network/profiler.hpp"
 
 #include "losses/softmax_cross_entropy.hpp"
 #include "losses/mse.hpp"
 #include "losses/mae.hpp"
+#include "losses/per_output.hpp"
+#include "losses/binary_cross_entropy.hpp"
 
 #include "optimizers/sgd.hpp"
 #include "optimizers/adam.hpp"
@@ -39,6 +48,7 @@
 #include "data/dataset.hpp"
 #include "data/gzip_file.hpp"
 #include "data/idx.hpp"
+#include "data/image_transforms.hpp"
 
 #include "train/trainer.hpp"
 #include "train/progress_bar.hpp"

@@ -235,24 +235,36 @@ struct conv_geometry {
     std::size_t stride_h = 1, stride_w = 1;
     std::size_t pad_h = 0, pad_w = 0;
     std::size_t p = 0, q = 0;        // output height, width
+    std::size_t dilation_h = 1, dilation_w = 1;  // spacing of the kernel taps (1: adjacent)
+    // Channels and filters split into `groups` equal parts; filter k sees only the c/groups
+    // channels of its group k / (k/groups). Weights are [K][C/groups][R][S] as in PyTorch.
+    std::size_t groups = 1;
 
-    static constexpr std::size_t out_extent(std::size_t in, std::size_t kernel, std::size_t stride, std::size_t pad) {
-        return (in + 2 * pad - kernel) / stride + 1;
+    /// (in + 2 pad - dilation (kernel - 1) - 1) / stride + 1, PyTorch's Conv2d rule.
+    static constexpr std::size_t out_extent(std::size_t in, std::size_t kernel, std::size_t stride, std::size_t pad,
+                                            std::size_t dilation = 1) {
+        return (in + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1;
     }
     constexpr std::size_t input_size() const { return n * c * h * w; }
     constexpr std::size_t output_size() const { return n * k * p * q; }
-    constexpr std::size_t weight_size() const { return k * c * r * s; }
+    constexpr std::size_t weight_size() const { return k * (c / groups) * r * s; }
+    constexpr std::size_t group_channels() const { return c / groups; }
+    constexpr std::size_t group_filters() const { return k / groups; }
+    /// No groups and no dilation: the plain convolution every fast kernel serves.
+    constexpr bool plain() const { return groups == 1 && dilation_h == 1 && dilation_w == 1; }
 };
 
-/// Compile-time shape of one convolution layer (square stride and padding), passed by the
-/// conv2d layer as a trailing tag argument so that a backend can pick and specialise its
-/// kernel per layer at compile time (the runtime conv_geometry is passed as well).
+/// Compile-time shape of one convolution layer (square stride, padding and dilation), passed
+/// by the conv layers as a trailing tag argument so that a backend can pick and specialise
+/// its kernel per layer at compile time (the runtime conv_geometry is passed as well).
 template <std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-          std::size_t Stride, std::size_t Pad>
+          std::size_t Stride, std::size_t Pad, std::size_t Dilation = 1, std::size_t Groups = 1>
 struct conv_shape {
-    static constexpr std::size_t c = C, h = H, w = W, k = K, r = R, s = S, stride = Stride, pad = Pad;
-    static constexpr std::size_t p = conv_geometry::out_extent(H, R, Stride, Pad);
-    static constexpr std::size_t q = conv_geometry::out_extent(W, S, Stride, Pad);
+    static constexpr std::size_t c = C, h = H, w = W, k = K, r = R, s = S, stride = Stride, pad = Pad,
+                                 dilation = Dilation, groups = Groups;
+    static constexpr std::size_t p = conv_geometry::out_extent(H, R, Stride, Pad, Dilation);
+    static constexpr std::size_t q = conv_geometry::out_extent(W, S, Stride, Pad, Dilation);
+    static constexpr bool plain = Dilation == 1 && Groups == 1;
     static constexpr bool pointwise = R == 1 && S == 1 && Stride == 1 && Pad == 0;
 };
 
@@ -362,6 +374,16 @@ struct random_stream {
         auto b = bits(index);
         double u1 = (static_cast<double>(b.v[0]) + 1.0) * (1.0 / 4294967296.0);  // (0, 1]
         double u2 = static_cast<double>(b.v[1]) * (1.0 / 4294967296.0);
+        return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    }
+
+    /// Standard normal callable inside kernels on every backend (gaussian_noise, vae_sampling):
+    /// the same Box-Muller transform as normal(), which stays host-only because initialisation
+    /// must not change with a device math library's last bits. On host backends both agree.
+    LAMINA_HOST_DEVICE double gaussian(std::uint64_t index) const {
+        const philox4x32::block b = bits(index);
+        const double u1 = (static_cast<double>(b.v[0]) + 1.0) * (1.0 / 4294967296.0);  // (0, 1]: log is finite
+        const double u2 = static_cast<double>(b.v[1]) * (1.0 / 4294967296.0);
         return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
     }
 
@@ -981,27 +1003,40 @@ struct reference {
     }
 
     // ---- convolution: direct loops, no workspace ---------------------------------------------
+    // Groups G split the C channels and K filters into G parts: filter k belongs to group
+    // gi = k / (K/G) and sees channels gi*(C/G) + c for c < C/G; w is [K][C/G][R][S].
+    // Taps are dilation apart: tap (r, s) of output (p, q) reads input row p*sh + r*dh - ph and
+    // column q*sw + s*dw - pw (zero outside the image).
     template <class T>
     static std::size_t conv2d_workspace(const conv_geometry&) {
         return 0;
     }
-    /// y[n][k][p][q] = bias[k] + sum_{c,r,s} x[n][c][p*sh + r - ph][q*sw + s - pw] * w[k][c][r][s]
+    /// Helper of the conv kernels: the offset in x of the cell that tap (r, t) of output (p, q)
+    /// reads in channel c of image n; false when the cell lies in the zero padding.
+    static bool conv_input_cell(const conv_geometry& g, std::size_t n, std::size_t c, std::size_t p, std::size_t q,
+                                std::size_t r, std::size_t t, std::size_t& off) {
+        auto hh = static_cast<std::ptrdiff_t>(p * g.stride_h + r * g.dilation_h) - static_cast<std::ptrdiff_t>(g.pad_h);
+        auto ww = static_cast<std::ptrdiff_t>(q * g.stride_w + t * g.dilation_w) - static_cast<std::ptrdiff_t>(g.pad_w);
+        if (hh < 0 || ww < 0 || hh >= static_cast<std::ptrdiff_t>(g.h) || ww >= static_cast<std::ptrdiff_t>(g.w))
+            return false;
+        off = ((n * g.c + c) * g.h + static_cast<std::size_t>(hh)) * g.w + static_cast<std::size_t>(ww);
+        return true;
+    }
+    /// y[n][k][p][q] = bias[k] + sum_{c<C/G,r,s} x[n][gi*C/G + c][p*sh + r*dh - ph][q*sw + s*dw - pw] * w[k][c][r][s]
     template <class T>
     static void conv2d_forward(const context&, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y, T*) {
+        const std::size_t cg = g.group_channels(), kg = g.group_filters();
         for (std::size_t n = 0; n < g.n; ++n)
             for (std::size_t k = 0; k < g.k; ++k)
                 for (std::size_t p = 0; p < g.p; ++p)
                     for (std::size_t q = 0; q < g.q; ++q) {
                         T s = bias ? bias[k] : T(0);
-                        for (std::size_t c = 0; c < g.c; ++c)
+                        for (std::size_t c = 0; c < cg; ++c)
                             for (std::size_t r = 0; r < g.r; ++r)
                                 for (std::size_t t = 0; t < g.s; ++t) {
-                                    auto hh = static_cast<std::ptrdiff_t>(p * g.stride_h + r) - static_cast<std::ptrdiff_t>(g.pad_h);
-                                    auto ww = static_cast<std::ptrdiff_t>(q * g.stride_w + t) - static_cast<std::ptrdiff_t>(g.pad_w);
-                                    if (hh < 0 || ww < 0 || hh >= static_cast<std::ptrdiff_t>(g.h) || ww >= static_cast<std::ptrdiff_t>(g.w))
-                                        continue;
-                                    s += x[((n * g.c + c) * g.h + static_cast<std::size_t>(hh)) * g.w + static_cast<std::size_t>(ww)] *
-                                         w[((k * g.c + c) * g.r + r) * g.s + t];
+                                    std::size_t off;
+                                    if (!conv_input_cell(g, n, k / kg * cg + c, p, q, r, t, off)) continue;
+                                    s += x[off] * w[((k * cg + c) * g.r + r) * g.s + t];
                                 }
                         y[((n * g.k + k) * g.p + p) * g.q + q] = s;
                     }
@@ -1009,21 +1044,19 @@ struct reference {
     /// dx = conv2d^T(dy, w) (overwrites dx).
     template <class T>
     static void conv2d_backward_data(const context&, const conv_geometry& g, const T* dy, const T* w, T* dx, T*) {
+        const std::size_t cg = g.group_channels(), kg = g.group_filters();
         for (std::size_t i = 0; i < g.input_size(); ++i) dx[i] = 0;
         for (std::size_t n = 0; n < g.n; ++n)
             for (std::size_t k = 0; k < g.k; ++k)
                 for (std::size_t p = 0; p < g.p; ++p)
                     for (std::size_t q = 0; q < g.q; ++q) {
                         T d = dy[((n * g.k + k) * g.p + p) * g.q + q];
-                        for (std::size_t c = 0; c < g.c; ++c)
+                        for (std::size_t c = 0; c < cg; ++c)
                             for (std::size_t r = 0; r < g.r; ++r)
                                 for (std::size_t t = 0; t < g.s; ++t) {
-                                    auto hh = static_cast<std::ptrdiff_t>(p * g.stride_h + r) - static_cast<std::ptrdiff_t>(g.pad_h);
-                                    auto ww = static_cast<std::ptrdiff_t>(q * g.stride_w + t) - static_cast<std::ptrdiff_t>(g.pad_w);
-                                    if (hh < 0 || ww < 0 || hh >= static_cast<std::ptrdiff_t>(g.h) || ww >= static_cast<std::ptrdiff_t>(g.w))
-                                        continue;
-                                    dx[((n * g.c + c) * g.h + static_cast<std::size_t>(hh)) * g.w + static_cast<std::size_t>(ww)] +=
-                                        d * w[((k * g.c + c) * g.r + r) * g.s + t];
+                                    std::size_t off;
+                                    if (!conv_input_cell(g, n, k / kg * cg + c, p, q, r, t, off)) continue;
+                                    dx[off] += d * w[((k * cg + c) * g.r + r) * g.s + t];
                                 }
                     }
     }
@@ -1031,6 +1064,7 @@ struct reference {
     /// when db is not null (overwrites db).
     template <class T>
     static void conv2d_backward_weights(const context&, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db, T*) {
+        const std::size_t cg = g.group_channels(), kg = g.group_filters();
         for (std::size_t i = 0; i < g.weight_size(); ++i) dw[i] = 0;
         if (db)
             for (std::size_t k = 0; k < g.k; ++k) db[k] = 0;
@@ -1040,41 +1074,38 @@ struct reference {
                     for (std::size_t q = 0; q < g.q; ++q) {
                         T d = dy[((n * g.k + k) * g.p + p) * g.q + q];
                         if (db) db[k] += d;
-                        for (std::size_t c = 0; c < g.c; ++c)
+                        for (std::size_t c = 0; c < cg; ++c)
                             for (std::size_t r = 0; r < g.r; ++r)
                                 for (std::size_t t = 0; t < g.s; ++t) {
-                                    auto hh = static_cast<std::ptrdiff_t>(p * g.stride_h + r) - static_cast<std::ptrdiff_t>(g.pad_h);
-                                    auto ww = static_cast<std::ptrdiff_t>(q * g.stride_w + t) - static_cast<std::ptrdiff_t>(g.pad_w);
-                                    if (hh < 0 || ww < 0 || hh >= static_cast<std::ptrdiff_t>(g.h) || ww >= static_cast<std::ptrdiff_t>(g.w))
-                                        continue;
-                                    dw[((k * g.c + c) * g.r + r) * g.s + t] +=
-                                        d * x[((n * g.c + c) * g.h + static_cast<std::size_t>(hh)) * g.w + static_cast<std::size_t>(ww)];
+                                    std::size_t off;
+                                    if (!conv_input_cell(g, n, k / kg * cg + c, p, q, r, t, off)) continue;
+                                    dw[((k * cg + c) * g.r + r) * g.s + t] += d * x[off];
                                 }
                     }
     }
-
 
     /// The conv kernels may also be called with the layer's compile-time shape as a trailing
     /// tag (geometry.hpp's conv_shape) so that a backend can specialise per layer; the
     /// reference ignores it.
     template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-              std::size_t St, std::size_t Pd>
+              std::size_t St, std::size_t Pd, std::size_t Dl, std::size_t Gr>
     static void conv2d_forward(const context& ctx, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
-                               T* ws, conv_shape<C, H, W, K, R, S, St, Pd>) {
+                               T* ws, conv_shape<C, H, W, K, R, S, St, Pd, Dl, Gr>) {
         conv2d_forward(ctx, g, x, w, bias, y, ws);
     }
     template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-              std::size_t St, std::size_t Pd>
+              std::size_t St, std::size_t Pd, std::size_t Dl, std::size_t Gr>
     static void conv2d_backward_data(const context& ctx, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws,
-                                     conv_shape<C, H, W, K, R, S, St, Pd>) {
+                                     conv_shape<C, H, W, K, R, S, St, Pd, Dl, Gr>) {
         conv2d_backward_data(ctx, g, dy, w, dx, ws);
     }
     template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-              std::size_t St, std::size_t Pd>
+              std::size_t St, std::size_t Pd, std::size_t Dl, std::size_t Gr>
     static void conv2d_backward_weights(const context& ctx, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db,
-                                        T* ws, conv_shape<C, H, W, K, R, S, St, Pd>) {
+                                        T* ws, conv_shape<C, H, W, K, R, S, St, Pd, Dl, Gr>) {
         conv2d_backward_weights(ctx, g, x, dy, dw, db, ws);
     }
+
     // ---- dropout: element i is kept iff stream.uniform(i) >= p; mask holds 0 or 1/(1-p) ------
     template <class T>
     static void dropout_forward(const context&, const T* x, T* y, T* mask, std::size_t n, T p, random_stream stream) {
@@ -1148,6 +1179,11 @@ struct reference {
 // Backward weights: per image, with col = im2col(x) of shape [C*R*S][P*Q] (x itself for 1x1),
 //   dW += dy_n[K][PQ] * col^T.
 //
+// Grouped or dilated convolutions (conv_geometry::plain() false) take their own paths and leave
+// the ones above untouched: depthwise (one channel per group) by direct plane kernels
+// (conv_depthwise.hpp); any other group count by the per-image route above run per (image,
+// group), with an im2col that spaces the taps by the dilation.
+//
 // Per-image threading: with at least as many images as threads, images are split across
 // threads, each running the serial GEMM with its own im2col scratch (thread 0 uses the layer's
 // workspace, the others thread-local scratch); weight gradients are accumulated per thread and
@@ -1156,16 +1192,26 @@ struct reference {
 // counts.
 
 
-// ---- begin include/lamina/backends/host/conv_direct.hpp ----
-// lamina host backend: direct forward convolution for few output channels (stride 1).
+// ---- begin include/lamina/backends/host/conv_depthwise.hpp ----
+// lamina host backend: depthwise convolution (groups == C: one input channel per group,
+// K = C * multiplier filters), any stride, padding and dilation.
 //
-// With few filters (K <= 32: ResNet-20's 16/32, LeNet's 6/16), every implicit-im2col element
-// would be used only K times, so packing it costs as much as the arithmetic. This kernel reads
-// the input instead: each image is copied once into a zero-padded buffer (so the inner loop
-// has no bounds checks), then for a block of KB <= 6 filters and NV vectors of output columns
-// it keeps KB x NV accumulators in registers and, per tap (c, r, s), loads NV input vectors and
-// broadcasts KB weights. Images are split across threads; every output sums its taps in (c, r,
-// s) order whatever the thread count (bit-identical results).
+// An im2col + GEMM per channel would be a 1 x R*S by R*S x P*Q product: all packing, little
+// arithmetic. These kernels work on planes instead. Each input plane is copied once into a
+// zero-padded buffer whose columns are split by the stride's phase (depthwise_plane), so the
+// input a tap reads along an output row is one contiguous run at any stride and dilation, and
+// every tap of every output row is a vector axpy (forward, backward data into the padded
+// buffer) or dot product (weight gradient) without bounds checks. Threads own input planes
+// (n, c) with the multiplier filters reading them (forward, backward data) or channels
+// (weight gradient): no reduction between threads, results independent of the thread count.
+
+
+// ---- begin include/lamina/backends/host/pooling.hpp ----
+// lamina host backend: max and average pooling (NCHW). Work is split across threads by whole
+// (image, channel) planes, which never write to each other. Within a plane the valid window is
+// clipped once per output row/column, so the inner loops carry no bounds tests; windows are
+// tiny (2x2, 3x3), so these loops are bound by memory traffic rather than arithmetic, and
+// the scalar code visits cells in the reference's order (identical argmax ties and sums).
 
 
 // ---- begin include/lamina/backends/host/simd.hpp ----
@@ -1266,6 +1312,380 @@ inline constexpr int slot_partial = 3;
 
 }  // namespace lamina::host_detail
 // ---- end include/lamina/backends/host/simd.hpp ----
+
+
+namespace lamina::host_detail {
+
+/// Valid window rows [lo, hi) for output index o: o*stride + i - pad in [0, extent).
+inline void pool_window(std::size_t o, std::size_t stride, std::size_t pad, std::size_t k, std::size_t extent,
+                        std::size_t& lo, std::size_t& hi) {
+    const std::size_t start = o * stride;  // window cell i sits at start + i - pad
+    lo = start >= pad ? 0 : pad - start;
+    const std::size_t end = extent + pad;  // need start + i < extent + pad
+    hi = end > start ? std::min(k, end - start) : 0;
+    if (hi < lo) hi = lo;
+}
+
+inline std::size_t plane_grain(std::size_t plane_elems) {
+    return std::max<std::size_t>(1, elementwise_grain / std::max<std::size_t>(1, plane_elems));
+}
+
+/// Whether window cell v replaces the running max: strictly larger, or the first NaN (a NaN
+/// in the window makes the max NaN, as in PyTorch; the reference's rule).
+template <class T>
+inline bool wins(T v, T best) {
+    return v > best || (v != v && best == best);
+}
+
+/// The common 2x2, stride 2, unpadded window, unrolled (same visiting order and tie rule as
+/// the general loop: the first cell, then strictly greater ones).
+template <class T>
+inline void max_pool_planes_2x2(const pool_geometry& g, const T* x, T* y, std::int32_t* argmax, std::size_t lo,
+                                std::size_t hi) {
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        const T* xp = x + nc * g.h * g.w;
+        T* yp = y + nc * g.p * g.q;
+        std::int32_t* ap = argmax ? argmax + nc * g.p * g.q : nullptr;
+        for (std::size_t p = 0; p < g.p; ++p) {
+            const std::size_t row0 = 2 * p * g.w, row1 = row0 + g.w;
+            for (std::size_t q = 0; q < g.q; ++q) {
+                const std::size_t o0 = row0 + 2 * q, o1 = row1 + 2 * q;
+                T best = xp[o0];
+                std::size_t where = o0;
+                if (wins(xp[o0 + 1], best)) { best = xp[o0 + 1]; where = o0 + 1; }
+                if (wins(xp[o1], best)) { best = xp[o1]; where = o1; }
+                if (wins(xp[o1 + 1], best)) { best = xp[o1 + 1]; where = o1 + 1; }
+                yp[p * g.q + q] = best;
+                if (ap) ap[p * g.q + q] = static_cast<std::int32_t>(where);
+            }
+        }
+    }
+}
+
+template <class T>
+inline void max_pool_planes(const pool_geometry& g, const T* x, T* y, std::int32_t* argmax, std::size_t lo,
+                            std::size_t hi) {
+    if (g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0 &&
+        2 * g.p <= g.h && 2 * g.q <= g.w) {
+        max_pool_planes_2x2(g, x, y, argmax, lo, hi);
+        return;
+    }
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        const T* xp = x + nc * g.h * g.w;
+        T* yp = y + nc * g.p * g.q;
+        std::int32_t* ap = argmax ? argmax + nc * g.p * g.q : nullptr;
+        for (std::size_t p = 0; p < g.p; ++p) {
+            std::size_t i0, i1;
+            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
+            for (std::size_t q = 0; q < g.q; ++q) {
+                std::size_t j0, j1;
+                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
+                T best = -std::numeric_limits<T>::infinity();
+                std::int32_t where = -1;
+                for (std::size_t i = i0; i < i1; ++i) {
+                    const std::size_t row = (p * g.stride_h + i - g.pad_h) * g.w;
+                    for (std::size_t j = j0; j < j1; ++j) {
+                        const std::size_t off = row + q * g.stride_w + j - g.pad_w;
+                        const T v = xp[off];
+                        if (where < 0 || wins(v, best)) {
+                            best = v;
+                            where = static_cast<std::int32_t>(off);
+                        }
+                    }
+                }
+                yp[p * g.q + q] = best;
+                if (ap) ap[p * g.q + q] = where;
+            }
+        }
+    }
+}
+
+template <class T>
+inline void max_pool_backward_planes(const pool_geometry& g, const T* dy, const std::int32_t* argmax, T* dx,
+                                     std::size_t lo, std::size_t hi) {
+    std::memset(static_cast<void*>(dx + lo * g.h * g.w), 0, (hi - lo) * g.h * g.w * sizeof(T));
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        T* dxp = dx + nc * g.h * g.w;
+        const T* dyp = dy + nc * g.p * g.q;
+        const std::int32_t* ap = argmax + nc * g.p * g.q;
+        for (std::size_t o = 0; o < g.p * g.q; ++o)
+            if (ap[o] >= 0) dxp[static_cast<std::size_t>(ap[o])] += dyp[o];
+    }
+}
+
+template <class T>
+inline void avg_pool_planes(const pool_geometry& g, const T* x, T* y, std::size_t lo, std::size_t hi) {
+    const T inv = T(1) / static_cast<T>(g.kh * g.kw);
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        const T* xp = x + nc * g.h * g.w;
+        T* yp = y + nc * g.p * g.q;
+        for (std::size_t p = 0; p < g.p; ++p) {
+            std::size_t i0, i1;
+            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
+            for (std::size_t q = 0; q < g.q; ++q) {
+                std::size_t j0, j1;
+                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
+                T s = 0;
+                for (std::size_t i = i0; i < i1; ++i) {
+                    const T* row = xp + (p * g.stride_h + i - g.pad_h) * g.w + (q * g.stride_w + j0 - g.pad_w);
+                    for (std::size_t j = 0; j < j1 - j0; ++j) s += row[j];
+                }
+                yp[p * g.q + q] = s * inv;
+            }
+        }
+    }
+}
+
+template <class T>
+inline void avg_pool_backward_planes(const pool_geometry& g, const T* dy, T* dx, std::size_t lo, std::size_t hi) {
+    const T inv = T(1) / static_cast<T>(g.kh * g.kw);
+    std::memset(static_cast<void*>(dx + lo * g.h * g.w), 0, (hi - lo) * g.h * g.w * sizeof(T));
+    for (std::size_t nc = lo; nc < hi; ++nc) {
+        T* dxp = dx + nc * g.h * g.w;
+        const T* dyp = dy + nc * g.p * g.q;
+        for (std::size_t p = 0; p < g.p; ++p) {
+            std::size_t i0, i1;
+            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
+            for (std::size_t q = 0; q < g.q; ++q) {
+                std::size_t j0, j1;
+                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
+                const T d = dyp[p * g.q + q] * inv;
+                for (std::size_t i = i0; i < i1; ++i) {
+                    T* row = dxp + (p * g.stride_h + i - g.pad_h) * g.w + (q * g.stride_w + j0 - g.pad_w);
+                    for (std::size_t j = 0; j < j1 - j0; ++j) row[j] += d;
+                }
+            }
+        }
+    }
+}
+
+}  // namespace lamina::host_detail
+// ---- end include/lamina/backends/host/pooling.hpp ----
+
+
+namespace lamina::host_detail {
+
+/// Output positions q in [lo, hi) whose input column q*stride + s - pad lies in [0, extent)
+/// (s is the tap's offset, s * dilation; conv.hpp's im2col and col2im use it too).
+inline void conv_valid_range(std::size_t s, std::size_t stride, std::size_t pad, std::size_t extent, std::size_t outs,
+                             std::size_t& lo, std::size_t& hi) {
+    lo = s >= pad ? 0 : (pad - s + stride - 1) / stride;
+    hi = extent + pad > s ? std::min(outs, (extent + pad - s + stride - 1) / stride) : 0;
+    if (hi < lo) hi = lo;
+}
+
+/// One input channel per group: the depthwise kernels serve g.
+inline bool conv_is_depthwise(const conv_geometry& g) { return g.groups > 1 && g.groups == g.c; }
+
+/// out[i] += a * in[i] for i < n.
+template <class T>
+inline void depthwise_axpy(T* out, const T* in, T a, std::size_t n) {
+    using V = vec<T>;
+    constexpr std::size_t W = vec_size<T>;
+    const V va(a);
+    std::size_t i = 0;
+    for (; i + W <= n; i += W) xsimd::fma(va, V::load_unaligned(in + i), V::load_unaligned(out + i)).store_unaligned(out + i);
+    for (; i < n; ++i) out[i] += a * in[i];
+}
+
+inline constexpr int slot_depthwise_plane = 46;  // one padded, phase-split plane (each thread)
+inline constexpr int slot_depthwise_acc = 47;    // one channel's weight-gradient sums (each thread)
+inline constexpr int slot_depthwise_taps = 48;   // the taps' offsets in the plane (each thread)
+
+/// One zero-padded plane with its columns split by the stride's phase, so that the columns
+/// one tap reads along an output row, q * sw + off for q = 0, 1, ..., are contiguous: padded
+/// row h, phase f holds padded columns f, f + sw, f + 2 sw, ... at [(h * sw + f) * len + j].
+/// Output row p's run for tap (r, s) starts at p * row_step + tap(r, s).
+struct depthwise_plane {
+    std::size_t hp, wp, sw, len, row_step, slack;
+    depthwise_plane(const conv_geometry& g, std::size_t vector)
+        : hp(g.h + 2 * g.pad_h), wp(g.w + 2 * g.pad_w), sw(g.stride_w), len((wp + sw - 1) / sw),
+          row_step(g.stride_h * sw * len), slack(vector) {}
+    /// Elements to allocate: the plane, then zeros that whole-vector reads past a run's end
+    /// (forward only; those lanes are discarded) may touch.
+    std::size_t size() const { return hp * sw * len + slack; }
+    std::size_t at(std::size_t h, std::size_t off) const { return (h * sw + off % sw) * len + off / sw; }
+    /// taps[r * S + s] = the start of tap (r, s)'s run for output row 0.
+    void taps(const conv_geometry& g, std::size_t* t) const {
+        for (std::size_t r = 0; r < g.r; ++r)
+            for (std::size_t s = 0; s < g.s; ++s) t[r * g.s + s] = at(r * g.dilation_h, s * g.dilation_w);
+    }
+};
+
+/// buf = the padded, phase-split copy of the input plane x.
+template <class T>
+inline void depthwise_pack(const conv_geometry& g, const depthwise_plane& l, const T* x, T* buf) {
+    std::fill(buf, buf + l.size(), T(0));
+    for (std::size_t h = 0; h < g.h; ++h) {
+        const T* in = x + h * g.w;
+        T* row = buf + (h + g.pad_h) * l.sw * l.len;
+        if (l.sw == 1) {
+            std::copy(in, in + g.w, row + g.pad_w);
+            continue;
+        }
+        for (std::size_t f = 0; f < l.sw; ++f) {  // the input columns w with (w + pad) % sw == f
+            const std::size_t w0 = (f + l.sw - g.pad_w % l.sw) % l.sw;
+            T* out = row + f * l.len + (w0 + g.pad_w) / l.sw;
+            for (std::size_t w = w0, j = 0; w < g.w; w += l.sw, ++j) out[j] = in[w];
+        }
+    }
+}
+
+/// n <= NV * W outputs of one row: the accumulators stay in registers over all taps (whole
+/// vectors are read; lanes past n are discarded).
+template <std::size_t NV, class T>
+inline void depthwise_row_chunk(const T* base, const std::size_t* taps, const T* wk, std::size_t rs, T bias, T* out,
+                                std::size_t n) {
+    using V = vec<T>;
+    constexpr std::size_t W = vec_size<T>;
+    V acc[NV];
+    for (std::size_t v = 0; v < NV; ++v) acc[v] = V(bias);
+    for (std::size_t e = 0; e < rs; ++e) {
+        const V wv(wk[e]);
+        const T* in = base + taps[e];
+        for (std::size_t v = 0; v < NV; ++v) acc[v] = xsimd::fma(wv, V::load_unaligned(in + v * W), acc[v]);
+    }
+    if (n == NV * W) {
+        for (std::size_t v = 0; v < NV; ++v) acc[v].store_unaligned(out + v * W);
+    } else {
+        alignas(64) T t[NV * W];
+        for (std::size_t v = 0; v < NV; ++v) acc[v].store_aligned(t + v * W);
+        std::copy(t, t + n, out);
+    }
+}
+
+/// va (vector part) and tail (scalar part) += sum of a[i] * b[i] for i < n.
+template <class T>
+inline void depthwise_dot(const T* a, const T* b, std::size_t n, vec<T>& va, T& tail) {
+    using V = vec<T>;
+    constexpr std::size_t W = vec_size<T>;
+    std::size_t i = 0;
+    for (; i + W <= n; i += W) va = xsimd::fma(V::load_unaligned(a + i), V::load_unaligned(b + i), va);
+    for (; i < n; ++i) tail += a[i] * b[i];
+}
+
+/// y = depthwise conv(x, w) + bias. Threads own input planes (n, c) and compute the
+/// multiplier output planes that read it from one padded copy, row by row in register tiles
+/// of up to 4 vectors.
+template <class T>
+inline void conv_forward_depthwise(thread_pool& pool, const conv_geometry& g, const T* x, const T* w, const T* bias,
+                                   T* y) {
+    constexpr std::size_t W = vec_size<T>;
+    const std::size_t mult = g.k / g.c, hw = g.h * g.w, pq = g.p * g.q, rs = g.r * g.s;
+    const depthwise_plane l(g, W);
+    parallel_range(pool, g.n * g.c, plane_grain(mult * pq * rs), [&](std::size_t lo, std::size_t hi) {
+        T* buf = thread_scratch<T, slot_depthwise_plane>(l.size());
+        std::size_t* taps = thread_scratch<std::size_t, slot_depthwise_taps>(rs);
+        l.taps(g, taps);
+        for (std::size_t nc = lo; nc < hi; ++nc) {
+            depthwise_pack(g, l, x + nc * hw, buf);
+            for (std::size_t k = nc % g.c * mult; k < (nc % g.c + 1) * mult; ++k) {
+                const T* wk = w + k * rs;
+                const T b = bias ? bias[k] : T(0);
+                T* yk = y + (nc / g.c * g.k + k) * pq;
+                for (std::size_t p = 0; p < g.p; ++p) {
+                    const T* base = buf + p * l.row_step;
+                    T* out = yk + p * g.q;
+                    std::size_t q0 = 0;
+                    for (; q0 + 4 * W <= g.q; q0 += 4 * W) depthwise_row_chunk<4>(base + q0, taps, wk, rs, b, out + q0, 4 * W);
+                    const std::size_t n = g.q - q0;
+                    switch ((n + W - 1) / W) {
+                        case 0: break;
+                        case 1: depthwise_row_chunk<1>(base + q0, taps, wk, rs, b, out + q0, n); break;
+                        case 2: depthwise_row_chunk<2>(base + q0, taps, wk, rs, b, out + q0, n); break;
+                        case 3: depthwise_row_chunk<3>(base + q0, taps, wk, rs, b, out + q0, n); break;
+                        default: depthwise_row_chunk<4>(base + q0, taps, wk, rs, b, out + q0, n); break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// dx = depthwise conv^T(dy, w) (overwrites dx): each input plane gathers its multiplier
+/// filters' scatters (vector axpys) into a padded, phase-split plane, then its interior is
+/// copied out.
+template <class T>
+inline void conv_backward_data_depthwise(thread_pool& pool, const conv_geometry& g, const T* dy, const T* w, T* dx) {
+    const std::size_t mult = g.k / g.c, hw = g.h * g.w, pq = g.p * g.q, rs = g.r * g.s;
+    const depthwise_plane l(g, vec_size<T>);
+    parallel_range(pool, g.n * g.c, plane_grain(mult * pq * rs), [&](std::size_t lo, std::size_t hi) {
+        T* buf = thread_scratch<T, slot_depthwise_plane>(l.size());
+        std::size_t* taps = thread_scratch<std::size_t, slot_depthwise_taps>(rs);
+        l.taps(g, taps);
+        for (std::size_t nc = lo; nc < hi; ++nc) {
+            std::fill(buf, buf + l.size(), T(0));
+            for (std::size_t k = nc % g.c * mult; k < (nc % g.c + 1) * mult; ++k) {
+                const T* wk = w + k * rs;
+                const T* dyk = dy + (nc / g.c * g.k + k) * pq;
+                for (std::size_t p = 0; p < g.p; ++p) {
+                    T* base = buf + p * l.row_step;
+                    for (std::size_t e = 0; e < rs; ++e) depthwise_axpy(base + taps[e], dyk + p * g.q, wk[e], g.q);
+                }
+            }
+            T* dxc = dx + nc * hw;
+            for (std::size_t h = 0; h < g.h; ++h) {
+                const T* row = buf + (h + g.pad_h) * l.sw * l.len;
+                T* out = dxc + h * g.w;
+                if (l.sw == 1) {
+                    std::copy(row + g.pad_w, row + g.pad_w + g.w, out);
+                    continue;
+                }
+                for (std::size_t f = 0; f < l.sw; ++f) {
+                    const std::size_t w0 = (f + l.sw - g.pad_w % l.sw) % l.sw;
+                    const T* in = row + f * l.len + (w0 + g.pad_w) / l.sw;
+                    for (std::size_t v = w0, j = 0; v < g.w; v += l.sw, ++j) out[v] = in[j];
+                }
+            }
+        }
+    });
+}
+
+/// dw[k][r][s] = sum over n, p, q of dy[n][k][p][q] * x[n][k / mult][tap] (overwrites dw).
+/// Threads own channels (the multiplier filters reading one): no reduction between threads.
+template <class T>
+inline void conv_backward_weights_depthwise(thread_pool& pool, const conv_geometry& g, const T* x, const T* dy, T* dw) {
+    const std::size_t mult = g.k / g.c, hw = g.h * g.w, pq = g.p * g.q, rs = g.r * g.s;
+    const depthwise_plane l(g, vec_size<T>);
+    parallel_range(pool, g.c, plane_grain(g.n * mult * pq * rs), [&](std::size_t lo, std::size_t hi) {
+        T* buf = thread_scratch<T, slot_depthwise_plane>(l.size());
+        T* acc = thread_scratch<T, slot_depthwise_acc>(mult * rs);
+        std::size_t* taps = thread_scratch<std::size_t, slot_depthwise_taps>(rs);
+        l.taps(g, taps);
+        for (std::size_t c = lo; c < hi; ++c) {
+            std::fill(acc, acc + mult * rs, T(0));
+            for (std::size_t n = 0; n < g.n; ++n) {
+                depthwise_pack(g, l, x + (n * g.c + c) * hw, buf);
+                for (std::size_t m = 0; m < mult; ++m) {
+                    const T* dyk = dy + (n * g.k + c * mult + m) * pq;
+                    for (std::size_t e = 0; e < rs; ++e) {
+                        vec<T> va(T(0));
+                        T tail = 0;
+                        for (std::size_t p = 0; p < g.p; ++p)
+                            depthwise_dot(dyk + p * g.q, buf + p * l.row_step + taps[e], g.q, va, tail);
+                        acc[m * rs + e] += hsum(va) + tail;
+                    }
+                }
+            }
+            std::copy(acc, acc + mult * rs, dw + c * mult * rs);
+        }
+    });
+}
+
+}  // namespace lamina::host_detail
+// ---- end include/lamina/backends/host/conv_depthwise.hpp ----
+
+// ---- begin include/lamina/backends/host/conv_direct.hpp ----
+// lamina host backend: direct forward convolution for few output channels (stride 1).
+//
+// With few filters (K <= 32: ResNet-20's 16/32, LeNet's 6/16), every implicit-im2col element
+// would be used only K times, so packing it costs as much as the arithmetic. This kernel reads
+// the input instead: each image is copied once into a zero-padded buffer (so the inner loop
+// has no bounds checks), then for a block of KB <= 6 filters and NV vectors of output columns
+// it keeps KB x NV accumulators in registers and, per tap (c, r, s), loads NV input vectors and
+// broadcasts KB weights. Images are split across threads; every output sums its taps in (c, r,
+// s) order whatever the thread count (bit-identical results).
+
 
 
 namespace lamina::host_detail {
@@ -1598,7 +2018,8 @@ inline T contiguous_sum(const T* x, std::size_t n) {
     }
     for (; i + W <= n; i += W) a0 += load(x + i);
     T s = hsum(a0 + a1);
-    for (; i < n; ++i) s += x[i];
+    const std::size_t rem = n - i;  // < W; a bounded count (GCC 12's false -Waggressive-loop-optimizations)
+    for (std::size_t k = 0; k < rem && k < W; ++k) s += x[i + k];
     return s;
 }
 
@@ -1619,9 +2040,13 @@ inline T contiguous_sum(const T* x, std::size_t n) {
 // Slices are whole micro-tiles and never take the small path, so every C element is
 // accumulated in the same order whatever the thread count: results are bit-identical across
 // thread counts.
+//
+// GEMV: op(A) B^T with at most 4 rows of A (a dense layer's forward at batch 1..4) skips the
+// packing, which would copy all of B on every call, and streams B's rows once in place
+// (gemv_bt, below; also bit-identical across thread counts).
 
 #include <type_traits>
-#if defined(__AVX__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -1702,7 +2127,9 @@ inline void gemm_pack_b_panel_t(const T* b, std::size_t ldb, std::size_t nr, std
         }
     }
 #endif
-    for (std::size_t p = p0; p < kc; ++p)
+    // kc <= KC always; the bound says so to GCC 12, which otherwise misjudges the trip count after
+    // inlining (a false -Waggressive-loop-optimizations).
+    for (std::size_t p = p0; p < kc && p < gemm_blocking<T>::KC; ++p)
         for (std::size_t c = 0; c < NR; ++c) d[p * NR + c] = c < nr ? b[c * ldb + p] : T(0);
 }
 
@@ -1880,11 +2307,155 @@ inline void gemm_micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std:
         }
 }
 
-/// Direct path for tiny problems (dense layers at batch 1, small convolutions).
+// ---- row dots: C = op(A) B^T for few rows of A (GEMV) and the small path ------------------------
+//
+// With B transposed (a dense layer's weights, [out][in]) every C element is the dot product of a
+// row of A with a row of B, both contiguous: B's own layout is already the one a matrix-vector
+// product streams, so nothing is packed (no copy of the weights, nothing to refresh after a
+// training step). gemv_bt_block computes MB rows of A against R rows of B with MB * R vector
+// accumulators, so each row of B is read once for all MB rows of A. Every C element is summed
+// in one fixed order whatever the blocking, the thread split or the number of rows: vector
+// partial sums over K in steps of W, reduced as hsum does (halving), then the K % W tail in
+// order. So one sample's output does not depend on the batch it is computed in (up to 4 rows
+// here and on the small path, which shares this code).
+
+/// s = s + a * b, as one fused operation where the target has FMA (the same rounding in every
+/// caller: a compiler contracts a plain `s += a * b` or not depending on the context).
+template <class T>
+inline T fma_scalar(T a, T b, T s) {
+#if defined(__FMA__) || defined(__AVX512F__)
+    return std::fma(a, b, s);
+#else
+    return s + a * b;
+#endif
+}
+
+/// hsum of four vectors at once, each summed in hsum's (halving) order, into out[0..3]: the
+/// 256/512-bit halves are folded onto 128 bits, then a 4x4 transpose adds the lanes.
+template <class T>
+inline void hsum4(const vec<T>& a, const vec<T>& b, const vec<T>& c, const vec<T>& d, T* out) {
+#if defined(__SSE2__)
+    if constexpr (std::is_same<T, float>::value) {
+        // xsimd's float batch is the widest the target has: 16 lanes with AVX-512, 8 with AVX.
+        auto fold = [](const vec<float>& v) -> __m128 {
+#if defined(__AVX512F__)
+            static_assert(vec_size<float> == 16, "hsum4: AVX-512 float batches have 16 lanes");
+            const __m512 x = v;
+            const __m256 lo = _mm512_castps512_ps256(x);
+            const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1));
+            const __m256 h = _mm256_add_ps(lo, hi);
+            return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+#elif defined(__AVX__)
+            static_assert(vec_size<float> == 8, "hsum4: AVX float batches have 8 lanes");
+            const __m256 x = v;
+            return _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+#else
+            static_assert(vec_size<float> == 4, "hsum4: SSE float batches have 4 lanes");
+            return v;
+#endif
+        };
+        __m128 r0 = fold(a), r1 = fold(b), r2 = fold(c), r3 = fold(d);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // r_j = lane j of a, b, c, d
+        _mm_storeu_ps(out, _mm_add_ps(_mm_add_ps(r0, r2), _mm_add_ps(r1, r3)));
+        return;
+    }
+#endif
+    out[0] = hsum(a);
+    out[1] = hsum(b);
+    out[2] = hsum(c);
+    out[3] = hsum(d);
+}
+
+/// s[m * R + r] = sum over p < K of A[m * lda + p] * B[r * ldb + p], for m < MB, r < R.
+template <class T, std::size_t MB, std::size_t R>
+inline void gemv_bt_block(std::size_t K, const T* A, std::size_t lda, const T* B, std::size_t ldb, T* s) {
+    using V = vec<T>;
+    constexpr std::size_t W = vec_size<T>, NA = MB * R, NG = (NA + 3) / 4 * 4;
+    V acc[NG];
+    for (std::size_t i = 0; i < NG; ++i) acc[i] = V(T(0));
+    std::size_t p = 0;
+    for (; p + W <= K; p += W) {
+        V a[MB];
+        for (std::size_t m = 0; m < MB; ++m) a[m] = load(A + m * lda + p);
+        for (std::size_t r = 0; r < R; ++r) {
+            const V b = load(B + r * ldb + p);
+            for (std::size_t m = 0; m < MB; ++m) acc[m * R + r] = xsimd::fma(a[m], b, acc[m * R + r]);
+        }
+    }
+    alignas(16) T sums[NG];
+    for (std::size_t g = 0; g < NG; g += 4) hsum4(acc[g], acc[g + 1], acc[g + 2], acc[g + 3], sums + g);
+    const std::size_t rem = K - p;  // < W
+    for (std::size_t m = 0; m < MB; ++m)
+        for (std::size_t r = 0; r < R; ++r) {
+            T v = sums[m * R + r];
+            const T* a = A + m * lda + p;
+            const T* b = B + r * ldb + p;
+            for (std::size_t t = 0; t < rem && t < W; ++t) v = fma_scalar(a[t], b[t], v);
+            s[m * R + r] = v;
+        }
+}
+
+/// C[m][j] = alpha * s + beta * C[m][j] (C not read when beta == 0).
+template <class T>
+inline void gemv_store(T* c, T s, T alpha, T beta) {
+    *c = beta == T(0) ? alpha * s : fma_scalar(alpha, s, beta * *c);
+}
+
+/// Rows of B handled together for MB rows of A: MB * R accumulators plus MB + 1 loaded vectors
+/// fit 16 vector registers (AVX2, SSE2).
+template <std::size_t MB>
+inline constexpr std::size_t gemv_rows_of_b = MB == 1 ? 8 : MB <= 3 ? 4 : 2;
+
+/// C[m][j] for m < MB and j in [n0, n1): blocks of R rows of B, then smaller blocks for the rest.
+template <class T, std::size_t MB>
+inline void gemv_bt_range(std::size_t n0, std::size_t n1, std::size_t K, T alpha, const T* A, std::size_t lda,
+                          const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
+    constexpr std::size_t R = gemv_rows_of_b<MB>;
+    T s[MB * R];
+    std::size_t j = n0;
+    auto put = [&](std::size_t j0, std::size_t r_count) {
+        for (std::size_t m = 0; m < MB; ++m)
+            for (std::size_t r = 0; r < r_count; ++r) gemv_store(C + m * ldc + j0 + r, s[m * r_count + r], alpha, beta);
+    };
+    for (; j + R <= n1; j += R) {
+        gemv_bt_block<T, MB, R>(K, A, lda, B + j * ldb, ldb, s);
+        put(j, R);
+    }
+    if constexpr (R > 4) {
+        for (; j + 4 <= n1; j += 4) {
+            gemv_bt_block<T, MB, 4>(K, A, lda, B + j * ldb, ldb, s);
+            put(j, 4);
+        }
+    }
+    for (; j < n1; ++j) {
+        gemv_bt_block<T, MB, 1>(K, A, lda, B + j * ldb, ldb, s);
+        put(j, 1);
+    }
+}
+
+/// C[0..M)[n0..n1) = alpha * A B^T + beta * C for any M, four rows of A at a time.
+template <class T>
+inline void gemv_bt_rows(std::size_t M, std::size_t n0, std::size_t n1, std::size_t K, T alpha, const T* A,
+                         std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
+    std::size_t m = 0;
+    for (; m + 4 <= M; m += 4) gemv_bt_range<T, 4>(n0, n1, K, alpha, A + m * lda, lda, B, ldb, beta, C + m * ldc, ldc);
+    switch (M - m) {
+        case 3: gemv_bt_range<T, 3>(n0, n1, K, alpha, A + m * lda, lda, B, ldb, beta, C + m * ldc, ldc); break;
+        case 2: gemv_bt_range<T, 2>(n0, n1, K, alpha, A + m * lda, lda, B, ldb, beta, C + m * ldc, ldc); break;
+        case 1: gemv_bt_range<T, 1>(n0, n1, K, alpha, A + m * lda, lda, B, ldb, beta, C + m * ldc, ldc); break;
+        default: break;
+    }
+}
+
+/// Direct path for tiny problems (small dense layers, small convolutions).
 template <class T>
 inline void gemm_small(transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
                        std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
     constexpr std::size_t W = vec_size<T>;
+    if (ta == transpose::no && tb == transpose::yes) {  // row dots, in the GEMV's order
+        gemv_bt_rows(M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     for (std::size_t i = 0; i < M; ++i) {
         T* c = C + i * ldc;
         if (tb == transpose::no) {
@@ -1903,24 +2474,42 @@ inline void gemm_small(transpose ta, transpose tb, std::size_t M, std::size_t N,
                 // inlining (a false -Waggressive-loop-optimizations).
                 for (std::size_t t = 0, rem = N - j; t < rem && t < W; ++t) c[j + t] += av * b[j + t];
             }
-        } else {
+        } else {  // both transposed
             for (std::size_t j = 0; j < N; ++j) {
                 const T* b = B + j * ldb;
                 T s = 0;
-                if (ta == transpose::no) {
-                    const T* a = A + i * lda;
-                    vec<T> acc(T(0));
-                    std::size_t p = 0;
-                    for (; p + W <= K; p += W) acc = xsimd::fma(load(a + p), load(b + p), acc);
-                    s = hsum(acc);
-                    for (std::size_t t = 0, rem = K - p; t < rem && t < W; ++t) s += a[p + t] * b[p + t];
-                } else {
-                    for (std::size_t p = 0; p < K; ++p) s += A[p * lda + i] * b[p];
-                }
+                for (std::size_t p = 0; p < K; ++p) s += A[p * lda + i] * b[p];
                 c[j] = alpha * s + (beta == T(0) ? T(0) : beta * c[j]);
             }
         }
     }
+}
+
+/// At most this many rows of op(A) take the GEMV path (gemv_bt) instead of the packed GEMM:
+/// each group of 4 rows streams B once, where packing would copy all of B on every call.
+inline constexpr std::size_t gemv_max_rows = 4;
+// Below this many multiply-adds a GEMV stays on the calling thread (it streams B at memory
+// speed: 64K multiply-adds are 256 KiB of float weights, a few microseconds).
+inline constexpr std::size_t gemv_parallel_macs = 1u << 16;
+
+/// C = act(alpha * A B^T + beta * C + bias) for few rows of A (a dense layer's forward at batch
+/// 1..4): the rows of B (outputs) are split across the pool's threads in blocks of 8, each
+/// thread streaming its own rows of B once. Bitwise the same at every thread count.
+template <class T>
+inline void gemv_bt(thread_pool* pool, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
+                    std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc,
+                    const gemm_epilogue<T>& ep) {
+    constexpr std::size_t block = 8;
+    auto slice = [&](std::size_t n0, std::size_t n1) {
+        gemv_bt_rows(M, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm_apply_epilogue(ep.shifted(n0), C + n0, ldc, M, n1 - n0);  // the slice, still in L1
+    };
+    const std::size_t units = (N + block - 1) / block;
+    if (!pool || pool->size() == 1 || units < 2 || M * N * K < gemv_parallel_macs) {
+        slice(0, N);
+        return;
+    }
+    pool->parallel_for(units, [&](std::size_t lo, std::size_t hi) { slice(lo * block, std::min(N, hi * block)); });
 }
 
 template <class T>
@@ -1978,6 +2567,10 @@ inline void gemm_parallel(thread_pool* pool, transpose ta, transpose tb, std::si
                           T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
                           std::size_t ldc, const gemm_epilogue<T>& ep = {}) {
     using blk = gemm_blocking<T>;
+    if (ta == transpose::no && tb == transpose::yes && M <= gemv_max_rows && M > 0 && N > 0 && K > 0) {
+        gemv_bt(pool, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+        return;
+    }
     if (!pool || pool->size() == 1 || M * N * K < gemm_parallel_flops) {
         gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, true, ep);
         return;
@@ -2296,163 +2889,6 @@ inline void conv_backward_data_igemm(thread_pool* pool, const conv_geometry& g, 
 }  // namespace lamina::host_detail
 // ---- end include/lamina/backends/host/conv_igemm.hpp ----
 
-// ---- begin include/lamina/backends/host/pooling.hpp ----
-// lamina host backend: max and average pooling (NCHW). Work is split across threads by whole
-// (image, channel) planes, which never write to each other. Within a plane the valid window is
-// clipped once per output row/column, so the inner loops carry no bounds tests; windows are
-// tiny (2x2, 3x3), so these loops are bound by memory traffic rather than arithmetic, and
-// the scalar code visits cells in the reference's order (identical argmax ties and sums).
-
-
-
-namespace lamina::host_detail {
-
-/// Valid window rows [lo, hi) for output index o: o*stride + i - pad in [0, extent).
-inline void pool_window(std::size_t o, std::size_t stride, std::size_t pad, std::size_t k, std::size_t extent,
-                        std::size_t& lo, std::size_t& hi) {
-    const std::size_t start = o * stride;  // window cell i sits at start + i - pad
-    lo = start >= pad ? 0 : pad - start;
-    const std::size_t end = extent + pad;  // need start + i < extent + pad
-    hi = end > start ? std::min(k, end - start) : 0;
-    if (hi < lo) hi = lo;
-}
-
-inline std::size_t plane_grain(std::size_t plane_elems) {
-    return std::max<std::size_t>(1, elementwise_grain / std::max<std::size_t>(1, plane_elems));
-}
-
-/// Whether window cell v replaces the running max: strictly larger, or the first NaN (a NaN
-/// in the window makes the max NaN, as in PyTorch; the reference's rule).
-template <class T>
-inline bool wins(T v, T best) {
-    return v > best || (v != v && best == best);
-}
-
-/// The common 2x2, stride 2, unpadded window, unrolled (same visiting order and tie rule as
-/// the general loop: the first cell, then strictly greater ones).
-template <class T>
-inline void max_pool_planes_2x2(const pool_geometry& g, const T* x, T* y, std::int32_t* argmax, std::size_t lo,
-                                std::size_t hi) {
-    for (std::size_t nc = lo; nc < hi; ++nc) {
-        const T* xp = x + nc * g.h * g.w;
-        T* yp = y + nc * g.p * g.q;
-        std::int32_t* ap = argmax ? argmax + nc * g.p * g.q : nullptr;
-        for (std::size_t p = 0; p < g.p; ++p) {
-            const std::size_t row0 = 2 * p * g.w, row1 = row0 + g.w;
-            for (std::size_t q = 0; q < g.q; ++q) {
-                const std::size_t o0 = row0 + 2 * q, o1 = row1 + 2 * q;
-                T best = xp[o0];
-                std::size_t where = o0;
-                if (wins(xp[o0 + 1], best)) { best = xp[o0 + 1]; where = o0 + 1; }
-                if (wins(xp[o1], best)) { best = xp[o1]; where = o1; }
-                if (wins(xp[o1 + 1], best)) { best = xp[o1 + 1]; where = o1 + 1; }
-                yp[p * g.q + q] = best;
-                if (ap) ap[p * g.q + q] = static_cast<std::int32_t>(where);
-            }
-        }
-    }
-}
-
-template <class T>
-inline void max_pool_planes(const pool_geometry& g, const T* x, T* y, std::int32_t* argmax, std::size_t lo,
-                            std::size_t hi) {
-    if (g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0 &&
-        2 * g.p <= g.h && 2 * g.q <= g.w) {
-        max_pool_planes_2x2(g, x, y, argmax, lo, hi);
-        return;
-    }
-    for (std::size_t nc = lo; nc < hi; ++nc) {
-        const T* xp = x + nc * g.h * g.w;
-        T* yp = y + nc * g.p * g.q;
-        std::int32_t* ap = argmax ? argmax + nc * g.p * g.q : nullptr;
-        for (std::size_t p = 0; p < g.p; ++p) {
-            std::size_t i0, i1;
-            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
-            for (std::size_t q = 0; q < g.q; ++q) {
-                std::size_t j0, j1;
-                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
-                T best = -std::numeric_limits<T>::infinity();
-                std::int32_t where = -1;
-                for (std::size_t i = i0; i < i1; ++i) {
-                    const std::size_t row = (p * g.stride_h + i - g.pad_h) * g.w;
-                    for (std::size_t j = j0; j < j1; ++j) {
-                        const std::size_t off = row + q * g.stride_w + j - g.pad_w;
-                        const T v = xp[off];
-                        if (where < 0 || wins(v, best)) {
-                            best = v;
-                            where = static_cast<std::int32_t>(off);
-                        }
-                    }
-                }
-                yp[p * g.q + q] = best;
-                if (ap) ap[p * g.q + q] = where;
-            }
-        }
-    }
-}
-
-template <class T>
-inline void max_pool_backward_planes(const pool_geometry& g, const T* dy, const std::int32_t* argmax, T* dx,
-                                     std::size_t lo, std::size_t hi) {
-    std::memset(static_cast<void*>(dx + lo * g.h * g.w), 0, (hi - lo) * g.h * g.w * sizeof(T));
-    for (std::size_t nc = lo; nc < hi; ++nc) {
-        T* dxp = dx + nc * g.h * g.w;
-        const T* dyp = dy + nc * g.p * g.q;
-        const std::int32_t* ap = argmax + nc * g.p * g.q;
-        for (std::size_t o = 0; o < g.p * g.q; ++o)
-            if (ap[o] >= 0) dxp[static_cast<std::size_t>(ap[o])] += dyp[o];
-    }
-}
-
-template <class T>
-inline void avg_pool_planes(const pool_geometry& g, const T* x, T* y, std::size_t lo, std::size_t hi) {
-    const T inv = T(1) / static_cast<T>(g.kh * g.kw);
-    for (std::size_t nc = lo; nc < hi; ++nc) {
-        const T* xp = x + nc * g.h * g.w;
-        T* yp = y + nc * g.p * g.q;
-        for (std::size_t p = 0; p < g.p; ++p) {
-            std::size_t i0, i1;
-            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
-            for (std::size_t q = 0; q < g.q; ++q) {
-                std::size_t j0, j1;
-                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
-                T s = 0;
-                for (std::size_t i = i0; i < i1; ++i) {
-                    const T* row = xp + (p * g.stride_h + i - g.pad_h) * g.w + (q * g.stride_w + j0 - g.pad_w);
-                    for (std::size_t j = 0; j < j1 - j0; ++j) s += row[j];
-                }
-                yp[p * g.q + q] = s * inv;
-            }
-        }
-    }
-}
-
-template <class T>
-inline void avg_pool_backward_planes(const pool_geometry& g, const T* dy, T* dx, std::size_t lo, std::size_t hi) {
-    const T inv = T(1) / static_cast<T>(g.kh * g.kw);
-    std::memset(static_cast<void*>(dx + lo * g.h * g.w), 0, (hi - lo) * g.h * g.w * sizeof(T));
-    for (std::size_t nc = lo; nc < hi; ++nc) {
-        T* dxp = dx + nc * g.h * g.w;
-        const T* dyp = dy + nc * g.p * g.q;
-        for (std::size_t p = 0; p < g.p; ++p) {
-            std::size_t i0, i1;
-            pool_window(p, g.stride_h, g.pad_h, g.kh, g.h, i0, i1);
-            for (std::size_t q = 0; q < g.q; ++q) {
-                std::size_t j0, j1;
-                pool_window(q, g.stride_w, g.pad_w, g.kw, g.w, j0, j1);
-                const T d = dyp[p * g.q + q] * inv;
-                for (std::size_t i = i0; i < i1; ++i) {
-                    T* row = dxp + (p * g.stride_h + i - g.pad_h) * g.w + (q * g.stride_w + j0 - g.pad_w);
-                    for (std::size_t j = 0; j < j1 - j0; ++j) row[j] += d;
-                }
-            }
-        }
-    }
-}
-
-}  // namespace lamina::host_detail
-// ---- end include/lamina/backends/host/pooling.hpp ----
-
 
 namespace lamina::host_detail {
 
@@ -2463,15 +2899,8 @@ inline std::size_t conv_col_size(const conv_geometry& g) {
     return conv_is_pointwise(g) ? 0 : g.c * g.r * g.s * g.p * g.q;
 }
 
-/// Output positions q in [lo, hi) whose input column q*stride + s - pad lies in [0, extent).
-inline void conv_valid_range(std::size_t s, std::size_t stride, std::size_t pad, std::size_t extent, std::size_t outs,
-                             std::size_t& lo, std::size_t& hi) {
-    lo = s >= pad ? 0 : (pad - s + stride - 1) / stride;
-    hi = extent + pad > s ? std::min(outs, (extent + pad - s + stride - 1) / stride) : 0;
-    if (hi < lo) hi = lo;
-}
-
-/// col[(c*R + r)*S + s][p*Q + q] = x[c][p*sh + r - ph][q*sw + s - pw], 0 outside the image.
+/// col[(c*R + r)*S + s][p*Q + q] = x[c][p*sh + r*dh - ph][q*sw + s*dw - pw], 0 outside the
+/// image (one group of one image: g.c channels, g.groups ignored).
 template <class T>
 inline void im2col(const conv_geometry& g, const T* x, T* col) {
     const std::size_t pq = g.p * g.q;
@@ -2479,11 +2908,12 @@ inline void im2col(const conv_geometry& g, const T* x, T* col) {
         for (std::size_t r = 0; r < g.r; ++r)
             for (std::size_t s = 0; s < g.s; ++s) {
                 T* row = col + ((c * g.r + r) * g.s + s) * pq;
+                const std::size_t rd = r * g.dilation_h, sd = s * g.dilation_w;
                 std::size_t q0, q1;
-                conv_valid_range(s, g.stride_w, g.pad_w, g.w, g.q, q0, q1);
+                conv_valid_range(sd, g.stride_w, g.pad_w, g.w, g.q, q0, q1);
                 for (std::size_t p = 0; p < g.p; ++p) {
                     T* out = row + p * g.q;
-                    const std::size_t hh = p * g.stride_h + r;
+                    const std::size_t hh = p * g.stride_h + rd;
                     if (hh < g.pad_h || hh - g.pad_h >= g.h) {
                         std::fill(out, out + g.q, T(0));
                         continue;
@@ -2491,16 +2921,17 @@ inline void im2col(const conv_geometry& g, const T* x, T* col) {
                     const T* in = x + (c * g.h + hh - g.pad_h) * g.w;
                     std::fill(out, out + q0, T(0));
                     if (g.stride_w == 1) {
-                        if (q1 > q0) std::memcpy(out + q0, in + (q0 + s - g.pad_w), (q1 - q0) * sizeof(T));
+                        if (q1 > q0) std::memcpy(out + q0, in + (q0 + sd - g.pad_w), (q1 - q0) * sizeof(T));
                     } else {
-                        for (std::size_t q = q0; q < q1; ++q) out[q] = in[q * g.stride_w + s - g.pad_w];
+                        for (std::size_t q = q0; q < q1; ++q) out[q] = in[q * g.stride_w + sd - g.pad_w];
                     }
                     std::fill(out + q1, out + g.q, T(0));
                 }
             }
 }
 
-/// dx (one image, zeroed here) = sum of col's entries at the input cells they were read from.
+/// dx (one group of one image, zeroed here) = sum of col's entries at the input cells they
+/// were read from.
 template <class T>
 inline void col2im(const conv_geometry& g, const T* col, T* dx) {
     const std::size_t pq = g.p * g.q;
@@ -2509,18 +2940,19 @@ inline void col2im(const conv_geometry& g, const T* col, T* dx) {
         for (std::size_t r = 0; r < g.r; ++r)
             for (std::size_t s = 0; s < g.s; ++s) {
                 const T* row = col + ((c * g.r + r) * g.s + s) * pq;
+                const std::size_t rd = r * g.dilation_h, sd = s * g.dilation_w;
                 std::size_t q0, q1;
-                conv_valid_range(s, g.stride_w, g.pad_w, g.w, g.q, q0, q1);
+                conv_valid_range(sd, g.stride_w, g.pad_w, g.w, g.q, q0, q1);
                 for (std::size_t p = 0; p < g.p; ++p) {
-                    const std::size_t hh = p * g.stride_h + r;
+                    const std::size_t hh = p * g.stride_h + rd;
                     if (hh < g.pad_h || hh - g.pad_h >= g.h) continue;
                     T* out = dx + (c * g.h + hh - g.pad_h) * g.w;
                     const T* in = row + p * g.q;
                     if (g.stride_w == 1) {
-                        T* o = out + (q0 + s - g.pad_w);
+                        T* o = out + (q0 + sd - g.pad_w);
                         for (std::size_t q = 0; q < q1 - q0; ++q) o[q] += in[q0 + q];
                     } else {
-                        for (std::size_t q = q0; q < q1; ++q) out[q * g.stride_w + s - g.pad_w] += in[q];
+                        for (std::size_t q = q0; q < q1; ++q) out[q * g.stride_w + sd - g.pad_w] += in[q];
                     }
                 }
             }
@@ -2588,6 +3020,117 @@ inline void conv_for_images(thread_pool& pool, const conv_geometry& g, T* ws, F&
     }
 }
 
+// ---- grouped and dilated convolutions -------------------------------------------------------
+
+/// One group of one image of g: g.c / groups channels to g.k / groups filters, groups = 1,
+/// same kernel, stride, padding and dilation. Its input, output and weights are contiguous
+/// slices of g's: group gi of image n starts at unit u = n * groups + gi.
+inline conv_geometry conv_group_geometry(const conv_geometry& g) {
+    conv_geometry t = g;
+    t.n = 1;
+    t.c = g.group_channels();
+    t.k = g.group_filters();
+    t.groups = 1;
+    return t;
+}
+
+/// Runs f(pool_or_null, unit, col_scratch) for units [0, units): split across threads (serial
+/// GEMMs, each thread its own scratch) when every thread gets some and the split is balanced,
+/// else in turn with threaded GEMMs (conv_for_images' rule, for (image, group) units).
+template <class T, class F>
+inline void conv_for_units(thread_pool& pool, std::size_t units, std::size_t col_n, T* ws, F&& f) {
+    const std::size_t nt = pool.size();
+    if (nt > 1 && units >= nt && (units % nt == 0 || units >= 4 * nt)) {
+        pool.run([&](unsigned t, unsigned parts) {
+            const std::size_t lo = units * t / parts, hi = units * (t + 1) / parts;
+            T* col = (t == 0 && ws) || col_n == 0 ? ws : thread_scratch<T, slot_col>(col_n);
+            for (std::size_t u = lo; u < hi; ++u) f(static_cast<thread_pool*>(nullptr), u, col);
+        });
+    } else {
+        T* col = ws || col_n == 0 ? ws : thread_scratch<T, slot_col>(col_n);
+        for (std::size_t u = 0; u < units; ++u) f(&pool, u, col);
+    }
+}
+
+/// Forward of a grouped or dilated convolution: per (image, group), im2col + GEMM.
+template <class T>
+inline void conv_forward_grouped(thread_pool& pool, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
+                                 T* ws) {
+    const conv_geometry t = conv_group_geometry(g);
+    const std::size_t G = g.groups, xs = t.c * t.h * t.w, ys = t.k * t.p * t.q, wn = t.weight_size();
+    conv_for_units(pool, g.n * G, conv_col_size(t), ws, [&](thread_pool* p, std::size_t u, T* col) {
+        const std::size_t gi = u % G;
+        conv_forward_image(p, t, x + u * xs, w + gi * wn, bias ? bias + gi * t.k : bias, y + u * ys, col);
+    });
+}
+
+/// dx (overwritten) of a grouped or dilated convolution: per (image, group), GEMM + col2im.
+template <class T>
+inline void conv_backward_data_grouped(thread_pool& pool, const conv_geometry& g, const T* dy, const T* w, T* dx,
+                                       T* ws) {
+    const conv_geometry t = conv_group_geometry(g);
+    const std::size_t G = g.groups, xs = t.c * t.h * t.w, ys = t.k * t.p * t.q, wn = t.weight_size();
+    conv_for_units(pool, g.n * G, conv_col_size(t), ws, [&](thread_pool* p, std::size_t u, T* col) {
+        conv_backward_data_image(p, t, dy + u * ys, w + (u % G) * wn, dx + u * xs, col);
+    });
+}
+
+/// dw (overwritten) of a grouped or dilated convolution: each group's slice of dw sums its
+/// images' dy_n * col^T. Threads own whole groups when there are enough; else they split the
+/// images into private partials added in thread order (as the plain path does); else the
+/// GEMMs are threaded.
+template <class T>
+inline void conv_backward_weights_grouped(thread_pool& pool, const conv_geometry& g, const T* x, const T* dy, T* dw,
+                                          T* ws) {
+    const conv_geometry t = conv_group_geometry(g);
+    const std::size_t G = g.groups, xs = t.c * t.h * t.w, ys = t.k * t.p * t.q, wn = t.weight_size();
+    const std::size_t all = g.weight_size(), col_n = conv_col_size(t);
+    if (g.n == 0 || g.p * g.q == 0) {
+        std::fill(dw, dw + all, T(0));
+        return;
+    }
+    auto image_group = [&](thread_pool* p, std::size_t n, std::size_t gi, T* acc, T* col, bool accumulate) {
+        conv_backward_weights_image(p, t, x + (n * G + gi) * xs, dy + (n * G + gi) * ys, acc + gi * wn, col, accumulate);
+    };
+    const std::size_t nt = pool.size();
+    if (nt > 1 && G >= nt) {
+        pool.run([&](unsigned th, unsigned parts) {
+            T* col = (th == 0 && ws) || col_n == 0 ? ws : thread_scratch<T, slot_col>(col_n);
+            for (std::size_t gi = G * th / parts; gi < G * (th + 1) / parts; ++gi)
+                for (std::size_t n = 0; n < g.n; ++n) image_group(nullptr, n, gi, dw, col, n > 0);
+        });
+        return;
+    }
+    if (!conv_split_images(g, pool.size())) {
+        T* col = ws || col_n == 0 ? ws : thread_scratch<T, slot_col>(col_n);
+        for (std::size_t n = 0; n < g.n; ++n)
+            for (std::size_t gi = 0; gi < G; ++gi) image_group(&pool, n, gi, dw, col, n > 0);
+        return;
+    }
+    // (Bound to a local reference: inside the pool lambda the name would denote each worker's
+    // own thread_local.)
+    thread_local std::vector<T*> partial_storage;
+    std::vector<T*>& partial = partial_storage;
+    partial.assign(std::max<std::size_t>(partial.size(), pool.size()), nullptr);
+    unsigned used = 1;
+    pool.run([&](unsigned th, unsigned parts) {
+        if (th == 0) used = parts;
+        const std::size_t lo = g.n * th / parts, hi = g.n * (th + 1) / parts;
+        T* acc = th == 0 ? dw : thread_scratch<T, slot_partial>(all);
+        partial[th] = acc;
+        T* col = (th == 0 && ws) || col_n == 0 ? ws : thread_scratch<T, slot_col>(col_n);
+        if (lo == hi) std::fill(acc, acc + all, T(0));
+        for (std::size_t n = lo; n < hi; ++n)
+            for (std::size_t gi = 0; gi < G; ++gi) image_group(nullptr, n, gi, acc, col, n > lo);
+    });
+    for (unsigned th = 1; th < used; ++th) {
+        const T* src = partial[th];
+        parallel_range(pool, all, elementwise_grain, [&](std::size_t lo, std::size_t hi) {
+            map2(src, dw, dw, lo, hi, [](vec<T> a, vec<T> b) { return a + b; });
+        });
+    }
+}
+
 // ---- the backend's conv kernels (host::conv2d_* forward here) ---------------------------------
 
 /// Forward path choice. Few filters (K <= 32) at stride 1: the direct kernel
@@ -2600,7 +3143,20 @@ inline bool conv_use_igemm(const conv_geometry& g) { return conv_use_igemm(conv_
 /// Scratch (in T elements) the caller passes to the conv kernels: one image's im2col matrix
 /// (C*R*S x P*Q), or 0 for a 1x1 stride-1 unpadded convolution. Other threads use their own
 /// thread-local scratch; a null workspace is also accepted.
-inline std::size_t conv2d_workspace_size(const conv_geometry& g) { return conv_col_size(g); }
+inline std::size_t conv2d_workspace_size(const conv_geometry& g) {
+    if (g.plain()) return conv_col_size(g);
+    return conv_is_depthwise(g) ? 0 : conv_col_size(conv_group_geometry(g));  // one group's im2col
+}
+
+/// Forward of a grouped or dilated convolution (g.plain() false).
+template <class T>
+inline void conv2d_forward_general(thread_pool& pool, const conv_geometry& g, const T* x, const T* w, const T* bias,
+                                   T* y, T* ws) {
+    if (conv_is_depthwise(g))
+        conv_forward_depthwise(pool, g, x, w, bias, y);
+    else
+        conv_forward_grouped(pool, g, x, w, bias, y, ws);
+}
 
 /// Forward by per-image im2col (skipped for 1x1) + GEMM.
 template <class T>
@@ -2615,6 +3171,10 @@ inline void conv2d_forward_per_image(thread_pool& pool, const conv_geometry& g, 
 template <class T>
 inline void conv2d_forward(thread_pool& pool, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
                            T* ws) {
+    if (!g.plain()) {
+        conv2d_forward_general(pool, g, x, w, bias, y, ws);
+        return;
+    }
     if (conv_use_direct(g))
         conv_forward_direct(&pool, g, x, w, bias, y);
     else if (conv_use_igemm(g))
@@ -2627,7 +3187,9 @@ inline void conv2d_forward(thread_pool& pool, const conv_geometry& g, const T* x
 template <class Shape, class T>
 inline void conv2d_forward(thread_pool& pool, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
                            T* ws, Shape) {
-    if constexpr (conv_use_direct(Shape::k, Shape::stride))
+    if constexpr (!Shape::plain)
+        conv2d_forward_general(pool, g, x, w, bias, y, ws);
+    else if constexpr (conv_use_direct(Shape::k, Shape::stride))
         conv_forward_direct(&pool, g, x, w, bias, y);
     else if constexpr (conv_use_igemm(Shape::pointwise, Shape::p * Shape::q))
         conv_forward_igemm(&pool, g, x, w, bias, y);
@@ -2638,6 +3200,13 @@ inline void conv2d_forward(thread_pool& pool, const conv_geometry& g, const T* x
 /// dx = conv2d^T(dy, w) (overwrites dx).
 template <class T>
 inline void conv2d_backward_data(thread_pool& pool, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws) {
+    if (!g.plain()) {
+        if (conv_is_depthwise(g))
+            conv_backward_data_depthwise(pool, g, dy, w, dx);
+        else
+            conv_backward_data_grouped(pool, g, dy, w, dx, ws);
+        return;
+    }
     if (conv_use_direct_backward_data(g)) {
         conv_backward_data_direct(&pool, g, dy, w, dx);
         return;
@@ -2673,6 +3242,13 @@ inline void conv2d_backward_weights(thread_pool& pool, const conv_geometry& g, c
                                     T* ws) {
     const std::size_t in = g.c * g.h * g.w, out = g.k * g.p * g.q, wn = g.weight_size();
     if (db) conv_bias_grad(pool, g, dy, db);
+    if (!g.plain()) {
+        if (conv_is_depthwise(g))
+            conv_backward_weights_depthwise(pool, g, x, dy, dw);
+        else
+            conv_backward_weights_grouped(pool, g, x, dy, dw, ws);
+        return;
+    }
     if (g.n == 0 || g.p * g.q == 0) {
         std::fill(dw, dw + wn, T(0));
         return;
@@ -2788,7 +3364,8 @@ inline void softmax_backward_rows(const T* y, const T* dy, T* dx, std::size_t co
         std::size_t c = 0;
         for (; c + W <= cols; c += W) acc = xsimd::fma(load(dyr + c), load(yr + c), acc);
         T dot = hsum(acc);
-        for (; c < cols; ++c) dot += dyr[c] * yr[c];
+        const std::size_t rem = cols - c;  // < W; a bounded count (GCC 12's false -Waggressive-loop-optimizations)
+        for (std::size_t k = 0; k < rem && k < W; ++k) dot += dyr[c + k] * yr[c + k];
         const vec<T> vdot(dot);
         map2(yr, dyr, dx + r * cols, 0, cols, [&](vec<T> yv, vec<T> d) { return yv * (d - vdot); });
     }
@@ -3192,7 +3769,8 @@ struct host {
                                     });
     }
 
-    // ---- convolution (conv.hpp: implicit GEMM forward, im2col + GEMM backward) ---------------
+    // ---- convolution (conv.hpp: implicit GEMM forward, im2col + GEMM backward; grouped,
+    // dilated and depthwise convolutions on their own paths) -----------------------------------
     template <class T>
     static std::size_t conv2d_workspace(const conv_geometry& g) {
         return host_detail::conv2d_workspace_size(g);
@@ -3217,21 +3795,21 @@ struct host {
     /// The same kernels with the layer's compile-time shape (geometry.hpp's conv_shape) as a
     /// trailing tag: the path is chosen per layer at compile time.
     template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-              std::size_t St, std::size_t Pd>
+              std::size_t St, std::size_t Pd, std::size_t Dl, std::size_t Gr>
     static void conv2d_forward(const context& ctx, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
-                               T* ws, conv_shape<C, H, W, K, R, S, St, Pd> shape) {
+                               T* ws, conv_shape<C, H, W, K, R, S, St, Pd, Dl, Gr> shape) {
         host_detail::conv2d_forward(ctx.pool(), g, x, w, bias, y, ws, shape);
     }
     template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-              std::size_t St, std::size_t Pd>
+              std::size_t St, std::size_t Pd, std::size_t Dl, std::size_t Gr>
     static void conv2d_backward_data(const context& ctx, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws,
-                                     conv_shape<C, H, W, K, R, S, St, Pd>) {
+                                     conv_shape<C, H, W, K, R, S, St, Pd, Dl, Gr>) {
         host_detail::conv2d_backward_data(ctx.pool(), g, dy, w, dx, ws);
     }
     template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-              std::size_t St, std::size_t Pd>
+              std::size_t St, std::size_t Pd, std::size_t Dl, std::size_t Gr>
     static void conv2d_backward_weights(const context& ctx, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db,
-                                        T* ws, conv_shape<C, H, W, K, R, S, St, Pd>) {
+                                        T* ws, conv_shape<C, H, W, K, R, S, St, Pd, Dl, Gr>) {
         host_detail::conv2d_backward_weights(ctx.pool(), g, x, dy, dw, db, ws);
     }
 
@@ -3267,6 +3845,295 @@ private:
 };
 
 }  // namespace lamina
+
+// Kernel sets the host backend specialises (after `host` is complete).
+// ---- begin include/lamina/backends/host/batch_norm.hpp ----
+// lamina host backend: batch norm's kernels (the specialisation of batch_norm_kernels in
+// backends/portable/batch_norm.hpp). Every pass walks whole (image, channel) planes, which are
+// contiguous in NCHW, with xsimd vectors:
+//   - statistics: one pass per channel, sums of x - x0 and (x - x0)^2 shifted by the channel's
+//     first value (no cancellation for data far from zero), vector partial sums per plane
+//     combined in double; channels split across the pool's threads;
+//   - normalise: y = x a_c + b_c per plane;
+//   - backward: per channel sum dy and sum dy x in one pass, then dx = k1 dy + k2 x + k3 per
+//     plane (x-hat expanded, so no second pass over the statistics).
+// Results match the portable kernels up to floating-point reassociation.
+
+
+// ---- begin include/lamina/backends/portable/batch_norm.hpp ----
+// lamina: batch norm's kernels written once for every backend with Backend::for_each_index
+// (one work item per channel for the reductions, one per element for the passes). A backend
+// with faster ones specialises batch_norm_kernels (backends/host/batch_norm.hpp does);
+// layers/batch_norm.hpp calls only these.
+//
+// Layout: x, y, dy, dx are [n][channels][inner] (NCHW, or [n][features] with inner = 1).
+
+
+
+namespace lamina {
+
+template <class Backend, class = void>
+struct batch_norm_kernels {
+    using context = typename Backend::context;
+
+    /// Training: per channel the batch mean and 1/sqrt(biased var + eps) into mean/invstd,
+    /// the running statistics updated with momentum (unbiased variance), and
+    /// y = (x - mean) invstd gamma + beta.
+    template <class T>
+    static void forward_train(const context& c, const T* x, T* y, T* mean, T* invstd, T* rmean, T* rvar,
+                              const T* gamma, const T* beta, std::size_t n, std::size_t C, std::size_t HW, double eps,
+                              double momentum) {
+        const double count = double(n * HW);
+        const double unbias = count > 1 ? count / (count - 1) : 1.0;
+        const double e = eps, m = momentum;
+        Backend::for_each_index(
+            c, C,
+            LAMINA_LAMBDA(std::size_t ch) {
+                double s = 0;
+                for (std::size_t b = 0; b < n; ++b)
+                    for (std::size_t j = 0; j < HW; ++j) s += double(x[(b * C + ch) * HW + j]);
+                const double mu = s / count;
+                double v = 0;
+                for (std::size_t b = 0; b < n; ++b)
+                    for (std::size_t j = 0; j < HW; ++j) {
+                        const double d = double(x[(b * C + ch) * HW + j]) - mu;
+                        v += d * d;
+                    }
+                v /= count;
+                mean[ch] = static_cast<T>(mu);
+                invstd[ch] = static_cast<T>(1.0 / std::sqrt(v + e));
+                rmean[ch] = static_cast<T>((1.0 - m) * double(rmean[ch]) + m * mu);
+                rvar[ch] = static_cast<T>((1.0 - m) * double(rvar[ch]) + m * v * unbias);
+            },
+            3 * n * HW);
+        Backend::for_each_index(c, n * C * HW, LAMINA_LAMBDA(std::size_t i) {
+            const std::size_t ch = (i / HW) % C;
+            y[i] = (x[i] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
+        });
+    }
+
+    /// Inference: y = (x - running mean) / sqrt(running var + eps) gamma + beta.
+    template <class T>
+    static void forward(const context& c, const T* x, T* y, const T* rmean, const T* rvar, const T* gamma,
+                        const T* beta, std::size_t n, std::size_t C, std::size_t HW, double eps) {
+        const T e = static_cast<T>(eps);
+        Backend::for_each_index(c, n * C * HW, LAMINA_LAMBDA(std::size_t i) {
+            const std::size_t ch = (i / HW) % C;
+            y[i] = (x[i] - rmean[ch]) / std::sqrt(rvar[ch] + e) * gamma[ch] + beta[ch];
+        });
+    }
+
+    /// dgamma = sum dy x-hat, dbeta = sum dy (overwritten); then, when dx is not null,
+    /// dx (+)= gamma invstd / M (M dy - dbeta - x-hat dgamma), M = n * HW. Reports through
+    /// `ready()` between the two (the sink contract: parameter gradients before dx).
+    template <class T, class Ready>
+    static void backward(const context& c, const T* x, const T* dy, const T* mean, const T* invstd, const T* gamma,
+                         T* dgamma, T* dbeta, T* dx, bool accumulate, std::size_t n, std::size_t C, std::size_t HW,
+                         Ready&& ready) {
+        Backend::for_each_index(
+            c, C,
+            LAMINA_LAMBDA(std::size_t ch) {
+                double sb = 0, sg = 0;
+                const double mu = double(mean[ch]), is = double(invstd[ch]);
+                for (std::size_t b = 0; b < n; ++b)
+                    for (std::size_t j = 0; j < HW; ++j) {
+                        const std::size_t i = (b * C + ch) * HW + j;
+                        sb += double(dy[i]);
+                        sg += double(dy[i]) * (double(x[i]) - mu) * is;
+                    }
+                dbeta[ch] = static_cast<T>(sb);
+                dgamma[ch] = static_cast<T>(sg);
+            },
+            3 * n * HW);
+        ready();
+        if (!dx) return;
+        const T inv_count = T(1) / static_cast<T>(n * HW);
+        const bool acc = accumulate;
+        Backend::for_each_index(c, n * C * HW, LAMINA_LAMBDA(std::size_t i) {
+            const std::size_t ch = (i / HW) % C;
+            const T xhat = (x[i] - mean[ch]) * invstd[ch];
+            const T g = gamma[ch] * invstd[ch] * (dy[i] - (dbeta[ch] + xhat * dgamma[ch]) * inv_count);
+            dx[i] = acc ? dx[i] + g : g;  // a select: dx may hold garbage when overwritten
+        });
+    }
+};
+
+}  // namespace lamina
+// ---- end include/lamina/backends/portable/batch_norm.hpp ----
+
+
+namespace lamina {
+
+struct host;
+
+namespace host_detail {
+
+/// Sums of (v - shift) and (v - shift)^2 over one contiguous plane, in double.
+template <class T>
+inline void plane_shifted_sums(const T* p, std::size_t n, T shift, double& s1, double& s2) {
+    constexpr std::size_t W = vec_size<T>;
+    const vec<T> sh(shift);
+    vec<T> a0(T(0)), a1(T(0)), b0(T(0)), b1(T(0));
+    std::size_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+        const vec<T> d0 = load(p + i) - sh, d1 = load(p + i + W) - sh;
+        a0 += d0;
+        a1 += d1;
+        b0 = xsimd::fma(d0, d0, b0);
+        b1 = xsimd::fma(d1, d1, b1);
+    }
+    double t1 = double(hsum(a0 + a1)), t2 = double(hsum(b0 + b1));
+    for (; i < n; ++i) {
+        const double d = double(p[i]) - double(shift);
+        t1 += d;
+        t2 += d * d;
+    }
+    s1 += t1;
+    s2 += t2;
+}
+
+/// Sums of dy and dy * x over one plane, in double.
+template <class T>
+inline void plane_dot_sums(const T* dy, const T* x, std::size_t n, double& sdy, double& sdyx) {
+    constexpr std::size_t W = vec_size<T>;
+    vec<T> a0(T(0)), a1(T(0)), b0(T(0)), b1(T(0));
+    std::size_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+        const vec<T> g0 = load(dy + i), g1 = load(dy + i + W);
+        a0 += g0;
+        a1 += g1;
+        b0 = xsimd::fma(g0, load(x + i), b0);
+        b1 = xsimd::fma(g1, load(x + i + W), b1);
+    }
+    double t1 = double(hsum(a0 + a1)), t2 = double(hsum(b0 + b1));
+    for (; i < n; ++i) {
+        t1 += double(dy[i]);
+        t2 += double(dy[i]) * double(x[i]);
+    }
+    sdy += t1;
+    sdyx += t2;
+}
+
+/// y = x a_c + b_c over every (image, channel) plane, planes split across threads.
+template <class T>
+inline void plane_affine(thread_pool& pool, const T* x, T* y, const T* a, const T* b, std::size_t n, std::size_t C,
+                         std::size_t HW) {
+    parallel_range(pool, n * C, plane_grain(HW), [&](std::size_t lo, std::size_t hi) {
+        for (std::size_t nc = lo; nc < hi; ++nc) {
+            const std::size_t ch = nc % C;
+            const vec<T> va(a[ch]), vb(b[ch]);
+            map1(x + nc * HW, y + nc * HW, 0, HW, [&](vec<T> v) { return xsimd::fma(v, va, vb); });
+        }
+    });
+}
+
+}  // namespace host_detail
+
+template <>
+struct batch_norm_kernels<host> {
+    template <class Ctx, class T>
+    static void forward_train(const Ctx& c, const T* x, T* y, T* mean, T* invstd, T* rmean, T* rvar, const T* gamma,
+                              const T* beta, std::size_t n, std::size_t C, std::size_t HW, double eps, double momentum) {
+        thread_pool& pool = c.pool();
+        const double count = double(n * HW);
+        const double unbias = count > 1 ? count / (count - 1) : 1.0;
+        std::vector<T>& a = scratch<T>(0, 2 * C);
+        T* b = a.data() + C;
+        host_detail::parallel_range(pool, C, std::max<std::size_t>(1, host_detail::elementwise_grain / (n * HW + 1)),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        for (std::size_t ch = lo; ch < hi; ++ch) {
+                                            const T shift = x[ch * HW];  // the channel's first value
+                                            double s1 = 0, s2 = 0;
+                                            for (std::size_t i = 0; i < n; ++i)
+                                                host_detail::plane_shifted_sums(x + (i * C + ch) * HW, HW, shift, s1, s2);
+                                            const double d = s1 / count;
+                                            const double mu = double(shift) + d;
+                                            const double var = std::max(0.0, s2 / count - d * d);
+                                            const double is = 1.0 / std::sqrt(var + eps);
+                                            mean[ch] = static_cast<T>(mu);
+                                            invstd[ch] = static_cast<T>(is);
+                                            rmean[ch] = static_cast<T>((1.0 - momentum) * double(rmean[ch]) + momentum * mu);
+                                            rvar[ch] = static_cast<T>((1.0 - momentum) * double(rvar[ch]) +
+                                                                      momentum * var * unbias);
+                                            a[ch] = static_cast<T>(double(gamma[ch]) * is);
+                                            b[ch] = static_cast<T>(double(beta[ch]) - mu * double(gamma[ch]) * is);
+                                        }
+                                    });
+        host_detail::plane_affine(pool, x, y, a.data(), b, n, C, HW);
+    }
+
+    template <class Ctx, class T>
+    static void forward(const Ctx& c, const T* x, T* y, const T* rmean, const T* rvar, const T* gamma, const T* beta,
+                        std::size_t n, std::size_t C, std::size_t HW, double eps) {
+        std::vector<T>& a = scratch<T>(1, 2 * C);
+        T* b = a.data() + C;
+        for (std::size_t ch = 0; ch < C; ++ch) {
+            const double s = double(gamma[ch]) / std::sqrt(double(rvar[ch]) + eps);
+            a[ch] = static_cast<T>(s);
+            b[ch] = static_cast<T>(double(beta[ch]) - double(rmean[ch]) * s);
+        }
+        host_detail::plane_affine(c.pool(), x, y, a.data(), b, n, C, HW);
+    }
+
+    template <class Ctx, class T, class Ready>
+    static void backward(const Ctx& c, const T* x, const T* dy, const T* mean, const T* invstd, const T* gamma,
+                         T* dgamma, T* dbeta, T* dx, bool accumulate, std::size_t n, std::size_t C, std::size_t HW,
+                         Ready&& ready) {
+        thread_pool& pool = c.pool();
+        const double M = double(n * HW);
+        std::vector<T>& k = scratch<T>(2, 3 * C);
+        host_detail::parallel_range(pool, C, std::max<std::size_t>(1, host_detail::elementwise_grain / (n * HW + 1)),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        for (std::size_t ch = lo; ch < hi; ++ch) {
+                                            double sdy = 0, sdyx = 0;
+                                            for (std::size_t i = 0; i < n; ++i)
+                                                host_detail::plane_dot_sums(dy + (i * C + ch) * HW, x + (i * C + ch) * HW,
+                                                                            HW, sdy, sdyx);
+                                            const double mu = mean[ch], is = invstd[ch], g = gamma[ch];
+                                            const double dg = (sdyx - mu * sdy) * is;  // sum dy * x-hat
+                                            dbeta[ch] = static_cast<T>(sdy);
+                                            dgamma[ch] = static_cast<T>(dg);
+                                            // dx = g is (dy - (sdy + xhat dg) / M), xhat = (x - mu) is
+                                            const double k1 = g * is, k2 = -g * is * is * dg / M;
+                                            k[ch] = static_cast<T>(k1);
+                                            k[C + ch] = static_cast<T>(k2);
+                                            k[2 * C + ch] = static_cast<T>(-k1 * sdy / M - k2 * mu);
+                                        }
+                                    });
+        ready();
+        if (!dx) return;
+        const T* k1 = k.data();
+        const T* k2 = k1 + C;
+        const T* k3 = k2 + C;
+        host_detail::parallel_range(pool, n * C, host_detail::plane_grain(HW), [&](std::size_t lo, std::size_t hi) {
+            using V = host_detail::vec<T>;
+            for (std::size_t nc = lo; nc < hi; ++nc) {
+                const std::size_t ch = nc % C;
+                const V a(k1[ch]), b(k2[ch]), o(k3[ch]);
+                const std::size_t at = nc * HW;
+                if (accumulate)
+                    host_detail::map3(dy + at, x + at, dx + at, dx + at, 0, HW,
+                                      [&](V g, V v, V d) { return d + xsimd::fma(g, a, xsimd::fma(v, b, o)); });
+                else
+                    host_detail::map2(dy + at, x + at, dx + at, 0, HW,
+                                      [&](V g, V v) { return xsimd::fma(g, a, xsimd::fma(v, b, o)); });
+            }
+        });
+    }
+
+private:
+    /// Per-thread, per-use coefficient scratch, grown once (the hot path then allocates nothing).
+    template <class T>
+    static std::vector<T>& scratch(int which, std::size_t n) {
+        thread_local std::vector<T> s[3];
+        if (s[which].size() < n) s[which].resize(n);
+        return s[which];
+    }
+};
+
+}  // namespace lamina
+// ---- end include/lamina/backends/host/batch_norm.hpp ----
+
 // ---- end include/lamina/backends/host/host_backend.hpp ----
 
 
@@ -4006,15 +4873,25 @@ struct dense : layer_descriptor_base {
 
 // ---- begin include/lamina/layers/conv2d.hpp ----
 // lamina: 2-D convolution (cross-correlation, as in every framework), NCHW activations,
-// weights [K][C][R][S] as in PyTorch's Conv2d. Kernel size, stride and padding are template
-// arguments, so the backend sees compile-time-fixed geometry per layer.
+// weights [K][C/groups][R][S] as in PyTorch's Conv2d. Kernel size, stride, padding, dilation
+// and groups are template arguments, so the backend sees compile-time-fixed geometry per layer.
+//
+//   conv2d<64, 3, 1, 1>                                    3x3, padding 1
+//   conv2d<64, 3, 1, 2, init::he_normal, false, 2>         3x3 taps 2 apart (a 5x5 field), no bias
+//   conv2d<64, 3, 1, 1, init::glorot_uniform, true, 1, 4>  4 groups of 16 filters, each on C/4 channels
+//   depthwise_conv2d<3, 1, 1>                              one 3x3 filter per channel (groups = C)
 
 
 
 namespace lamina {
 
+/// Expected-shape description for diagnostics: a rank-3 (C, H, W) input whose channel count
+/// C divides by the given group count (grouped convolutions).
+template <std::size_t Groups>
+struct channels_divisible_by {};
+
 namespace conv2d_detail {
-/// Whether Backend's conv kernels take the compile-time conv_shape tag (host and reference
+/// Whether Backend's conv kernels take the compile-time conv_shape tag (lamina's backends
 /// do); other backends are called with the runtime geometry alone.
 template <class Backend, class T, class Shape, class = void>
 struct takes_shape : std::false_type {};
@@ -4024,52 +4901,86 @@ struct takes_shape<Backend, T, Shape,
                        std::declval<const typename Backend::context&>(), std::declval<const conv_geometry&>(),
                        std::declval<const T*>(), std::declval<const T*>(), std::declval<const T*>(), std::declval<T*>(),
                        std::declval<T*>(), Shape{}))>> : std::true_type {};
+
+/// The summary's geometry suffix: ",s2,p1,d2,g4" with the defaults left out.
+inline std::string suffix(std::size_t stride, std::size_t padding, std::size_t dilation, std::size_t groups) {
+    return (stride != 1 ? ",s" + std::to_string(stride) : std::string()) +
+           (padding != 0 ? ",p" + std::to_string(padding) : std::string()) +
+           (dilation != 1 ? ",d" + std::to_string(dilation) : std::string()) +
+           (groups != 1 ? ",g" + std::to_string(groups) : std::string());
+}
+
+/// The smallest spatial extent a convolution with this (dilated) kernel extent and padding
+/// can take.
+constexpr std::size_t min_extent(std::size_t span, std::size_t padding) {
+    return span > 2 * padding ? span - 2 * padding : 1;
+}
 }  // namespace conv2d_detail
 
+/// Filters output channels, Kernel x Kernel taps Dilation apart, Groups channel groups (the
+/// input's channels and Filters must divide by Groups; filter k reads only the channels of its
+/// group k / (Filters / Groups)).
 template <std::size_t Filters, std::size_t Kernel, std::size_t Stride = 1, std::size_t Padding = 0,
-          class Init = init::glorot_uniform, bool Bias = true>
+          class Init = init::glorot_uniform, bool Bias = true, std::size_t Dilation = 1, std::size_t Groups = 1>
 struct conv2d : layer_descriptor_base {
     static_assert(Filters > 0 && Kernel > 0 && Stride > 0, "lamina::conv2d needs positive filters, kernel and stride");
+    static_assert(Dilation > 0 && Groups > 0, "lamina::conv2d needs positive dilation and groups");
+    static_assert(Filters % Groups == 0, "lamina::conv2d: the filter count must be divisible by the groups");
+    /// Extent of the dilated kernel: Dilation * (Kernel - 1) + 1.
+    static constexpr std::size_t span = Dilation * (Kernel - 1) + 1;
+
     static std::string name() {
         return "conv2d<" + std::to_string(Filters) + "," + std::to_string(Kernel) + "x" + std::to_string(Kernel) +
-               (Stride != 1 ? ",s" + std::to_string(Stride) : std::string()) +
-               (Padding != 0 ? ",p" + std::to_string(Padding) : std::string()) + ">";
+               conv2d_detail::suffix(Stride, Padding, Dilation, Groups) + ">";
     }
 
     template <class In>
-    static constexpr bool accepts = [] {
-        if constexpr (In::rank != 3) return false;
-        else return In::dims[1] + 2 * Padding >= Kernel && In::dims[2] + 2 * Padding >= Kernel;
+    static constexpr bool groups_fit = [] {
+        if constexpr (In::rank != 3) return true;
+        else return In::dims[0] % Groups == 0;
     }();
     template <class In>
-    using expected_input = spatial_at_least<(Kernel > 2 * Padding ? Kernel - 2 * Padding : 1),
-                                            (Kernel > 2 * Padding ? Kernel - 2 * Padding : 1)>;
+    static constexpr bool accepts = [] {
+        if constexpr (In::rank != 3) return false;
+        else return groups_fit<In> && In::dims[1] + 2 * Padding >= span && In::dims[2] + 2 * Padding >= span;
+    }();
     template <class In>
-    using output_shape = shape<Filters, conv_geometry::out_extent(chw<In>::h, Kernel, Stride, Padding),
-                               conv_geometry::out_extent(chw<In>::w, Kernel, Stride, Padding)>;
+    using expected_input =
+        std::conditional_t<groups_fit<In>,
+                           spatial_at_least<conv2d_detail::min_extent(span, Padding), conv2d_detail::min_extent(span, Padding)>,
+                           channels_divisible_by<Groups>>;
+    template <class In>
+    using output_shape = shape<Filters, conv_geometry::out_extent(chw<In>::h, Kernel, Stride, Padding, Dilation),
+                               conv_geometry::out_extent(chw<In>::w, Kernel, Stride, Padding, Dilation)>;
 
     template <class In, class Backend, class T>
     class impl : public node_base<Backend, T> {
     public:
         using context = typename Backend::context;
         static constexpr std::size_t C = In::dims[0], H = In::dims[1], W = In::dims[2];
-        static constexpr std::size_t P = conv_geometry::out_extent(H, Kernel, Stride, Padding);
-        static constexpr std::size_t Q = conv_geometry::out_extent(W, Kernel, Stride, Padding);
-        static constexpr std::size_t weight_count = Filters * C * Kernel * Kernel;
+        static constexpr std::size_t CG = C / Groups, KG = Filters / Groups;  // channels, filters per group
+        static constexpr std::size_t P = conv_geometry::out_extent(H, Kernel, Stride, Padding, Dilation);
+        static constexpr std::size_t Q = conv_geometry::out_extent(W, Kernel, Stride, Padding, Dilation);
+        static constexpr std::size_t weight_count = Filters * CG * Kernel * Kernel;
         static constexpr std::size_t parameter_count = weight_count + (Bias ? Filters : 0);
-        static constexpr double flops_per_sample = 2.0 * Filters * C * Kernel * Kernel * P * Q;
+        static constexpr double flops_per_sample = 2.0 * Filters * CG * Kernel * Kernel * P * Q;
 
         static conv_geometry geometry(std::size_t batch) {
             conv_geometry g;
             g.n = batch; g.c = C; g.h = H; g.w = W; g.k = Filters; g.r = Kernel; g.s = Kernel;
             g.stride_h = g.stride_w = Stride; g.pad_h = g.pad_w = Padding; g.p = P; g.q = Q;
+            g.dilation_h = g.dilation_w = Dilation;
+            g.groups = Groups;
             return g;
         }
 
+        /// Fans count the connections each weight takes part in: an output reads CG channels
+        /// x taps, an input feeds KG filters x taps. (PyTorch's fan computation uses all
+        /// Filters for fan_out; with groups == 1 the two agree.)
         std::vector<tensor_spec> tensor_specs() const {
             std::vector<tensor_spec> p{
-                {"weight", weight_count, C * Kernel * Kernel, Filters * Kernel * Kernel, Init::value, true}};
-            if (Bias) p.push_back({"bias", Filters, C * Kernel * Kernel, Filters * Kernel * Kernel, init::kind::zeros, false});
+                {"weight", weight_count, CG * Kernel * Kernel, KG * Kernel * Kernel, Init::value, true}};
+            if (Bias) p.push_back({"bias", Filters, CG * Kernel * Kernel, KG * Kernel * Kernel, init::kind::zeros, false});
             return p;
         }
         void bind(const tensor_binding<T>& b) {
@@ -4081,7 +4992,7 @@ struct conv2d : layer_descriptor_base {
         }
 
         /// The layer's compile-time shape, the trailing tag of the backend's conv kernels.
-        using shape_tag = conv_shape<C, H, W, Filters, Kernel, Kernel, Stride, Padding>;
+        using shape_tag = conv_shape<C, H, W, Filters, Kernel, Kernel, Stride, Padding, Dilation, Groups>;
         static constexpr bool tagged = conv2d_detail::takes_shape<Backend, T, shape_tag>::value;
 
         void forward(const context& c, const node_io<T>& io) const {
@@ -4111,8 +5022,188 @@ struct conv2d : layer_descriptor_base {
     };
 };
 
+/// Depthwise convolution: one group per input channel (groups = C), Multiplier filters per
+/// channel (filters = C * Multiplier, filter k reads channel k / Multiplier); weights
+/// [C * Multiplier][1][R][S] as in PyTorch's Conv2d(C, C * M, K, groups=C). It is the
+/// grouped conv2d once the input's channel count is known.
+template <std::size_t Kernel, std::size_t Stride = 1, std::size_t Padding = 0, std::size_t Multiplier = 1,
+          class Init = init::glorot_uniform, bool Bias = true, std::size_t Dilation = 1>
+struct depthwise_conv2d : layer_descriptor_base {
+    static_assert(Kernel > 0 && Stride > 0 && Multiplier > 0 && Dilation > 0,
+                  "lamina::depthwise_conv2d needs positive kernel, stride, multiplier and dilation");
+    template <class In>
+    using conv = conv2d<chw<In>::c * Multiplier, Kernel, Stride, Padding, Init, Bias, Dilation, chw<In>::c>;
+    static constexpr std::size_t span = Dilation * (Kernel - 1) + 1;
+
+    static std::string name() {
+        return "depthwise_conv2d<" + std::to_string(Kernel) + "x" + std::to_string(Kernel) +
+               conv2d_detail::suffix(Stride, Padding, Dilation, 1) +
+               (Multiplier != 1 ? ",m" + std::to_string(Multiplier) : std::string()) + ">";
+    }
+    template <class In>
+    static constexpr bool accepts = [] {
+        if constexpr (In::rank != 3) return false;
+        else return In::dims[1] + 2 * Padding >= span && In::dims[2] + 2 * Padding >= span;
+    }();
+    template <class In>
+    using expected_input =
+        spatial_at_least<conv2d_detail::min_extent(span, Padding), conv2d_detail::min_extent(span, Padding)>;
+    template <class In>
+    using output_shape = shape<chw<In>::c * Multiplier,
+                               conv_geometry::out_extent(chw<In>::h, Kernel, Stride, Padding, Dilation),
+                               conv_geometry::out_extent(chw<In>::w, Kernel, Stride, Padding, Dilation)>;
+
+    template <class In, class Backend, class T>
+    class impl : public conv<In>::template impl<In, Backend, T> {};
+};
+
 }  // namespace lamina
 // ---- end include/lamina/layers/conv2d.hpp ----
+
+// ---- begin include/lamina/layers/conv_transpose2d.hpp ----
+// lamina: 2-D transposed convolution with PyTorch's ConvTranspose2d semantics (no groups, no
+// dilation): every input cell adds its value times the kernel into the output, Stride apart;
+// the result is cropped by Padding on each side and extended by OutputPadding at the bottom
+// and right, so an H x W input gives
+//     ((H - 1) * Stride - 2 * Padding + Kernel + OutputPadding) x (same for W).
+// Weights are [C_in][C_out][R][S] as in PyTorch; OutputPadding < Stride.
+//
+//   conv_transpose2d<16, 3, 2, 1, 1>     16 filters, 3x3, stride 2: 8x8 -> 16x16
+//
+// No kernels of its own. The "adjoint" convolution maps this layer's output shape
+// (C_out, Ho, Wo) back to its input shape (C_in, H, W) with the same kernel, stride and
+// padding, and its weights [K = C_in][C = C_out][R][S] are exactly this layer's tensor
+// (Ho + 2P - K = (H - 1) S + OutputPadding, so its output extent is H again). Then
+//   forward          y  = conv2d_backward_data(adjoint, dy := x) + bias
+//   input gradient   dx = conv2d_forward(adjoint, x := dy)
+//   weight gradient  dw = conv2d_backward_weights(adjoint, x := dy, dy := x)
+// and every backend's conv paths serve it, chosen per layer at compile time through the
+// adjoint's conv_shape tag where the backend takes one.
+
+
+
+namespace lamina {
+
+namespace conv_transpose2d_detail {
+/// Output extent of a transposed convolution (0 when cropping leaves nothing).
+constexpr std::size_t out_extent(std::size_t in, std::size_t kernel, std::size_t stride, std::size_t pad,
+                                 std::size_t output_pad) {
+    const std::size_t full = (in - 1) * stride + kernel + output_pad;
+    return full > 2 * pad ? full - 2 * pad : 0;
+}
+/// The smallest input extent with a non-empty output.
+constexpr std::size_t min_extent(std::size_t kernel, std::size_t stride, std::size_t pad, std::size_t output_pad) {
+    const std::size_t have = kernel + output_pad, need = 2 * pad + 1;
+    return have >= need ? 1 : 1 + (need - have + stride - 1) / stride;
+}
+}  // namespace conv_transpose2d_detail
+
+template <std::size_t Filters, std::size_t Kernel, std::size_t Stride = 1, std::size_t Padding = 0,
+          std::size_t OutputPadding = 0, class Init = init::glorot_uniform, bool Bias = true>
+struct conv_transpose2d : layer_descriptor_base {
+    static_assert(Filters > 0 && Kernel > 0 && Stride > 0,
+                  "lamina::conv_transpose2d needs positive filters, kernel and stride");
+    static_assert(OutputPadding < Stride,
+                  "lamina::conv_transpose2d: the output padding must be smaller than the stride (as in PyTorch)");
+
+    static std::string name() {
+        return "conv_transpose2d<" + std::to_string(Filters) + "," + std::to_string(Kernel) + "x" +
+               std::to_string(Kernel) + conv2d_detail::suffix(Stride, Padding, 1, 1) +
+               (OutputPadding != 0 ? ",op" + std::to_string(OutputPadding) : std::string()) + ">";
+    }
+
+    static constexpr std::size_t min_in = conv_transpose2d_detail::min_extent(Kernel, Stride, Padding, OutputPadding);
+    template <class In>
+    static constexpr bool accepts = [] {
+        if constexpr (In::rank != 3) return false;
+        else return In::dims[1] >= min_in && In::dims[2] >= min_in;
+    }();
+    template <class In>
+    using expected_input = spatial_at_least<min_in, min_in>;
+    template <class In>
+    using output_shape =
+        shape<Filters, conv_transpose2d_detail::out_extent(chw<In>::h, Kernel, Stride, Padding, OutputPadding),
+              conv_transpose2d_detail::out_extent(chw<In>::w, Kernel, Stride, Padding, OutputPadding)>;
+
+    template <class In, class Backend, class T>
+    class impl : public node_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        static constexpr std::size_t C = In::dims[0], H = In::dims[1], W = In::dims[2];
+        static constexpr std::size_t HO = conv_transpose2d_detail::out_extent(H, Kernel, Stride, Padding, OutputPadding);
+        static constexpr std::size_t WO = conv_transpose2d_detail::out_extent(W, Kernel, Stride, Padding, OutputPadding);
+        static constexpr std::size_t weight_count = C * Filters * Kernel * Kernel;
+        static constexpr std::size_t parameter_count = weight_count + (Bias ? Filters : 0);
+        // Every input cell scatters into Filters x Kernel x Kernel outputs (cropped ones included).
+        static constexpr double flops_per_sample = 2.0 * C * Filters * Kernel * Kernel * H * W;
+
+        /// The adjoint convolution: from (Filters, HO, WO) to (C, H, W).
+        static conv_geometry adjoint(std::size_t batch) {
+            conv_geometry g;
+            g.n = batch; g.c = Filters; g.h = HO; g.w = WO; g.k = C; g.r = Kernel; g.s = Kernel;
+            g.stride_h = g.stride_w = Stride; g.pad_h = g.pad_w = Padding; g.p = H; g.q = W;
+            return g;
+        }
+        using shape_tag = conv_shape<Filters, HO, WO, C, Kernel, Kernel, Stride, Padding>;
+        static_assert(!accepts<In> || (shape_tag::p == H && shape_tag::q == W),
+                      "lamina::conv_transpose2d: internal error: the adjoint convolution does not map back");
+        static constexpr bool tagged = conv2d_detail::takes_shape<Backend, T, shape_tag>::value;
+
+        /// Fans as for conv2d, with this layer's input and output channels: an output reads C
+        /// channels x taps, an input feeds Filters x taps. (PyTorch reads fan_in off the
+        /// weight's second dimension, which for ConvTranspose2d is the output channels.)
+        std::vector<tensor_spec> tensor_specs() const {
+            std::vector<tensor_spec> p{
+                {"weight", weight_count, C * Kernel * Kernel, Filters * Kernel * Kernel, Init::value, true}};
+            if (Bias) p.push_back({"bias", Filters, C * Kernel * Kernel, Filters * Kernel * Kernel, init::kind::zeros, false});
+            return p;
+        }
+        void bind(const tensor_binding<T>& b) {
+            w_ = b.parameters;
+            dw_ = b.gradients;
+        }
+        std::size_t workspace_size(std::size_t batch) const {
+            return Backend::template conv2d_workspace<T>(adjoint(batch));
+        }
+
+        void forward(const context& c, const node_io<T>& io) const {
+            const conv_geometry g = adjoint(io.batch);
+            if constexpr (tagged)
+                Backend::conv2d_backward_data(c, g, io.x[0], static_cast<const T*>(w_), io.y, io.workspace, shape_tag{});
+            else
+                Backend::conv2d_backward_data(c, g, io.x[0], static_cast<const T*>(w_), io.y, io.workspace);
+            if (Bias) Backend::add_channel_bias(c, io.y, static_cast<const T*>(w_ + weight_count), io.batch, Filters, plane_);
+        }
+        template <class Sink>
+        void backward(const context& c, const node_io<T>& io, Sink& sink) {
+            const conv_geometry g = adjoint(io.batch);
+            if constexpr (tagged)
+                Backend::conv2d_backward_weights(c, g, io.dy, io.x[0], dw_, static_cast<T*>(nullptr), io.workspace,
+                                                 shape_tag{});
+            else
+                Backend::conv2d_backward_weights(c, g, io.dy, io.x[0], dw_, static_cast<T*>(nullptr), io.workspace);
+            if (Bias) Backend::channel_bias_grad(c, io.dy, dw_ + weight_count, io.batch, Filters, plane_);
+            sink.ready(static_cast<const T*>(dw_), parameter_count);
+            if (!io.dx[0]) return;
+            if constexpr (tagged)
+                Backend::conv2d_forward(c, g, io.dy, static_cast<const T*>(w_), static_cast<const T*>(nullptr), io.dx[0],
+                                        io.workspace, shape_tag{});
+            else
+                Backend::conv2d_forward(c, g, io.dy, static_cast<const T*>(w_), static_cast<const T*>(nullptr), io.dx[0],
+                                        io.workspace);
+        }
+
+    private:
+        T* w_ = nullptr;
+        T* dw_ = nullptr;
+        // HO * WO read at run time: with the compile-time constant inlined, g++ 12 warns
+        // (-Waggressive-loop-optimizations, a false positive) on the host's bias-gradient sum.
+        std::size_t plane_ = HO * WO;
+    };
+};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/conv_transpose2d.hpp ----
 
 // ---- begin include/lamina/layers/pooling.hpp ----
 // lamina: max and average pooling over square windows (stride defaults to the window).
@@ -4449,8 +5540,8 @@ struct softmax : layer_descriptor_base {
 //
 // gamma and beta are trainable (no weight decay); running_mean and running_var are running
 // state: checkpointed, never optimized. batch_norm_zero_gamma starts gamma at 0 (the last
-// BN of a residual block, Goyal et al.). Written once for every backend: per-channel
-// reductions and elementwise passes through Backend::for_each_index.
+// BN of a residual block, Goyal et al.). The kernels are batch_norm_kernels<Backend>
+// (backends/portable/batch_norm.hpp, specialised by backends that have faster ones).
 
 
 
@@ -4506,103 +5597,29 @@ struct batch_norm_t : layer_descriptor_base {
 
         /// Inference: the running statistics.
         void forward(const context& c, const node_io<T>& io) const {
-            const T* gamma = p_;
-            const T* beta = p_ + channels;
-            const T* rmean = s_;
-            const T* rvar = s_ + channels;
-            const T* x = io.x[0];
-            T* y = io.y;
-            const T e = static_cast<T>(eps);
-            constexpr std::size_t C = channels, HW = inner;
-            Backend::for_each_index(c, io.batch * In::size, LAMINA_LAMBDA(std::size_t i) {
-                const std::size_t ch = (i / HW) % C;
-                y[i] = (x[i] - rmean[ch]) / std::sqrt(rvar[ch] + e) * gamma[ch] + beta[ch];
-            });
+            batch_norm_kernels<Backend>::forward(c, io.x[0], io.y, s_, s_ + channels, p_, p_ + channels, io.batch,
+                                                 channels, inner, eps);
         }
-
         /// Training: batch statistics; updates the running statistics.
         void forward_train(const context& c, const node_io<T>& io, std::uint64_t) {
-            const std::size_t n = io.batch;
-            const T* x = io.x[0];
-            T* y = io.y;
             T* mean = io.template saved_as<T>();
-            T* invstd = mean + channels;
-            T* rmean = s_;
-            T* rvar = s_ + channels;
-            const T* gamma = p_;
-            const T* beta = p_ + channels;
-            const double e = eps, m = momentum;
-            constexpr std::size_t C = channels, HW = inner;
-            const double count = double(n * HW);
-            const double unbias = count > 1 ? count / (count - 1) : 1.0;
-            // per channel: mean, then the variance around it (two passes, in double)
-            Backend::for_each_index(
-                c, C,
-                LAMINA_LAMBDA(std::size_t ch) {
-                    double s = 0;
-                    for (std::size_t b = 0; b < n; ++b)
-                        for (std::size_t j = 0; j < HW; ++j) s += double(x[(b * C + ch) * HW + j]);
-                    const double mu = s / count;
-                    double v = 0;
-                    for (std::size_t b = 0; b < n; ++b)
-                        for (std::size_t j = 0; j < HW; ++j) {
-                            const double d = double(x[(b * C + ch) * HW + j]) - mu;
-                            v += d * d;
-                        }
-                    v /= count;
-                    mean[ch] = static_cast<T>(mu);
-                    invstd[ch] = static_cast<T>(1.0 / std::sqrt(v + e));
-                    rmean[ch] = static_cast<T>((1.0 - m) * double(rmean[ch]) + m * mu);
-                    rvar[ch] = static_cast<T>((1.0 - m) * double(rvar[ch]) + m * v * unbias);
-                },
-                3 * n * HW);
-            Backend::for_each_index(c, n * In::size, LAMINA_LAMBDA(std::size_t i) {
-                const std::size_t ch = (i / HW) % C;
-                y[i] = (x[i] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
-            });
+            batch_norm_kernels<Backend>::forward_train(c, io.x[0], io.y, mean, mean + channels, s_, s_ + channels, p_,
+                                                       p_ + channels, io.batch, channels, inner, eps, momentum);
         }
-
         template <class Sink>
         void backward(const context& c, const node_io<T>& io, Sink& sink) {
-            const std::size_t n = io.batch;
-            const T* x = io.x[0];
-            const T* dy = io.dy;
             const T* mean = io.template saved_as<T>();
-            const T* invstd = mean + channels;
-            const T* gamma = p_;
-            T* dgamma = g_;
-            T* dbeta = g_ + channels;
-            constexpr std::size_t C = channels, HW = inner;
-            // dbeta = sum dy, dgamma = sum dy * x-hat
-            Backend::for_each_index(
-                c, C,
-                LAMINA_LAMBDA(std::size_t ch) {
-                    double sb = 0, sg = 0;
-                    const double mu = double(mean[ch]), is = double(invstd[ch]);
-                    for (std::size_t b = 0; b < n; ++b)
-                        for (std::size_t j = 0; j < HW; ++j) {
-                            const std::size_t i = (b * C + ch) * HW + j;
-                            sb += double(dy[i]);
-                            sg += double(dy[i]) * (double(x[i]) - mu) * is;
-                        }
-                    dbeta[ch] = static_cast<T>(sb);
-                    dgamma[ch] = static_cast<T>(sg);
-                },
-                3 * n * HW);
-            sink.ready(static_cast<const T*>(g_), parameter_count);
-            T* dx = io.dx[0];
-            if (!dx) return;
-            // dx = gamma invstd / M (M dy - dbeta - x-hat dgamma), M = batch * spatial size
-            const T inv_count = T(1) / static_cast<T>(n * HW);
-            const bool acc = io.accumulate[0];
-            Backend::for_each_index(c, n * In::size, LAMINA_LAMBDA(std::size_t i) {
-                const std::size_t ch = (i / HW) % C;
-                const T xhat = (x[i] - mean[ch]) * invstd[ch];
-                const T g = gamma[ch] * invstd[ch] * (dy[i] - (dbeta[ch] + xhat * dgamma[ch]) * inv_count);
-                dx[i] = acc ? dx[i] + g : g;  // a select: dx may hold garbage when overwritten
-            });
+            batch_norm_kernels<Backend>::backward(c, io.x[0], io.dy, mean, mean + channels, p_, g_, g_ + channels,
+                                                  io.dx[0], io.accumulate[0], io.batch, channels, inner,
+                                                  [&] { sink.ready(static_cast<const T*>(g_), parameter_count); });
         }
 
+        /// "eps" and "momentum" (fold_batch_norm reads eps).
+        double constant(const std::string& what) const {
+            if (what == "eps") return eps;
+            if (what == "momentum") return momentum;
+            throw error("lamina: batch_norm has no constant '" + what + "'");
+        }
         const T* running_mean() const noexcept { return s_; }
         const T* running_var() const noexcept { return s_ + channels; }
 
@@ -4898,6 +5915,508 @@ struct subsample_pad : layer_descriptor_base {
 }  // namespace lamina
 // ---- end include/lamina/layers/shortcut.hpp ----
 
+// ---- begin include/lamina/layers/layer_norm.hpp ----
+// lamina: layer normalization (Ba et al.), PyTorch's LayerNorm over the whole sample shape:
+// each sample is normalised with its own mean and biased variance over all of its elements
+// ((C, H, W) for images, N for vectors), then scaled and shifted elementwise by gamma and beta
+// of the sample's size (elementwise_affine = True). Training and inference compute the same
+// thing (no running statistics).
+//
+//   lm::dense<256>, lm::layer_norm, lm::gelu
+//
+// gamma (ones) and beta (zeros) are trainable without weight decay. Eps is a std::ratio
+// (default 1e-5, PyTorch's). Written once for every backend: per-sample reductions, per-feature
+// reductions and elementwise passes through Backend::for_each_index.
+
+
+
+namespace lamina {
+
+template <class Eps = std::ratio<1, 100000>>
+struct layer_norm_t : layer_descriptor_base {
+    static constexpr double eps = double(Eps::num) / double(Eps::den);
+    static_assert(eps > 0.0, "lamina::layer_norm: eps must be positive");
+    static std::string name() { return "layer_norm"; }
+    template <class In>
+    static constexpr bool accepts = is_shape<In>::value;
+
+    template <class In, class Backend, class T>
+    class impl : public node_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        static constexpr std::size_t features = In::size;  // normalised together, per sample
+        static constexpr std::size_t parameter_count = 2 * features;  // gamma, beta
+        static constexpr double flops_per_sample = 8.0 * In::size;
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.needs_input = true;        // backward recomputes x-hat from x and the saved statistics
+            t.in_place_backward = true;  // dx[i] needs dy[i] only, after the per-sample sums
+            t.accumulates = true;
+            return t;
+        }();
+
+        std::vector<tensor_spec> tensor_specs() const {
+            return {{"gamma", features, 0, 0, init::kind::ones, false, tensor_kind::trainable},
+                    {"beta", features, 0, 0, init::kind::zeros, false, tensor_kind::trainable}};
+        }
+        void bind(const tensor_binding<T>& b) {
+            p_ = b.parameters;
+            g_ = b.gradients;
+        }
+        /// Inference keeps each sample's mean and 1/sqrt(var + eps) here; backward its two sums.
+        std::size_t workspace_size(std::size_t batch) const { return 2 * batch; }
+        /// Each sample's mean and 1/sqrt(var + eps), kept for backward.
+        std::size_t saved_bytes(std::size_t batch) const { return 2 * batch * sizeof(T); }
+
+        void forward(const context& c, const node_io<T>& io) const {
+            normalize(c, io.x[0], io.y, p_, io.workspace, io.batch);
+        }
+        void forward_train(const context& c, const node_io<T>& io, std::uint64_t) {
+            normalize(c, io.x[0], io.y, p_, io.template saved_as<T>(), io.batch);
+        }
+
+        /// y = (x - mean) invstd gamma + beta; stats receives mean[batch] then invstd[batch].
+        /// (Public: a device lambda may not live in a private member function under CUDA.)
+        static void normalize(const context& c, const T* x, T* y, const T* p, T* stats, std::size_t n) {
+            T* mean = stats;
+            T* invstd = stats + n;
+            const T* gamma = p;
+            const T* beta = p + features;
+            const double e = eps;
+            constexpr std::size_t D = features;
+            // per sample: mean, then the variance around it (two passes, in double)
+            Backend::for_each_index(
+                c, n,
+                LAMINA_LAMBDA(std::size_t b) {
+                    const T* xb = x + b * D;
+                    double s = 0;
+                    for (std::size_t j = 0; j < D; ++j) s += double(xb[j]);
+                    const double mu = s / double(D);
+                    double v = 0;
+                    for (std::size_t j = 0; j < D; ++j) {
+                        const double d = double(xb[j]) - mu;
+                        v += d * d;
+                    }
+                    mean[b] = static_cast<T>(mu);
+                    invstd[b] = static_cast<T>(1.0 / std::sqrt(v / double(D) + e));
+                },
+                3 * D);
+            Backend::for_each_index(c, n * D, LAMINA_LAMBDA(std::size_t i) {
+                const std::size_t b = i / D, j = i % D;
+                y[i] = (x[i] - mean[b]) * invstd[b] * gamma[j] + beta[j];
+            });
+        }
+
+        template <class Sink>
+        void backward(const context& c, const node_io<T>& io, Sink& sink) {
+            const std::size_t n = io.batch;
+            const T* x = io.x[0];
+            const T* dy = io.dy;
+            const T* mean = io.template saved_as<T>();
+            const T* invstd = mean + n;
+            const T* gamma = p_;
+            T* dgamma = g_;
+            T* dbeta = g_ + features;
+            constexpr std::size_t D = features;
+            // dgamma = sum over the batch of dy * x-hat, dbeta = sum of dy
+            Backend::for_each_index(
+                c, D,
+                LAMINA_LAMBDA(std::size_t j) {
+                    double sg = 0, sb = 0;
+                    for (std::size_t b = 0; b < n; ++b) {
+                        const std::size_t i = b * D + j;
+                        sb += double(dy[i]);
+                        sg += double(dy[i]) * (double(x[i]) - double(mean[b])) * double(invstd[b]);
+                    }
+                    dgamma[j] = static_cast<T>(sg);
+                    dbeta[j] = static_cast<T>(sb);
+                },
+                3 * n);
+            sink.ready(static_cast<const T*>(g_), parameter_count);
+            T* dx = io.dx[0];
+            if (!dx) return;
+            // With g = gamma dy: dx = invstd (g - mean_j(g) - x-hat mean_j(g x-hat)), per sample.
+            T* sum_g = io.workspace;
+            T* sum_gx = io.workspace + n;
+            Backend::for_each_index(
+                c, n,
+                LAMINA_LAMBDA(std::size_t b) {
+                    double s1 = 0, s2 = 0;
+                    const double mu = double(mean[b]), is = double(invstd[b]);
+                    for (std::size_t j = 0; j < D; ++j) {
+                        const std::size_t i = b * D + j;
+                        const double g = double(gamma[j]) * double(dy[i]);
+                        s1 += g;
+                        s2 += g * (double(x[i]) - mu) * is;
+                    }
+                    sum_g[b] = static_cast<T>(s1);
+                    sum_gx[b] = static_cast<T>(s2);
+                },
+                4 * D);
+            const T inv_d = T(1) / static_cast<T>(D);
+            const bool acc = io.accumulate[0];
+            Backend::for_each_index(c, n * D, LAMINA_LAMBDA(std::size_t i) {
+                const std::size_t b = i / D, j = i % D;
+                const T xhat = (x[i] - mean[b]) * invstd[b];
+                const T g = invstd[b] * (gamma[j] * dy[i] - (sum_g[b] + xhat * sum_gx[b]) * inv_d);
+                dx[i] = acc ? dx[i] + g : g;  // a select: dx may hold garbage when overwritten
+            });
+        }
+
+    private:
+        T* p_ = nullptr;  // gamma, beta
+        T* g_ = nullptr;  // their gradients
+    };
+};
+
+/// PyTorch's default: eps = 1e-5.
+using layer_norm = layer_norm_t<>;
+
+}  // namespace lamina
+// ---- end include/lamina/layers/layer_norm.hpp ----
+
+// ---- begin include/lamina/layers/gaussian_noise.hpp ----
+// lamina: additive Gaussian noise, a regulariser (Keras' GaussianNoise). Training adds
+// independent N(0, sigma^2) noise to every element; inference is the identity; the gradient
+// passes through unchanged (dx = dy). The noise comes from the counter-based RNG keyed by the
+// model seed, the layer and the training step (as dropout's mask), so it is the same on every
+// backend and thread count and a resumed run draws the same noise. Written once for every
+// backend (Backend::for_each_index); nothing is kept for backward.
+//
+//   lm::input<1, 28, 28>, lm::gaussian_noise<std::ratio<1, 10>>, lm::conv2d<8, 3>, ...
+
+
+
+namespace lamina {
+
+/// Sigma (the noise's standard deviation) is a std::ratio, e.g. std::ratio<1, 10>.
+template <class Sigma>
+struct gaussian_noise : layer_descriptor_base {
+    static constexpr double sigma = double(Sigma::num) / double(Sigma::den);
+    static_assert(Sigma::num >= 0, "lamina::gaussian_noise: sigma must be non-negative");
+    static std::string name() { return "gaussian_noise<" + std::to_string(sigma).substr(0, 6) + ">"; }
+    template <class In>
+    static constexpr bool accepts = is_shape<In>::value;
+
+    template <class In, class Backend, class T>
+    class impl : public node_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        static constexpr double flops_per_sample = double(In::size);
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.in_place_forward = true;      // y = x + noise, elementwise
+            t.gradient_passthrough = true;  // dx = dy: the model may give dx dy's storage
+            t.needs_input = false;
+            t.accumulates = true;
+            return t;
+        }();
+        /// Set by the model: distinguishes this layer's stream from every other layer's.
+        void set_stream(random_stream s) { stream_ = s; }
+
+        void forward(const context& c, const node_io<T>& io) const {
+            Backend::copy(c, io.y, io.x[0], io.batch * In::size);
+        }
+        void forward_train(const context& c, const node_io<T>& io, std::uint64_t step) {
+            const random_stream s = stream_.child(step);  // element i of the batch draws number i
+            const T* x = io.x[0];
+            T* y = io.y;
+            const double sd = sigma;
+            Backend::for_each_index(c, io.batch * In::size, LAMINA_LAMBDA(std::size_t i) {
+                y[i] = x[i] + static_cast<T>(sd * s.gaussian(i));
+            }, 40);
+        }
+        void backward(const context& c, const node_io<T>& io) {
+            T* dx = io.dx[0];
+            if (!dx || dx == io.dy) return;  // aliased by the model: nothing to do
+            const std::size_t n = io.batch * In::size;
+            if (io.accumulate[0]) Backend::axpy(c, n, T(1), io.dy, dx);
+            else Backend::copy(c, dx, io.dy, n);
+        }
+
+    private:
+        random_stream stream_{};
+    };
+};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/gaussian_noise.hpp ----
+
+// ---- begin include/lamina/layers/upsample.hpp ----
+// lamina: nearest-neighbour upsampling by an integer factor (PyTorch's
+// nn.Upsample(scale_factor=Factor, mode="nearest")): (C, H, W) -> (C, H * Factor, W * Factor),
+// every input pixel becomes a Factor x Factor block; backward sums each block's gradient.
+// Written once for every backend (Backend::for_each_index).
+//
+//   ..., lm::upsample_nearest<2>, lm::conv2d<16, 3, 1, 1>, ...   // a decoder stage
+
+
+
+namespace lamina {
+
+template <std::size_t Factor>
+struct upsample_nearest : layer_descriptor_base {
+    static_assert(Factor >= 1, "lamina::upsample_nearest: the factor must be at least 1");
+    static std::string name() { return "upsample_nearest<" + std::to_string(Factor) + ">"; }
+    template <class In>
+    static constexpr bool accepts = In::rank == 3;
+    template <class In>
+    using expected_input = any_shape_of_rank<3>;
+    template <class In>
+    using output_shape = shape<chw<In>::c, chw<In>::h * Factor, chw<In>::w * Factor>;
+
+    template <class In, class Backend, class T>
+    class impl : public node_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        static constexpr std::size_t H = chw<In>::h, W = chw<In>::w;
+        static constexpr std::size_t OH = H * Factor, OW = W * Factor;
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.needs_input = false;
+            t.accumulates = true;
+            return t;
+        }();
+
+        void forward(const context& c, const node_io<T>& io) const {
+            const T* x = io.x[0];
+            T* y = io.y;
+            constexpr std::size_t h = H, w = W, oh = OH, ow = OW, f = Factor;
+            Backend::for_each_index(c, io.batch * chw<In>::c * OH * OW, LAMINA_LAMBDA(std::size_t i) {
+                const std::size_t col = i % ow, row = (i / ow) % oh, plane = i / (oh * ow);
+                y[i] = x[(plane * h + row / f) * w + col / f];
+            });
+        }
+        void backward(const context& c, const node_io<T>& io) {
+            T* dx = io.dx[0];
+            if (!dx) return;
+            const T* dy = io.dy;
+            const bool acc = io.accumulate[0];
+            constexpr std::size_t h = H, w = W, oh = OH, ow = OW, f = Factor;
+            Backend::for_each_index(
+                c, io.batch * In::size,
+                LAMINA_LAMBDA(std::size_t i) {
+                    const std::size_t col = i % w, row = (i / w) % h, plane = i / (h * w);
+                    const T* block = dy + (plane * oh + row * f) * ow + col * f;
+                    T s = 0;
+                    for (std::size_t a = 0; a < f; ++a)
+                        for (std::size_t b = 0; b < f; ++b) s += block[a * ow + b];
+                    dx[i] = acc ? dx[i] + s : s;  // a select: dx may hold garbage when overwritten
+                },
+                Factor * Factor);
+        }
+    };
+};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/upsample.hpp ----
+
+// ---- begin include/lamina/layers/zero_pad.hpp ----
+// lamina: zero padding of images (PyTorch's nn.ZeroPad2d): (C, H, W) ->
+// (C, Top + H + Bottom, Left + W + Right) with zeros around the input; backward crops the
+// gradient. zero_pad2d<Pad> pads every side by Pad; zero_pad2d_tblr<Top, Bottom, Left, Right>
+// pads each side on its own (an asymmetric "same" padding before a strided conv).
+// Written once for every backend (Backend::for_each_index).
+
+
+
+namespace lamina {
+
+template <std::size_t Top, std::size_t Bottom, std::size_t Left, std::size_t Right>
+struct zero_pad2d_tblr : layer_descriptor_base {
+    static std::string name() {
+        if (Top == Bottom && Top == Left && Top == Right) return "zero_pad2d<" + std::to_string(Top) + ">";
+        return "zero_pad2d<" + std::to_string(Top) + "," + std::to_string(Bottom) + "," + std::to_string(Left) + "," +
+               std::to_string(Right) + ">";
+    }
+    template <class In>
+    static constexpr bool accepts = In::rank == 3;
+    template <class In>
+    using expected_input = any_shape_of_rank<3>;
+    template <class In>
+    using output_shape = shape<chw<In>::c, Top + chw<In>::h + Bottom, Left + chw<In>::w + Right>;
+
+    template <class In, class Backend, class T>
+    class impl : public node_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        static constexpr std::size_t H = chw<In>::h, W = chw<In>::w;
+        static constexpr std::size_t OH = Top + H + Bottom, OW = Left + W + Right;
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.needs_input = false;
+            t.accumulates = true;
+            return t;
+        }();
+
+        void forward(const context& c, const node_io<T>& io) const {
+            const T* x = io.x[0];
+            T* y = io.y;
+            constexpr std::size_t h = H, w = W, oh = OH, ow = OW, top = Top, left = Left;
+            Backend::for_each_index(c, io.batch * chw<In>::c * OH * OW, LAMINA_LAMBDA(std::size_t i) {
+                const std::size_t col = i % ow, row = (i / ow) % oh, plane = i / (oh * ow);
+                // unsigned wrap-around makes rows/columns above or left of the input out of range
+                const std::size_t r = row - top, q = col - left;
+                y[i] = (r < h && q < w) ? x[(plane * h + r) * w + q] : T(0);
+            });
+        }
+        void backward(const context& c, const node_io<T>& io) {
+            T* dx = io.dx[0];
+            if (!dx) return;
+            const T* dy = io.dy;
+            const bool acc = io.accumulate[0];
+            constexpr std::size_t h = H, w = W, oh = OH, ow = OW, top = Top, left = Left;
+            Backend::for_each_index(c, io.batch * In::size, LAMINA_LAMBDA(std::size_t i) {
+                const std::size_t col = i % w, row = (i / w) % h, plane = i / (h * w);
+                const T g = dy[(plane * oh + row + top) * ow + col + left];
+                dx[i] = acc ? dx[i] + g : g;  // a select: dx may hold garbage when overwritten
+            });
+        }
+    };
+};
+
+template <std::size_t Pad>
+using zero_pad2d = zero_pad2d_tblr<Pad, Pad, Pad, Pad>;
+
+}  // namespace lamina
+// ---- end include/lamina/layers/zero_pad.hpp ----
+
+// ---- begin include/lamina/layers/vae_sampling.hpp ----
+// lamina: the reparameterisation step of a variational autoencoder (Kingma & Welling).
+// Input: one vector per sample holding [mu (Z values), logvar (Z values)], size 2Z; output:
+// z (Z values).
+//
+//   training:   z = mu + exp(0.5 logvar) * eps,  eps ~ N(0, 1)
+//   inference:  z = mu  (the posterior mean: deterministic predictions)
+//
+// eps comes from the counter-based RNG keyed by the model seed, the layer and the training
+// step (as dropout's mask), so it is the same on every backend and thread count; it is kept
+// in the node's saved block for backward.
+//
+// In training the node adds Beta * KL(q(z|x) || N(0, I)) to the loss, with the conventions
+//   KL per sample  = -0.5 * sum_j (1 + logvar_j - mu_j^2 - exp(logvar_j))   (sum over latents)
+//   added loss     = Beta * mean over the batch of KL per sample
+// (the batch mean matches the losses, which are batch means too). forward_train writes each
+// sample's KL into the saved block; added_loss() reduces it with Backend::sum. Backward adds
+// the KL's gradient to the sampling path's:
+//   d mu     = dz + Beta mu / batch
+//   d logvar = dz * 0.5 exp(0.5 logvar) eps + Beta 0.5 (exp(logvar) - 1) / batch
+//
+//   lm::dense<64>, lm::relu, lm::dense<2 * 8>, lm::vae_sampling<>, lm::dense<64>, ...  // Z = 8
+
+
+
+namespace lamina {
+
+/// What vae_sampling expects, named in its shape diagnostic: a vector [mu, logvar] of even size.
+struct mu_logvar_vector_of_even_size {};
+
+/// Beta (the KL term's weight, beta-VAE) is a std::ratio; std::ratio<0> trains without the KL.
+template <class Beta = std::ratio<1>>
+struct vae_sampling : layer_descriptor_base {
+    static constexpr double beta = double(Beta::num) / double(Beta::den);
+    static_assert(Beta::num >= 0, "lamina::vae_sampling: Beta must be non-negative");
+    static std::string name() {
+        return Beta::num == Beta::den ? std::string("vae_sampling")
+                                      : "vae_sampling<beta=" + std::to_string(beta).substr(0, 6) + ">";
+    }
+    template <class In>
+    static constexpr bool accepts = In::rank == 1 && In::size % 2 == 0 && In::size > 0;
+    template <class In>
+    using expected_input = mu_logvar_vector_of_even_size;
+    template <class In>
+    using output_shape = shape<In::size / 2>;
+
+    template <class In, class Backend, class T>
+    class impl : public node_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        static constexpr std::size_t latent = In::size / 2;  // Z
+        static constexpr bool adds_loss = true;
+        static constexpr double flops_per_sample = double(latent);  // inference: a copy
+        static constexpr graph::leaf_traits traits = [] {
+            graph::leaf_traits t;
+            t.needs_input = true;  // backward reads mu and logvar
+            t.accumulates = true;
+            return t;
+        }();
+        /// eps (batch x Z), then each sample's KL (batch).
+        std::size_t saved_bytes(std::size_t batch) const { return (batch * latent + batch) * sizeof(T); }
+        /// Set by the model: distinguishes this layer's stream from every other layer's.
+        void set_stream(random_stream s) { stream_ = s; }
+
+        /// Inference: z = mu.
+        void forward(const context& c, const node_io<T>& io) const {
+            const T* x = io.x[0];
+            T* y = io.y;
+            constexpr std::size_t Z = latent;
+            Backend::for_each_index(c, io.batch * Z, LAMINA_LAMBDA(std::size_t i) {
+                y[i] = x[(i / Z) * 2 * Z + i % Z];
+            });
+        }
+        void forward_train(const context& c, const node_io<T>& io, std::uint64_t step) {
+            const random_stream s = stream_.child(step);  // element i of the batch's z draws number i
+            const T* x = io.x[0];
+            T* y = io.y;
+            T* eps = io.template saved_as<T>();
+            T* kl = eps + io.batch * latent;
+            constexpr std::size_t Z = latent;
+            Backend::for_each_index(
+                c, io.batch * Z,
+                LAMINA_LAMBDA(std::size_t i) {
+                    const std::size_t b = i / Z, j = i % Z;
+                    const T mu = x[b * 2 * Z + j], logvar = x[b * 2 * Z + Z + j];
+                    const T e = static_cast<T>(s.gaussian(i));
+                    eps[i] = e;
+                    y[i] = mu + std::exp(T(0.5) * logvar) * e;
+                },
+                40);
+            Backend::for_each_index(
+                c, io.batch,
+                LAMINA_LAMBDA(std::size_t b) {
+                    double sum = 0;  // in double
+                    for (std::size_t j = 0; j < Z; ++j) {
+                        const double mu = double(x[b * 2 * Z + j]), logvar = double(x[b * 2 * Z + Z + j]);
+                        sum += 1.0 + logvar - mu * mu - std::exp(logvar);
+                    }
+                    kl[b] = static_cast<T>(-0.5 * sum);
+                },
+                4 * Z);
+        }
+        /// Beta times the batch mean of the KL of the last forward_train.
+        double added_loss(const context& c, const node_io<T>& io) const {
+            if (io.batch == 0) return 0.0;
+            const T* kl = io.template saved_as<T>() + io.batch * latent;
+            return beta * static_cast<double>(Backend::sum(c, kl, io.batch)) / static_cast<double>(io.batch);
+        }
+        void backward(const context& c, const node_io<T>& io) {
+            T* dx = io.dx[0];
+            if (!dx) return;
+            const T* x = io.x[0];
+            const T* dy = io.dy;
+            const T* eps = io.template saved_as<T>();
+            const T scale = static_cast<T>(beta / static_cast<double>(io.batch));  // d(added loss)/d(KL of a sample)
+            const bool acc = io.accumulate[0];
+            constexpr std::size_t Z = latent;
+            Backend::for_each_index(c, io.batch * Z, LAMINA_LAMBDA(std::size_t i) {
+                const std::size_t b = i / Z, j = i % Z;
+                const std::size_t im = b * 2 * Z + j, iv = im + Z;
+                const T mu = x[im], logvar = x[iv], g = dy[i];
+                const T dmu = g + scale * mu;
+                const T dlogvar = g * T(0.5) * std::exp(T(0.5) * logvar) * eps[i] + scale * T(0.5) * (std::exp(logvar) - T(1));
+                dx[im] = acc ? dx[im] + dmu : dmu;  // selects: dx may hold garbage when overwritten
+                dx[iv] = acc ? dx[iv] + dlogvar : dlogvar;
+            });
+        }
+
+    private:
+        random_stream stream_{};
+    };
+};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/vae_sampling.hpp ----
+
 
 // ---- begin include/lamina/network/sequential.hpp ----
 // lamina: sequential networks as types.
@@ -4967,7 +6486,8 @@ struct reference;  // backends/reference: naive loops, the test oracle
 //   - an in-place leaf's output shares its input's storage when that input has no other
 //     reader, is not the network input or an output, and its producer does not read it back;
 //   - an elementwise or pass-through gradient shares its output gradient's storage when the
-//     leaf is the only writer of that input gradient.
+//     leaf is the only writer of that input gradient (one input per leaf, so that a shared
+//     gradient buffer is a chain of leaves that each read it and then rewrite it).
 // Input gradients with several writers: the first writer (in backward order) overwrites, the
 // others accumulate; a leaf that cannot accumulate writes a temporary that the model adds.
 // Placement is greedy, largest block first, at the lowest offset free for its lifetime.
@@ -5036,8 +6556,16 @@ struct block {
 };
 
 /// Greedy placement: largest first, each at the lowest offset not used by a block alive at
-/// the same time. Returns the arena size.
-inline std::size_t place(std::vector<block>& blocks) {
+/// the same time. Returns the arena size. Without sharing every block gets its own memory.
+inline std::size_t place(std::vector<block>& blocks, bool share = true) {
+    if (!share) {
+        std::size_t top = 0;
+        for (auto& b : blocks) {
+            b.offset = top;
+            top += b.size;
+        }
+        return top;
+    }
     std::vector<std::size_t> order(blocks.size());
     std::iota(order.begin(), order.end(), std::size_t(0));
     std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
@@ -5069,9 +6597,9 @@ inline std::size_t place(std::vector<block>& blocks) {
 
 class planner {
 public:
-    planner(const description& d, std::size_t batch, std::size_t element_bytes)
+    planner(const description& d, std::size_t batch, std::size_t element_bytes, bool share)
         : d_(d), batch_(batch), align_(std::max<std::size_t>(1, 64 / element_bytes)), element_bytes_(element_bytes),
-          L_(d.leaves().size()) {}
+          L_(d.leaves().size()), share_(share) {}
 
     memory_plan training(bool input_gradient) {
         const auto& leaves = d_.leaves();
@@ -5084,14 +6612,20 @@ public:
         for (std::size_t l = 0; l < L_; ++l) {
             const leaf& lf = leaves[l];
             if (lf.traits.view) continue;
+            if (!share_) continue;
             if (lf.traits.in_place_forward && can_alias_value(lf.inputs[0], lf.output, /*training=*/true)) {
                 val.join(lf.inputs[0], lf.output);
                 in_place[l] = true;
             }
+            // At most one input gradient per leaf joins the output gradient's storage: each
+            // shared gradient buffer is then a path read and rewritten by one leaf after another
+            // in backward order (two paths sharing it would overwrite each other's dy).
             for (std::size_t i = 0; i < lf.inputs.size(); ++i) {
                 const bool elementwise = lf.traits.in_place_backward && i == 0;
-                if ((lf.traits.gradient_passthrough || elementwise) && sole_writer(lf.inputs[i], lf.output))
+                if ((lf.traits.gradient_passthrough || elementwise) && sole_writer(lf.inputs[i], lf.output)) {
                     grad.join(lf.output, lf.inputs[i]);
+                    break;
+                }
             }
         }
 
@@ -5151,9 +6685,11 @@ public:
                     if (lf.inputs[i] == e) writers.emplace_back(bwd(l), p.leaves[l].first_port + i);
             }
             std::sort(writers.begin(), writers.end());
-            for (std::size_t k = 0; k < writers.size(); ++k) p.ports[writers[k].second].accumulate = k > 0;
+            // a network output that is also read inside the network: the loss writes first
+            const bool loss_writes = ed.output >= 0;
+            for (std::size_t k = 0; k < writers.size(); ++k)
+                p.ports[writers[k].second].accumulate = k > 0 || loss_writes;
             if (e == 0 && !writers.empty()) p.ports[writers[0].second].first_input_writer = true;
-            (void)ed;
         }
         for (std::size_t l = 0; l < L_; ++l) {
             const leaf& lf = leaves[l];
@@ -5172,7 +6708,7 @@ public:
 
         p.unshared_elements = 0;
         for (auto& b : blocks) p.unshared_elements += b.size;
-        p.arena_elements = place(blocks);
+        p.arena_elements = place(blocks, share_);
 
         auto vref = [&](edge_id e) -> ref {
             if (e == 0) return {space_input, 0};
@@ -5213,7 +6749,7 @@ public:
         std::vector<bool> in_place(L_, false);
         for (std::size_t l = 0; l < L_; ++l) {
             const leaf& lf = leaves[l];
-            if (!lf.traits.view && lf.traits.in_place_forward && can_alias_value(lf.inputs[0], lf.output, false)) {
+            if (share_ && !lf.traits.view && lf.traits.in_place_forward && can_alias_value(lf.inputs[0], lf.output, false)) {
                 val.join(lf.inputs[0], lf.output);
                 in_place[l] = true;
             }
@@ -5241,7 +6777,7 @@ public:
         }
         p.unshared_elements = 0;
         for (auto& b : blocks) p.unshared_elements += b.size;
-        p.arena_elements = place(blocks);
+        p.arena_elements = place(blocks, share_);
         auto vref = [&](edge_id e) -> ref {
             if (e == 0) return {space_input, 0};
             const std::uint32_t g = val.find(e);
@@ -5299,7 +6835,7 @@ private:
     /// Is the leaf producing `o` the only writer of e's gradient (so it may alias it)?
     bool sole_writer(edge_id e, edge_id o) const {
         const edge& ed = d_.edges()[e];
-        return ed.producer >= 0 && ed.consumers.size() == 1 && ed.size == d_.edges()[o].size;
+        return ed.producer >= 0 && ed.output < 0 && ed.consumers.size() == 1 && ed.size == d_.edges()[o].size;
     }
 
     void widen(std::vector<std::size_t>& s, std::vector<std::size_t>& t, std::uint32_t g, std::size_t a,
@@ -5323,22 +6859,25 @@ private:
 
     const description& d_;
     std::size_t batch_, align_, element_bytes_, L_;
+    bool share_;
 };
 
 }  // namespace detail
 
 /// The plan of a training step (forward_train, loss, backward) at `batch` samples.
 /// `input_gradient`: the caller wants the network input's gradient (backward(dx)).
+/// `share`: false gives every block its own memory and runs nothing in place (a check of
+/// the planner: results must be bit-identical either way).
 inline memory_plan plan_training(const description& d, std::size_t batch, std::size_t element_bytes,
-                                 bool input_gradient) {
-    return detail::planner(d, batch, element_bytes).training(input_gradient);
+                                 bool input_gradient, bool share = true) {
+    return detail::planner(d, batch, element_bytes, share).training(input_gradient);
 }
 
 /// The plan of an inference forward at `batch` samples; with `external_outputs` the outputs
 /// are written straight into the caller's buffers (host-accessible backends).
 inline memory_plan plan_inference(const description& d, std::size_t batch, std::size_t element_bytes,
-                                  bool external_outputs) {
-    return detail::planner(d, batch, element_bytes).inference(external_outputs);
+                                  bool external_outputs, bool share = true) {
+    return detail::planner(d, batch, element_bytes, share).inference(external_outputs);
 }
 
 }  // namespace lamina::graph
@@ -5540,6 +7079,10 @@ public:
     virtual void forward_train(const context& c, const exec<T>& e, std::uint64_t step) = 0;
     virtual void backward(const context& c, const exec<T>& e, gradient_sink<T>* sink) = 0;
     virtual bool adds_loss() const { return false; }
+    /// A named constant of the node (batch norm's "eps"), for tools that rewrite networks.
+    virtual double constant(const std::string& name) const {
+        throw error("lamina: node '" + owner + "' has no constant '" + name + "'");
+    }
     virtual double added_loss(const context&, const exec<T>&) const { return 0.0; }
 };
 
@@ -5590,6 +7133,11 @@ struct has_plan : std::false_type {};
 template <class I, class Ctx>
 struct has_plan<I, Ctx, std::void_t<decltype(std::declval<I&>().plan(std::declval<const Ctx&>(), std::size_t(1)))>>
     : std::true_type {};
+
+template <class I, class = void>
+struct has_constant : std::false_type {};
+template <class I>
+struct has_constant<I, std::void_t<decltype(std::declval<const I&>().constant(std::string()))>> : std::true_type {};
 
 template <class I, class = void>
 struct adds_loss : std::false_type {};
@@ -5773,6 +7321,10 @@ public:
         }
     }
     bool adds_loss() const override { return node_detail::adds_loss<impl_type>::value; }
+    double constant(const std::string& name) const override {
+        if constexpr (node_detail::has_constant<impl_type>::value) return impl_.constant(name);
+        else return leaf_handle<Backend, T>::constant(name);
+    }
     double added_loss(const context& c, const exec<T>& e) const override {
         if constexpr (node_detail::adds_loss<impl_type>::value) return impl_.added_loss(c, make_io(e, false));
         else return (void)c, (void)e, 0.0;
@@ -6398,7 +7950,7 @@ public:
         for (const auto& r : graph_.rows()) {
             std::string indent(2 * r.depth, ' ');
             if (!r.is_leaf) {
-                std::snprintf(line, sizeof line, "%-12s %-34.34s\n", "", (indent + r.heading).c_str());
+                std::snprintf(line, sizeof line, "%-12s %s\n", "", (indent + r.heading).c_str());
             } else {
                 const auto& l = graph_.leaves()[r.leaf];
                 std::snprintf(line, sizeof line, "%-12s %-34.34s %-16s %12zu %14.0f\n", l.path.c_str(), (indent + l.name).c_str(),
@@ -6454,8 +8006,8 @@ public:
         check_batch(batch, "plan");
         if (batch <= planned_) return;
         allocating(batch, [&] {
-            train_plan_ = graph::plan_training(graph_, batch, sizeof(T), true);
-            infer_plan_ = graph::plan_inference(graph_, batch, sizeof(T), false);
+            train_plan_ = graph::plan_training(graph_, batch, sizeof(T), true, share_memory_);
+            infer_plan_ = graph::plan_inference(graph_, batch, sizeof(T), false, share_memory_);
             train_arena_.allocate(std::max<std::size_t>(train_plan_.arena_elements, 1));
             infer_arena_.allocate(std::max<std::size_t>(infer_plan_.arena_elements, 1));
             workspace_.allocate(std::max<std::size_t>(
@@ -6467,6 +8019,14 @@ public:
     std::size_t planned_batch() const noexcept { return planned_; }
     /// The training step's memory plan (planned bytes per edge kind: summary(batch)).
     const graph::memory_plan& training_plan() const noexcept { return train_plan_; }
+    /// false: plan every edge in memory of its own and run nothing in place (for checking
+    /// the planner; results are bit-identical). Takes effect at the next plan; call before use.
+    void set_memory_sharing(bool share) {
+        share_memory_ = share;
+        planned_ = 0;
+        std::lock_guard<std::mutex> lk(scratch_mutex_);
+        scratch_pool_.clear();
+    }
 
     /// Forward pass of a training step on device memory `x` (batch x input_size); returns the
     /// device pointer of the (first) output. `step` keys the dropout masks.
@@ -6725,7 +8285,7 @@ private:
         auto s = std::make_unique<scratch_set>();
         s->batch = batch;
         allocating(batch, [&] {
-            s->plan = graph::plan_inference(graph_, batch, sizeof(T), Backend::host_accessible);
+            s->plan = graph::plan_inference(graph_, batch, sizeof(T), Backend::host_accessible, share_memory_);
             s->arena.allocate(std::max<std::size_t>(s->plan.arena_elements, 1));
             s->workspace.allocate(std::max<std::size_t>(s->plan.workspace_elements, 1));
             if constexpr (!Backend::host_accessible) s->input.allocate(batch * input_size);
@@ -6774,6 +8334,7 @@ private:
     const T* last_input_ = nullptr;
     const T* last_infer_input_ = nullptr;
     bool has_added_loss_ = false;
+    bool share_memory_ = true;
     graph::memory_plan train_plan_, infer_plan_;
     typename Backend::template buffer<T> train_arena_, infer_arena_, workspace_;
     node_profiler* profiler_ = nullptr;
@@ -6913,10 +8474,9 @@ private:
     using first_out = checked_output_t<first, In>;
     // every path's output checked against the first path's (the diagnostic names the path)
     template <class In, class P>
-    using checked_path = std::conditional_t<
-        std::is_same_v<Merge, add>,
-        typename detail::require_same_shape<branches, P, checked_output_t<P, In>, first_out<In>>::type,
-        typename detail::require_concatenable<branches, P, checked_output_t<P, In>, first_out<In>>::type>;
+    using checked_path = typename std::conditional_t<
+        std::is_same_v<Merge, add>, detail::require_same_shape<branches, P, checked_output_t<P, In>, first_out<In>>,
+        detail::require_concatenable<branches, P, checked_output_t<P, In>, first_out<In>>>::type;  // only one instantiated
 
 public:
     template <class In>
@@ -7025,7 +8585,9 @@ private:
 enum class shortcut_option { zero_pad, projection };
 
 
-template <std::size_t Cout, std::size_t Stride = 1, shortcut_option Option = shortcut_option::zero_pad>
+/// Folded: the projection's batch norm folded into its conv (network/fold_batch_norm.hpp).
+template <std::size_t Cout, std::size_t Stride = 1, shortcut_option Option = shortcut_option::zero_pad,
+          bool Folded = false>
 struct shortcut_for {
     static constexpr bool is_composite = true;
     template <class In>
@@ -7034,7 +8596,8 @@ struct shortcut_for {
     using chosen = std::conditional_t<
         keeps<In>, identity,
         std::conditional_t<Option == shortcut_option::zero_pad, subsample_pad<Cout, Stride>,
-                           sequential<conv2d<Cout, 1, Stride, 0, init::he_normal, false>, batch_norm>>>;
+                           std::conditional_t<Folded, sequential<conv2d<Cout, 1, Stride, 0, init::he_normal, true>>,
+                                              sequential<conv2d<Cout, 1, Stride, 0, init::he_normal, false>, batch_norm>>>>;
     static std::string name() {
         return "shortcut_for<" + std::to_string(Cout) + ",s" + std::to_string(Stride) +
                (Option == shortcut_option::zero_pad ? ",A>" : ",B>");
@@ -7110,6 +8673,172 @@ private:
 
 }  // namespace lamina
 // ---- end include/lamina/network/composites.hpp ----
+
+// ---- begin include/lamina/network/fold_batch_norm.hpp ----
+// lamina: batch norm folded into the convolution before it, for inference.
+//
+//   using infer_net = lm::fold_batch_norm_t<resnet20>;       // conv2d + batch_norm -> conv2d with bias
+//   infer_net::model<lm::host> fast{lm::seed{0}};
+//   lm::fold_batch_norm(trained, fast);                      // w' = w s, b' = (b - mean) s + beta, s = gamma / sqrt(var + eps)
+//
+// In eval mode a batch norm is an affine map per channel, so it disappears into the
+// preceding conv's weights and bias: one pass over the activations less per conv. The type
+// transformation walks sequential, residual, branches, repeat, heads and shortcut_for; the
+// values are copied leaf by leaf (every other tensor verbatim), so the folded network gives
+// the same outputs up to rounding (the tests hold it to 1e-5).
+
+#include <map>
+
+
+namespace lamina {
+
+template <class D>
+struct fold_batch_norm_type {
+    using type = D;  // leaves are unchanged
+};
+template <class D>
+using fold_batch_norm_t = typename fold_batch_norm_type<D>::type;
+
+namespace detail {
+
+template <class L>
+struct is_batch_norm : std::false_type {};
+template <class M, class E, init::kind G>
+struct is_batch_norm<batch_norm_t<M, E, G>> : std::true_type {};
+
+template <class Conv>
+struct with_bias {
+    using type = Conv;
+};
+template <std::size_t F, std::size_t K, std::size_t S, std::size_t P, class I, bool B, std::size_t... Rest>
+struct with_bias<conv2d<F, K, S, P, I, B, Rest...>> {
+    using type = conv2d<F, K, S, P, I, true, Rest...>;
+};
+template <class L>
+struct is_conv2d : std::false_type {};
+template <std::size_t F, std::size_t K, std::size_t S, std::size_t P, class I, bool B, std::size_t... Rest>
+struct is_conv2d<conv2d<F, K, S, P, I, B, Rest...>> : std::true_type {};
+
+/// Folds a list: conv2d followed by batch_norm becomes one conv2d with bias.
+template <class Done, class... Ls>
+struct fold_list {
+    using type = Done;
+};
+template <class... Done, class L, class... Ls>
+struct fold_list<type_list<Done...>, L, Ls...> {
+    using type = typename fold_list<type_list<Done..., fold_batch_norm_t<L>>, Ls...>::type;
+};
+template <class... Done, class C, class N, class... Ls>
+struct fold_list<type_list<Done...>, C, N, Ls...> {
+    static constexpr bool pair = is_conv2d<C>::value && is_batch_norm<N>::value;
+    using type = typename std::conditional_t<
+        pair, fold_list<type_list<Done..., typename with_bias<C>::type>, Ls...>,
+        fold_list<type_list<Done..., fold_batch_norm_t<C>>, N, Ls...>>::type;
+};
+
+template <class List>
+struct as_sequential;
+template <class... Ls>
+struct as_sequential<type_list<Ls...>> {
+    using type = sequential<Ls...>;
+};
+
+}  // namespace detail
+
+template <class... Ls>
+struct fold_batch_norm_type<sequential<Ls...>> {
+    using type = typename detail::as_sequential<typename detail::fold_list<type_list<>, Ls...>::type>::type;
+};
+template <class M, class S>
+struct fold_batch_norm_type<residual<M, S>> {
+    using type = residual<fold_batch_norm_t<M>, fold_batch_norm_t<S>>;
+};
+template <class Merge, class... P>
+struct fold_batch_norm_type<branches<Merge, P...>> {
+    using type = branches<Merge, fold_batch_norm_t<P>...>;
+};
+template <std::size_t N, class B>
+struct fold_batch_norm_type<repeat<N, B>> {
+    using type = repeat<N, fold_batch_norm_t<B>>;
+};
+template <class... H>
+struct fold_batch_norm_type<heads<H...>> {
+    using type = heads<fold_batch_norm_t<H>...>;
+};
+template <std::size_t C, std::size_t S, shortcut_option O, bool Folded>
+struct fold_batch_norm_type<shortcut_for<C, S, O, Folded>> {
+    using type = shortcut_for<C, S, O, true>;
+};
+
+/// Copies a trained model into its folded twin (Dst = fold_batch_norm_t<Src's network>).
+/// Each conv2d followed by a batch_norm that reads only its output becomes the folded conv;
+/// every other leaf's parameters and running state are copied as they are.
+template <class Src, class Dst>
+void fold_batch_norm(const Src& src, Dst& dst) {
+    using T = typename Src::value_type;
+    static_assert(std::is_same_v<typename Dst::network, fold_batch_norm_t<typename Src::network>>,
+                  "lamina::fold_batch_norm: the destination must be a model of fold_batch_norm_t<source network>");
+    const auto& sl = src.graph().leaves();
+    const auto& dl = dst.graph().leaves();
+    auto by_leaf = [](const std::vector<parameter_segment>& segs) {
+        std::map<std::size_t, std::vector<parameter_segment>> m;
+        for (const auto& s : segs) m[s.layer].push_back(s);
+        return m;
+    };
+    const auto sp = by_leaf(src.parameter_segments()), ss = by_leaf(src.state_segments());
+    const auto dp = by_leaf(dst.parameter_segments()), ds = by_leaf(dst.state_segments());
+    const std::vector<T> src_p = src.get_parameters(), src_s = src.get_state();
+    std::vector<T> dst_p(Dst::parameter_count), dst_s(Dst::state_count);
+    auto segs_of = [](const auto& m, std::size_t leaf) {
+        auto it = m.find(leaf);
+        return it == m.end() ? std::vector<parameter_segment>{} : it->second;
+    };
+    auto copy_all = [&](const std::vector<parameter_segment>& from, const std::vector<T>& fv,
+                        const std::vector<parameter_segment>& to, std::vector<T>& tv, const std::string& leaf) {
+        if (from.size() != to.size())
+            throw error("lamina: fold_batch_norm: leaf '" + leaf + "' has " + std::to_string(from.size()) +
+                        " tensors in the source and " + std::to_string(to.size()) + " in the folded network");
+        for (std::size_t k = 0; k < from.size(); ++k)
+            for (std::size_t i = 0; i < from[k].count; ++i) tv[to[k].offset + i] = fv[from[k].offset + i];
+    };
+    std::size_t j = 0;
+    for (std::size_t l = 0; l < sl.size(); ++l, ++j) {
+        if (j >= dl.size()) throw error("lamina: fold_batch_norm: the folded network has fewer leaves than expected");
+        const bool conv = sl[l].name.rfind("conv2d", 0) == 0;
+        const bool bn_next = l + 1 < sl.size() && sl[l + 1].name.rfind("batch_norm", 0) == 0 &&
+                             sl[l + 1].inputs.size() == 1 && sl[l + 1].inputs[0] == sl[l].output &&
+                             src.graph().edges()[sl[l].output].consumers.size() == 1;
+        if (conv && bn_next) {
+            // conv: weight [K][C/g][R][S] (+ bias [K]); batch norm: gamma, beta; running mean, var
+            const auto cw = segs_of(sp, l), bnp = segs_of(sp, l + 1), bns = segs_of(ss, l + 1), out = segs_of(dp, j);
+            if (bnp.size() != 2 || bns.size() != 2 || out.size() != 2 || cw.empty())
+                throw error("lamina: fold_batch_norm: unexpected tensors around leaf '" + sl[l].name + "'");
+            const std::size_t K = bnp[0].count, per = cw[0].count / K;
+            const double eps = src.leaves()[l + 1]->constant("eps");
+            for (std::size_t k = 0; k < K; ++k) {
+                const double gamma = src_p[bnp[0].offset + k], beta = src_p[bnp[1].offset + k];
+                const double mean = src_s[bns[0].offset + k], var = src_s[bns[1].offset + k];
+                const double s = gamma / std::sqrt(var + eps);
+                for (std::size_t i = 0; i < per; ++i)
+                    dst_p[out[0].offset + k * per + i] = static_cast<T>(double(src_p[cw[0].offset + k * per + i]) * s);
+                const double b = cw.size() > 1 ? double(src_p[cw[1].offset + k]) : 0.0;
+                dst_p[out[1].offset + k] = static_cast<T>((b - mean) * s + beta);
+            }
+            ++l;  // the batch norm is done
+            continue;
+        }
+        if (sl[l].name != dl[j].name)
+            throw error("lamina: fold_batch_norm: source leaf '" + sl[l].name + "' meets folded leaf '" + dl[j].name + "'");
+        copy_all(segs_of(sp, l), src_p, segs_of(dp, j), dst_p, sl[l].name);
+        copy_all(segs_of(ss, l), src_s, segs_of(ds, j), dst_s, sl[l].name);
+    }
+    if (j != dl.size()) throw error("lamina: fold_batch_norm: the folded network has more leaves than expected");
+    dst.set_parameters(dst_p);
+    dst.set_state(dst_s);
+}
+
+}  // namespace lamina
+// ---- end include/lamina/network/fold_batch_norm.hpp ----
 
 
 // ---- begin include/lamina/losses/softmax_cross_entropy.hpp ----
@@ -7187,6 +8916,127 @@ struct mae {
 
 }  // namespace lamina::loss
 // ---- end include/lamina/losses/mae.hpp ----
+
+// ---- begin include/lamina/losses/per_output.hpp ----
+// lamina: one loss per output of a network with several heads, summed with weights.
+//
+//   lm::loss::per_output losses{lm::loss::weighted{1.0, lm::loss::mae{}},
+//                               lm::loss::weighted{0.5, lm::loss::softmax_cross_entropy{}}};
+//   lm::trainer fit{net, losses, opt};   // net: sequential<..., heads<decoder, classifier>>
+//
+// A sample's targets are the heads' targets side by side: [targets of output 0 | of output 1
+// | ...], each of its loss's target_size (an image for a reconstruction, one class index for
+// a classifier). The trainer reports the weighted sum (plus any loss a node adds, such as a
+// VAE's KL) and evaluates accuracy on the first classification head.
+
+
+namespace lamina::loss {
+
+template <class L>
+struct weighted {
+    double weight = 1.0;
+    L loss{};
+};
+template <class L>
+weighted(double, L) -> weighted<L>;
+
+template <class... W>
+struct per_output {
+    static_assert(sizeof...(W) >= 1, "lamina::loss::per_output needs one loss per output");
+    std::tuple<W...> parts;
+
+    explicit per_output(W... w) : parts(std::move(w)...) {}
+    static constexpr std::size_t count = sizeof...(W);
+    static std::string name() {
+        std::string s = "per_output<";
+        std::size_t i = 0;
+        ((s += (i++ ? ", " : "") + decltype(W::loss)::name()), ...);
+        return s + ">";
+    }
+    /// Index of the first classification loss, or count when there is none.
+    static constexpr std::size_t first_classifier = [] {
+        constexpr bool c[] = {decltype(W::loss)::classification...};
+        for (std::size_t i = 0; i < sizeof...(W); ++i)
+            if (c[i]) return i;
+        return sizeof...(W);
+    }();
+    static constexpr bool classification = first_classifier < count;
+};
+template <class... W>
+per_output(W...) -> per_output<W...>;
+
+template <class L>
+struct is_per_output : std::false_type {};
+template <class... W>
+struct is_per_output<per_output<W...>> : std::true_type {};
+
+}  // namespace lamina::loss
+// ---- end include/lamina/losses/per_output.hpp ----
+
+// ---- begin include/lamina/losses/binary_cross_entropy.hpp ----
+// lamina: binary cross-entropy on logits (PyTorch's BCEWithLogitsLoss, reduction "mean"):
+// per output, loss = -(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))) for a target t in
+// [0, 1] of the output's size, averaged over outputs and the batch. Computed in PyTorch's
+// numerically stable form (1 - t) x - log_sigmoid(x), log_sigmoid(x) = min(x, 0) -
+// log1p(exp(-|x|)), so large |x| neither overflows nor loses the loss; NaN propagates to the
+// loss and the gradient, and infinities give what PyTorch's form gives. The gradient is
+// (sigmoid(x) - t) / (outputs * batch).
+//
+// Written once for every backend: one Backend::for_each_index over the rows (each writes its
+// gradient row and its row loss), then Backend::sum over the row losses.
+
+
+
+namespace lamina::loss {
+
+namespace bce_detail {
+/// log(sigmoid(x)) without overflow for either sign of x.
+template <class T>
+LAMINA_HOST_DEVICE T log_sigmoid(T x) {
+    const T neg_abs = x < T(0) ? x : -x;  // -|x|; NaN stays NaN
+    return (x < T(0) ? x : T(0)) - std::log1p(std::exp(neg_abs));
+}
+/// sigmoid(x) without overflow: exp of a non-positive argument on both branches (NaN takes the
+/// second branch and stays NaN).
+template <class T>
+LAMINA_HOST_DEVICE T sigmoid(T x) {
+    if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+    const T e = std::exp(x);
+    return e / (T(1) + e);
+}
+}  // namespace bce_detail
+
+struct binary_cross_entropy_with_logits {
+    static constexpr bool classification = false;
+    static std::string name() { return "binary_cross_entropy_with_logits"; }
+    static constexpr std::size_t target_size(std::size_t outputs) { return outputs; }
+
+    /// Mean loss over outputs and the batch; grad = d(mean loss)/d(logits). loss_rows: `rows`
+    /// scratch, receives each row's mean over its outputs.
+    template <class Backend, class T>
+    T operator()(const typename Backend::context& c, const T* logits, const T* targets, T* grad, T* loss_rows,
+                 std::size_t rows, std::size_t cols) const {
+        const T grad_scale = T(1) / (static_cast<T>(cols) * static_cast<T>(rows));
+        const double inv_cols = 1.0 / static_cast<double>(cols);
+        Backend::for_each_index(
+            c, rows,
+            LAMINA_LAMBDA(std::size_t r) {
+                double loss = 0;  // the row's sum, in double
+                for (std::size_t k = 0; k < cols; ++k) {
+                    const std::size_t i = r * cols + k;
+                    const T x = logits[i], t = targets[i];
+                    loss += static_cast<double>((T(1) - t) * x - bce_detail::log_sigmoid(x));
+                    grad[i] = (bce_detail::sigmoid(x) - t) * grad_scale;
+                }
+                loss_rows[r] = static_cast<T>(loss * inv_cols);
+            },
+            30 * cols);
+        return Backend::sum(c, static_cast<const T*>(loss_rows), rows) / static_cast<T>(rows);
+    }
+};
+
+}  // namespace lamina::loss
+// ---- end include/lamina/losses/binary_cross_entropy.hpp ----
 
 
 // ---- begin include/lamina/optimizers/sgd.hpp ----
@@ -8131,6 +9981,39 @@ inline mnist_split mnist_train_test(const std::string& dir, bool scale_to_unit =
 }  // namespace lamina
 // ---- end include/lamina/data/idx.hpp ----
 
+// ---- begin include/lamina/data/image_transforms.hpp ----
+// lamina: transforms of image datasets kept as rows of (C, H, W) values.
+//
+//   auto padded = lamina::data::pad_images(mnist.train, 1, 28, 28, 2);   // 28x28 -> 32x32, zeros
+
+
+
+namespace lamina::data {
+
+/// A copy of `d` whose images (channels x height x width per sample) get `pad` rows and
+/// columns of `value` on every side; targets are copied unchanged.
+template <class T>
+dataset<T> pad_images(dataset_view<T> d, std::size_t channels, std::size_t height, std::size_t width, std::size_t pad,
+                      T value = T(0)) {
+    if (channels == 0 || height == 0 || width == 0 || d.sample_size != channels * height * width)
+        throw shape_error("lamina: pad_images: samples hold " + std::to_string(d.sample_size) + " values, not " +
+                          std::to_string(channels) + " x " + std::to_string(height) + " x " + std::to_string(width));
+    const std::size_t H = height + 2 * pad, W = width + 2 * pad, out = channels * H * W;
+    std::vector<T> in(d.count * out, value);
+    for (std::size_t i = 0; i < d.count; ++i)
+        for (std::size_t c = 0; c < channels; ++c)
+            for (std::size_t y = 0; y < height; ++y) {
+                const T* src = d.sample(i) + (c * height + y) * width;
+                T* dst = in.data() + i * out + (c * H + y + pad) * W + pad;
+                for (std::size_t x = 0; x < width; ++x) dst[x] = src[x];
+            }
+    std::vector<T> t(d.targets, d.targets + d.count * d.target_size);
+    return dataset<T>(std::move(in), std::move(t), out, d.target_size);
+}
+
+}  // namespace lamina::data
+// ---- end include/lamina/data/image_transforms.hpp ----
+
 
 // ---- begin include/lamina/train/trainer.hpp ----
 // lamina: the training loop. A trainer binds a model, a loss, an optimizer and a learning
@@ -8142,6 +10025,8 @@ inline mnist_split mnist_train_test(const std::string& dir, bool scale_to_unit =
 // All buffers are planned on the first step; steps 2..N allocate nothing. Every step's loss
 // is checked (one scalar, already on the host): by default a NaN or infinite loss stops the
 // run with a numeric_error; on_non_finite() chooses to skip such batches or to carry on.
+// A network with several outputs (heads<...>) takes a loss::per_output (one weighted loss per
+// output); the reported loss includes what nodes add (a VAE's KL term).
 
 
 // ---- begin include/lamina/train/training_types.hpp ----
@@ -8193,12 +10078,63 @@ struct evaluation {
 
 namespace lamina {
 
+namespace detail {
+/// A single loss or a loss::per_output seen the same way: part K applies to output K, its
+/// targets sit at target_offset<K> of a sample's targets.
+template <class Model, class Loss>
+struct loss_parts {
+    static constexpr bool multi = loss::is_per_output<Loss>::value;
+    static constexpr std::size_t count = [] {
+        if constexpr (multi) return Loss::count;
+        else return std::size_t(1);
+    }();
+    static_assert(count == Model::outputs,
+                  "lamina::trainer: a network with several outputs needs one loss per output (loss::per_output)");
+    template <std::size_t K, bool = multi>
+    struct part_type {
+        using type = Loss;
+    };
+    template <std::size_t K>
+    struct part_type<K, true> {
+        using type = decltype(std::get<K>(std::declval<Loss&>().parts).loss);
+    };
+    template <std::size_t K>
+    using loss_type = typename part_type<K>::type;
+    template <std::size_t K>
+    static auto& loss(Loss& l) {
+        if constexpr (multi) return std::get<K>(l.parts).loss;
+        else return l;
+    }
+    template <std::size_t K>
+    static double weight(const Loss& l) {
+        if constexpr (multi) return std::get<K>(l.parts).weight;
+        else return (void)l, 1.0;
+    }
+    template <std::size_t K>
+    static constexpr std::size_t target_size = std::decay_t<loss_type<K>>::target_size(Model::output_sizes[K]);
+    template <std::size_t... K>
+    static constexpr std::size_t sum_sizes(std::index_sequence<K...>) {
+        return (std::size_t(0) + ... + target_size<K>);
+    }
+    template <std::size_t K>
+    static constexpr std::size_t target_offset = sum_sizes(std::make_index_sequence<K>{});
+    static constexpr std::size_t total_target_size = target_offset<count - 1> + target_size<count - 1>;
+    /// The output whose accuracy evaluate() reports: the first classification part.
+    static constexpr std::size_t classifier = [] {
+        if constexpr (multi) return Loss::first_classifier;
+        else return Loss::classification ? std::size_t(0) : std::size_t(1);
+    }();
+    static constexpr bool has_classifier = classifier < count;
+};
+}  // namespace detail
+
 template <class Model, class Loss, class Optimizer, class Schedule = schedule::constant>
 class trainer {
 public:
     using backend = typename Model::backend;
     using T = typename Model::value_type;
     using optimizer_state = typename Optimizer::template state<backend, T>;
+    using parts = detail::loss_parts<Model, Loss>;
 
     trainer(Model& net, Loss loss, Optimizer opt, Schedule sched = Schedule{})
         : net_(net), loss_(loss), opt_(opt), sched_(sched), opt_state_(opt, Model::parameter_count),
@@ -8317,20 +10253,20 @@ public:
             std::size_t n = std::min(bs, data.size() - lo);
             for (std::size_t i = 0; i < n; ++i) idx[i] = lo + i;
             gather(data, idx.data(), n);
-            const T* y = net_.forward_infer(x_dev(), n);
-            loss_sum += static_cast<double>(loss_.template operator()<backend, T>(
-                            c, y, t_dev(), net_.output_gradient(), loss_rows_.data(), n, Model::output_size)) *
-                        static_cast<double>(n);
-            if constexpr (Loss::classification) {
-                backend::argmax_rows(c, y, argmax_dev_.data(), n, Model::output_size);
+            net_.forward_infer(x_dev(), n);
+            loss_sum += apply_losses(n, false) * static_cast<double>(n);
+            if constexpr (parts::has_classifier) {
+                constexpr std::size_t K = parts::classifier;
+                backend::argmax_rows(c, net_.infer_output(K), argmax_dev_.data(), n, Model::output_sizes[K]);
                 backend::download(c, predicted.data(), static_cast<const std::int32_t*>(argmax_dev_.data()), n);
                 for (std::size_t i = 0; i < n; ++i)
-                    if (predicted[i] == static_cast<std::int32_t>(*data.target(lo + i))) ++correct;
+                    if (predicted[i] == static_cast<std::int32_t>(data.target(lo + i)[parts::template target_offset<K>]))
+                        ++correct;
             }
         }
         ev.samples = data.size();
         ev.loss = loss_sum / static_cast<double>(data.size());
-        ev.accuracy = Loss::classification ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0;
+        ev.accuracy = parts::has_classifier ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0;
         return ev;
     }
 
@@ -8342,9 +10278,8 @@ private:
         prepare(count, data.size());
         gather(data, indices, count);
         auto& c = net_.context();
-        const T* y = net_.forward_train(x_dev(), count, step_);
-        const double l = static_cast<double>(loss_.template operator()<backend, T>(
-            c, y, t_dev(), net_.output_gradient(), loss_rows_.data(), count, Model::output_size));
+        net_.forward_train(x_dev(), count, step_);
+        const double l = apply_losses(count, true) + net_.added_loss();
         if (!std::isfinite(l)) {
             if (non_finite_ == non_finite::stop) throw diverged(l);
             if (non_finite_ == non_finite::skip_batch) {
@@ -8361,6 +10296,29 @@ private:
         opt_state_.step(c, net_.parameters(), net_.gradients(), net_.parameter_segments(), lr);
         ++step_;
         return l;
+    }
+
+    /// The weighted sum of the losses on the last forward (training or inference); each loss
+    /// writes its weighted gradient into its output's gradient buffer.
+    double apply_losses(std::size_t count, bool training) {
+        return apply_losses(count, training, std::make_index_sequence<parts::count>{});
+    }
+    template <std::size_t... K>
+    double apply_losses(std::size_t count, bool training, std::index_sequence<K...>) {
+        return (0.0 + ... + apply_loss<K>(count, training));
+    }
+    template <std::size_t K>
+    double apply_loss(std::size_t count, bool training) {
+        auto& c = net_.context();
+        const std::size_t out = Model::output_sizes[K];
+        const T* y = training ? net_.output(K) : net_.infer_output(K);
+        T* grad = net_.output_gradient(K);
+        const T* t = t_dev() + parts::template target_offset<K> * capacity_;
+        const double l = static_cast<double>(
+            parts::template loss<K>(loss_).template operator()<backend, T>(c, y, t, grad, loss_rows_.data(), count, out));
+        const double w = parts::template weight<K>(loss_);
+        if (w != 1.0) backend::scale(c, count * out, static_cast<T>(w), grad);
+        return w * l;
     }
 
     numeric_error diverged(double l) const {
@@ -8385,7 +10343,7 @@ private:
             throw shape_error(std::string("lamina: ") + where + ": samples have " + std::to_string(d.sample_size) +
                               " values, the network input " + Model::input_shape::str() + " takes " +
                               std::to_string(Model::input_size));
-        std::size_t want = Loss::target_size(Model::output_size);
+        std::size_t want = parts::total_target_size;
         if (d.size() && d.target_size != want)
             throw shape_error(std::string("lamina: ") + where + ": targets have " + std::to_string(d.target_size) +
                               " values per sample, loss " + Loss::name() + " on output " + Model::output_shape::str() +
@@ -8395,21 +10353,33 @@ private:
     /// rejected before any kernel sees it); regression targets must be finite. `idx` selects
     /// the samples (null: samples 0..n-1).
     void check_targets(const dataset_view<T>& d, const std::size_t* idx, std::size_t n, const char* where) const {
+        check_targets(d, idx, n, where, std::make_index_sequence<parts::count>{});
+    }
+    template <std::size_t... K>
+    void check_targets(const dataset_view<T>& d, const std::size_t* idx, std::size_t n, const char* where,
+                       std::index_sequence<K...>) const {
+        (check_part_targets<K>(d, idx, n, where), ...);
+    }
+    template <std::size_t K>
+    void check_part_targets(const dataset_view<T>& d, const std::size_t* idx, std::size_t n, const char* where) const {
+        constexpr std::size_t off = parts::template target_offset<K>, size = parts::template target_size<K>;
+        constexpr std::size_t classes = Model::output_sizes[K];
+        auto head = [] { return parts::count > 1 ? " (output " + std::to_string(K) + ")" : std::string(); };
         for (std::size_t k = 0; k < n; ++k) {
             const std::size_t i = idx ? idx[k] : k;
-            if constexpr (Loss::classification) {
-                T t = *d.target(i);
-                if (!(t >= T(0)) || t >= static_cast<T>(Model::output_size) || t != std::floor(t))
+            if constexpr (std::decay_t<typename parts::template loss_type<K>>::classification) {
+                T t = d.target(i)[off];
+                if (!(t >= T(0)) || t >= static_cast<T>(classes) || t != std::floor(t))
                     throw shape_error(std::string("lamina: ") + where + ": sample " + std::to_string(i) +
-                                      " has class label " + std::to_string(static_cast<double>(t)) +
-                                      ", not a whole number in 0.." + std::to_string(Model::output_size - 1));
+                                      " has class label " + std::to_string(static_cast<double>(t)) + head() +
+                                      ", not a whole number in 0.." + std::to_string(classes - 1));
             } else {
-                for (std::size_t j = 0; j < d.target_size; ++j)
-                    if (!std::isfinite(static_cast<double>(d.target(i)[j])))
+                for (std::size_t j = 0; j < size; ++j)
+                    if (!std::isfinite(static_cast<double>(d.target(i)[off + j])))
                         throw shape_error(std::string("lamina: ") + where + ": sample " + std::to_string(i) +
                                           " has a non-finite target value " +
-                                          std::to_string(static_cast<double>(d.target(i)[j])) + " at position " +
-                                          std::to_string(j));
+                                          std::to_string(static_cast<double>(d.target(i)[off + j])) + head() +
+                                          " at position " + std::to_string(off + j));
             }
         }
     }
@@ -8418,7 +10388,7 @@ private:
     void prepare(std::size_t bs, std::size_t n) {
         net_.plan(bs);
         if (bs > capacity_) {
-            std::size_t ts = Loss::target_size(Model::output_size);
+            std::size_t ts = parts::total_target_size;
             stage_x_.assign(bs * Model::input_size, T(0));
             stage_t_.assign(bs * ts, T(0));
             if constexpr (!backend::host_accessible) {
@@ -8440,16 +10410,25 @@ private:
         else return t_buf_.data();
     }
     /// Copies the chosen samples into the staging buffers (and to the device at the edge).
+    /// Targets are staged output by output: part K's rows start at target_offset<K> * capacity.
     void gather(const dataset_view<T>& d, const std::size_t* idx, std::size_t n) {
-        std::size_t ts = d.target_size;
-        for (std::size_t i = 0; i < n; ++i) {
+        for (std::size_t i = 0; i < n; ++i)
             std::copy(d.sample(idx[i]), d.sample(idx[i]) + d.sample_size, stage_x_.data() + i * d.sample_size);
-            std::copy(d.target(idx[i]), d.target(idx[i]) + ts, stage_t_.data() + i * ts);
-        }
+        gather_targets(d, idx, n, std::make_index_sequence<parts::count>{});
         if constexpr (!backend::host_accessible) {
             backend::upload(net_.context(), x_buf_.data(), stage_x_.data(), n * d.sample_size);
-            backend::upload(net_.context(), t_buf_.data(), stage_t_.data(), n * ts);
+            backend::upload(net_.context(), t_buf_.data(), stage_t_.data(), capacity_ * parts::total_target_size);
         }
+    }
+    template <std::size_t... K>
+    void gather_targets(const dataset_view<T>& d, const std::size_t* idx, std::size_t n, std::index_sequence<K...>) {
+        (gather_part<K>(d, idx, n), ...);
+    }
+    template <std::size_t K>
+    void gather_part(const dataset_view<T>& d, const std::size_t* idx, std::size_t n) {
+        constexpr std::size_t off = parts::template target_offset<K>, ts = parts::template target_size<K>;
+        T* to = stage_t_.data() + off * capacity_;
+        for (std::size_t i = 0; i < n; ++i) std::copy(d.target(idx[i]) + off, d.target(idx[i]) + off + ts, to + i * ts);
     }
     /// Fisher-Yates with the counter-based RNG: the permutation of epoch e depends only on
     /// (shuffle seed, e), so a resumed run shuffles exactly like an uninterrupted one.
@@ -8678,7 +10657,6 @@ at_epoch_end(F) -> at_epoch_end<F>;
 // replaced by a diverged one.
 
 #include <iostream>
-#include <map>
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,10 +1,13 @@
 # libFuzzer harnesses (tests/fuzz/), with LAMINA_FUZZ=ON and clang (scripts/test.sh stage (c),
-# scripts/fuzz.sh): fuzz_checkpoint (the checkpoint loader) and fuzz_idx (IDX and gzip), built
-# with -fsanitize=fuzzer,address,undefined. Tests (label fuzz):
-#  * fuzz.checkpoint, fuzz.idx: each harness replays the committed seeds (tests/fuzz/corpus/)
-#    and fuzzes for LAMINA_FUZZ_SECONDS; any crash, sanitizer report or leak fails the test
-#    (tests/fuzz/run_fuzzer.sh). The corpus they grow is kept in the build folder.
-#  * fuzz.corpus_fresh: tests/fuzz/corpus/ is what tests/fuzz/make_corpus.cpp writes.
+# scripts/fuzz.sh): fuzz_checkpoint (the checkpoint loader), fuzz_idx (IDX and gzip), fuzz_npy
+# (.npy) and fuzz_safetensors (safetensors and the PyTorch state_dict loader; only with
+# LAMINA_WITH_NLOHMANN_JSON), built with -fsanitize=fuzzer,address,undefined. Tests (label fuzz):
+#  * fuzz.checkpoint, fuzz.idx, fuzz.npy, fuzz.safetensors: each harness replays the committed
+#    seeds (tests/fuzz/corpus/) and fuzzes for LAMINA_FUZZ_SECONDS; any crash, sanitizer report
+#    or leak fails the test (tests/fuzz/run_fuzzer.sh). The corpus they grow is kept in the
+#    build folder.
+#  * fuzz.corpus_fresh: tests/fuzz/corpus/ is what tests/fuzz/make_corpus.cpp and
+#    tests/fuzz/make_corpus_tensors.cpp write.
 option(LAMINA_FUZZ "Build the libFuzzer harnesses in tests/fuzz (clang) and run each briefly as a test" OFF)
 set(LAMINA_FUZZ_SECONDS 45 CACHE STRING "Seconds each fuzz harness runs as a test")
 if(LAMINA_FUZZ)
@@ -27,7 +30,11 @@ extern \"C\" int LLVMFuzzerTestOneInput(const std::uint8_t*, std::size_t) { retu
     message(FATAL_ERROR "LAMINA_FUZZ is ON but bash (which runs tests/fuzz/run_fuzzer.sh) was not found")
   endif()
 
-  foreach(harness IN ITEMS checkpoint idx)
+  set(_lamina_fuzz_harnesses checkpoint idx npy)
+  if(LAMINA_WITH_NLOHMANN_JSON)
+    list(APPEND _lamina_fuzz_harnesses safetensors)
+  endif()
+  foreach(harness IN LISTS _lamina_fuzz_harnesses)
     add_executable(fuzz_${harness} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_${harness}.cpp)
     target_link_libraries(fuzz_${harness} PRIVATE lamina::lamina lamina_dev_flags)
     # Traps rather than recovery on UB so that libFuzzer records the input; frame pointers
@@ -35,6 +42,9 @@ extern \"C\" int LLVMFuzzerTestOneInput(const std::uint8_t*, std::size_t) { retu
     target_compile_options(fuzz_${harness} PRIVATE ${_lamina_fuzz_flags} -fno-sanitize-recover=all
                            -fno-omit-frame-pointer -g)
     target_link_options(fuzz_${harness} PRIVATE ${_lamina_fuzz_flags})
+    if(harness STREQUAL "safetensors")
+      target_link_libraries(fuzz_${harness} PRIVATE nlohmann_json::nlohmann_json)
+    endif()
     add_test(NAME fuzz.${harness}
       COMMAND ${LAMINA_FUZZ_BASH} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/run_fuzzer.sh $<TARGET_FILE:fuzz_${harness}>
               ${LAMINA_FUZZ_SECONDS} ${CMAKE_CURRENT_BINARY_DIR}/fuzz-corpus/${harness}
@@ -46,9 +56,11 @@ extern \"C\" int LLVMFuzzerTestOneInput(const std::uint8_t*, std::size_t) { retu
 
   add_executable(make_fuzz_corpus ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/make_corpus.cpp)
   target_link_libraries(make_fuzz_corpus PRIVATE lamina::lamina lamina_dev_flags)
+  add_executable(make_fuzz_corpus_tensors ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/make_corpus_tensors.cpp)
+  target_link_libraries(make_fuzz_corpus_tensors PRIVATE lamina::lamina lamina_dev_flags)
   add_test(NAME fuzz.corpus_fresh
-    COMMAND ${LAMINA_FUZZ_BASH} -c "rm -rf \"$1\" && \"$0\" \"$1\" && diff -r \"$1\" \"$2\" && echo 'tests/fuzz/corpus is fresh' || { echo 'tests/fuzz/corpus is stale: run make_fuzz_corpus tests/fuzz/corpus and commit'; exit 1; }"
-            $<TARGET_FILE:make_fuzz_corpus> ${CMAKE_CURRENT_BINARY_DIR}/fuzz-corpus-fresh
-            ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus)
+    COMMAND ${LAMINA_FUZZ_BASH} -c "rm -rf \"$2\" && \"$0\" \"$2\" && \"$1\" \"$2\" && diff -r \"$2\" \"$3\" && echo 'tests/fuzz/corpus is fresh' || { echo 'tests/fuzz/corpus is stale: run make_fuzz_corpus and make_fuzz_corpus_tensors with tests/fuzz/corpus and commit'; exit 1; }"
+            $<TARGET_FILE:make_fuzz_corpus> $<TARGET_FILE:make_fuzz_corpus_tensors>
+            ${CMAKE_CURRENT_BINARY_DIR}/fuzz-corpus-fresh ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus)
   set_tests_properties(fuzz.corpus_fresh PROPERTIES LABELS fuzz TIMEOUT 60)
 endif()

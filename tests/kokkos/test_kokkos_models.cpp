@@ -77,7 +77,36 @@ using zoo = lm::sequential<lm::input<2, 11, 11>, lm::conv2d<4, 3, 2, 1>, lm::lea
                            lm::conv2d<5, 1>, lm::gelu, lm::max_pool<3, 2, 1>, lm::flatten, lm::dense<9>, lm::sigmoid,
                            lm::dense<4>, lm::softmax>;
 
+// composites: residual blocks with batch norm (option A and projection shortcuts), a concat
+// of branches, a bottleneck; running statistics are compared too (see compare_state)
+using residual_net = lm::sequential<
+    lm::input<3, 8, 8>, lm::models::conv_bn<6, 3>, lm::batch_norm, lm::relu, lm::models::basic_block<6, 1>,
+    lm::models::basic_block<8, 2>, lm::models::basic_block<10, 2, lm::shortcut_option::projection>,
+    lm::branches<lm::concat, lm::conv2d<4, 1>, lm::identity>, lm::models::bottleneck<4, 16, 1, true>,
+    lm::global_avg_pool, lm::dense<5>>;
+
+template <class Net, class B>
+void compare_state(std::uint64_t seed) {
+    auto d = classes(24, Net::template model<lm::host>::input_size, 5, seed);
+    typename Net::template model<lm::host> h{lm::seed{seed}, lm::threads{1}};
+    typename Net::template model<B> k{lm::seed{seed}};
+    lm::trainer th{h, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05, 0.9}};
+    lm::trainer tk{k, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05, 0.9}};
+    th.run(d, lm::epochs{2}, lm::batch{8});
+    tk.run(d, lm::epochs{2}, lm::batch{8});
+    KT_REQUIRE_CLOSE_TOL(k.get_state(), h.get_state(), 1e-4, 1e-5);
+}
+
 }  // namespace
+
+TEMPLATE_TEST_CASE("residual blocks, batch norm and branches train identically on Kokkos and on the host",
+                   "[kokkos][model][composites]", LAMINA_KOKKOS_TEST_SPACES) {
+    using B = lm::kokkos_backend<TestType>;
+    auto d = classes(24, 3 * 8 * 8, 5, 6);
+    compare_training<residual_net, B>(d, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05, 0.9},
+                                      lm::schedule::constant{}, 2, 8, 3, 1e-4, 1e-5);
+    compare_state<residual_net, B>(3);
+}
 
 TEMPLATE_TEST_CASE("an MLP trains identically on Kokkos and on the host", "[kokkos][model]",
                    LAMINA_KOKKOS_TEST_SPACES) {

@@ -32,15 +32,17 @@ using lenet5 = lm::sequential<lm::input<1, 28, 28>, lm::conv2d<6, 5>, lm::relu, 
                               lm::relu, lm::max_pool<2>, lm::flatten, lm::dense<120>, lm::relu, lm::dense<84>, lm::relu,
                               lm::dense<10>>;
 
-template <class Backend>
-void check_training_allocates_nothing(unsigned threads) {
-    typename lenet5::template model<Backend> net{lm::seed{1}, lm::threads{threads}};
-    lm::dataset<float> d(40, 784, 1);
+template <class Net, class Backend, class Loss>
+void check_training_allocates_nothing(unsigned threads, Loss loss, std::size_t target_size = 1) {
+    using model_t = typename Net::template model<Backend>;
+    model_t net{lm::seed{1}, lm::threads{threads}};
+    constexpr std::size_t in = model_t::input_size;
+    lm::dataset<float> d(40, in, target_size);
     for (std::size_t i = 0; i < 40; ++i) {
-        *d.target(i) = float(i % 10);
-        for (std::size_t k = 0; k < 784; ++k) d.sample(i)[k] = float((i * 7 + k) % 13) / 13.0f;
+        for (std::size_t t = 0; t < target_size; ++t) d.target(i)[t] = float((i + t) % 3);
+        for (std::size_t k = 0; k < in; ++k) d.sample(i)[k] = float((i * 7 + k) % 13) / 13.0f;
     }
-    lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::adam{1e-3}};
+    lm::trainer fit{net, loss, lm::optim::adam{1e-3}};
     std::vector<std::size_t> idx(16), tail(8);
     for (std::size_t i = 0; i < 16; ++i) idx[i] = i;
     for (std::size_t i = 0; i < 8; ++i) tail[i] = 16 + i;
@@ -49,14 +51,26 @@ void check_training_allocates_nothing(unsigned threads) {
     for (int s = 0; s < 5; ++s) fit.train_batch(d, idx.data(), 16, 1e-3);
     fit.train_batch(d, tail.data(), 8, 1e-3);  // a smaller last batch reuses the buffers
     long used = g_allocations.load() - before;  // read before Catch's own INFO/CHECK allocate
-    INFO("backend " << Backend::name << ", " << threads << " thread(s)");
+    INFO(Net::name() << ", backend " << Backend::name << ", " << threads << " thread(s)");
     CHECK(used == 0);
 }
 
+using residual_net = lm::sequential<lm::input<2, 8, 8>, lm::conv2d<4, 3, 1, 1>, lm::batch_norm, lm::relu,
+                                    lm::models::basic_block<4, 1>, lm::models::basic_block<6, 2>, lm::global_avg_pool,
+                                    lm::dense<3>>;
+using multi_output_net = lm::sequential<lm::input<10>, lm::dense<12>, lm::relu, lm::dropout_p<10>,
+                                        lm::heads<lm::dense<3>, lm::sequential<lm::dense<4>, lm::sigmoid>>>;
+
 TEST_CASE("training steps 2..N allocate nothing", "[alloc]") {
-    check_training_allocates_nothing<lm::reference>(1);
-    check_training_allocates_nothing<lm::host>(1);
-    check_training_allocates_nothing<lm::host>(2);
+    const lm::loss::softmax_cross_entropy ce{};
+    check_training_allocates_nothing<lenet5, lm::reference>(1, ce);
+    check_training_allocates_nothing<lenet5, lm::host>(1, ce);
+    check_training_allocates_nothing<lenet5, lm::host>(2, ce);
+    check_training_allocates_nothing<residual_net, lm::host>(2, ce);
+    check_training_allocates_nothing<residual_net, lm::reference>(1, ce);
+    lm::loss::per_output two{lm::loss::weighted{1.0, lm::loss::softmax_cross_entropy{}},
+                             lm::loss::weighted{0.5, lm::loss::mse{}}};
+    check_training_allocates_nothing<multi_output_net, lm::host>(2, two, 5);
 }
 
 TEST_CASE("batch-1 predict allocates nothing after the first call", "[alloc][embed]") {

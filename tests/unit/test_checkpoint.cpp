@@ -646,3 +646,48 @@ TEST_CASE("a successful save removes the temporary files of dead savers of the s
     std::remove(stale.c_str());
     std::remove(path.c_str());
 }
+
+namespace {
+using bn_net = lm::sequential<lm::input<1, 8, 8>, lm::conv2d<4, 3, 1, 1>, lm::batch_norm, lm::relu,
+                              lm::residual<lm::sequential<lm::conv2d<4, 3, 1, 1>, lm::batch_norm>>, lm::relu,
+                              lm::global_avg_pool, lm::dense<3>>;
+}  // namespace
+
+TEST_CASE("batch norm running statistics are saved, restored and resumed bit-identically", "[checkpoint][batch_norm]") {
+    auto data = toy_data(50);
+    auto path = temp_path("bn.lmck");
+    bn_net::model<lm::host> full{lm::seed{4}, lm::threads{2}};
+    lm::trainer t_full{full, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05, 0.9}};
+    t_full.run(data, lm::epochs{3}, lm::batch{8});
+    REQUIRE(full.state_count == 16);  // two batch norms of 4 channels: mean and variance
+
+    bn_net::model<lm::host> first{lm::seed{4}, lm::threads{2}};
+    lm::trainer t1{first, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05, 0.9}};
+    t1.run(data, lm::epochs{1}, lm::batch{8}, lm::checkpoint_every{temp_path("bn"), 1});
+    bn_net::model<lm::host> second{lm::seed{77}, lm::threads{2}};
+    lm::trainer t2{second, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05, 0.9}};
+    lm::load_checkpoint(path, t2);
+    CHECK(second.get_state() == first.get_state());
+    t2.run(data, lm::epochs{2}, lm::batch{8});
+    CHECK(second.get_parameters() == full.get_parameters());
+    CHECK(second.get_state() == full.get_state());
+
+    // weights files carry the running statistics too: inference (which uses them) matches
+    lm::save_weights(path, full);
+    bn_net::model<lm::host> loaded{lm::seed{9}, lm::threads{2}};
+    lm::load_weights(path, loaded);
+    std::vector<float> x(3 * 64), ya(9), yb(9);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(i % 5) / 5.0f;
+    full.predict(x.data(), ya.data(), 3);
+    loaded.predict(x.data(), yb.data(), 3);
+    CHECK(ya == yb);
+
+    // a state record of the wrong size is refused before anything changes
+    auto rs = lm::io::record_set::load(path);
+    rs.put("state", std::vector<float>(15, 1.0f));
+    rs.save(path);
+    auto before = loaded.get_state();
+    CHECK_THROWS_WITH(lm::load_weights(path, loaded), Catch::Contains("'state'") && Catch::Contains("16"));
+    CHECK(loaded.get_state() == before);
+    std::remove(path.c_str());
+}

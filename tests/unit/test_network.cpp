@@ -154,3 +154,92 @@ TEST_CASE("a user-defined layer trains inside a network", "[network][custom]") {
     CHECK(net.get_parameters()[0] == Approx(0.5f).margin(1e-3));
     CHECK(fit.evaluate(d).loss < 1e-6);
 }
+
+// ---- a user-defined layer on the node contract (layers/layer_concept.hpp): y = a * x + b with
+// a learned per-feature pair, accumulating its input gradient, reporting to the sink ----------
+namespace user {
+struct affine : lm::layer_descriptor_base {
+    static std::string name() { return "affine"; }
+    template <class In, class Backend, class T>
+    class impl : public lm::node_base<Backend, T> {
+    public:
+        using context = typename Backend::context;
+        static constexpr std::size_t n_features = In::size;
+        static constexpr std::size_t parameter_count = 2 * n_features;
+        static constexpr double flops_per_sample = 2.0 * n_features;
+        static constexpr lm::graph::leaf_traits traits = [] {
+            lm::graph::leaf_traits t;
+            t.needs_input = true;   // da = sum dy x
+            t.accumulates = true;   // honours io.accumulate
+            return t;
+        }();
+        std::vector<lm::tensor_spec> tensor_specs() const {
+            return {{"a", n_features, 0, 0, lm::init::kind::ones, false}, {"b", n_features, 0, 0, lm::init::kind::zeros, false}};
+        }
+        void bind(const lm::tensor_binding<T>& b) {
+            p_ = b.parameters;
+            g_ = b.gradients;
+        }
+        void forward(const context& c, const lm::node_io<T>& io) const {
+            const T* p = p_;
+            const T* x = io.x[0];
+            T* y = io.y;
+            constexpr std::size_t F = n_features;
+            Backend::for_each_index(c, io.batch * F, LAMINA_LAMBDA(std::size_t i) { y[i] = p[i % F] * x[i] + p[F + i % F]; });
+        }
+        template <class Sink>
+        void backward(const context& c, const lm::node_io<T>& io, Sink& sink) {
+            const T* p = p_;
+            const T* x = io.x[0];
+            const T* dy = io.dy;
+            T* g = g_;
+            const std::size_t n = io.batch;
+            constexpr std::size_t F = n_features;
+            Backend::for_each_index(c, F, LAMINA_LAMBDA(std::size_t f) {
+                T da = 0, db = 0;
+                for (std::size_t b = 0; b < n; ++b) {
+                    da += dy[b * F + f] * x[b * F + f];
+                    db += dy[b * F + f];
+                }
+                g[f] = da;
+                g[F + f] = db;
+            });
+            sink.ready(static_cast<const T*>(g_), parameter_count);
+            if (T* dx = io.dx[0]) {
+                const bool acc = io.accumulate[0];
+                Backend::for_each_index(c, n * F, LAMINA_LAMBDA(std::size_t i) {
+                    const T v = dy[i] * p[i % F];
+                    dx[i] = acc ? dx[i] + v : v;
+                });
+            }
+        }
+
+    private:
+        T* p_ = nullptr;
+        T* g_ = nullptr;
+    };
+};
+}  // namespace user
+
+TEST_CASE("a user-defined layer on the node contract trains, accumulates and inside a residual", "[network][custom]") {
+    using net_t = lm::sequential<lm::input<3>, lm::residual<lm::sequential<user::affine, lm::tanh>>, user::affine>;
+    net_t::model<lm::host> net{lm::seed{1}, lm::threads{1}};
+    REQUIRE(net.parameter_count == 12);
+    // target: y = 2 x - 1 per feature through the last affine (the residual starts near 2x)
+    lm::dataset<float> d(64, 3, 3);
+    lm::random_stream r{5, 0};
+    for (std::size_t i = 0; i < 64; ++i)
+        for (std::size_t k = 0; k < 3; ++k) {
+            float v = 2 * r.uniform(i * 3 + k) - 1;
+            d.sample(i)[k] = v;
+            d.target(i)[k] = 2 * (v + std::tanh(v)) - 1;
+        }
+    lm::trainer fit{net, lm::loss::mse{}, lm::optim::sgd{0.2}};
+    fit.run(d, lm::epochs{200}, lm::batch{16});
+    CHECK(fit.evaluate(d).loss < 1e-4);
+    auto p = net.get_parameters();  // residual's affine (a, b), then the last affine (a, b)
+    for (std::size_t k = 0; k < 3; ++k) {
+        CHECK(p[6 + k] == Approx(2.0f).margin(0.02));
+        CHECK(p[9 + k] == Approx(-1.0f).margin(0.02));
+    }
+}

@@ -142,3 +142,64 @@ TEST_CASE("progress durations format as minutes and hours", "[trainer][callbacks
     CHECK(lm::progress_bar::duration(61) == "1m01s");
     CHECK(lm::progress_bar::duration(3725) == "1h02m");
 }
+
+TEST_CASE("several outputs: one weighted loss per head; gradients add up; evaluate uses the classifier head",
+          "[trainer][heads]") {
+    // trunk 4 -> 6, heads: a 2-value regression and a 3-class classifier
+    using net_t = lm::sequential<lm::input<4>, lm::dense<6>, lm::tanh, lm::heads<lm::dense<2>, lm::dense<3>>>;
+    const std::size_t n = 12;
+    // targets per sample: [regression (2) | class (1)]
+    lm::dataset<float> d(n, 4, 3);
+    for (std::size_t i = 0; i < n; ++i) {
+        for (std::size_t k = 0; k < 4; ++k)
+            d.sample(i)[k] = float((i * 5 + k * 3) % 7) / 7.0f - 0.4f + (k == i % 3 ? 1.0f : 0.0f);
+        d.target(i)[0] = 0.5f * d.sample(i)[0];
+        d.target(i)[1] = -d.sample(i)[1];
+        d.target(i)[2] = float(i % 3);
+    }
+    net_t::model<lm::reference> net{lm::seed{4}};
+    lm::loss::per_output losses{lm::loss::weighted{2.0, lm::loss::mse{}},
+                                lm::loss::weighted{0.5, lm::loss::softmax_cross_entropy{}}};
+    lm::trainer fit{net, losses, lm::optim::sgd{0.1}};
+
+    // one step's gradient equals 2 x (mse head alone) + 0.5 x (cross-entropy head alone)
+    std::vector<std::size_t> idx(n);
+    for (std::size_t i = 0; i < n; ++i) idx[i] = i;
+    net_t::model<lm::reference> a{lm::seed{4}};
+    const float* x = d.view().inputs;
+    std::vector<float> reg(n * 2), cls(n), rows(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        reg[2 * i] = d.target(i)[0];
+        reg[2 * i + 1] = d.target(i)[1];
+        cls[i] = d.target(i)[2];
+    }
+    lm::reference::context c;
+    a.forward_train(x, n, 0);
+    const double l_mse = lm::loss::mse{}.operator()<lm::reference, float>(c, a.output(0), reg.data(), a.output_gradient(0),
+                                                                          rows.data(), n, 2);
+    std::fill(a.output_gradient(1), a.output_gradient(1) + n * 3, 0.0f);
+    a.backward();
+    auto g_mse = a.get_gradients();
+    a.forward_train(x, n, 0);
+    const double l_ce = lm::loss::softmax_cross_entropy{}.operator()<lm::reference, float>(
+        c, a.output(1), cls.data(), a.output_gradient(1), rows.data(), n, 3);
+    std::fill(a.output_gradient(0), a.output_gradient(0) + n * 2, 0.0f);
+    a.backward();
+    auto g_ce = a.get_gradients();
+
+    const double l = fit.train_batch(d, idx.data(), n, 0.1);
+    CHECK(l == Approx(2 * l_mse + 0.5 * l_ce).epsilon(1e-6));
+    // the step applied lr * (2 g_mse + 0.5 g_ce): compare parameters
+    auto p0 = a.get_parameters(), p1 = net.get_parameters();
+    for (std::size_t i = 0; i < p0.size(); ++i)
+        CHECK(p1[i] == Approx(p0[i] - 0.1f * (2 * g_mse[i] + 0.5f * g_ce[i])).margin(1e-6));
+
+    // training converges, evaluate reports the classifier head's accuracy
+    fit.run(d, lm::epochs{300}, lm::batch{12});
+    auto ev = fit.evaluate(d);
+    CHECK(ev.accuracy == 1.0);
+    CHECK(ev.loss < 0.2);
+    // a bad class label is caught for its head
+    d.target(3)[2] = 3.0f;
+    CHECK_THROWS_WITH(fit.evaluate(d), Catch::Contains("sample 3") && Catch::Contains("(output 1)"));
+}

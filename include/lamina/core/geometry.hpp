@@ -14,24 +14,36 @@ struct conv_geometry {
     std::size_t stride_h = 1, stride_w = 1;
     std::size_t pad_h = 0, pad_w = 0;
     std::size_t p = 0, q = 0;        // output height, width
+    std::size_t dilation_h = 1, dilation_w = 1;  // spacing of the kernel taps (1: adjacent)
+    // Channels and filters split into `groups` equal parts; filter k sees only the c/groups
+    // channels of its group k / (k/groups). Weights are [K][C/groups][R][S] as in PyTorch.
+    std::size_t groups = 1;
 
-    static constexpr std::size_t out_extent(std::size_t in, std::size_t kernel, std::size_t stride, std::size_t pad) {
-        return (in + 2 * pad - kernel) / stride + 1;
+    /// (in + 2 pad - dilation (kernel - 1) - 1) / stride + 1, PyTorch's Conv2d rule.
+    static constexpr std::size_t out_extent(std::size_t in, std::size_t kernel, std::size_t stride, std::size_t pad,
+                                            std::size_t dilation = 1) {
+        return (in + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1;
     }
     constexpr std::size_t input_size() const { return n * c * h * w; }
     constexpr std::size_t output_size() const { return n * k * p * q; }
-    constexpr std::size_t weight_size() const { return k * c * r * s; }
+    constexpr std::size_t weight_size() const { return k * (c / groups) * r * s; }
+    constexpr std::size_t group_channels() const { return c / groups; }
+    constexpr std::size_t group_filters() const { return k / groups; }
+    /// No groups and no dilation: the plain convolution every fast kernel serves.
+    constexpr bool plain() const { return groups == 1 && dilation_h == 1 && dilation_w == 1; }
 };
 
-/// Compile-time shape of one convolution layer (square stride and padding), passed by the
-/// conv2d layer as a trailing tag argument so that a backend can pick and specialise its
-/// kernel per layer at compile time (the runtime conv_geometry is passed as well).
+/// Compile-time shape of one convolution layer (square stride, padding and dilation), passed
+/// by the conv layers as a trailing tag argument so that a backend can pick and specialise
+/// its kernel per layer at compile time (the runtime conv_geometry is passed as well).
 template <std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-          std::size_t Stride, std::size_t Pad>
+          std::size_t Stride, std::size_t Pad, std::size_t Dilation = 1, std::size_t Groups = 1>
 struct conv_shape {
-    static constexpr std::size_t c = C, h = H, w = W, k = K, r = R, s = S, stride = Stride, pad = Pad;
-    static constexpr std::size_t p = conv_geometry::out_extent(H, R, Stride, Pad);
-    static constexpr std::size_t q = conv_geometry::out_extent(W, S, Stride, Pad);
+    static constexpr std::size_t c = C, h = H, w = W, k = K, r = R, s = S, stride = Stride, pad = Pad,
+                                 dilation = Dilation, groups = Groups;
+    static constexpr std::size_t p = conv_geometry::out_extent(H, R, Stride, Pad, Dilation);
+    static constexpr std::size_t q = conv_geometry::out_extent(W, S, Stride, Pad, Dilation);
+    static constexpr bool plain = Dilation == 1 && Groups == 1;
     static constexpr bool pointwise = R == 1 && S == 1 && Stride == 1 && Pad == 0;
 };
 

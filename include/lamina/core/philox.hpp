@@ -77,6 +77,16 @@ struct random_stream {
         return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
     }
 
+    /// Standard normal callable inside kernels on every backend (gaussian_noise, vae_sampling):
+    /// the same Box-Muller transform as normal(), which stays host-only because initialisation
+    /// must not change with a device math library's last bits. On host backends both agree.
+    LAMINA_HOST_DEVICE double gaussian(std::uint64_t index) const {
+        const philox4x32::block b = bits(index);
+        const double u1 = (static_cast<double>(b.v[0]) + 1.0) * (1.0 / 4294967296.0);  // (0, 1]: log is finite
+        const double u2 = static_cast<double>(b.v[1]) * (1.0 / 4294967296.0);
+        return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    }
+
     /// Uniform integer in [0, n) without modulo bias worth measuring (64-bit multiply-shift).
     std::uint64_t below(std::uint64_t index, std::uint64_t n) const {
         auto b = bits(index);

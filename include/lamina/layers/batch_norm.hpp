@@ -7,8 +7,8 @@
 //
 // gamma and beta are trainable (no weight decay); running_mean and running_var are running
 // state: checkpointed, never optimized. batch_norm_zero_gamma starts gamma at 0 (the last
-// BN of a residual block, Goyal et al.). Written once for every backend: per-channel
-// reductions and elementwise passes through Backend::for_each_index.
+// BN of a residual block, Goyal et al.). The kernels are batch_norm_kernels<Backend>
+// (backends/portable/batch_norm.hpp, specialised by backends that have faster ones).
 #pragma once
 
 #include <cmath>
@@ -16,7 +16,9 @@
 #include <ratio>
 #include <string>
 
+#include "../backends/portable/batch_norm.hpp"
 #include "../core/config.hpp"
+#include "../core/error.hpp"
 #include "../network/shape_check.hpp"
 #include "layer_concept.hpp"
 
@@ -72,103 +74,29 @@ struct batch_norm_t : layer_descriptor_base {
 
         /// Inference: the running statistics.
         void forward(const context& c, const node_io<T>& io) const {
-            const T* gamma = p_;
-            const T* beta = p_ + channels;
-            const T* rmean = s_;
-            const T* rvar = s_ + channels;
-            const T* x = io.x[0];
-            T* y = io.y;
-            const T e = static_cast<T>(eps);
-            constexpr std::size_t C = channels, HW = inner;
-            Backend::for_each_index(c, io.batch * In::size, LAMINA_LAMBDA(std::size_t i) {
-                const std::size_t ch = (i / HW) % C;
-                y[i] = (x[i] - rmean[ch]) / std::sqrt(rvar[ch] + e) * gamma[ch] + beta[ch];
-            });
+            batch_norm_kernels<Backend>::forward(c, io.x[0], io.y, s_, s_ + channels, p_, p_ + channels, io.batch,
+                                                 channels, inner, eps);
         }
-
         /// Training: batch statistics; updates the running statistics.
         void forward_train(const context& c, const node_io<T>& io, std::uint64_t) {
-            const std::size_t n = io.batch;
-            const T* x = io.x[0];
-            T* y = io.y;
             T* mean = io.template saved_as<T>();
-            T* invstd = mean + channels;
-            T* rmean = s_;
-            T* rvar = s_ + channels;
-            const T* gamma = p_;
-            const T* beta = p_ + channels;
-            const double e = eps, m = momentum;
-            constexpr std::size_t C = channels, HW = inner;
-            const double count = double(n * HW);
-            const double unbias = count > 1 ? count / (count - 1) : 1.0;
-            // per channel: mean, then the variance around it (two passes, in double)
-            Backend::for_each_index(
-                c, C,
-                LAMINA_LAMBDA(std::size_t ch) {
-                    double s = 0;
-                    for (std::size_t b = 0; b < n; ++b)
-                        for (std::size_t j = 0; j < HW; ++j) s += double(x[(b * C + ch) * HW + j]);
-                    const double mu = s / count;
-                    double v = 0;
-                    for (std::size_t b = 0; b < n; ++b)
-                        for (std::size_t j = 0; j < HW; ++j) {
-                            const double d = double(x[(b * C + ch) * HW + j]) - mu;
-                            v += d * d;
-                        }
-                    v /= count;
-                    mean[ch] = static_cast<T>(mu);
-                    invstd[ch] = static_cast<T>(1.0 / std::sqrt(v + e));
-                    rmean[ch] = static_cast<T>((1.0 - m) * double(rmean[ch]) + m * mu);
-                    rvar[ch] = static_cast<T>((1.0 - m) * double(rvar[ch]) + m * v * unbias);
-                },
-                3 * n * HW);
-            Backend::for_each_index(c, n * In::size, LAMINA_LAMBDA(std::size_t i) {
-                const std::size_t ch = (i / HW) % C;
-                y[i] = (x[i] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
-            });
+            batch_norm_kernels<Backend>::forward_train(c, io.x[0], io.y, mean, mean + channels, s_, s_ + channels, p_,
+                                                       p_ + channels, io.batch, channels, inner, eps, momentum);
         }
-
         template <class Sink>
         void backward(const context& c, const node_io<T>& io, Sink& sink) {
-            const std::size_t n = io.batch;
-            const T* x = io.x[0];
-            const T* dy = io.dy;
             const T* mean = io.template saved_as<T>();
-            const T* invstd = mean + channels;
-            const T* gamma = p_;
-            T* dgamma = g_;
-            T* dbeta = g_ + channels;
-            constexpr std::size_t C = channels, HW = inner;
-            // dbeta = sum dy, dgamma = sum dy * x-hat
-            Backend::for_each_index(
-                c, C,
-                LAMINA_LAMBDA(std::size_t ch) {
-                    double sb = 0, sg = 0;
-                    const double mu = double(mean[ch]), is = double(invstd[ch]);
-                    for (std::size_t b = 0; b < n; ++b)
-                        for (std::size_t j = 0; j < HW; ++j) {
-                            const std::size_t i = (b * C + ch) * HW + j;
-                            sb += double(dy[i]);
-                            sg += double(dy[i]) * (double(x[i]) - mu) * is;
-                        }
-                    dbeta[ch] = static_cast<T>(sb);
-                    dgamma[ch] = static_cast<T>(sg);
-                },
-                3 * n * HW);
-            sink.ready(static_cast<const T*>(g_), parameter_count);
-            T* dx = io.dx[0];
-            if (!dx) return;
-            // dx = gamma invstd / M (M dy - dbeta - x-hat dgamma), M = batch * spatial size
-            const T inv_count = T(1) / static_cast<T>(n * HW);
-            const bool acc = io.accumulate[0];
-            Backend::for_each_index(c, n * In::size, LAMINA_LAMBDA(std::size_t i) {
-                const std::size_t ch = (i / HW) % C;
-                const T xhat = (x[i] - mean[ch]) * invstd[ch];
-                const T g = gamma[ch] * invstd[ch] * (dy[i] - (dbeta[ch] + xhat * dgamma[ch]) * inv_count);
-                dx[i] = acc ? dx[i] + g : g;  // a select: dx may hold garbage when overwritten
-            });
+            batch_norm_kernels<Backend>::backward(c, io.x[0], io.dy, mean, mean + channels, p_, g_, g_ + channels,
+                                                  io.dx[0], io.accumulate[0], io.batch, channels, inner,
+                                                  [&] { sink.ready(static_cast<const T*>(g_), parameter_count); });
         }
 
+        /// "eps" and "momentum" (fold_batch_norm reads eps).
+        double constant(const std::string& what) const {
+            if (what == "eps") return eps;
+            if (what == "momentum") return momentum;
+            throw error("lamina: batch_norm has no constant '" + what + "'");
+        }
         const T* running_mean() const noexcept { return s_; }
         const T* running_var() const noexcept { return s_ + channels; }
 

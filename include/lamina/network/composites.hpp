@@ -138,10 +138,9 @@ private:
     using first_out = checked_output_t<first, In>;
     // every path's output checked against the first path's (the diagnostic names the path)
     template <class In, class P>
-    using checked_path = std::conditional_t<
-        std::is_same_v<Merge, add>,
-        typename detail::require_same_shape<branches, P, checked_output_t<P, In>, first_out<In>>::type,
-        typename detail::require_concatenable<branches, P, checked_output_t<P, In>, first_out<In>>::type>;
+    using checked_path = typename std::conditional_t<
+        std::is_same_v<Merge, add>, detail::require_same_shape<branches, P, checked_output_t<P, In>, first_out<In>>,
+        detail::require_concatenable<branches, P, checked_output_t<P, In>, first_out<In>>>::type;  // only one instantiated
 
 public:
     template <class In>
@@ -250,7 +249,9 @@ private:
 enum class shortcut_option { zero_pad, projection };
 
 
-template <std::size_t Cout, std::size_t Stride = 1, shortcut_option Option = shortcut_option::zero_pad>
+/// Folded: the projection's batch norm folded into its conv (network/fold_batch_norm.hpp).
+template <std::size_t Cout, std::size_t Stride = 1, shortcut_option Option = shortcut_option::zero_pad,
+          bool Folded = false>
 struct shortcut_for {
     static constexpr bool is_composite = true;
     template <class In>
@@ -259,7 +260,8 @@ struct shortcut_for {
     using chosen = std::conditional_t<
         keeps<In>, identity,
         std::conditional_t<Option == shortcut_option::zero_pad, subsample_pad<Cout, Stride>,
-                           sequential<conv2d<Cout, 1, Stride, 0, init::he_normal, false>, batch_norm>>>;
+                           std::conditional_t<Folded, sequential<conv2d<Cout, 1, Stride, 0, init::he_normal, true>>,
+                                              sequential<conv2d<Cout, 1, Stride, 0, init::he_normal, false>, batch_norm>>>>;
     static std::string name() {
         return "shortcut_for<" + std::to_string(Cout) + ",s" + std::to_string(Stride) +
                (Option == shortcut_option::zero_pad ? ",A>" : ",B>");

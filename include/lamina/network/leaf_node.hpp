@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../core/activation.hpp"
+#include "../core/error.hpp"
 #include "../core/philox.hpp"
 #include "../layers/layer_concept.hpp"
 #include "exec.hpp"
@@ -75,6 +76,10 @@ public:
     virtual void forward_train(const context& c, const exec<T>& e, std::uint64_t step) = 0;
     virtual void backward(const context& c, const exec<T>& e, gradient_sink<T>* sink) = 0;
     virtual bool adds_loss() const { return false; }
+    /// A named constant of the node (batch norm's "eps"), for tools that rewrite networks.
+    virtual double constant(const std::string& name) const {
+        throw error("lamina: node '" + owner + "' has no constant '" + name + "'");
+    }
     virtual double added_loss(const context&, const exec<T>&) const { return 0.0; }
 };
 
@@ -125,6 +130,11 @@ struct has_plan : std::false_type {};
 template <class I, class Ctx>
 struct has_plan<I, Ctx, std::void_t<decltype(std::declval<I&>().plan(std::declval<const Ctx&>(), std::size_t(1)))>>
     : std::true_type {};
+
+template <class I, class = void>
+struct has_constant : std::false_type {};
+template <class I>
+struct has_constant<I, std::void_t<decltype(std::declval<const I&>().constant(std::string()))>> : std::true_type {};
 
 template <class I, class = void>
 struct adds_loss : std::false_type {};
@@ -308,6 +318,10 @@ public:
         }
     }
     bool adds_loss() const override { return node_detail::adds_loss<impl_type>::value; }
+    double constant(const std::string& name) const override {
+        if constexpr (node_detail::has_constant<impl_type>::value) return impl_.constant(name);
+        else return leaf_handle<Backend, T>::constant(name);
+    }
     double added_loss(const context& c, const exec<T>& e) const override {
         if constexpr (node_detail::adds_loss<impl_type>::value) return impl_.added_loss(c, make_io(e, false));
         else return (void)c, (void)e, 0.0;

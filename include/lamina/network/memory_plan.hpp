@@ -11,7 +11,8 @@
 //   - an in-place leaf's output shares its input's storage when that input has no other
 //     reader, is not the network input or an output, and its producer does not read it back;
 //   - an elementwise or pass-through gradient shares its output gradient's storage when the
-//     leaf is the only writer of that input gradient.
+//     leaf is the only writer of that input gradient (one input per leaf, so that a shared
+//     gradient buffer is a chain of leaves that each read it and then rewrite it).
 // Input gradients with several writers: the first writer (in backward order) overwrites, the
 // others accumulate; a leaf that cannot accumulate writes a temporary that the model adds.
 // Placement is greedy, largest block first, at the lowest offset free for its lifetime.
@@ -88,8 +89,16 @@ struct block {
 };
 
 /// Greedy placement: largest first, each at the lowest offset not used by a block alive at
-/// the same time. Returns the arena size.
-inline std::size_t place(std::vector<block>& blocks) {
+/// the same time. Returns the arena size. Without sharing every block gets its own memory.
+inline std::size_t place(std::vector<block>& blocks, bool share = true) {
+    if (!share) {
+        std::size_t top = 0;
+        for (auto& b : blocks) {
+            b.offset = top;
+            top += b.size;
+        }
+        return top;
+    }
     std::vector<std::size_t> order(blocks.size());
     std::iota(order.begin(), order.end(), std::size_t(0));
     std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
@@ -121,9 +130,9 @@ inline std::size_t place(std::vector<block>& blocks) {
 
 class planner {
 public:
-    planner(const description& d, std::size_t batch, std::size_t element_bytes)
+    planner(const description& d, std::size_t batch, std::size_t element_bytes, bool share)
         : d_(d), batch_(batch), align_(std::max<std::size_t>(1, 64 / element_bytes)), element_bytes_(element_bytes),
-          L_(d.leaves().size()) {}
+          L_(d.leaves().size()), share_(share) {}
 
     memory_plan training(bool input_gradient) {
         const auto& leaves = d_.leaves();
@@ -136,14 +145,20 @@ public:
         for (std::size_t l = 0; l < L_; ++l) {
             const leaf& lf = leaves[l];
             if (lf.traits.view) continue;
+            if (!share_) continue;
             if (lf.traits.in_place_forward && can_alias_value(lf.inputs[0], lf.output, /*training=*/true)) {
                 val.join(lf.inputs[0], lf.output);
                 in_place[l] = true;
             }
+            // At most one input gradient per leaf joins the output gradient's storage: each
+            // shared gradient buffer is then a path read and rewritten by one leaf after another
+            // in backward order (two paths sharing it would overwrite each other's dy).
             for (std::size_t i = 0; i < lf.inputs.size(); ++i) {
                 const bool elementwise = lf.traits.in_place_backward && i == 0;
-                if ((lf.traits.gradient_passthrough || elementwise) && sole_writer(lf.inputs[i], lf.output))
+                if ((lf.traits.gradient_passthrough || elementwise) && sole_writer(lf.inputs[i], lf.output)) {
                     grad.join(lf.output, lf.inputs[i]);
+                    break;
+                }
             }
         }
 
@@ -203,9 +218,11 @@ public:
                     if (lf.inputs[i] == e) writers.emplace_back(bwd(l), p.leaves[l].first_port + i);
             }
             std::sort(writers.begin(), writers.end());
-            for (std::size_t k = 0; k < writers.size(); ++k) p.ports[writers[k].second].accumulate = k > 0;
+            // a network output that is also read inside the network: the loss writes first
+            const bool loss_writes = ed.output >= 0;
+            for (std::size_t k = 0; k < writers.size(); ++k)
+                p.ports[writers[k].second].accumulate = k > 0 || loss_writes;
             if (e == 0 && !writers.empty()) p.ports[writers[0].second].first_input_writer = true;
-            (void)ed;
         }
         for (std::size_t l = 0; l < L_; ++l) {
             const leaf& lf = leaves[l];
@@ -224,7 +241,7 @@ public:
 
         p.unshared_elements = 0;
         for (auto& b : blocks) p.unshared_elements += b.size;
-        p.arena_elements = place(blocks);
+        p.arena_elements = place(blocks, share_);
 
         auto vref = [&](edge_id e) -> ref {
             if (e == 0) return {space_input, 0};
@@ -265,7 +282,7 @@ public:
         std::vector<bool> in_place(L_, false);
         for (std::size_t l = 0; l < L_; ++l) {
             const leaf& lf = leaves[l];
-            if (!lf.traits.view && lf.traits.in_place_forward && can_alias_value(lf.inputs[0], lf.output, false)) {
+            if (share_ && !lf.traits.view && lf.traits.in_place_forward && can_alias_value(lf.inputs[0], lf.output, false)) {
                 val.join(lf.inputs[0], lf.output);
                 in_place[l] = true;
             }
@@ -293,7 +310,7 @@ public:
         }
         p.unshared_elements = 0;
         for (auto& b : blocks) p.unshared_elements += b.size;
-        p.arena_elements = place(blocks);
+        p.arena_elements = place(blocks, share_);
         auto vref = [&](edge_id e) -> ref {
             if (e == 0) return {space_input, 0};
             const std::uint32_t g = val.find(e);
@@ -351,7 +368,7 @@ private:
     /// Is the leaf producing `o` the only writer of e's gradient (so it may alias it)?
     bool sole_writer(edge_id e, edge_id o) const {
         const edge& ed = d_.edges()[e];
-        return ed.producer >= 0 && ed.consumers.size() == 1 && ed.size == d_.edges()[o].size;
+        return ed.producer >= 0 && ed.output < 0 && ed.consumers.size() == 1 && ed.size == d_.edges()[o].size;
     }
 
     void widen(std::vector<std::size_t>& s, std::vector<std::size_t>& t, std::uint32_t g, std::size_t a,
@@ -375,22 +392,25 @@ private:
 
     const description& d_;
     std::size_t batch_, align_, element_bytes_, L_;
+    bool share_;
 };
 
 }  // namespace detail
 
 /// The plan of a training step (forward_train, loss, backward) at `batch` samples.
 /// `input_gradient`: the caller wants the network input's gradient (backward(dx)).
+/// `share`: false gives every block its own memory and runs nothing in place (a check of
+/// the planner: results must be bit-identical either way).
 inline memory_plan plan_training(const description& d, std::size_t batch, std::size_t element_bytes,
-                                 bool input_gradient) {
-    return detail::planner(d, batch, element_bytes).training(input_gradient);
+                                 bool input_gradient, bool share = true) {
+    return detail::planner(d, batch, element_bytes, share).training(input_gradient);
 }
 
 /// The plan of an inference forward at `batch` samples; with `external_outputs` the outputs
 /// are written straight into the caller's buffers (host-accessible backends).
 inline memory_plan plan_inference(const description& d, std::size_t batch, std::size_t element_bytes,
-                                  bool external_outputs) {
-    return detail::planner(d, batch, element_bytes).inference(external_outputs);
+                                  bool external_outputs, bool share = true) {
+    return detail::planner(d, batch, element_bytes, share).inference(external_outputs);
 }
 
 }  // namespace lamina::graph

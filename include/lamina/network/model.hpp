@@ -146,7 +146,7 @@ public:
         for (const auto& r : graph_.rows()) {
             std::string indent(2 * r.depth, ' ');
             if (!r.is_leaf) {
-                std::snprintf(line, sizeof line, "%-12s %-34.34s\n", "", (indent + r.heading).c_str());
+                std::snprintf(line, sizeof line, "%-12s %s\n", "", (indent + r.heading).c_str());
             } else {
                 const auto& l = graph_.leaves()[r.leaf];
                 std::snprintf(line, sizeof line, "%-12s %-34.34s %-16s %12zu %14.0f\n", l.path.c_str(), (indent + l.name).c_str(),
@@ -202,8 +202,8 @@ public:
         check_batch(batch, "plan");
         if (batch <= planned_) return;
         allocating(batch, [&] {
-            train_plan_ = graph::plan_training(graph_, batch, sizeof(T), true);
-            infer_plan_ = graph::plan_inference(graph_, batch, sizeof(T), false);
+            train_plan_ = graph::plan_training(graph_, batch, sizeof(T), true, share_memory_);
+            infer_plan_ = graph::plan_inference(graph_, batch, sizeof(T), false, share_memory_);
             train_arena_.allocate(std::max<std::size_t>(train_plan_.arena_elements, 1));
             infer_arena_.allocate(std::max<std::size_t>(infer_plan_.arena_elements, 1));
             workspace_.allocate(std::max<std::size_t>(
@@ -215,6 +215,14 @@ public:
     std::size_t planned_batch() const noexcept { return planned_; }
     /// The training step's memory plan (planned bytes per edge kind: summary(batch)).
     const graph::memory_plan& training_plan() const noexcept { return train_plan_; }
+    /// false: plan every edge in memory of its own and run nothing in place (for checking
+    /// the planner; results are bit-identical). Takes effect at the next plan; call before use.
+    void set_memory_sharing(bool share) {
+        share_memory_ = share;
+        planned_ = 0;
+        std::lock_guard<std::mutex> lk(scratch_mutex_);
+        scratch_pool_.clear();
+    }
 
     /// Forward pass of a training step on device memory `x` (batch x input_size); returns the
     /// device pointer of the (first) output. `step` keys the dropout masks.
@@ -473,7 +481,7 @@ private:
         auto s = std::make_unique<scratch_set>();
         s->batch = batch;
         allocating(batch, [&] {
-            s->plan = graph::plan_inference(graph_, batch, sizeof(T), Backend::host_accessible);
+            s->plan = graph::plan_inference(graph_, batch, sizeof(T), Backend::host_accessible, share_memory_);
             s->arena.allocate(std::max<std::size_t>(s->plan.arena_elements, 1));
             s->workspace.allocate(std::max<std::size_t>(s->plan.workspace_elements, 1));
             if constexpr (!Backend::host_accessible) s->input.allocate(batch * input_size);
@@ -522,6 +530,7 @@ private:
     const T* last_input_ = nullptr;
     const T* last_infer_input_ = nullptr;
     bool has_added_loss_ = false;
+    bool share_memory_ = true;
     graph::memory_plan train_plan_, infer_plan_;
     typename Backend::template buffer<T> train_arena_, infer_arena_, workspace_;
     node_profiler* profiler_ = nullptr;

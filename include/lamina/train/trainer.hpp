@@ -7,12 +7,15 @@
 // All buffers are planned on the first step; steps 2..N allocate nothing. Every step's loss
 // is checked (one scalar, already on the host): by default a NaN or infinite loss stops the
 // run with a numeric_error; on_non_finite() chooses to skip such batches or to carry on.
+// A network with several outputs (heads<...>) takes a loss::per_output (one weighted loss per
+// output); the reported loss includes what nodes add (a VAE's KL term).
 #pragma once
 
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -20,10 +23,61 @@
 #include "../core/error.hpp"
 #include "../core/philox.hpp"
 #include "../data/dataset.hpp"
+#include "../losses/per_output.hpp"
 #include "../schedules/schedules.hpp"
 #include "training_types.hpp"
 
 namespace lamina {
+
+namespace detail {
+/// A single loss or a loss::per_output seen the same way: part K applies to output K, its
+/// targets sit at target_offset<K> of a sample's targets.
+template <class Model, class Loss>
+struct loss_parts {
+    static constexpr bool multi = loss::is_per_output<Loss>::value;
+    static constexpr std::size_t count = [] {
+        if constexpr (multi) return Loss::count;
+        else return std::size_t(1);
+    }();
+    static_assert(count == Model::outputs,
+                  "lamina::trainer: a network with several outputs needs one loss per output (loss::per_output)");
+    template <std::size_t K, bool = multi>
+    struct part_type {
+        using type = Loss;
+    };
+    template <std::size_t K>
+    struct part_type<K, true> {
+        using type = decltype(std::get<K>(std::declval<Loss&>().parts).loss);
+    };
+    template <std::size_t K>
+    using loss_type = typename part_type<K>::type;
+    template <std::size_t K>
+    static auto& loss(Loss& l) {
+        if constexpr (multi) return std::get<K>(l.parts).loss;
+        else return l;
+    }
+    template <std::size_t K>
+    static double weight(const Loss& l) {
+        if constexpr (multi) return std::get<K>(l.parts).weight;
+        else return (void)l, 1.0;
+    }
+    template <std::size_t K>
+    static constexpr std::size_t target_size = std::decay_t<loss_type<K>>::target_size(Model::output_sizes[K]);
+    template <std::size_t... K>
+    static constexpr std::size_t sum_sizes(std::index_sequence<K...>) {
+        return (std::size_t(0) + ... + target_size<K>);
+    }
+    template <std::size_t K>
+    static constexpr std::size_t target_offset = sum_sizes(std::make_index_sequence<K>{});
+    static constexpr std::size_t total_target_size = target_offset<count - 1> + target_size<count - 1>;
+    /// The output whose accuracy evaluate() reports: the first classification part.
+    static constexpr std::size_t classifier = [] {
+        if constexpr (multi) return Loss::first_classifier;
+        else return Loss::classification ? std::size_t(0) : std::size_t(1);
+    }();
+    static constexpr bool has_classifier = classifier < count;
+};
+}  // namespace detail
 
 template <class Model, class Loss, class Optimizer, class Schedule = schedule::constant>
 class trainer {
@@ -31,6 +85,7 @@ public:
     using backend = typename Model::backend;
     using T = typename Model::value_type;
     using optimizer_state = typename Optimizer::template state<backend, T>;
+    using parts = detail::loss_parts<Model, Loss>;
 
     trainer(Model& net, Loss loss, Optimizer opt, Schedule sched = Schedule{})
         : net_(net), loss_(loss), opt_(opt), sched_(sched), opt_state_(opt, Model::parameter_count),
@@ -149,20 +204,20 @@ public:
             std::size_t n = std::min(bs, data.size() - lo);
             for (std::size_t i = 0; i < n; ++i) idx[i] = lo + i;
             gather(data, idx.data(), n);
-            const T* y = net_.forward_infer(x_dev(), n);
-            loss_sum += static_cast<double>(loss_.template operator()<backend, T>(
-                            c, y, t_dev(), net_.output_gradient(), loss_rows_.data(), n, Model::output_size)) *
-                        static_cast<double>(n);
-            if constexpr (Loss::classification) {
-                backend::argmax_rows(c, y, argmax_dev_.data(), n, Model::output_size);
+            net_.forward_infer(x_dev(), n);
+            loss_sum += apply_losses(n, false) * static_cast<double>(n);
+            if constexpr (parts::has_classifier) {
+                constexpr std::size_t K = parts::classifier;
+                backend::argmax_rows(c, net_.infer_output(K), argmax_dev_.data(), n, Model::output_sizes[K]);
                 backend::download(c, predicted.data(), static_cast<const std::int32_t*>(argmax_dev_.data()), n);
                 for (std::size_t i = 0; i < n; ++i)
-                    if (predicted[i] == static_cast<std::int32_t>(*data.target(lo + i))) ++correct;
+                    if (predicted[i] == static_cast<std::int32_t>(data.target(lo + i)[parts::template target_offset<K>]))
+                        ++correct;
             }
         }
         ev.samples = data.size();
         ev.loss = loss_sum / static_cast<double>(data.size());
-        ev.accuracy = Loss::classification ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0;
+        ev.accuracy = parts::has_classifier ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0;
         return ev;
     }
 
@@ -174,9 +229,8 @@ private:
         prepare(count, data.size());
         gather(data, indices, count);
         auto& c = net_.context();
-        const T* y = net_.forward_train(x_dev(), count, step_);
-        const double l = static_cast<double>(loss_.template operator()<backend, T>(
-            c, y, t_dev(), net_.output_gradient(), loss_rows_.data(), count, Model::output_size));
+        net_.forward_train(x_dev(), count, step_);
+        const double l = apply_losses(count, true) + net_.added_loss();
         if (!std::isfinite(l)) {
             if (non_finite_ == non_finite::stop) throw diverged(l);
             if (non_finite_ == non_finite::skip_batch) {
@@ -193,6 +247,29 @@ private:
         opt_state_.step(c, net_.parameters(), net_.gradients(), net_.parameter_segments(), lr);
         ++step_;
         return l;
+    }
+
+    /// The weighted sum of the losses on the last forward (training or inference); each loss
+    /// writes its weighted gradient into its output's gradient buffer.
+    double apply_losses(std::size_t count, bool training) {
+        return apply_losses(count, training, std::make_index_sequence<parts::count>{});
+    }
+    template <std::size_t... K>
+    double apply_losses(std::size_t count, bool training, std::index_sequence<K...>) {
+        return (0.0 + ... + apply_loss<K>(count, training));
+    }
+    template <std::size_t K>
+    double apply_loss(std::size_t count, bool training) {
+        auto& c = net_.context();
+        const std::size_t out = Model::output_sizes[K];
+        const T* y = training ? net_.output(K) : net_.infer_output(K);
+        T* grad = net_.output_gradient(K);
+        const T* t = t_dev() + parts::template target_offset<K> * capacity_;
+        const double l = static_cast<double>(
+            parts::template loss<K>(loss_).template operator()<backend, T>(c, y, t, grad, loss_rows_.data(), count, out));
+        const double w = parts::template weight<K>(loss_);
+        if (w != 1.0) backend::scale(c, count * out, static_cast<T>(w), grad);
+        return w * l;
     }
 
     numeric_error diverged(double l) const {
@@ -217,7 +294,7 @@ private:
             throw shape_error(std::string("lamina: ") + where + ": samples have " + std::to_string(d.sample_size) +
                               " values, the network input " + Model::input_shape::str() + " takes " +
                               std::to_string(Model::input_size));
-        std::size_t want = Loss::target_size(Model::output_size);
+        std::size_t want = parts::total_target_size;
         if (d.size() && d.target_size != want)
             throw shape_error(std::string("lamina: ") + where + ": targets have " + std::to_string(d.target_size) +
                               " values per sample, loss " + Loss::name() + " on output " + Model::output_shape::str() +
@@ -227,21 +304,33 @@ private:
     /// rejected before any kernel sees it); regression targets must be finite. `idx` selects
     /// the samples (null: samples 0..n-1).
     void check_targets(const dataset_view<T>& d, const std::size_t* idx, std::size_t n, const char* where) const {
+        check_targets(d, idx, n, where, std::make_index_sequence<parts::count>{});
+    }
+    template <std::size_t... K>
+    void check_targets(const dataset_view<T>& d, const std::size_t* idx, std::size_t n, const char* where,
+                       std::index_sequence<K...>) const {
+        (check_part_targets<K>(d, idx, n, where), ...);
+    }
+    template <std::size_t K>
+    void check_part_targets(const dataset_view<T>& d, const std::size_t* idx, std::size_t n, const char* where) const {
+        constexpr std::size_t off = parts::template target_offset<K>, size = parts::template target_size<K>;
+        constexpr std::size_t classes = Model::output_sizes[K];
+        auto head = [] { return parts::count > 1 ? " (output " + std::to_string(K) + ")" : std::string(); };
         for (std::size_t k = 0; k < n; ++k) {
             const std::size_t i = idx ? idx[k] : k;
-            if constexpr (Loss::classification) {
-                T t = *d.target(i);
-                if (!(t >= T(0)) || t >= static_cast<T>(Model::output_size) || t != std::floor(t))
+            if constexpr (std::decay_t<typename parts::template loss_type<K>>::classification) {
+                T t = d.target(i)[off];
+                if (!(t >= T(0)) || t >= static_cast<T>(classes) || t != std::floor(t))
                     throw shape_error(std::string("lamina: ") + where + ": sample " + std::to_string(i) +
-                                      " has class label " + std::to_string(static_cast<double>(t)) +
-                                      ", not a whole number in 0.." + std::to_string(Model::output_size - 1));
+                                      " has class label " + std::to_string(static_cast<double>(t)) + head() +
+                                      ", not a whole number in 0.." + std::to_string(classes - 1));
             } else {
-                for (std::size_t j = 0; j < d.target_size; ++j)
-                    if (!std::isfinite(static_cast<double>(d.target(i)[j])))
+                for (std::size_t j = 0; j < size; ++j)
+                    if (!std::isfinite(static_cast<double>(d.target(i)[off + j])))
                         throw shape_error(std::string("lamina: ") + where + ": sample " + std::to_string(i) +
                                           " has a non-finite target value " +
-                                          std::to_string(static_cast<double>(d.target(i)[j])) + " at position " +
-                                          std::to_string(j));
+                                          std::to_string(static_cast<double>(d.target(i)[off + j])) + head() +
+                                          " at position " + std::to_string(off + j));
             }
         }
     }
@@ -250,7 +339,7 @@ private:
     void prepare(std::size_t bs, std::size_t n) {
         net_.plan(bs);
         if (bs > capacity_) {
-            std::size_t ts = Loss::target_size(Model::output_size);
+            std::size_t ts = parts::total_target_size;
             stage_x_.assign(bs * Model::input_size, T(0));
             stage_t_.assign(bs * ts, T(0));
             if constexpr (!backend::host_accessible) {
@@ -272,16 +361,25 @@ private:
         else return t_buf_.data();
     }
     /// Copies the chosen samples into the staging buffers (and to the device at the edge).
+    /// Targets are staged output by output: part K's rows start at target_offset<K> * capacity.
     void gather(const dataset_view<T>& d, const std::size_t* idx, std::size_t n) {
-        std::size_t ts = d.target_size;
-        for (std::size_t i = 0; i < n; ++i) {
+        for (std::size_t i = 0; i < n; ++i)
             std::copy(d.sample(idx[i]), d.sample(idx[i]) + d.sample_size, stage_x_.data() + i * d.sample_size);
-            std::copy(d.target(idx[i]), d.target(idx[i]) + ts, stage_t_.data() + i * ts);
-        }
+        gather_targets(d, idx, n, std::make_index_sequence<parts::count>{});
         if constexpr (!backend::host_accessible) {
             backend::upload(net_.context(), x_buf_.data(), stage_x_.data(), n * d.sample_size);
-            backend::upload(net_.context(), t_buf_.data(), stage_t_.data(), n * ts);
+            backend::upload(net_.context(), t_buf_.data(), stage_t_.data(), capacity_ * parts::total_target_size);
         }
+    }
+    template <std::size_t... K>
+    void gather_targets(const dataset_view<T>& d, const std::size_t* idx, std::size_t n, std::index_sequence<K...>) {
+        (gather_part<K>(d, idx, n), ...);
+    }
+    template <std::size_t K>
+    void gather_part(const dataset_view<T>& d, const std::size_t* idx, std::size_t n) {
+        constexpr std::size_t off = parts::template target_offset<K>, ts = parts::template target_size<K>;
+        T* to = stage_t_.data() + off * capacity_;
+        for (std::size_t i = 0; i < n; ++i) std::copy(d.target(idx[i]) + off, d.target(idx[i]) + off + ts, to + i * ts);
     }
     /// Fisher-Yates with the counter-based RNG: the permutation of epoch e depends only on
     /// (shuffle seed, e), so a resumed run shuffles exactly like an uninterrupted one.

@@ -189,7 +189,8 @@ inline T contiguous_sum(const T* x, std::size_t n) {
     }
     for (; i + W <= n; i += W) a0 += load(x + i);
     T s = hsum(a0 + a1);
-    for (; i < n; ++i) s += x[i];
+    const std::size_t rem = n - i;  // < W; a bounded count (GCC 12's false -Waggressive-loop-optimizations)
+    for (std::size_t k = 0; k < rem && k < W; ++k) s += x[i + k];
     return s;
 }
 

@@ -11,12 +11,17 @@
 // Slices are whole micro-tiles and never take the small path, so every C element is
 // accumulated in the same order whatever the thread count: results are bit-identical across
 // thread counts.
+//
+// GEMV: op(A) B^T with at most 4 rows of A (a dense layer's forward at batch 1..4) skips the
+// packing, which would copy all of B on every call, and streams B's rows once in place
+// (gemv_bt, below; also bit-identical across thread counts).
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <type_traits>
-#if defined(__AVX__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -100,7 +105,9 @@ inline void gemm_pack_b_panel_t(const T* b, std::size_t ldb, std::size_t nr, std
         }
     }
 #endif
-    for (std::size_t p = p0; p < kc; ++p)
+    // kc <= KC always; the bound says so to GCC 12, which otherwise misjudges the trip count after
+    // inlining (a false -Waggressive-loop-optimizations).
+    for (std::size_t p = p0; p < kc && p < gemm_blocking<T>::KC; ++p)
         for (std::size_t c = 0; c < NR; ++c) d[p * NR + c] = c < nr ? b[c * ldb + p] : T(0);
 }
 
@@ -278,11 +285,155 @@ inline void gemm_micro_kernel(std::size_t kc, const T* a, const T* b, T* c, std:
         }
 }
 
-/// Direct path for tiny problems (dense layers at batch 1, small convolutions).
+// ---- row dots: C = op(A) B^T for few rows of A (GEMV) and the small path ------------------------
+//
+// With B transposed (a dense layer's weights, [out][in]) every C element is the dot product of a
+// row of A with a row of B, both contiguous: B's own layout is already the one a matrix-vector
+// product streams, so nothing is packed (no copy of the weights, nothing to refresh after a
+// training step). gemv_bt_block computes MB rows of A against R rows of B with MB * R vector
+// accumulators, so each row of B is read once for all MB rows of A. Every C element is summed
+// in one fixed order whatever the blocking, the thread split or the number of rows: vector
+// partial sums over K in steps of W, reduced as hsum does (halving), then the K % W tail in
+// order. So one sample's output does not depend on the batch it is computed in (up to 4 rows
+// here and on the small path, which shares this code).
+
+/// s = s + a * b, as one fused operation where the target has FMA (the same rounding in every
+/// caller: a compiler contracts a plain `s += a * b` or not depending on the context).
+template <class T>
+inline T fma_scalar(T a, T b, T s) {
+#if defined(__FMA__) || defined(__AVX512F__)
+    return std::fma(a, b, s);
+#else
+    return s + a * b;
+#endif
+}
+
+/// hsum of four vectors at once, each summed in hsum's (halving) order, into out[0..3]: the
+/// 256/512-bit halves are folded onto 128 bits, then a 4x4 transpose adds the lanes.
+template <class T>
+inline void hsum4(const vec<T>& a, const vec<T>& b, const vec<T>& c, const vec<T>& d, T* out) {
+#if defined(__SSE2__)
+    if constexpr (std::is_same<T, float>::value) {
+        // xsimd's float batch is the widest the target has: 16 lanes with AVX-512, 8 with AVX.
+        auto fold = [](const vec<float>& v) -> __m128 {
+#if defined(__AVX512F__)
+            static_assert(vec_size<float> == 16, "hsum4: AVX-512 float batches have 16 lanes");
+            const __m512 x = v;
+            const __m256 lo = _mm512_castps512_ps256(x);
+            const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1));
+            const __m256 h = _mm256_add_ps(lo, hi);
+            return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+#elif defined(__AVX__)
+            static_assert(vec_size<float> == 8, "hsum4: AVX float batches have 8 lanes");
+            const __m256 x = v;
+            return _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+#else
+            static_assert(vec_size<float> == 4, "hsum4: SSE float batches have 4 lanes");
+            return v;
+#endif
+        };
+        __m128 r0 = fold(a), r1 = fold(b), r2 = fold(c), r3 = fold(d);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // r_j = lane j of a, b, c, d
+        _mm_storeu_ps(out, _mm_add_ps(_mm_add_ps(r0, r2), _mm_add_ps(r1, r3)));
+        return;
+    }
+#endif
+    out[0] = hsum(a);
+    out[1] = hsum(b);
+    out[2] = hsum(c);
+    out[3] = hsum(d);
+}
+
+/// s[m * R + r] = sum over p < K of A[m * lda + p] * B[r * ldb + p], for m < MB, r < R.
+template <class T, std::size_t MB, std::size_t R>
+inline void gemv_bt_block(std::size_t K, const T* A, std::size_t lda, const T* B, std::size_t ldb, T* s) {
+    using V = vec<T>;
+    constexpr std::size_t W = vec_size<T>, NA = MB * R, NG = (NA + 3) / 4 * 4;
+    V acc[NG];
+    for (std::size_t i = 0; i < NG; ++i) acc[i] = V(T(0));
+    std::size_t p = 0;
+    for (; p + W <= K; p += W) {
+        V a[MB];
+        for (std::size_t m = 0; m < MB; ++m) a[m] = load(A + m * lda + p);
+        for (std::size_t r = 0; r < R; ++r) {
+            const V b = load(B + r * ldb + p);
+            for (std::size_t m = 0; m < MB; ++m) acc[m * R + r] = xsimd::fma(a[m], b, acc[m * R + r]);
+        }
+    }
+    alignas(16) T sums[NG];
+    for (std::size_t g = 0; g < NG; g += 4) hsum4(acc[g], acc[g + 1], acc[g + 2], acc[g + 3], sums + g);
+    const std::size_t rem = K - p;  // < W
+    for (std::size_t m = 0; m < MB; ++m)
+        for (std::size_t r = 0; r < R; ++r) {
+            T v = sums[m * R + r];
+            const T* a = A + m * lda + p;
+            const T* b = B + r * ldb + p;
+            for (std::size_t t = 0; t < rem && t < W; ++t) v = fma_scalar(a[t], b[t], v);
+            s[m * R + r] = v;
+        }
+}
+
+/// C[m][j] = alpha * s + beta * C[m][j] (C not read when beta == 0).
+template <class T>
+inline void gemv_store(T* c, T s, T alpha, T beta) {
+    *c = beta == T(0) ? alpha * s : fma_scalar(alpha, s, beta * *c);
+}
+
+/// Rows of B handled together for MB rows of A: MB * R accumulators plus MB + 1 loaded vectors
+/// fit 16 vector registers (AVX2, SSE2).
+template <std::size_t MB>
+inline constexpr std::size_t gemv_rows_of_b = MB == 1 ? 8 : MB <= 3 ? 4 : 2;
+
+/// C[m][j] for m < MB and j in [n0, n1): blocks of R rows of B, then smaller blocks for the rest.
+template <class T, std::size_t MB>
+inline void gemv_bt_range(std::size_t n0, std::size_t n1, std::size_t K, T alpha, const T* A, std::size_t lda,
+                          const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
+    constexpr std::size_t R = gemv_rows_of_b<MB>;
+    T s[MB * R];
+    std::size_t j = n0;
+    auto put = [&](std::size_t j0, std::size_t r_count) {
+        for (std::size_t m = 0; m < MB; ++m)
+            for (std::size_t r = 0; r < r_count; ++r) gemv_store(C + m * ldc + j0 + r, s[m * r_count + r], alpha, beta);
+    };
+    for (; j + R <= n1; j += R) {
+        gemv_bt_block<T, MB, R>(K, A, lda, B + j * ldb, ldb, s);
+        put(j, R);
+    }
+    if constexpr (R > 4) {
+        for (; j + 4 <= n1; j += 4) {
+            gemv_bt_block<T, MB, 4>(K, A, lda, B + j * ldb, ldb, s);
+            put(j, 4);
+        }
+    }
+    for (; j < n1; ++j) {
+        gemv_bt_block<T, MB, 1>(K, A, lda, B + j * ldb, ldb, s);
+        put(j, 1);
+    }
+}
+
+/// C[0..M)[n0..n1) = alpha * A B^T + beta * C for any M, four rows of A at a time.
+template <class T>
+inline void gemv_bt_rows(std::size_t M, std::size_t n0, std::size_t n1, std::size_t K, T alpha, const T* A,
+                         std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
+    std::size_t m = 0;
+    for (; m + 4 <= M; m += 4) gemv_bt_range<T, 4>(n0, n1, K, alpha, A + m * lda, lda, B, ldb, beta, C + m * ldc, ldc);
+    switch (M - m) {
+        case 3: gemv_bt_range<T, 3>(n0, n1, K, alpha, A + m * lda, lda, B, ldb, beta, C + m * ldc, ldc); break;
+        case 2: gemv_bt_range<T, 2>(n0, n1, K, alpha, A + m * lda, lda, B, ldb, beta, C + m * ldc, ldc); break;
+        case 1: gemv_bt_range<T, 1>(n0, n1, K, alpha, A + m * lda, lda, B, ldb, beta, C + m * ldc, ldc); break;
+        default: break;
+    }
+}
+
+/// Direct path for tiny problems (small dense layers, small convolutions).
 template <class T>
 inline void gemm_small(transpose ta, transpose tb, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
                        std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc) {
     constexpr std::size_t W = vec_size<T>;
+    if (ta == transpose::no && tb == transpose::yes) {  // row dots, in the GEMV's order
+        gemv_bt_rows(M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     for (std::size_t i = 0; i < M; ++i) {
         T* c = C + i * ldc;
         if (tb == transpose::no) {
@@ -301,24 +452,42 @@ inline void gemm_small(transpose ta, transpose tb, std::size_t M, std::size_t N,
                 // inlining (a false -Waggressive-loop-optimizations).
                 for (std::size_t t = 0, rem = N - j; t < rem && t < W; ++t) c[j + t] += av * b[j + t];
             }
-        } else {
+        } else {  // both transposed
             for (std::size_t j = 0; j < N; ++j) {
                 const T* b = B + j * ldb;
                 T s = 0;
-                if (ta == transpose::no) {
-                    const T* a = A + i * lda;
-                    vec<T> acc(T(0));
-                    std::size_t p = 0;
-                    for (; p + W <= K; p += W) acc = xsimd::fma(load(a + p), load(b + p), acc);
-                    s = hsum(acc);
-                    for (std::size_t t = 0, rem = K - p; t < rem && t < W; ++t) s += a[p + t] * b[p + t];
-                } else {
-                    for (std::size_t p = 0; p < K; ++p) s += A[p * lda + i] * b[p];
-                }
+                for (std::size_t p = 0; p < K; ++p) s += A[p * lda + i] * b[p];
                 c[j] = alpha * s + (beta == T(0) ? T(0) : beta * c[j]);
             }
         }
     }
+}
+
+/// At most this many rows of op(A) take the GEMV path (gemv_bt) instead of the packed GEMM:
+/// each group of 4 rows streams B once, where packing would copy all of B on every call.
+inline constexpr std::size_t gemv_max_rows = 4;
+// Below this many multiply-adds a GEMV stays on the calling thread (it streams B at memory
+// speed: 64K multiply-adds are 256 KiB of float weights, a few microseconds).
+inline constexpr std::size_t gemv_parallel_macs = 1u << 16;
+
+/// C = act(alpha * A B^T + beta * C + bias) for few rows of A (a dense layer's forward at batch
+/// 1..4): the rows of B (outputs) are split across the pool's threads in blocks of 8, each
+/// thread streaming its own rows of B once. Bitwise the same at every thread count.
+template <class T>
+inline void gemv_bt(thread_pool* pool, std::size_t M, std::size_t N, std::size_t K, T alpha, const T* A,
+                    std::size_t lda, const T* B, std::size_t ldb, T beta, T* C, std::size_t ldc,
+                    const gemm_epilogue<T>& ep) {
+    constexpr std::size_t block = 8;
+    auto slice = [&](std::size_t n0, std::size_t n1) {
+        gemv_bt_rows(M, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm_apply_epilogue(ep.shifted(n0), C + n0, ldc, M, n1 - n0);  // the slice, still in L1
+    };
+    const std::size_t units = (N + block - 1) / block;
+    if (!pool || pool->size() == 1 || units < 2 || M * N * K < gemv_parallel_macs) {
+        slice(0, N);
+        return;
+    }
+    pool->parallel_for(units, [&](std::size_t lo, std::size_t hi) { slice(lo * block, std::min(N, hi * block)); });
 }
 
 template <class T>
@@ -376,6 +545,10 @@ inline void gemm_parallel(thread_pool* pool, transpose ta, transpose tb, std::si
                           T alpha, const T* A, std::size_t lda, const T* B, std::size_t ldb, T beta, T* C,
                           std::size_t ldc, const gemm_epilogue<T>& ep = {}) {
     using blk = gemm_blocking<T>;
+    if (ta == transpose::no && tb == transpose::yes && M <= gemv_max_rows && M > 0 && N > 0 && K > 0) {
+        gemv_bt(pool, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+        return;
+    }
     if (!pool || pool->size() == 1 || M * N * K < gemm_parallel_flops) {
         gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, true, ep);
         return;

@@ -284,7 +284,8 @@ struct host {
                                     });
     }
 
-    // ---- convolution (conv.hpp: implicit GEMM forward, im2col + GEMM backward) ---------------
+    // ---- convolution (conv.hpp: implicit GEMM forward, im2col + GEMM backward; grouped,
+    // dilated and depthwise convolutions on their own paths) -----------------------------------
     template <class T>
     static std::size_t conv2d_workspace(const conv_geometry& g) {
         return host_detail::conv2d_workspace_size(g);
@@ -309,21 +310,21 @@ struct host {
     /// The same kernels with the layer's compile-time shape (geometry.hpp's conv_shape) as a
     /// trailing tag: the path is chosen per layer at compile time.
     template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-              std::size_t St, std::size_t Pd>
+              std::size_t St, std::size_t Pd, std::size_t Dl, std::size_t Gr>
     static void conv2d_forward(const context& ctx, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
-                               T* ws, conv_shape<C, H, W, K, R, S, St, Pd> shape) {
+                               T* ws, conv_shape<C, H, W, K, R, S, St, Pd, Dl, Gr> shape) {
         host_detail::conv2d_forward(ctx.pool(), g, x, w, bias, y, ws, shape);
     }
     template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-              std::size_t St, std::size_t Pd>
+              std::size_t St, std::size_t Pd, std::size_t Dl, std::size_t Gr>
     static void conv2d_backward_data(const context& ctx, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws,
-                                     conv_shape<C, H, W, K, R, S, St, Pd>) {
+                                     conv_shape<C, H, W, K, R, S, St, Pd, Dl, Gr>) {
         host_detail::conv2d_backward_data(ctx.pool(), g, dy, w, dx, ws);
     }
     template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-              std::size_t St, std::size_t Pd>
+              std::size_t St, std::size_t Pd, std::size_t Dl, std::size_t Gr>
     static void conv2d_backward_weights(const context& ctx, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db,
-                                        T* ws, conv_shape<C, H, W, K, R, S, St, Pd>) {
+                                        T* ws, conv_shape<C, H, W, K, R, S, St, Pd, Dl, Gr>) {
         host_detail::conv2d_backward_weights(ctx.pool(), g, x, dy, dw, db, ws);
     }
 
@@ -359,3 +360,6 @@ private:
 };
 
 }  // namespace lamina
+
+// Kernel sets the host backend specialises (after `host` is complete).
+#include "batch_norm.hpp"

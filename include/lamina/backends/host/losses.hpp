@@ -76,7 +76,8 @@ inline void softmax_backward_rows(const T* y, const T* dy, T* dx, std::size_t co
         std::size_t c = 0;
         for (; c + W <= cols; c += W) acc = xsimd::fma(load(dyr + c), load(yr + c), acc);
         T dot = hsum(acc);
-        for (; c < cols; ++c) dot += dyr[c] * yr[c];
+        const std::size_t rem = cols - c;  // < W; a bounded count (GCC 12's false -Waggressive-loop-optimizations)
+        for (std::size_t k = 0; k < rem && k < W; ++k) dot += dyr[c + k] * yr[c + k];
         const vec<T> vdot(dot);
         map2(yr, dyr, dx + r * cols, 0, cols, [&](vec<T> yv, vec<T> d) { return yv * (d - vdot); });
     }

@@ -596,11 +596,15 @@ struct kokkos_backend {
 
     // ---- convolution: direct kernels, no workspace ---------------------------------------------
     // The trailing Tag... accepts the interface's optional compile-time shape tag (conv_shape).
+    // Groups and dilation as in the reference: filter k reads the C/G channels of its group
+    // k / (K/G) (w is [K][C/G][R][S]); tap (r, t) of output (p, q) reads input cell
+    // (p*sh + r*dh - ph, q*sw + t*dw - pw). Host execution spaces run plain convolutions
+    // (conv_geometry::plain()) as implicit GEMMs (host_space_conv.hpp), the rest here.
     template <class T, class... Tag>
     static std::size_t conv2d_workspace(const conv_geometry&, Tag...) {
         return 0;
     }
-    /// y[n][k][p][q] = bias[k] + sum_{c,r,s} x[n][c][p*sh + r - ph][q*sw + s - pw] * w[k][c][r][s]
+    /// y[n][k][p][q] = bias[k] + sum_{c<C/G,r,s} x[n][gi*C/G + c][p*sh + r*dh - ph][q*sw + s*dw - pw] * w[k][c][r][s]
     /// One work item per output row segment (n, k, p, up to conv_q_chunk outputs along q): the
     /// segment's outputs accumulate side by side (independent chains, each in the reference's
     /// c, r, s order).
@@ -609,32 +613,37 @@ struct kokkos_backend {
     static void conv2d_forward(const context& ctx, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
                                T*, Tag...) {
         if constexpr (kokkos_detail::is_host_execution_space<ExecutionSpace>) {  // implicit GEMM
-            kokkos_detail::host_space_conv2d_forward(ctx.space(), g, x, w, bias, y);
-            return;
+            if (g.plain()) {
+                kokkos_detail::host_space_conv2d_forward(ctx.space(), g, x, w, bias, y);
+                return;
+            }
         }
         const index_type C = g.c, H = g.h, W = g.w, K = g.k, R = g.r, S = g.s, P = g.p, Q = g.q, SH = g.stride_h,
-                         SW = g.stride_w, PH = g.pad_h, PW = g.pad_w;
+                         SW = g.stride_w, PH = g.pad_h, PW = g.pad_w, DH = g.dilation_h, DW = g.dilation_w;
+        const index_type CG = g.group_channels(), KG = g.group_filters();
         constexpr index_type QC = conv_q_chunk;
         const index_type chunks = (Q + QC - 1) / QC;
         Kokkos::parallel_for(
             "lamina::conv2d_forward",
             md3_policy(ctx.space(), {0, 0, 0}, {static_cast<index_type>(g.n) * K, P, chunks}),
             KOKKOS_LAMBDA(const index_type nk, const index_type p, const index_type chunk) {
-                const index_type n = nk / K, k = nk % K;
+                const index_type n = nk / K, k = nk % K, c0 = k / KG * CG;
                 const index_type qa = chunk * QC, qn = Q - qa < QC ? Q - qa : QC;
                 const index_type h0 = p * SH - PH;
-                const index_type r0 = h0 < 0 ? -h0 : 0, r1 = H - h0 < R ? H - h0 : R;
+                // kernel rows whose input row h0 + r*DH lies in [0, H)
+                const index_type r0 = h0 < 0 ? (-h0 + DH - 1) / DH : 0;
+                const index_type rn = H - h0 <= 0 ? 0 : (H - h0 + DH - 1) / DH, r1 = rn < R ? rn : R;
                 T acc[QC];
                 const T b0 = bias ? bias[k] : T(0);
                 for (index_type j = 0; j < QC; ++j) acc[j] = b0;
-                for (index_type c = 0; c < C; ++c) {
-                    const index_type xb = (n * C + c) * H * W, wb = (k * C + c) * R * S;
+                for (index_type c = 0; c < CG; ++c) {
+                    const index_type xb = (n * C + c0 + c) * H * W, wb = (k * CG + c) * R * S;
                     for (index_type r = r0; r < r1; ++r) {
-                        const index_type xr = xb + (h0 + r) * W;
+                        const index_type xr = xb + (h0 + r * DH) * W;
                         for (index_type t = 0; t < S; ++t) {
                             const T wv = w[wb + r * S + t];
                             for (index_type j = 0; j < qn; ++j) {
-                                const index_type ww = (qa + j) * SW + t - PW;
+                                const index_type ww = (qa + j) * SW + t * DW - PW;
                                 if (ww >= 0 && ww < W) acc[j] += x[xr + ww] * wv;
                             }
                         }
@@ -643,56 +652,69 @@ struct kokkos_backend {
                 for (index_type j = 0; j < qn; ++j) y[(nk * P + p) * Q + qa + j] = acc[j];
             });
     }
-    /// dx = conv2d^T(dy, w) (overwrites dx): each input cell gathers from the outputs it feeds.
+    /// dx = conv2d^T(dy, w) (overwrites dx): each input cell gathers from the outputs it feeds
+    /// (the outputs whose dilated window covers it, at a tap: offset divisible by the dilation).
     template <class T, class... Tag>
     static void conv2d_backward_data(const context& ctx, const conv_geometry& g, const T* dy, const T* w, T* dx, T*,
                                      Tag...) {
         if constexpr (kokkos_detail::is_host_execution_space<ExecutionSpace>) {  // implicit GEMM + col2im
-            kokkos_detail::host_space_conv2d_backward_data(ctx.space(), g, dy, w, dx);
-            return;
+            if (g.plain()) {
+                kokkos_detail::host_space_conv2d_backward_data(ctx.space(), g, dy, w, dx);
+                return;
+            }
         }
         const index_type C = g.c, H = g.h, W = g.w, K = g.k, R = g.r, S = g.s, P = g.p, Q = g.q, SH = g.stride_h,
-                         SW = g.stride_w, PH = g.pad_h, PW = g.pad_w;
+                         SW = g.stride_w, PH = g.pad_h, PW = g.pad_w, DH = g.dilation_h, DW = g.dilation_w;
+        const index_type CG = g.group_channels(), KG = g.group_filters();
         Kokkos::parallel_for(
             "lamina::conv2d_backward_data",
             md3_policy(ctx.space(), {0, 0, 0}, {static_cast<index_type>(g.n) * C, H, W}),
             KOKKOS_LAMBDA(const index_type nc, const index_type h, const index_type wc) {
-                const index_type n = nc / C, c = nc % C;
+                const index_type n = nc / C, c = nc % C, k0 = c / CG * KG, cl = c % CG;
                 index_type p0, p1, q0, q1;
-                kokkos_detail::covering_outputs(h + PH, R, SH, P, p0, p1);
-                kokkos_detail::covering_outputs(wc + PW, S, SW, Q, q0, q1);
+                kokkos_detail::covering_outputs(h + PH, (R - 1) * DH + 1, SH, P, p0, p1);
+                kokkos_detail::covering_outputs(wc + PW, (S - 1) * DW + 1, SW, Q, q0, q1);
                 T s = 0;
-                for (index_type k = 0; k < K; ++k)
+                for (index_type k = k0; k < k0 + KG; ++k)
                     for (index_type p = p0; p < p1; ++p) {
-                        const index_type r = h + PH - p * SH;
+                        const index_type rd = h + PH - p * SH;
+                        if (DH != 1 && rd % DH != 0) continue;
+                        const index_type r = rd / DH;
                         for (index_type q = q0; q < q1; ++q) {
-                            const index_type t = wc + PW - q * SW;
-                            s += dy[((n * K + k) * P + p) * Q + q] * w[((k * C + c) * R + r) * S + t];
+                            const index_type td = wc + PW - q * SW;
+                            if (DW != 1 && td % DW != 0) continue;
+                            const index_type t = td / DW;
+                            s += dy[((n * K + k) * P + p) * Q + q] * w[((k * CG + cl) * R + r) * S + t];
                         }
                     }
                 dx[(nc * H + h) * W + wc] = s;
             });
     }
     /// dw = sum over the batch of x (*) dy (overwrites dw); db[k] = sum of dy over n, p, q
-    /// when db is not null (overwrites db). Kernels of up to conv_rs_max taps: one team per
-    /// (k, c) accumulating all R x S taps side by side (each in the reference's n, p, q order);
-    /// larger kernels: one team per weight, its threads splitting the batch.
+    /// when db is not null (overwrites db). Kernels of up to conv_rs_max taps: one work item
+    /// per (k, c) accumulating all R x S taps side by side (each in the reference's n, p, q
+    /// order); larger kernels: one team per weight, its threads splitting the batch.
     static constexpr index_type conv_rs_max = 49;
     template <class T, class... Tag>
     static void conv2d_backward_weights(const context& ctx, const conv_geometry& g, const T* x, const T* dy, T* dw,
                                         T* db, T*, Tag...) {
         if constexpr (kokkos_detail::is_host_execution_space<ExecutionSpace>) {  // implicit GEMM
-            kokkos_detail::host_space_conv2d_backward_weights(ctx.space(), g, x, dy, dw);
-            if (db) channel_bias_grad(ctx, dy, db, g.n, g.k, g.p * g.q);
-            return;
+            if (g.plain()) {
+                kokkos_detail::host_space_conv2d_backward_weights(ctx.space(), g, x, dy, dw);
+                if (db) channel_bias_grad(ctx, dy, db, g.n, g.k, g.p * g.q);
+                return;
+            }
         }
         const index_type N = g.n, C = g.c, H = g.h, W = g.w, K = g.k, R = g.r, S = g.s, P = g.p, Q = g.q,
-                         SH = g.stride_h, SW = g.stride_w, PH = g.pad_h, PW = g.pad_w;
+                         SH = g.stride_h, SW = g.stride_w, PH = g.pad_h, PW = g.pad_w, DH = g.dilation_h,
+                         DW = g.dilation_w;
+        const index_type CG = g.group_channels(), KG = g.group_filters();
         if (R * S <= conv_rs_max) {
             constexpr index_type RS = conv_rs_max;
             Kokkos::parallel_for(
-                "lamina::conv2d_backward_weights", range(ctx, g.k * g.c), KOKKOS_LAMBDA(const index_type kc) {
-                    const index_type k = kc / C, c = kc % C;
+                "lamina::conv2d_backward_weights", range(ctx, g.k * g.group_channels()),
+                KOKKOS_LAMBDA(const index_type kc) {
+                    const index_type k = kc / CG, c = k / KG * CG + kc % CG;
                     T acc[RS];
                     for (index_type e = 0; e < R * S; ++e) acc[e] = T(0);
                     for (index_type n = 0; n < N; ++n) {
@@ -702,10 +724,10 @@ struct kokkos_backend {
                                 const T d = dy[dyb + p * Q + q];
                                 const index_type h0 = p * SH - PH, w0 = q * SW - PW;
                                 for (index_type r = 0; r < R; ++r) {
-                                    const index_type hh = h0 + r;
+                                    const index_type hh = h0 + r * DH;
                                     if (hh < 0 || hh >= H) continue;
                                     for (index_type t = 0; t < S; ++t) {
-                                        const index_type ww = w0 + t;
+                                        const index_type ww = w0 + t * DW;
                                         if (ww >= 0 && ww < W) acc[r * S + t] += d * x[xb + hh * W + ww];
                                     }
                                 }
@@ -719,16 +741,17 @@ struct kokkos_backend {
                 team_policy(ctx.space(), static_cast<int>(g.weight_size()), Kokkos::AUTO),
                 KOKKOS_LAMBDA(const member_type& team) {
                     const index_type e = team.league_rank();
-                    const index_type t = e % S, r = (e / S) % R, c = (e / (S * R)) % C, k = e / (S * R * C);
+                    const index_type t = e % S, r = (e / S) % R, cl = (e / (S * R)) % CG, k = e / (S * R * CG);
+                    const index_type c = k / KG * CG + cl;
                     index_type p0, p1, q0, q1;
-                    kokkos_detail::valid_outputs(r, PH, SH, H, P, p0, p1);
-                    kokkos_detail::valid_outputs(t, PW, SW, W, Q, q0, q1);
+                    kokkos_detail::valid_outputs(r * DH, PH, SH, H, P, p0, p1);
+                    kokkos_detail::valid_outputs(t * DW, PW, SW, W, Q, q0, q1);
                     T s = 0;
                     Kokkos::parallel_reduce(
                         Kokkos::TeamThreadRange(team, N),
                         [&](const index_type n, T& a) {
                             const index_type dyb = (n * K + k) * P * Q;
-                            const index_type xb = (n * C + c) * H * W + (r - PH) * W + (t - PW);  // may be < 0
+                            const index_type xb = (n * C + c) * H * W + (r * DH - PH) * W + (t * DW - PW);  // may be < 0
                             for (index_type p = p0; p < p1; ++p) {
                                 const index_type dyr = dyb + p * Q, xr = xb + p * SH * W;
                                 for (index_type q = q0; q < q1; ++q) a += dy[dyr + q] * x[xr + q * SW];

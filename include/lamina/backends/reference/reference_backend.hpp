@@ -317,27 +317,40 @@ struct reference {
     }
 
     // ---- convolution: direct loops, no workspace ---------------------------------------------
+    // Groups G split the C channels and K filters into G parts: filter k belongs to group
+    // gi = k / (K/G) and sees channels gi*(C/G) + c for c < C/G; w is [K][C/G][R][S].
+    // Taps are dilation apart: tap (r, s) of output (p, q) reads input row p*sh + r*dh - ph and
+    // column q*sw + s*dw - pw (zero outside the image).
     template <class T>
     static std::size_t conv2d_workspace(const conv_geometry&) {
         return 0;
     }
-    /// y[n][k][p][q] = bias[k] + sum_{c,r,s} x[n][c][p*sh + r - ph][q*sw + s - pw] * w[k][c][r][s]
+    /// Helper of the conv kernels: the offset in x of the cell that tap (r, t) of output (p, q)
+    /// reads in channel c of image n; false when the cell lies in the zero padding.
+    static bool conv_input_cell(const conv_geometry& g, std::size_t n, std::size_t c, std::size_t p, std::size_t q,
+                                std::size_t r, std::size_t t, std::size_t& off) {
+        auto hh = static_cast<std::ptrdiff_t>(p * g.stride_h + r * g.dilation_h) - static_cast<std::ptrdiff_t>(g.pad_h);
+        auto ww = static_cast<std::ptrdiff_t>(q * g.stride_w + t * g.dilation_w) - static_cast<std::ptrdiff_t>(g.pad_w);
+        if (hh < 0 || ww < 0 || hh >= static_cast<std::ptrdiff_t>(g.h) || ww >= static_cast<std::ptrdiff_t>(g.w))
+            return false;
+        off = ((n * g.c + c) * g.h + static_cast<std::size_t>(hh)) * g.w + static_cast<std::size_t>(ww);
+        return true;
+    }
+    /// y[n][k][p][q] = bias[k] + sum_{c<C/G,r,s} x[n][gi*C/G + c][p*sh + r*dh - ph][q*sw + s*dw - pw] * w[k][c][r][s]
     template <class T>
     static void conv2d_forward(const context&, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y, T*) {
+        const std::size_t cg = g.group_channels(), kg = g.group_filters();
         for (std::size_t n = 0; n < g.n; ++n)
             for (std::size_t k = 0; k < g.k; ++k)
                 for (std::size_t p = 0; p < g.p; ++p)
                     for (std::size_t q = 0; q < g.q; ++q) {
                         T s = bias ? bias[k] : T(0);
-                        for (std::size_t c = 0; c < g.c; ++c)
+                        for (std::size_t c = 0; c < cg; ++c)
                             for (std::size_t r = 0; r < g.r; ++r)
                                 for (std::size_t t = 0; t < g.s; ++t) {
-                                    auto hh = static_cast<std::ptrdiff_t>(p * g.stride_h + r) - static_cast<std::ptrdiff_t>(g.pad_h);
-                                    auto ww = static_cast<std::ptrdiff_t>(q * g.stride_w + t) - static_cast<std::ptrdiff_t>(g.pad_w);
-                                    if (hh < 0 || ww < 0 || hh >= static_cast<std::ptrdiff_t>(g.h) || ww >= static_cast<std::ptrdiff_t>(g.w))
-                                        continue;
-                                    s += x[((n * g.c + c) * g.h + static_cast<std::size_t>(hh)) * g.w + static_cast<std::size_t>(ww)] *
-                                         w[((k * g.c + c) * g.r + r) * g.s + t];
+                                    std::size_t off;
+                                    if (!conv_input_cell(g, n, k / kg * cg + c, p, q, r, t, off)) continue;
+                                    s += x[off] * w[((k * cg + c) * g.r + r) * g.s + t];
                                 }
                         y[((n * g.k + k) * g.p + p) * g.q + q] = s;
                     }
@@ -345,21 +358,19 @@ struct reference {
     /// dx = conv2d^T(dy, w) (overwrites dx).
     template <class T>
     static void conv2d_backward_data(const context&, const conv_geometry& g, const T* dy, const T* w, T* dx, T*) {
+        const std::size_t cg = g.group_channels(), kg = g.group_filters();
         for (std::size_t i = 0; i < g.input_size(); ++i) dx[i] = 0;
         for (std::size_t n = 0; n < g.n; ++n)
             for (std::size_t k = 0; k < g.k; ++k)
                 for (std::size_t p = 0; p < g.p; ++p)
                     for (std::size_t q = 0; q < g.q; ++q) {
                         T d = dy[((n * g.k + k) * g.p + p) * g.q + q];
-                        for (std::size_t c = 0; c < g.c; ++c)
+                        for (std::size_t c = 0; c < cg; ++c)
                             for (std::size_t r = 0; r < g.r; ++r)
                                 for (std::size_t t = 0; t < g.s; ++t) {
-                                    auto hh = static_cast<std::ptrdiff_t>(p * g.stride_h + r) - static_cast<std::ptrdiff_t>(g.pad_h);
-                                    auto ww = static_cast<std::ptrdiff_t>(q * g.stride_w + t) - static_cast<std::ptrdiff_t>(g.pad_w);
-                                    if (hh < 0 || ww < 0 || hh >= static_cast<std::ptrdiff_t>(g.h) || ww >= static_cast<std::ptrdiff_t>(g.w))
-                                        continue;
-                                    dx[((n * g.c + c) * g.h + static_cast<std::size_t>(hh)) * g.w + static_cast<std::size_t>(ww)] +=
-                                        d * w[((k * g.c + c) * g.r + r) * g.s + t];
+                                    std::size_t off;
+                                    if (!conv_input_cell(g, n, k / kg * cg + c, p, q, r, t, off)) continue;
+                                    dx[off] += d * w[((k * cg + c) * g.r + r) * g.s + t];
                                 }
                     }
     }
@@ -367,6 +378,7 @@ struct reference {
     /// when db is not null (overwrites db).
     template <class T>
     static void conv2d_backward_weights(const context&, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db, T*) {
+        const std::size_t cg = g.group_channels(), kg = g.group_filters();
         for (std::size_t i = 0; i < g.weight_size(); ++i) dw[i] = 0;
         if (db)
             for (std::size_t k = 0; k < g.k; ++k) db[k] = 0;
@@ -376,41 +388,38 @@ struct reference {
                     for (std::size_t q = 0; q < g.q; ++q) {
                         T d = dy[((n * g.k + k) * g.p + p) * g.q + q];
                         if (db) db[k] += d;
-                        for (std::size_t c = 0; c < g.c; ++c)
+                        for (std::size_t c = 0; c < cg; ++c)
                             for (std::size_t r = 0; r < g.r; ++r)
                                 for (std::size_t t = 0; t < g.s; ++t) {
-                                    auto hh = static_cast<std::ptrdiff_t>(p * g.stride_h + r) - static_cast<std::ptrdiff_t>(g.pad_h);
-                                    auto ww = static_cast<std::ptrdiff_t>(q * g.stride_w + t) - static_cast<std::ptrdiff_t>(g.pad_w);
-                                    if (hh < 0 || ww < 0 || hh >= static_cast<std::ptrdiff_t>(g.h) || ww >= static_cast<std::ptrdiff_t>(g.w))
-                                        continue;
-                                    dw[((k * g.c + c) * g.r + r) * g.s + t] +=
-                                        d * x[((n * g.c + c) * g.h + static_cast<std::size_t>(hh)) * g.w + static_cast<std::size_t>(ww)];
+                                    std::size_t off;
+                                    if (!conv_input_cell(g, n, k / kg * cg + c, p, q, r, t, off)) continue;
+                                    dw[((k * cg + c) * g.r + r) * g.s + t] += d * x[off];
                                 }
                     }
     }
-
 
     /// The conv kernels may also be called with the layer's compile-time shape as a trailing
     /// tag (geometry.hpp's conv_shape) so that a backend can specialise per layer; the
     /// reference ignores it.
     template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-              std::size_t St, std::size_t Pd>
+              std::size_t St, std::size_t Pd, std::size_t Dl, std::size_t Gr>
     static void conv2d_forward(const context& ctx, const conv_geometry& g, const T* x, const T* w, const T* bias, T* y,
-                               T* ws, conv_shape<C, H, W, K, R, S, St, Pd>) {
+                               T* ws, conv_shape<C, H, W, K, R, S, St, Pd, Dl, Gr>) {
         conv2d_forward(ctx, g, x, w, bias, y, ws);
     }
     template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-              std::size_t St, std::size_t Pd>
+              std::size_t St, std::size_t Pd, std::size_t Dl, std::size_t Gr>
     static void conv2d_backward_data(const context& ctx, const conv_geometry& g, const T* dy, const T* w, T* dx, T* ws,
-                                     conv_shape<C, H, W, K, R, S, St, Pd>) {
+                                     conv_shape<C, H, W, K, R, S, St, Pd, Dl, Gr>) {
         conv2d_backward_data(ctx, g, dy, w, dx, ws);
     }
     template <class T, std::size_t C, std::size_t H, std::size_t W, std::size_t K, std::size_t R, std::size_t S,
-              std::size_t St, std::size_t Pd>
+              std::size_t St, std::size_t Pd, std::size_t Dl, std::size_t Gr>
     static void conv2d_backward_weights(const context& ctx, const conv_geometry& g, const T* x, const T* dy, T* dw, T* db,
-                                        T* ws, conv_shape<C, H, W, K, R, S, St, Pd>) {
+                                        T* ws, conv_shape<C, H, W, K, R, S, St, Pd, Dl, Gr>) {
         conv2d_backward_weights(ctx, g, x, dy, dw, db, ws);
     }
+
     // ---- dropout: element i is kept iff stream.uniform(i) >= p; mask holds 0 or 1/(1-p) ------
     template <class T>
     static void dropout_forward(const context&, const T* x, T* y, T* mask, std::size_t n, T p, random_stream stream) {

@@ -1,0 +1,102 @@
+// lamina: batch norm's kernels written once for every backend with Backend::for_each_index
+// (one work item per channel for the reductions, one per element for the passes). A backend
+// with faster ones specialises batch_norm_kernels (backends/host/batch_norm.hpp does);
+// layers/batch_norm.hpp calls only these.
+//
+// Layout: x, y, dy, dx are [n][channels][inner] (NCHW, or [n][features] with inner = 1).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+
+#include "../../core/config.hpp"
+
+namespace lamina {
+
+template <class Backend, class = void>
+struct batch_norm_kernels {
+    using context = typename Backend::context;
+
+    /// Training: per channel the batch mean and 1/sqrt(biased var + eps) into mean/invstd,
+    /// the running statistics updated with momentum (unbiased variance), and
+    /// y = (x - mean) invstd gamma + beta.
+    template <class T>
+    static void forward_train(const context& c, const T* x, T* y, T* mean, T* invstd, T* rmean, T* rvar,
+                              const T* gamma, const T* beta, std::size_t n, std::size_t C, std::size_t HW, double eps,
+                              double momentum) {
+        const double count = double(n * HW);
+        const double unbias = count > 1 ? count / (count - 1) : 1.0;
+        const double e = eps, m = momentum;
+        Backend::for_each_index(
+            c, C,
+            LAMINA_LAMBDA(std::size_t ch) {
+                double s = 0;
+                for (std::size_t b = 0; b < n; ++b)
+                    for (std::size_t j = 0; j < HW; ++j) s += double(x[(b * C + ch) * HW + j]);
+                const double mu = s / count;
+                double v = 0;
+                for (std::size_t b = 0; b < n; ++b)
+                    for (std::size_t j = 0; j < HW; ++j) {
+                        const double d = double(x[(b * C + ch) * HW + j]) - mu;
+                        v += d * d;
+                    }
+                v /= count;
+                mean[ch] = static_cast<T>(mu);
+                invstd[ch] = static_cast<T>(1.0 / std::sqrt(v + e));
+                rmean[ch] = static_cast<T>((1.0 - m) * double(rmean[ch]) + m * mu);
+                rvar[ch] = static_cast<T>((1.0 - m) * double(rvar[ch]) + m * v * unbias);
+            },
+            3 * n * HW);
+        Backend::for_each_index(c, n * C * HW, LAMINA_LAMBDA(std::size_t i) {
+            const std::size_t ch = (i / HW) % C;
+            y[i] = (x[i] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
+        });
+    }
+
+    /// Inference: y = (x - running mean) / sqrt(running var + eps) gamma + beta.
+    template <class T>
+    static void forward(const context& c, const T* x, T* y, const T* rmean, const T* rvar, const T* gamma,
+                        const T* beta, std::size_t n, std::size_t C, std::size_t HW, double eps) {
+        const T e = static_cast<T>(eps);
+        Backend::for_each_index(c, n * C * HW, LAMINA_LAMBDA(std::size_t i) {
+            const std::size_t ch = (i / HW) % C;
+            y[i] = (x[i] - rmean[ch]) / std::sqrt(rvar[ch] + e) * gamma[ch] + beta[ch];
+        });
+    }
+
+    /// dgamma = sum dy x-hat, dbeta = sum dy (overwritten); then, when dx is not null,
+    /// dx (+)= gamma invstd / M (M dy - dbeta - x-hat dgamma), M = n * HW. Reports through
+    /// `ready()` between the two (the sink contract: parameter gradients before dx).
+    template <class T, class Ready>
+    static void backward(const context& c, const T* x, const T* dy, const T* mean, const T* invstd, const T* gamma,
+                         T* dgamma, T* dbeta, T* dx, bool accumulate, std::size_t n, std::size_t C, std::size_t HW,
+                         Ready&& ready) {
+        Backend::for_each_index(
+            c, C,
+            LAMINA_LAMBDA(std::size_t ch) {
+                double sb = 0, sg = 0;
+                const double mu = double(mean[ch]), is = double(invstd[ch]);
+                for (std::size_t b = 0; b < n; ++b)
+                    for (std::size_t j = 0; j < HW; ++j) {
+                        const std::size_t i = (b * C + ch) * HW + j;
+                        sb += double(dy[i]);
+                        sg += double(dy[i]) * (double(x[i]) - mu) * is;
+                    }
+                dbeta[ch] = static_cast<T>(sb);
+                dgamma[ch] = static_cast<T>(sg);
+            },
+            3 * n * HW);
+        ready();
+        if (!dx) return;
+        const T inv_count = T(1) / static_cast<T>(n * HW);
+        const bool acc = accumulate;
+        Backend::for_each_index(c, n * C * HW, LAMINA_LAMBDA(std::size_t i) {
+            const std::size_t ch = (i / HW) % C;
+            const T xhat = (x[i] - mean[ch]) * invstd[ch];
+            const T g = gamma[ch] * invstd[ch] * (dy[i] - (dbeta[ch] + xhat * dgamma[ch]) * inv_count);
+            dx[i] = acc ? dx[i] + g : g;  // a select: dx may hold garbage when overwritten
+        });
+    }
+};
+
+}  // namespace lamina

@@ -1,0 +1,7 @@
+# Tests that take seconds in an optimised build and minutes under the sanitizers (label
+# "slow"; scripts/test.sh's sanitizer stage leaves them out).
+foreach(t test_models)
+  if(TEST ${t})
+    set_tests_properties(${t} PROPERTIES LABELS slow)
+  endif()
+endforeach()

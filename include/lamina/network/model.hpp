@@ -118,7 +118,7 @@ public:
         }
         if (parameter_count) Backend::upload(ctx_, params_.data(), host.data(), parameter_count);
         if (state_count) Backend::upload(ctx_, state_.data(), st.data(), state_count);
-        Backend::fill(ctx_, grads_.data(), grads_.size(), T(0));
+        if (!grads_.empty()) Backend::fill(ctx_, grads_.data(), grads_.size(), T(0));
         restore_seed(s.value);
     }
     std::uint64_t seed_value() const noexcept { return seed_; }
@@ -181,6 +181,7 @@ public:
     // ---- parameters and state -----------------------------------------------------------------
     T* parameters() noexcept { return params_.data(); }
     const T* parameters() const noexcept { return params_.data(); }
+    /// Device pointer of the flat gradient buffer (null until the model has planned training).
     T* gradients() noexcept { return grads_.data(); }
     const T* gradients() const noexcept { return grads_.data(); }
     T* state() noexcept { return state_.data(); }
@@ -190,7 +191,10 @@ public:
     /// Host copy of all parameters, in the flat layout.
     std::vector<T> get_parameters() const { return download(params_, parameter_count); }
     void set_parameters(const std::vector<T>& h) { upload(params_, h, parameter_count, "set_parameters", "parameters"); }
-    std::vector<T> get_gradients() const { return download(grads_, parameter_count); }
+    /// Host copy of the parameter gradients (zeros before the model has trained).
+    std::vector<T> get_gradients() const {
+        return grads_.empty() ? std::vector<T>(parameter_count, T(0)) : download(grads_, parameter_count);
+    }
     /// Host copy of the running state (batch norm statistics), in the flat layout.
     std::vector<T> get_state() const { return download(state_, state_count); }
     void set_state(const std::vector<T>& h) { upload(state_, h, state_count, "set_state", "running-state values"); }
@@ -202,24 +206,34 @@ public:
         check_batch(batch, "plan");
         if (batch <= planned_) return;
         allocating(batch, [&] {
+            allocate_gradients();
             train_plan_ = graph::plan_training(graph_, batch, sizeof(T), true, share_memory_);
-            infer_plan_ = graph::plan_inference(graph_, batch, sizeof(T), false, share_memory_);
             train_arena_.allocate(std::max<std::size_t>(train_plan_.arena_elements, 1));
-            infer_arena_.allocate(std::max<std::size_t>(infer_plan_.arena_elements, 1));
-            workspace_.allocate(std::max<std::size_t>(
-                std::max(train_plan_.workspace_elements, infer_plan_.workspace_elements), 1));
+            grow_workspace(train_plan_.workspace_elements);
             for (auto* h : handles_) h->plan_state(ctx_, batch);
         });
         planned_ = batch;
     }
     std::size_t planned_batch() const noexcept { return planned_; }
+    /// Plans forward_infer's buffers for batches of up to `batch` samples (only those: an
+    /// evaluation at a larger batch than training plans no training memory for it).
+    void plan_inference(std::size_t batch) {
+        check_batch(batch, "plan_inference");
+        if (batch <= infer_planned_) return;
+        allocating(batch, [&] {
+            infer_plan_ = graph::plan_inference(graph_, batch, sizeof(T), false, share_memory_);
+            infer_arena_.allocate(std::max<std::size_t>(infer_plan_.arena_elements, 1));
+            grow_workspace(infer_plan_.workspace_elements);
+        });
+        infer_planned_ = batch;
+    }
     /// The training step's memory plan (planned bytes per edge kind: summary(batch)).
     const graph::memory_plan& training_plan() const noexcept { return train_plan_; }
     /// false: plan every edge in memory of its own and run nothing in place (for checking
     /// the planner; results are bit-identical). Takes effect at the next plan; call before use.
     void set_memory_sharing(bool share) {
         share_memory_ = share;
-        planned_ = 0;
+        planned_ = infer_planned_ = 0;
         std::lock_guard<std::mutex> lk(scratch_mutex_);
         scratch_pool_.clear();
     }
@@ -262,7 +276,7 @@ public:
     /// Inference forward on device memory through the model's own buffers (not thread-safe; the
     /// trainer's evaluation uses it). Returns the device pointer of output k.
     const T* forward_infer(const T* x, std::size_t batch, std::size_t k = 0) {
-        plan(batch);
+        plan_inference(batch);
         exec<T> e;
         e.plan = &infer_plan_;
         e.base[graph::space_arena] = infer_arena_.data();
@@ -369,7 +383,6 @@ private:
                         std::to_string(parameter_count) + " parameters and " + std::to_string(off[1]) + " of " +
                         std::to_string(state_count) + " state values");
         params_.allocate(std::max<std::size_t>(parameter_count, 1));
-        grads_.allocate(std::max<std::size_t>(parameter_count, 1));
         state_.allocate(std::max<std::size_t>(state_count, 1));
         frozen_.allocate(std::max<std::size_t>(off[2], 1));
         // each leaf gets pointers to its first tensor of each kind (its tensors of a kind are contiguous)
@@ -381,13 +394,13 @@ private:
             seen[t.leaf][k] = true;
             if (k == 0) {
                 b[t.leaf].parameters = params_.data() + t.offset;
-                b[t.leaf].gradients = grads_.data() + t.offset;
             } else if (k == 1) {
                 b[t.leaf].state = state_.data() + t.offset;
             } else {
                 b[t.leaf].frozen = frozen_.data() + t.offset;
             }
         }
+        bindings_ = b;
         for (std::size_t i = 0; i < handles_.size(); ++i) {
             handles_[i]->bind(b[i]);
             graph_.leaves()[handles_[i]->id].parameter_offset =
@@ -401,6 +414,21 @@ private:
             if (t.spec.kind == tensor_kind::trainable) segments_.push_back(seg);
             else if (t.spec.kind == tensor_kind::state) state_segments_.push_back(seg);
         }
+    }
+
+    /// Parameter gradients exist only once the model trains (inference-only models, e.g. a
+    /// ResNet-50 embedded for prediction, never hold them): allocated and bound at the first
+    /// training plan.
+    void allocate_gradients() {
+        if (!grads_.empty() || parameter_count == 0) return;
+        grads_.allocate(parameter_count);
+        for (std::size_t i = 0; i < handles_.size(); ++i) {
+            if (bindings_[i].parameters) bindings_[i].gradients = grads_.data() + (bindings_[i].parameters - params_.data());
+            handles_[i]->bind(bindings_[i]);
+        }
+    }
+    void grow_workspace(std::size_t n) {
+        if (workspace_.size() < std::max<std::size_t>(n, 1)) workspace_.allocate(std::max<std::size_t>(n, 1));
     }
 
     std::vector<T> download(const typename Backend::template buffer<T>& b, std::size_t n) const {
@@ -522,11 +550,12 @@ private:
     std::vector<leaf_handle<Backend, T>*> handles_;
     std::vector<std::unique_ptr<copy_leaf<Backend, T>>> copies_;
     std::vector<placed_tensor> tensors_;
+    std::vector<tensor_binding<T>> bindings_;
     typename Backend::template buffer<T> params_, grads_, state_, frozen_;
     std::vector<parameter_segment> segments_, state_segments_;
     std::uint64_t seed_ = 0;
     std::size_t max_batch_ = 0;
-    std::size_t planned_ = 0, current_batch_ = 0;
+    std::size_t planned_ = 0, infer_planned_ = 0, current_batch_ = 0;
     const T* last_input_ = nullptr;
     const T* last_infer_input_ = nullptr;
     bool has_added_loss_ = false;

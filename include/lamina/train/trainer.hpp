@@ -194,7 +194,7 @@ public:
         evaluation ev;
         if (data.size() == 0) return ev;
         std::size_t bs = std::min(b.size ? b.size : 256, data.size());
-        prepare(bs, data.size());
+        prepare(bs, data.size(), false);
         std::vector<std::size_t> idx(bs);
         std::vector<std::int32_t> predicted(bs);
         double loss_sum = 0;
@@ -263,7 +263,9 @@ private:
         auto& c = net_.context();
         const std::size_t out = Model::output_sizes[K];
         const T* y = training ? net_.output(K) : net_.infer_output(K);
-        T* grad = net_.output_gradient(K);
+        std::size_t before = 0;
+        for (std::size_t j = 0; j < K; ++j) before += Model::output_sizes[j];
+        T* grad = training ? net_.output_gradient(K) : eval_grad_.data() + before * capacity_;
         const T* t = t_dev() + parts::template target_offset<K> * capacity_;
         const double l = static_cast<double>(
             parts::template loss<K>(loss_).template operator()<backend, T>(c, y, t, grad, loss_rows_.data(), count, out));
@@ -335,9 +337,11 @@ private:
         }
     }
 
-    /// Plans every buffer for batches of up to `bs` samples (once).
-    void prepare(std::size_t bs, std::size_t n) {
-        net_.plan(bs);
+    /// Plans every buffer for batches of up to `bs` samples (once): the model's training
+    /// buffers, or for evaluation only its inference buffers.
+    void prepare(std::size_t bs, std::size_t n, bool training = true) {
+        if (training) net_.plan(bs);
+        else net_.plan_inference(bs);
         if (bs > capacity_) {
             std::size_t ts = parts::total_target_size;
             stage_x_.assign(bs * Model::input_size, T(0));
@@ -348,6 +352,9 @@ private:
             }
             loss_rows_.allocate(bs);
             argmax_dev_.allocate(bs);
+            std::size_t outs = 0;
+            for (std::size_t s : Model::output_sizes) outs += s;
+            eval_grad_.allocate(bs * outs);  // evaluation's loss gradients (not used)
             capacity_ = bs;
         }
         if (order_.size() < n) order_.resize(n);
@@ -437,7 +444,7 @@ private:
     bool has_finite_loss_ = false;
     std::vector<T> stage_x_, stage_t_;
     std::vector<std::size_t> order_;
-    typename backend::template buffer<T> x_buf_, t_buf_, loss_rows_;
+    typename backend::template buffer<T> x_buf_, t_buf_, loss_rows_, eval_grad_;
     typename backend::template buffer<std::int32_t> argmax_dev_;
 };
 

@@ -24,7 +24,7 @@
 # Environment: BUILD_DIR (default build/kokkos-cuda), JOBS (default 2), KOKKOS_ARCH (Kokkos
 # architecture option, default HOPPER90), CUDA_SM (matching -arch, default sm_90),
 # CUDA_HOME (default /usr/local/cuda), LAMINA_ARCH_FLAGS (host flags; default lamina's).
-# Wall times on a 2-core machine: Kokkos about 2.5 min, lamina's five Kokkos targets about 4 min.
+# Wall times on a 2-core machine: Kokkos about 2.5 min, lamina's Kokkos targets about 15 min.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,7 +35,9 @@ KOKKOS_ARCH="${KOKKOS_ARCH:-HOPPER90}"
 CUDA_SM="${CUDA_SM:-sm_90}"
 CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
 export PATH="$CUDA_HOME/bin:$PATH"
-targets=(test_kokkos_kernels test_kokkos_no_host mnist_mlp_kokkos mnist_lenet_kokkos test_kokkos_models)
+# every Kokkos test (lamina_kokkos_tests builds tests/kokkos/test_kokkos_*.cpp), the example
+# twins and the README's Kokkos examples
+targets=(lamina_kokkos_tests mnist_mlp_kokkos mnist_lenet_kokkos resnet_mnist_kokkos readme_examples_kokkos)
 
 command -v nvcc >/dev/null || { echo "check_kokkos_cuda: nvcc not found (CUDA_HOME=$CUDA_HOME)" >&2; exit 2; }
 
@@ -140,9 +142,8 @@ while pos + 16 <= len(data):
 print("  " + (", ".join("%s x%d" % kv for kv in sorted(seen.items())) or "no device code"))
 EOF
 }
-for t in "${targets[@]}"; do
-    f="$(find "$BUILD_DIR" -type f -name "$t" -perm -u+x | head -1)"
+while IFS= read -r f; do
     echo "$f"
     list_device_code "$f"
-done
+done < <(find "$BUILD_DIR/tests/kokkos" "$BUILD_DIR/examples/kokkos" -maxdepth 1 -type f -perm -u+x | sort)
 echo "check_kokkos_cuda: these binaries run only on a machine with an NVIDIA GPU."

@@ -30,11 +30,7 @@ struct dense : layer_descriptor_base {
         static constexpr std::size_t fan_in = In::size;
         static constexpr std::size_t parameter_count = Outputs * fan_in + (Bias ? Outputs : 0);
         static constexpr double flops_per_sample = 2.0 * Outputs * fan_in;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.accumulates = true;  // dx through the GEMM's beta
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.accumulating();  // dx through the GEMM's beta
 
         std::vector<tensor_spec> tensor_specs() const {
             std::vector<tensor_spec> p{{"weight", Outputs * fan_in, fan_in, Outputs, Init::value, true}};

@@ -25,13 +25,8 @@ struct dropout : layer_descriptor_base {
     class impl : public node_base<Backend, T> {
     public:
         using context = typename Backend::context;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.in_place_forward = true;   // y = x * mask, elementwise
-            t.in_place_backward = true;  // dx = dy * mask
-            t.needs_input = false;
-            return t;
-        }();
+        // y = x * mask and dx = dy * mask, elementwise: both may run in place
+        static constexpr auto traits = graph::leaf_traits{}.in_place().in_place_gradient().no_input();
         std::size_t saved_bytes(std::size_t batch) const { return batch * In::size * sizeof(T); }
         /// Set by the model: distinguishes this layer's stream from every other layer's.
         void set_stream(random_stream s) { stream_ = s; }

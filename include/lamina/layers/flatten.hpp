@@ -16,12 +16,7 @@ template <class Backend, class T>
 class view_impl : public node_base<Backend, T> {
 public:
     using context = typename Backend::context;
-    static constexpr graph::leaf_traits traits = [] {
-        graph::leaf_traits t;
-        t.view = true;
-        t.needs_input = false;
-        return t;
-    }();
+    static constexpr auto traits = graph::leaf_traits{}.as_view();
     void forward(const context&, const node_io<T>&) const {}
     void backward(const context&, const node_io<T>&) {}
 };

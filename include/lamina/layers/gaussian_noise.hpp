@@ -34,14 +34,8 @@ struct gaussian_noise : layer_descriptor_base {
     public:
         using context = typename Backend::context;
         static constexpr double flops_per_sample = double(In::size);
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.in_place_forward = true;      // y = x + noise, elementwise
-            t.gradient_passthrough = true;  // dx = dy: the model may give dx dy's storage
-            t.needs_input = false;
-            t.accumulates = true;
-            return t;
-        }();
+        // y = x + noise elementwise; dx = dy, so the model may give dx dy's storage
+        static constexpr auto traits = graph::leaf_traits{}.in_place().passthrough().no_input().accumulating();
         /// Set by the model: distinguishes this layer's stream from every other layer's.
         void set_stream(random_stream s) { stream_ = s; }
 

@@ -26,12 +26,7 @@ struct global_avg_pool : layer_descriptor_base {
         using context = typename Backend::context;
         static constexpr std::size_t C = chw<In>::c, HW = chw<In>::h * chw<In>::w;
         static constexpr double flops_per_sample = double(In::size);
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;
-            t.accumulates = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input().accumulating();
 
         void forward(const context& c, const node_io<T>& io) const {
             const T* x = io.x[0];

@@ -17,7 +17,8 @@
 //   static constexpr std::size_t parameter_count;   // trainable scalars (compile-time counts)
 //   static constexpr std::size_t state_count;       // running-state scalars (batch norm)
 //   static constexpr double flops_per_sample;       // forward FLOPs of one sample
-//   static constexpr graph::leaf_traits traits;     // in place? needs x or y in backward? ...
+//   static constexpr graph::leaf_traits traits;     // in place? needs x or y in backward? e.g.
+//                                                   // graph::leaf_traits{}.no_input().accumulating()
 //   std::vector<tensor_spec> tensor_specs() const;  // name, count, kind, init, fans, decay
 //   void bind(const tensor_binding<T>&);            // its slices of the model's flat buffers
 //   std::size_t workspace_size(std::size_t batch) const;  // T elements of scratch per call

@@ -37,13 +37,9 @@ struct layer_norm_t : layer_descriptor_base {
         static constexpr std::size_t features = In::size;  // normalised together, per sample
         static constexpr std::size_t parameter_count = 2 * features;  // gamma, beta
         static constexpr double flops_per_sample = 8.0 * In::size;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = true;        // backward recomputes x-hat from x and the saved statistics
-            t.in_place_backward = true;  // dx[i] needs dy[i] only, after the per-sample sums
-            t.accumulates = true;
-            return t;
-        }();
+        // backward recomputes x-hat from x and the saved statistics; dx[i] needs dy[i] only, after
+        // the per-sample sums
+        static constexpr auto traits = graph::leaf_traits{}.in_place_gradient().accumulating();
 
         std::vector<tensor_spec> tensor_specs() const {
             return {{"gamma", features, 0, 0, init::kind::ones, false, tensor_kind::trainable},

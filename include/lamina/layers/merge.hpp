@@ -78,14 +78,7 @@ struct add : layer_descriptor_base {
         using context = typename Backend::context;
         static constexpr std::size_t inputs = 1 + sizeof...(Ss);
         static constexpr double flops_per_sample = double(inputs - 1) * S::size;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.in_place_forward = true;
-            t.gradient_passthrough = true;
-            t.needs_input = false;
-            t.accumulates = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.in_place().passthrough().no_input().accumulating();
         void forward(const context& c, const node_io<T, inputs>& io) const {
             const std::size_t n = io.batch * S::size;
             Backend::copy(c, io.y, io.x[0], n);  // a no-op in place
@@ -117,12 +110,7 @@ struct concat : layer_descriptor_base {
         using out_shape = typename detail::concat_shape<S...>::type;
         static constexpr std::size_t inputs = sizeof...(S);
         static constexpr double flops_per_sample = 0;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;
-            t.accumulates = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input().accumulating();
         static constexpr std::size_t sizes[inputs] = {S::size...};
 
         void forward(const context& c, const node_io<T, inputs>& io) const {

@@ -51,11 +51,7 @@ struct max_pool : detail::pool_shape_rule<Window, Stride, Padding> {
     public:
         using context = typename Backend::context;
         static constexpr double flops_per_sample = double(out_size) * Window * Window;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;  // backward routes dy through the saved argmax
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input();  // backward routes dy through the saved argmax
         /// The winning input cell of every output, from forward_train to backward.
         std::size_t saved_bytes(std::size_t batch) const { return batch * out_size * sizeof(std::int32_t); }
 
@@ -89,11 +85,7 @@ struct avg_pool : detail::pool_shape_rule<Window, Stride, Padding> {
         using context = typename Backend::context;
         static constexpr double flops_per_sample =
             double(rule::template output_shape<In>::size) * Window * Window;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input();
 
         void forward(const context& c, const node_io<T>& io) const {
             Backend::avg_pool_forward(c, rule::template geometry<In>(io.batch), io.x[0], io.y);

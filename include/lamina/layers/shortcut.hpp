@@ -31,12 +31,7 @@ struct subsample_pad : layer_descriptor_base {
         static constexpr std::size_t C = chw<In>::c, H = chw<In>::h, W = chw<In>::w;
         static constexpr std::size_t P = (H + Stride - 1) / Stride, Q = (W + Stride - 1) / Stride;
         static constexpr std::size_t pad = (Cout - C) / 2;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;
-            t.accumulates = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input().accumulating();
 
         void forward(const context& c, const node_io<T>& io) const {
             const T* x = io.x[0];

@@ -21,12 +21,7 @@ struct softmax : layer_descriptor_base {
     public:
         using context = typename Backend::context;
         static constexpr double flops_per_sample = 3.0 * In::size;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;
-            t.needs_output = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input().reads_output();
         void forward(const context& c, const node_io<T>& io) const {
             Backend::softmax_forward(c, io.x[0], io.y, io.batch, In::size);
         }

@@ -60,12 +60,7 @@ struct vae_sampling : layer_descriptor_base {
         static constexpr std::size_t latent = In::size / 2;  // Z
         static constexpr bool adds_loss = true;
         static constexpr double flops_per_sample = double(latent);  // inference: a copy
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = true;  // backward reads mu and logvar
-            t.accumulates = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.accumulating();  // backward reads mu and logvar
         /// eps (batch x Z), then each sample's KL (batch).
         std::size_t saved_bytes(std::size_t batch) const { return (batch * latent + batch) * sizeof(T); }
         /// Set by the model: distinguishes this layer's stream from every other layer's.

@@ -34,12 +34,7 @@ struct zero_pad2d_tblr : layer_descriptor_base {
         using context = typename Backend::context;
         static constexpr std::size_t H = chw<In>::h, W = chw<In>::w;
         static constexpr std::size_t OH = Top + H + Bottom, OW = Left + W + Right;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;
-            t.accumulates = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input().accumulating();
 
         void forward(const context& c, const node_io<T>& io) const {
             const T* x = io.x[0];

@@ -28,6 +28,23 @@ struct leaf_traits {
     bool needs_input = true;            // backward reads x
     bool needs_output = false;          // backward reads y
     bool accumulates = false;           // honours node_io::accumulate itself (else the model adds through a temporary)
+
+    // A layer states its traits in one line, e.g.
+    //   static constexpr auto traits = graph::leaf_traits{}.no_input().accumulating();
+    constexpr leaf_traits as_view() const { return with(&leaf_traits::view).no_input(); }
+    constexpr leaf_traits in_place() const { return with(&leaf_traits::in_place_forward); }
+    constexpr leaf_traits in_place_gradient() const { return with(&leaf_traits::in_place_backward); }
+    constexpr leaf_traits passthrough() const { return with(&leaf_traits::gradient_passthrough); }
+    constexpr leaf_traits no_input() const { return with(&leaf_traits::needs_input, false); }
+    constexpr leaf_traits reads_output() const { return with(&leaf_traits::needs_output); }
+    constexpr leaf_traits accumulating() const { return with(&leaf_traits::accumulates); }
+
+private:
+    constexpr leaf_traits with(bool leaf_traits::*flag, bool value = true) const {
+        leaf_traits t = *this;
+        t.*flag = value;
+        return t;
+    }
 };
 
 /// Sizes a leaf needs per batch size, asked when a plan is made (never on the hot path).

@@ -42,17 +42,28 @@
 
 #include "optimizers/sgd.hpp"
 #include "optimizers/adam.hpp"
+#include "optimizers/rmsprop.hpp"
+#include "optimizers/adadelta.hpp"
+#include "optimizers/lars.hpp"
+#include "optimizers/lamb.hpp"
 
 #include "schedules/schedules.hpp"
+#include "schedules/cyclic.hpp"
 
 #include "data/dataset.hpp"
 #include "data/gzip_file.hpp"
 #include "data/idx.hpp"
 #include "data/image_transforms.hpp"
+#include "data/synthetic_cells.hpp"
+#include "data/synthetic_calorimeter.hpp"
 
 #include "train/trainer.hpp"
 #include "train/progress_bar.hpp"
 #include "train/csv_log.hpp"
+#include "train/snapshot_ensemble.hpp"
+#include "train/collapsed_ensemble.hpp"
 #include "io/checkpoint.hpp"
 
 #include "models/resnet.hpp"
+#include "models/mcnn.hpp"
+#include "models/hep_cnn.hpp"

@@ -4411,7 +4411,8 @@ using checked_output_t = typename checked_output<Layer, In>::type;
 //   static constexpr std::size_t parameter_count;   // trainable scalars (compile-time counts)
 //   static constexpr std::size_t state_count;       // running-state scalars (batch norm)
 //   static constexpr double flops_per_sample;       // forward FLOPs of one sample
-//   static constexpr graph::leaf_traits traits;     // in place? needs x or y in backward? ...
+//   static constexpr graph::leaf_traits traits;     // in place? needs x or y in backward? e.g.
+//                                                   // graph::leaf_traits{}.no_input().accumulating()
 //   std::vector<tensor_spec> tensor_specs() const;  // name, count, kind, init, fans, decay
 //   void bind(const tensor_binding<T>&);            // its slices of the model's flat buffers
 //   std::size_t workspace_size(std::size_t batch) const;  // T elements of scratch per call
@@ -4522,6 +4523,23 @@ struct leaf_traits {
     bool needs_input = true;            // backward reads x
     bool needs_output = false;          // backward reads y
     bool accumulates = false;           // honours node_io::accumulate itself (else the model adds through a temporary)
+
+    // A layer states its traits in one line, e.g.
+    //   static constexpr auto traits = graph::leaf_traits{}.no_input().accumulating();
+    constexpr leaf_traits as_view() const { return with(&leaf_traits::view).no_input(); }
+    constexpr leaf_traits in_place() const { return with(&leaf_traits::in_place_forward); }
+    constexpr leaf_traits in_place_gradient() const { return with(&leaf_traits::in_place_backward); }
+    constexpr leaf_traits passthrough() const { return with(&leaf_traits::gradient_passthrough); }
+    constexpr leaf_traits no_input() const { return with(&leaf_traits::needs_input, false); }
+    constexpr leaf_traits reads_output() const { return with(&leaf_traits::needs_output); }
+    constexpr leaf_traits accumulating() const { return with(&leaf_traits::accumulates); }
+
+private:
+    constexpr leaf_traits with(bool leaf_traits::*flag, bool value = true) const {
+        leaf_traits t = *this;
+        t.*flag = value;
+        return t;
+    }
 };
 
 /// Sizes a leaf needs per batch size, asked when a plan is made (never on the hot path).
@@ -4822,11 +4840,7 @@ struct dense : layer_descriptor_base {
         static constexpr std::size_t fan_in = In::size;
         static constexpr std::size_t parameter_count = Outputs * fan_in + (Bias ? Outputs : 0);
         static constexpr double flops_per_sample = 2.0 * Outputs * fan_in;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.accumulates = true;  // dx through the GEMM's beta
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.accumulating();  // dx through the GEMM's beta
 
         std::vector<tensor_spec> tensor_specs() const {
             std::vector<tensor_spec> p{{"weight", Outputs * fan_in, fan_in, Outputs, Init::value, true}};
@@ -5253,11 +5267,7 @@ struct max_pool : detail::pool_shape_rule<Window, Stride, Padding> {
     public:
         using context = typename Backend::context;
         static constexpr double flops_per_sample = double(out_size) * Window * Window;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;  // backward routes dy through the saved argmax
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input();  // backward routes dy through the saved argmax
         /// The winning input cell of every output, from forward_train to backward.
         std::size_t saved_bytes(std::size_t batch) const { return batch * out_size * sizeof(std::int32_t); }
 
@@ -5291,11 +5301,7 @@ struct avg_pool : detail::pool_shape_rule<Window, Stride, Padding> {
         using context = typename Backend::context;
         static constexpr double flops_per_sample =
             double(rule::template output_shape<In>::size) * Window * Window;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input();
 
         void forward(const context& c, const node_io<T>& io) const {
             Backend::avg_pool_forward(c, rule::template geometry<In>(io.batch), io.x[0], io.y);
@@ -5324,12 +5330,7 @@ template <class Backend, class T>
 class view_impl : public node_base<Backend, T> {
 public:
     using context = typename Backend::context;
-    static constexpr graph::leaf_traits traits = [] {
-        graph::leaf_traits t;
-        t.view = true;
-        t.needs_input = false;
-        return t;
-    }();
+    static constexpr auto traits = graph::leaf_traits{}.as_view();
     void forward(const context&, const node_io<T>&) const {}
     void backward(const context&, const node_io<T>&) {}
 };
@@ -5393,13 +5394,8 @@ struct dropout : layer_descriptor_base {
     class impl : public node_base<Backend, T> {
     public:
         using context = typename Backend::context;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.in_place_forward = true;   // y = x * mask, elementwise
-            t.in_place_backward = true;  // dx = dy * mask
-            t.needs_input = false;
-            return t;
-        }();
+        // y = x * mask and dx = dy * mask, elementwise: both may run in place
+        static constexpr auto traits = graph::leaf_traits{}.in_place().in_place_gradient().no_input();
         std::size_t saved_bytes(std::size_t batch) const { return batch * In::size * sizeof(T); }
         /// Set by the model: distinguishes this layer's stream from every other layer's.
         void set_stream(random_stream s) { stream_ = s; }
@@ -5512,12 +5508,7 @@ struct softmax : layer_descriptor_base {
     public:
         using context = typename Backend::context;
         static constexpr double flops_per_sample = 3.0 * In::size;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;
-            t.needs_output = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input().reads_output();
         void forward(const context& c, const node_io<T>& io) const {
             Backend::softmax_forward(c, io.x[0], io.y, io.batch, In::size);
         }
@@ -5711,14 +5702,7 @@ struct add : layer_descriptor_base {
         using context = typename Backend::context;
         static constexpr std::size_t inputs = 1 + sizeof...(Ss);
         static constexpr double flops_per_sample = double(inputs - 1) * S::size;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.in_place_forward = true;
-            t.gradient_passthrough = true;
-            t.needs_input = false;
-            t.accumulates = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.in_place().passthrough().no_input().accumulating();
         void forward(const context& c, const node_io<T, inputs>& io) const {
             const std::size_t n = io.batch * S::size;
             Backend::copy(c, io.y, io.x[0], n);  // a no-op in place
@@ -5750,12 +5734,7 @@ struct concat : layer_descriptor_base {
         using out_shape = typename detail::concat_shape<S...>::type;
         static constexpr std::size_t inputs = sizeof...(S);
         static constexpr double flops_per_sample = 0;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;
-            t.accumulates = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input().accumulating();
         static constexpr std::size_t sizes[inputs] = {S::size...};
 
         void forward(const context& c, const node_io<T, inputs>& io) const {
@@ -5815,12 +5794,7 @@ struct global_avg_pool : layer_descriptor_base {
         using context = typename Backend::context;
         static constexpr std::size_t C = chw<In>::c, HW = chw<In>::h * chw<In>::w;
         static constexpr double flops_per_sample = double(In::size);
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;
-            t.accumulates = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input().accumulating();
 
         void forward(const context& c, const node_io<T>& io) const {
             const T* x = io.x[0];
@@ -5881,12 +5855,7 @@ struct subsample_pad : layer_descriptor_base {
         static constexpr std::size_t C = chw<In>::c, H = chw<In>::h, W = chw<In>::w;
         static constexpr std::size_t P = (H + Stride - 1) / Stride, Q = (W + Stride - 1) / Stride;
         static constexpr std::size_t pad = (Cout - C) / 2;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;
-            t.accumulates = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input().accumulating();
 
         void forward(const context& c, const node_io<T>& io) const {
             const T* x = io.x[0];
@@ -5947,13 +5916,9 @@ struct layer_norm_t : layer_descriptor_base {
         static constexpr std::size_t features = In::size;  // normalised together, per sample
         static constexpr std::size_t parameter_count = 2 * features;  // gamma, beta
         static constexpr double flops_per_sample = 8.0 * In::size;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = true;        // backward recomputes x-hat from x and the saved statistics
-            t.in_place_backward = true;  // dx[i] needs dy[i] only, after the per-sample sums
-            t.accumulates = true;
-            return t;
-        }();
+        // backward recomputes x-hat from x and the saved statistics; dx[i] needs dy[i] only, after
+        // the per-sample sums
+        static constexpr auto traits = graph::leaf_traits{}.in_place_gradient().accumulating();
 
         std::vector<tensor_spec> tensor_specs() const {
             return {{"gamma", features, 0, 0, init::kind::ones, false, tensor_kind::trainable},
@@ -6103,14 +6068,8 @@ struct gaussian_noise : layer_descriptor_base {
     public:
         using context = typename Backend::context;
         static constexpr double flops_per_sample = double(In::size);
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.in_place_forward = true;      // y = x + noise, elementwise
-            t.gradient_passthrough = true;  // dx = dy: the model may give dx dy's storage
-            t.needs_input = false;
-            t.accumulates = true;
-            return t;
-        }();
+        // y = x + noise elementwise; dx = dy, so the model may give dx dy's storage
+        static constexpr auto traits = graph::leaf_traits{}.in_place().passthrough().no_input().accumulating();
         /// Set by the model: distinguishes this layer's stream from every other layer's.
         void set_stream(random_stream s) { stream_ = s; }
 
@@ -6171,12 +6130,7 @@ struct upsample_nearest : layer_descriptor_base {
         using context = typename Backend::context;
         static constexpr std::size_t H = chw<In>::h, W = chw<In>::w;
         static constexpr std::size_t OH = H * Factor, OW = W * Factor;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;
-            t.accumulates = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input().accumulating();
 
         void forward(const context& c, const node_io<T>& io) const {
             const T* x = io.x[0];
@@ -6242,12 +6196,7 @@ struct zero_pad2d_tblr : layer_descriptor_base {
         using context = typename Backend::context;
         static constexpr std::size_t H = chw<In>::h, W = chw<In>::w;
         static constexpr std::size_t OH = Top + H + Bottom, OW = Left + W + Right;
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = false;
-            t.accumulates = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.no_input().accumulating();
 
         void forward(const context& c, const node_io<T>& io) const {
             const T* x = io.x[0];
@@ -6334,12 +6283,7 @@ struct vae_sampling : layer_descriptor_base {
         static constexpr std::size_t latent = In::size / 2;  // Z
         static constexpr bool adds_loss = true;
         static constexpr double flops_per_sample = double(latent);  // inference: a copy
-        static constexpr graph::leaf_traits traits = [] {
-            graph::leaf_traits t;
-            t.needs_input = true;  // backward reads mu and logvar
-            t.accumulates = true;
-            return t;
-        }();
+        static constexpr auto traits = graph::leaf_traits{}.accumulating();  // backward reads mu and logvar
         /// eps (batch x Z), then each sample's KL (batch).
         std::size_t saved_bytes(std::size_t batch) const { return (batch * latent + batch) * sizeof(T); }
         /// Set by the model: distinguishes this layer's stream from every other layer's.
@@ -9071,8 +9015,52 @@ struct binary_cross_entropy_with_logits {
 // ---- begin include/lamina/optimizers/sgd.hpp ----
 // lamina: stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay
 // (PyTorch's torch.optim.SGD semantics, dampening 0). Weight decay skips parameter segments
-// marked decay = false (biases), as large-batch recipes require.
+// marked decay = false (biases), as large-batch recipes require; set_weight_decay_scale()
+// scales it at run time (optimizers/weight_decay.hpp).
 
+
+// ---- begin include/lamina/optimizers/weight_decay.hpp ----
+// lamina: what every optimizer shares about weight decay: it applies only to parameter
+// segments marked decay = true (not to biases and normalisation parameters), and it can be
+// scaled at run time (the Collapsed Ensemble doubles it while a cycle collapses,
+// train/collapsed_ensemble.hpp), through each optimizer state's set_weight_decay_scale().
+
+
+
+namespace lamina::detail {
+
+/// Throws argument_error unless `s` is a finite scale >= 0 (`who` names the optimizer).
+inline void check_weight_decay_scale(double s, const char* who) {
+    if (!(s >= 0) || !std::isfinite(s))
+        throw argument_error(std::string("lamina: ") + who + ": weight decay scale must be finite and >= 0, got " +
+                             std::to_string(s));
+}
+
+/// Throws argument_error naming the segment when one does not lie inside the n parameters
+/// (checked without arithmetic that can wrap). Allocates nothing unless it throws.
+inline void check_segments(const std::vector<parameter_segment>& segs, std::size_t n, const char* who) {
+    for (const auto& s : segs)
+        if (s.offset > n || s.count > n - s.offset)
+            throw argument_error(std::string("lamina: ") + who + ": parameter segment '" + s.name + "' (offset " +
+                                 std::to_string(s.offset) + ", " + std::to_string(s.count) +
+                                 " values) lies outside the " + std::to_string(n) + " parameters");
+}
+
+/// Calls f(offset, count, decay) over the parameters: once over all n when the decay is 0
+/// (one kernel), else once per segment with `wd` on decay = true segments and 0 on the others
+/// (elements outside every segment are then left alone, as sgd and adam do).
+template <class F>
+void for_decay_ranges(const std::vector<parameter_segment>& segs, std::size_t n, double wd, F&& f) {
+    if (wd == 0.0) {
+        if (n) f(std::size_t(0), n, 0.0);
+        return;
+    }
+    for (const auto& s : segs)
+        if (s.count) f(s.offset, s.count, s.decay ? wd : 0.0);
+}
+
+}  // namespace lamina::detail
+// ---- end include/lamina/optimizers/weight_decay.hpp ----
 
 
 namespace lamina::optim {
@@ -9106,17 +9094,24 @@ struct sgd {
             s.lr = static_cast<T>(lr);
             s.momentum = static_cast<T>(momentum_);
             s.nesterov = nesterov_;
-            if (weight_decay_ == 0.0) {
+            const double wd = weight_decay_ * scale_;
+            if (wd == 0.0) {
                 s.weight_decay = T(0);
                 Backend::sgd_update(c, w, g, velocity_.data(), n_, s);
             } else {
                 for (const auto& seg : segs) {
-                    s.weight_decay = seg.decay ? static_cast<T>(weight_decay_) : T(0);
+                    s.weight_decay = seg.decay ? static_cast<T>(wd) : T(0);
                     Backend::sgd_update(c, w + seg.offset, g + seg.offset, velocity_.data() + seg.offset, seg.count, s);
                 }
             }
             ++steps_;
         }
+        /// Multiplies the weight decay from the next step on (1: as constructed).
+        void set_weight_decay_scale(double s) {
+            detail::check_weight_decay_scale(s, "sgd");
+            scale_ = s;
+        }
+        double weight_decay_scale() const noexcept { return scale_; }
         std::uint64_t steps() const noexcept { return steps_; }
         /// Names and sizes of what save() returns, without copying (checkpoint validation).
         std::vector<std::pair<std::string, std::size_t>> layout() const { return {{"velocity", n_}}; }
@@ -9137,6 +9132,7 @@ struct sgd {
 
     private:
         double momentum_, weight_decay_;
+        double scale_ = 1.0;
         bool nesterov_;
         std::size_t n_;
         typename Backend::template buffer<T> velocity_;
@@ -9150,6 +9146,7 @@ struct sgd {
 // ---- begin include/lamina/optimizers/adam.hpp ----
 // lamina: Adam (Kingma & Ba) with L2 weight decay added to the gradient, and AdamW
 // (Loshchilov & Hutter) with decoupled weight decay; PyTorch semantics for both.
+// set_weight_decay_scale() scales the decay at run time (optimizers/weight_decay.hpp).
 
 
 
@@ -9188,17 +9185,24 @@ struct adam {
             s.decoupled = decoupled_;
             s.bias_correction1 = static_cast<T>(1.0 - std::pow(beta1_, static_cast<double>(steps_)));
             s.bias_correction2 = static_cast<T>(1.0 - std::pow(beta2_, static_cast<double>(steps_)));
-            if (weight_decay_ == 0.0) {
+            const double wd = weight_decay_ * scale_;
+            if (wd == 0.0) {
                 s.weight_decay = T(0);
                 Backend::adam_update(c, w, g, m_.data(), v_.data(), n_, s);
             } else {
                 for (const auto& seg : segs) {
-                    s.weight_decay = seg.decay ? static_cast<T>(weight_decay_) : T(0);
+                    s.weight_decay = seg.decay ? static_cast<T>(wd) : T(0);
                     Backend::adam_update(c, w + seg.offset, g + seg.offset, m_.data() + seg.offset, v_.data() + seg.offset,
                                          seg.count, s);
                 }
             }
         }
+        /// Multiplies the weight decay from the next step on (1: as constructed).
+        void set_weight_decay_scale(double s) {
+            detail::check_weight_decay_scale(s, "adam");
+            scale_ = s;
+        }
+        double weight_decay_scale() const noexcept { return scale_; }
         std::uint64_t steps() const noexcept { return steps_; }
         /// Names and sizes of what save() returns, without copying (checkpoint validation).
         std::vector<std::pair<std::string, std::size_t>> layout() const { return {{"m", n_}, {"v", n_}}; }
@@ -9225,6 +9229,7 @@ struct adam {
 
     private:
         double beta1_, beta2_, eps_, weight_decay_;
+        double scale_ = 1.0;
         bool decoupled_;
         std::size_t n_;
         typename Backend::template buffer<T> m_, v_;
@@ -9244,6 +9249,637 @@ struct adamw : adam {
 
 }  // namespace lamina::optim
 // ---- end include/lamina/optimizers/adam.hpp ----
+
+// ---- begin include/lamina/optimizers/rmsprop.hpp ----
+// lamina: RMSProp (Hinton's lecture 6e), torch.optim.RMSprop semantics:
+//
+//   g' = g + wd w                      (L2 decay; skipped on decay = false segments)
+//   s = alpha s + (1 - alpha) g'^2
+//   centered: a = alpha a + (1 - alpha) g';  d = sqrt(s - a^2) + eps   else d = sqrt(s) + eps
+//   momentum > 0: b = momentum b + g' / d;  w -= lr b                  else w -= lr g' / d
+//
+// eps is added after the square root, as in PyTorch (not inside it, as in Keras). The centered
+// variance s - a^2 is clamped at 0 against rounding (PyTorch takes the root of a tiny negative
+// value, which gives NaN). The element-wise update is written once for every backend.
+
+
+
+namespace lamina::optim {
+
+namespace rmsprop_detail {
+/// One RMSProp update of elements [off, off + n) (state pointers not used may be null).
+template <class Backend, class T>
+void update(const typename Backend::context& c, T* w, const T* g, T* sq, T* buf, T* avg, std::size_t off,
+            std::size_t n, T lr, T alpha, T eps, T wd, T momentum) {
+    Backend::for_each_index(c, n, LAMINA_LAMBDA(std::size_t k) {
+        const std::size_t i = off + k;
+        const T grad = g[i] + wd * w[i];
+        sq[i] = alpha * sq[i] + (T(1) - alpha) * grad * grad;
+        T d;
+        if (avg) {
+            avg[i] = alpha * avg[i] + (T(1) - alpha) * grad;
+            const T var = sq[i] - avg[i] * avg[i];
+            d = std::sqrt(var > T(0) ? var : T(0)) + eps;
+        } else {
+            d = std::sqrt(sq[i]) + eps;
+        }
+        if (buf) {
+            buf[i] = momentum * buf[i] + grad / d;
+            w[i] -= lr * buf[i];
+        } else {
+            w[i] -= lr * grad / d;
+        }
+    });
+}
+}  // namespace rmsprop_detail
+
+struct rmsprop {
+    double lr = 0.01, alpha = 0.99, eps = 1e-8, weight_decay = 0.0, momentum = 0.0;
+    bool centered = false;
+
+    /// PyTorch's argument order and defaults.
+    explicit rmsprop(double lr_ = 0.01, double alpha_ = 0.99, double eps_ = 1e-8, double weight_decay_ = 0.0,
+                     double momentum_ = 0.0, bool centered_ = false)
+        : lr(lr_), alpha(alpha_), eps(eps_), weight_decay(weight_decay_), momentum(momentum_), centered(centered_) {
+        lamina::detail::require(lr > 0, "rmsprop learning rate must be positive, got " + std::to_string(lr));
+        lamina::detail::require(alpha >= 0 && alpha < 1, "rmsprop alpha must be in [0, 1), got " + std::to_string(alpha));
+        lamina::detail::require(eps > 0, "rmsprop eps must be positive, got " + std::to_string(eps));
+        lamina::detail::require(weight_decay >= 0, "rmsprop weight_decay must be >= 0, got " + std::to_string(weight_decay));
+        lamina::detail::require(momentum >= 0 && momentum < 1,
+                                "rmsprop momentum must be in [0, 1), got " + std::to_string(momentum));
+    }
+    static std::string name() { return "rmsprop"; }
+
+    template <class Backend, class T>
+    class state {
+    public:
+        state(const rmsprop& o, std::size_t n)
+            : alpha_(o.alpha), eps_(o.eps), weight_decay_(o.weight_decay), momentum_(o.momentum),
+              centered_(o.centered), n_(n) {
+            const std::size_t size = std::max<std::size_t>(n, 1);
+            square_avg_.allocate(size);
+            if (momentum_ > 0) momentum_buffer_.allocate(size);
+            if (centered_) grad_avg_.allocate(size);
+        }
+        void step(const typename Backend::context& c, T* w, const T* g, const std::vector<parameter_segment>& segs,
+                  double lr) {
+            const double wd = weight_decay_ * scale_;
+            if (wd != 0.0) detail::check_segments(segs, n_, "rmsprop");
+            T* buf = momentum_ > 0 ? momentum_buffer_.data() : nullptr;
+            T* avg = centered_ ? grad_avg_.data() : nullptr;
+            detail::for_decay_ranges(segs, n_, wd, [&](std::size_t off, std::size_t count, double d) {
+                rmsprop_detail::update<Backend, T>(c, w, g, square_avg_.data(), buf, avg, off, count,
+                                                   static_cast<T>(lr), static_cast<T>(alpha_), static_cast<T>(eps_),
+                                                   static_cast<T>(d), static_cast<T>(momentum_));
+            });
+            ++steps_;
+        }
+        /// Multiplies the weight decay from the next step on (1: as constructed).
+        void set_weight_decay_scale(double s) {
+            detail::check_weight_decay_scale(s, "rmsprop");
+            scale_ = s;
+        }
+        double weight_decay_scale() const noexcept { return scale_; }
+        std::uint64_t steps() const noexcept { return steps_; }
+        /// "square_avg", then "momentum_buffer" (momentum > 0) and "grad_avg" (centered).
+        std::vector<std::pair<std::string, std::size_t>> layout() const {
+            std::vector<std::pair<std::string, std::size_t>> l{{"square_avg", n_}};
+            if (momentum_ > 0) l.emplace_back("momentum_buffer", n_);
+            if (centered_) l.emplace_back("grad_avg", n_);
+            return l;
+        }
+        std::vector<std::pair<std::string, std::vector<T>>> save(const typename Backend::context& c) const {
+            std::vector<std::pair<std::string, std::vector<T>>> out;
+            for (const auto& [name, size] : layout()) {
+                std::vector<T> h(size);
+                if (size) Backend::download(c, h.data(), buffer(name).data(), size);
+                out.emplace_back(name, std::move(h));
+            }
+            return out;
+        }
+        void load(const typename Backend::context& c, const std::vector<std::pair<std::string, std::vector<T>>>& st,
+                  std::uint64_t steps) {
+            const auto l = layout();
+            bool ok = st.size() == l.size();
+            for (std::size_t k = 0; ok && k < l.size(); ++k) ok = st[k].first == l[k].first && st[k].second.size() == n_;
+            if (!ok) {
+                std::string want;
+                for (const auto& e : l) want += (want.empty() ? "'" : ", '") + e.first + "'";
+                throw checkpoint_error("lamina: rmsprop state in checkpoint does not match (expected " + want + " of " +
+                                       std::to_string(n_) + " values each)");
+            }
+            for (const auto& [name, values] : st)
+                if (n_) Backend::upload(c, buffer(name).data(), values.data(), n_);
+            steps_ = steps;
+        }
+
+    private:
+        const typename Backend::template buffer<T>& buffer(const std::string& name) const {
+            return name == "square_avg" ? square_avg_ : name == "momentum_buffer" ? momentum_buffer_ : grad_avg_;
+        }
+        typename Backend::template buffer<T>& buffer(const std::string& name) {
+            return name == "square_avg" ? square_avg_ : name == "momentum_buffer" ? momentum_buffer_ : grad_avg_;
+        }
+
+        double alpha_, eps_, weight_decay_, momentum_;
+        bool centered_;
+        double scale_ = 1.0;
+        std::size_t n_;
+        typename Backend::template buffer<T> square_avg_, momentum_buffer_, grad_avg_;
+        std::uint64_t steps_ = 0;
+    };
+};
+
+}  // namespace lamina::optim
+// ---- end include/lamina/optimizers/rmsprop.hpp ----
+
+// ---- begin include/lamina/optimizers/adadelta.hpp ----
+// lamina: Adadelta (Zeiler 2012), torch.optim.Adadelta semantics:
+//
+//   g' = g + wd w                                  (L2 decay; skipped on decay = false segments)
+//   s = rho s + (1 - rho) g'^2
+//   delta = sqrt(a + eps) / sqrt(s + eps) * g'
+//   a = rho a + (1 - rho) delta^2
+//   w -= lr delta                                  (lr 1 is Zeiler's method; PyTorch's default)
+//
+// The element-wise update is written once for every backend.
+
+
+
+namespace lamina::optim {
+
+namespace adadelta_detail {
+/// One Adadelta update of elements [off, off + n).
+template <class Backend, class T>
+void update(const typename Backend::context& c, T* w, const T* g, T* sq, T* acc, std::size_t off, std::size_t n, T lr,
+            T rho, T eps, T wd) {
+    Backend::for_each_index(c, n, LAMINA_LAMBDA(std::size_t k) {
+        const std::size_t i = off + k;
+        const T grad = g[i] + wd * w[i];
+        sq[i] = rho * sq[i] + (T(1) - rho) * grad * grad;
+        const T delta = std::sqrt(acc[i] + eps) / std::sqrt(sq[i] + eps) * grad;
+        acc[i] = rho * acc[i] + (T(1) - rho) * delta * delta;
+        w[i] -= lr * delta;
+    });
+}
+}  // namespace adadelta_detail
+
+struct adadelta {
+    double lr = 1.0, rho = 0.9, eps = 1e-6, weight_decay = 0.0;
+
+    /// PyTorch's argument order and defaults.
+    explicit adadelta(double lr_ = 1.0, double rho_ = 0.9, double eps_ = 1e-6, double weight_decay_ = 0.0)
+        : lr(lr_), rho(rho_), eps(eps_), weight_decay(weight_decay_) {
+        lamina::detail::require(lr > 0, "adadelta learning rate must be positive, got " + std::to_string(lr));
+        lamina::detail::require(rho >= 0 && rho < 1, "adadelta rho must be in [0, 1), got " + std::to_string(rho));
+        lamina::detail::require(eps > 0, "adadelta eps must be positive, got " + std::to_string(eps));
+        lamina::detail::require(weight_decay >= 0,
+                                "adadelta weight_decay must be >= 0, got " + std::to_string(weight_decay));
+    }
+    static std::string name() { return "adadelta"; }
+
+    template <class Backend, class T>
+    class state {
+    public:
+        state(const adadelta& o, std::size_t n) : rho_(o.rho), eps_(o.eps), weight_decay_(o.weight_decay), n_(n) {
+            square_avg_.allocate(std::max<std::size_t>(n, 1));
+            acc_delta_.allocate(std::max<std::size_t>(n, 1));
+        }
+        void step(const typename Backend::context& c, T* w, const T* g, const std::vector<parameter_segment>& segs,
+                  double lr) {
+            const double wd = weight_decay_ * scale_;
+            if (wd != 0.0) detail::check_segments(segs, n_, "adadelta");
+            detail::for_decay_ranges(segs, n_, wd, [&](std::size_t off, std::size_t count, double d) {
+                adadelta_detail::update<Backend, T>(c, w, g, square_avg_.data(), acc_delta_.data(), off, count,
+                                                    static_cast<T>(lr), static_cast<T>(rho_), static_cast<T>(eps_),
+                                                    static_cast<T>(d));
+            });
+            ++steps_;
+        }
+        /// Multiplies the weight decay from the next step on (1: as constructed).
+        void set_weight_decay_scale(double s) {
+            detail::check_weight_decay_scale(s, "adadelta");
+            scale_ = s;
+        }
+        double weight_decay_scale() const noexcept { return scale_; }
+        std::uint64_t steps() const noexcept { return steps_; }
+        std::vector<std::pair<std::string, std::size_t>> layout() const {
+            return {{"square_avg", n_}, {"acc_delta", n_}};
+        }
+        std::vector<std::pair<std::string, std::vector<T>>> save(const typename Backend::context& c) const {
+            std::vector<T> s(n_), a(n_);
+            if (n_) {
+                Backend::download(c, s.data(), square_avg_.data(), n_);
+                Backend::download(c, a.data(), acc_delta_.data(), n_);
+            }
+            return {{"square_avg", std::move(s)}, {"acc_delta", std::move(a)}};
+        }
+        void load(const typename Backend::context& c, const std::vector<std::pair<std::string, std::vector<T>>>& st,
+                  std::uint64_t steps) {
+            if (st.size() != 2 || st[0].first != "square_avg" || st[1].first != "acc_delta" ||
+                st[0].second.size() != n_ || st[1].second.size() != n_)
+                throw checkpoint_error(
+                    "lamina: adadelta state in checkpoint does not match (expected 'square_avg' and 'acc_delta' of " +
+                    std::to_string(n_) + " values)");
+            if (n_) {
+                Backend::upload(c, square_avg_.data(), st[0].second.data(), n_);
+                Backend::upload(c, acc_delta_.data(), st[1].second.data(), n_);
+            }
+            steps_ = steps;
+        }
+
+    private:
+        double rho_, eps_, weight_decay_;
+        double scale_ = 1.0;
+        std::size_t n_;
+        typename Backend::template buffer<T> square_avg_, acc_delta_;
+        std::uint64_t steps_ = 0;
+    };
+};
+
+}  // namespace lamina::optim
+// ---- end include/lamina/optimizers/adadelta.hpp ----
+
+// ---- begin include/lamina/optimizers/lars.hpp ----
+// lamina: LARS, layer-wise adaptive rate scaling (You, Gitman & Ginsburg 2017, "Large Batch
+// Training of Convolutional Networks"), in the form PyTorch implementations use (timm's Lars,
+// NVIDIA apex's LARC): per parameter tensor (segment) w with gradient g,
+//
+//   trust = eta ||w|| / (||g|| + wd ||w|| + eps)       (1 when ||w|| or ||g|| is 0)
+//   u = trust (g + wd w);   v = momentum v + u;   w -= lr v
+//
+// The norms are per tensor (one weight or bias of one layer), computed on the device
+// (optimizers/segment_norms.hpp). Tensors marked decay = false (biases, normalisation
+// parameters) skip both the trust ratio and the weight decay, u = g, as is common; unlike
+// timm, the ratio also applies when wd is 0. The rate is not folded into v (PyTorch's
+// momentum form), so v carries over a changing schedule as torch.optim.SGD's does.
+
+
+// ---- begin include/lamina/optimizers/segment_norms.hpp ----
+// lamina: per-tensor L2 norms on any backend, for the layer-wise trust ratios of LARS and LAMB
+// (optimizers/lars.hpp, optimizers/lamb.hpp). A tensor is a parameter segment
+// (network/parameter_segment.hpp): one weight or bias of one layer, as in the papers and in
+// PyTorch implementations, where the ratio is computed per parameter tensor.
+//
+// Each segment is tiled by fixed-size chunks that never straddle two segments. One kernel
+// sums squares per chunk (in double, a serial loop per chunk, so the result does not depend
+// on the thread count and a resumed run stays bit-identical), a second adds each segment's
+// chunks; element-wise passes run over chunks x chunk_size indices and find an element's
+// segment through its chunk. Everything stays on the device: no host round trip per tensor.
+// The layout is built once (again only if the segments change): steps allocate nothing.
+
+
+
+namespace lamina::optim {
+
+template <class Backend>
+class segment_chunks {
+public:
+    using context = typename Backend::context;
+    static constexpr std::size_t chunk_size = 256;
+
+    /// Lays out the chunks of `segs` over n parameters; free when they are the ones of the
+    /// last call. Throws argument_error (naming `who` and the segment) for a segment outside n.
+    void prepare(const context& c, const std::vector<parameter_segment>& segs, std::size_t n, const char* who) {
+        if (n == n_ && segs.size() == seg_offset_.size()) {
+            bool same = true;
+            for (std::size_t s = 0; s < segs.size() && same; ++s)
+                same = segs[s].offset == seg_offset_[s] && segs[s].count == seg_count_[s] &&
+                       (segs[s].decay ? 1u : 0u) == seg_decay_[s];
+            if (same && built_) return;
+        }
+        detail::check_segments(segs, n, who);
+        std::vector<std::size_t> off, cnt, seg, first(segs.size()), nch(segs.size());
+        seg_offset_.assign(segs.size(), 0);
+        seg_count_.assign(segs.size(), 0);
+        seg_decay_.assign(segs.size(), 0);
+        for (std::size_t s = 0; s < segs.size(); ++s) {
+            seg_offset_[s] = segs[s].offset;
+            seg_count_[s] = segs[s].count;
+            seg_decay_[s] = segs[s].decay ? 1u : 0u;
+            first[s] = off.size();
+            for (std::size_t o = 0; o < segs[s].count; o += chunk_size) {
+                off.push_back(segs[s].offset + o);
+                cnt.push_back(std::min(chunk_size, segs[s].count - o));
+                seg.push_back(s);
+            }
+            nch[s] = off.size() - first[s];
+        }
+        chunks_ = off.size();
+        segments_ = segs.size();
+        n_ = n;
+        put(c, offset_, off);
+        put(c, count_, cnt);
+        put(c, segment_, seg);
+        put(c, first_, first);
+        put(c, nchunks_, nch);
+        put(c, decay_, seg_decay_);
+        partial_a_.allocate(std::max<std::size_t>(chunks_, 1));
+        partial_b_.allocate(std::max<std::size_t>(chunks_, 1));
+        norm_a_.allocate(std::max<std::size_t>(segments_, 1));
+        norm_b_.allocate(std::max<std::size_t>(segments_, 1));
+        ratio_.allocate(std::max<std::size_t>(segments_, 1));
+        built_ = true;
+    }
+
+    /// norm_a()[s] = ||a over segment s||, norm_b()[s] = ||b over segment s|| (device, double).
+    template <class T>
+    void norms(const context& c, const T* a, const T* b) {
+        const std::size_t* off = offset_.data();
+        const std::size_t* cnt = count_.data();
+        double* pa = partial_a_.data();
+        double* pb = partial_b_.data();
+        Backend::for_each_index(
+            c, chunks_,
+            LAMINA_LAMBDA(std::size_t k) {
+                double sa = 0, sb = 0;
+                const std::size_t lo = off[k], hi = off[k] + cnt[k];
+                for (std::size_t i = lo; i < hi; ++i) {
+                    const double x = static_cast<double>(a[i]), y = static_cast<double>(b[i]);
+                    sa += x * x;
+                    sb += y * y;
+                }
+                pa[k] = sa;
+                pb[k] = sb;
+            },
+            2 * chunk_size);
+        const std::size_t* first = first_.data();
+        const std::size_t* nch = nchunks_.data();
+        double* na = norm_a_.data();
+        double* nb = norm_b_.data();
+        Backend::for_each_index(c, segments_, LAMINA_LAMBDA(std::size_t s) {
+            double sa = 0, sb = 0;
+            for (std::size_t k = first[s]; k < first[s] + nch[s]; ++k) {
+                sa += pa[k];
+                sb += pb[k];
+            }
+            na[s] = std::sqrt(sa);
+            nb[s] = std::sqrt(sb);
+        });
+    }
+
+    /// Calls f(element, segment) for every element of every segment (device-callable f).
+    template <class F>
+    void for_each_element(const context& c, F f) const {
+        const std::size_t* off = offset_.data();
+        const std::size_t* cnt = count_.data();
+        const std::size_t* seg = segment_.data();
+        constexpr std::size_t cs = chunk_size;
+        Backend::for_each_index(c, chunks_ * cs, LAMINA_LAMBDA(std::size_t i) {
+            const std::size_t k = i / cs, j = i - k * cs;
+            if (j < cnt[k]) f(off[k] + j, seg[k]);
+        });
+    }
+
+    std::size_t chunks() const noexcept { return chunks_; }
+    std::size_t segments() const noexcept { return segments_; }
+    const double* norm_a() const noexcept { return norm_a_.data(); }
+    const double* norm_b() const noexcept { return norm_b_.data(); }
+    /// Per-segment scratch the optimizer fills with its trust ratios (device).
+    double* ratio() noexcept { return ratio_.data(); }
+    const double* ratio() const noexcept { return ratio_.data(); }
+    /// 1 where the segment takes weight decay and a trust ratio (device).
+    const unsigned* decay() const noexcept { return decay_.data(); }
+
+private:
+    template <class U>
+    static void put(const context& c, typename Backend::template buffer<U>& b, const std::vector<U>& h) {
+        b.allocate(std::max<std::size_t>(h.size(), 1));
+        if (!h.empty()) Backend::upload(c, b.data(), h.data(), h.size());
+    }
+
+    bool built_ = false;
+    std::size_t n_ = 0, chunks_ = 0, segments_ = 0;
+    std::vector<std::size_t> seg_offset_, seg_count_;  // the segments the layout was built for
+    std::vector<unsigned> seg_decay_;
+    typename Backend::template buffer<std::size_t> offset_, count_, segment_, first_, nchunks_;
+    typename Backend::template buffer<unsigned> decay_;
+    typename Backend::template buffer<double> partial_a_, partial_b_, norm_a_, norm_b_, ratio_;
+};
+
+}  // namespace lamina::optim
+// ---- end include/lamina/optimizers/segment_norms.hpp ----
+
+
+namespace lamina::optim {
+
+struct lars {
+    double lr = 0.1;
+    double momentum = 0.9;
+    double weight_decay = 0.0;
+    double trust_coefficient = 0.001;  // eta
+    double eps = 1e-8;
+
+    explicit lars(double lr_, double momentum_ = 0.9, double weight_decay_ = 0.0, double trust_coefficient_ = 0.001,
+                  double eps_ = 1e-8)
+        : lr(lr_), momentum(momentum_), weight_decay(weight_decay_), trust_coefficient(trust_coefficient_), eps(eps_) {
+        lamina::detail::require(lr > 0, "lars learning rate must be positive, got " + std::to_string(lr));
+        lamina::detail::require(momentum >= 0 && momentum < 1,
+                                "lars momentum must be in [0, 1), got " + std::to_string(momentum));
+        lamina::detail::require(weight_decay >= 0, "lars weight_decay must be >= 0, got " + std::to_string(weight_decay));
+        lamina::detail::require(trust_coefficient > 0,
+                                "lars trust_coefficient must be positive, got " + std::to_string(trust_coefficient));
+        lamina::detail::require(eps >= 0, "lars eps must be >= 0, got " + std::to_string(eps));
+    }
+    static std::string name() { return "lars"; }
+
+    template <class Backend, class T>
+    class state {
+    public:
+        state(const lars& o, std::size_t n)
+            : momentum_(o.momentum), weight_decay_(o.weight_decay), eta_(o.trust_coefficient), eps_(o.eps), n_(n) {
+            velocity_.allocate(std::max<std::size_t>(n, 1));
+        }
+        void step(const typename Backend::context& c, T* w, const T* g, const std::vector<parameter_segment>& segs,
+                  double lr) {
+            chunks_.prepare(c, segs, n_, "lars");
+            chunks_.norms(c, static_cast<const T*>(w), g);
+            const double wd = weight_decay_ * scale_, eta = eta_, eps = eps_;
+            const double* wn = chunks_.norm_a();
+            const double* gn = chunks_.norm_b();
+            const unsigned* dec = chunks_.decay();
+            double* ratio = chunks_.ratio();
+            Backend::for_each_index(c, chunks_.segments(), LAMINA_LAMBDA(std::size_t s) {
+                double r = 1.0;
+                if (dec[s] && wn[s] > 0 && gn[s] > 0) r = eta * wn[s] / (gn[s] + wd * wn[s] + eps);
+                ratio[s] = r;
+            });
+            const T tlr = static_cast<T>(lr), mom = static_cast<T>(momentum_), twd = static_cast<T>(wd);
+            const double* rat = ratio;
+            T* v = velocity_.data();
+            chunks_.for_each_element(c, LAMINA_LAMBDA(std::size_t i, std::size_t s) {
+                const T d = dec[s] ? twd : T(0);
+                const T u = static_cast<T>(rat[s]) * (g[i] + d * w[i]);
+                v[i] = mom * v[i] + u;
+                w[i] -= tlr * v[i];
+            });
+            ++steps_;
+        }
+        /// The trust ratio of every segment in the last step (host copy; empty before it).
+        std::vector<double> trust_ratios(const typename Backend::context& c) const {
+            std::vector<double> r(chunks_.segments());
+            if (!r.empty()) Backend::download(c, r.data(), chunks_.ratio(), r.size());
+            return r;
+        }
+        /// Multiplies the weight decay from the next step on (1: as constructed).
+        void set_weight_decay_scale(double s) {
+            detail::check_weight_decay_scale(s, "lars");
+            scale_ = s;
+        }
+        double weight_decay_scale() const noexcept { return scale_; }
+        std::uint64_t steps() const noexcept { return steps_; }
+        std::vector<std::pair<std::string, std::size_t>> layout() const { return {{"velocity", n_}}; }
+        std::vector<std::pair<std::string, std::vector<T>>> save(const typename Backend::context& c) const {
+            std::vector<T> v(n_);
+            if (n_) Backend::download(c, v.data(), velocity_.data(), n_);
+            return {{"velocity", std::move(v)}};
+        }
+        void load(const typename Backend::context& c, const std::vector<std::pair<std::string, std::vector<T>>>& st,
+                  std::uint64_t steps) {
+            if (st.size() != 1 || st[0].first != "velocity" || st[0].second.size() != n_)
+                throw checkpoint_error("lamina: lars state in checkpoint does not match (expected one 'velocity' of " +
+                                       std::to_string(n_) + " values)");
+            if (n_) Backend::upload(c, velocity_.data(), st[0].second.data(), n_);
+            steps_ = steps;
+        }
+
+    private:
+        double momentum_, weight_decay_, eta_, eps_;
+        double scale_ = 1.0;
+        std::size_t n_;
+        typename Backend::template buffer<T> velocity_;
+        segment_chunks<Backend> chunks_;
+        std::uint64_t steps_ = 0;
+    };
+};
+
+}  // namespace lamina::optim
+// ---- end include/lamina/optimizers/lars.hpp ----
+
+// ---- begin include/lamina/optimizers/lamb.hpp ----
+// lamina: LAMB (You et al. 2019, "Large Batch Optimization for Deep Learning: Training BERT in
+// 76 minutes", Algorithm 2): Adam's bias-corrected moments, decoupled weight decay inside the
+// update, and a per-tensor trust ratio:
+//
+//   m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
+//   u = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + wd w
+//   w -= lr (||w|| / ||u||) u                  (ratio 1 when ||w|| or ||u|| is 0)
+//
+// phi is the identity (no clipping of ||w||) and gradients are not clipped (timm's Lamb clips
+// them by global norm by default; clip before the step if wanted). The norms are per tensor
+// (one weight or bias of one layer, optimizers/segment_norms.hpp), ||w|| before the update.
+// Tensors marked decay = false (biases, normalisation parameters) skip the weight decay and the
+// trust ratio (w -= lr u), as timm does for parameters without decay.
+
+
+
+namespace lamina::optim {
+
+struct lamb {
+    double lr = 1e-3, weight_decay = 0.01, beta1 = 0.9, beta2 = 0.999, eps = 1e-6;
+
+    explicit lamb(double lr_ = 1e-3, double weight_decay_ = 0.01, double beta1_ = 0.9, double beta2_ = 0.999,
+                  double eps_ = 1e-6)
+        : lr(lr_), weight_decay(weight_decay_), beta1(beta1_), beta2(beta2_), eps(eps_) {
+        lamina::detail::require(lr > 0, "lamb learning rate must be positive, got " + std::to_string(lr));
+        lamina::detail::require(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1,
+                                "lamb betas must be in [0, 1), got " + std::to_string(beta1) + ", " +
+                                    std::to_string(beta2));
+        lamina::detail::require(eps > 0, "lamb eps must be positive, got " + std::to_string(eps));
+        lamina::detail::require(weight_decay >= 0, "lamb weight_decay must be >= 0, got " + std::to_string(weight_decay));
+    }
+    static std::string name() { return "lamb"; }
+
+    template <class Backend, class T>
+    class state {
+    public:
+        state(const lamb& o, std::size_t n)
+            : beta1_(o.beta1), beta2_(o.beta2), eps_(o.eps), weight_decay_(o.weight_decay), n_(n) {
+            m_.allocate(std::max<std::size_t>(n, 1));
+            v_.allocate(std::max<std::size_t>(n, 1));
+            u_.allocate(std::max<std::size_t>(n, 1));
+        }
+        void step(const typename Backend::context& c, T* w, const T* g, const std::vector<parameter_segment>& segs,
+                  double lr) {
+            chunks_.prepare(c, segs, n_, "lamb");
+            ++steps_;
+            const T b1 = static_cast<T>(beta1_), b2 = static_cast<T>(beta2_), eps = static_cast<T>(eps_),
+                    twd = static_cast<T>(weight_decay_ * scale_),
+                    bc1 = static_cast<T>(1.0 - std::pow(beta1_, static_cast<double>(steps_))),
+                    bc2 = static_cast<T>(1.0 - std::pow(beta2_, static_cast<double>(steps_)));
+            const unsigned* dec = chunks_.decay();
+            T* m = m_.data();
+            T* v = v_.data();
+            T* u = u_.data();
+            // 1. moments and the update direction u (before the weights change)
+            chunks_.for_each_element(c, LAMINA_LAMBDA(std::size_t i, std::size_t s) {
+                m[i] = b1 * m[i] + (T(1) - b1) * g[i];
+                v[i] = b2 * v[i] + (T(1) - b2) * g[i] * g[i];
+                const T r = (m[i] / bc1) / (std::sqrt(v[i] / bc2) + eps);
+                u[i] = dec[s] ? r + twd * w[i] : r;
+            });
+            // 2. per-tensor ||w|| and ||u||, 3. the trust ratios
+            chunks_.norms(c, static_cast<const T*>(w), static_cast<const T*>(u));
+            const double* wn = chunks_.norm_a();
+            const double* un = chunks_.norm_b();
+            double* ratio = chunks_.ratio();
+            Backend::for_each_index(c, chunks_.segments(), LAMINA_LAMBDA(std::size_t s) {
+                ratio[s] = dec[s] && wn[s] > 0 && un[s] > 0 ? wn[s] / un[s] : 1.0;
+            });
+            // 4. the update
+            const T tlr = static_cast<T>(lr);
+            const double* rat = ratio;
+            chunks_.for_each_element(c, LAMINA_LAMBDA(std::size_t i, std::size_t s) {
+                w[i] -= tlr * static_cast<T>(rat[s]) * u[i];
+            });
+        }
+        /// The trust ratio of every segment in the last step (host copy; empty before it).
+        std::vector<double> trust_ratios(const typename Backend::context& c) const {
+            std::vector<double> r(chunks_.segments());
+            if (!r.empty()) Backend::download(c, r.data(), chunks_.ratio(), r.size());
+            return r;
+        }
+        /// Multiplies the weight decay from the next step on (1: as constructed).
+        void set_weight_decay_scale(double s) {
+            detail::check_weight_decay_scale(s, "lamb");
+            scale_ = s;
+        }
+        double weight_decay_scale() const noexcept { return scale_; }
+        std::uint64_t steps() const noexcept { return steps_; }
+        std::vector<std::pair<std::string, std::size_t>> layout() const { return {{"m", n_}, {"v", n_}}; }
+        std::vector<std::pair<std::string, std::vector<T>>> save(const typename Backend::context& c) const {
+            std::vector<T> m(n_), v(n_);
+            if (n_) {
+                Backend::download(c, m.data(), m_.data(), n_);
+                Backend::download(c, v.data(), v_.data(), n_);
+            }
+            return {{"m", std::move(m)}, {"v", std::move(v)}};
+        }
+        void load(const typename Backend::context& c, const std::vector<std::pair<std::string, std::vector<T>>>& st,
+                  std::uint64_t steps) {
+            if (st.size() != 2 || st[0].first != "m" || st[1].first != "v" || st[0].second.size() != n_ ||
+                st[1].second.size() != n_)
+                throw checkpoint_error("lamina: lamb state in checkpoint does not match (expected 'm' and 'v' of " +
+                                       std::to_string(n_) + " values)");
+            if (n_) {
+                Backend::upload(c, m_.data(), st[0].second.data(), n_);
+                Backend::upload(c, v_.data(), st[1].second.data(), n_);
+            }
+            steps_ = steps;
+        }
+
+    private:
+        double beta1_, beta2_, eps_, weight_decay_;
+        double scale_ = 1.0;
+        std::size_t n_;
+        typename Backend::template buffer<T> m_, v_, u_;  // u_: this step's update direction (scratch)
+        segment_chunks<Backend> chunks_;
+        std::uint64_t steps_ = 0;
+    };
+};
+
+}  // namespace lamina::optim
+// ---- end include/lamina/optimizers/lamb.hpp ----
 
 
 // ---- begin include/lamina/schedules/schedules.hpp ----
@@ -9342,6 +9978,101 @@ using any = std::function<double(double, const clock&)>;
 
 }  // namespace lamina::schedule
 // ---- end include/lamina/schedules/schedules.hpp ----
+
+// ---- begin include/lamina/schedules/cyclic.hpp ----
+// lamina: the cyclic polynomial schedule with re-warm-up of the Collapsed Ensemble (Codreanu et
+// al. 2017, ResNet-50 at scale): training runs in cycles; each cycle warms up linearly from
+// start_lr to the base rate, lr = (t * base + (W - t) * start) / W for t < W epochs into the
+// cycle, then decays polynomially to end_lr at the cycle's end,
+// lr = (base - end) * (1 - (t - W) / (L - W))^power + end. The next cycle warms up again.
+// train/collapsed_ensemble.hpp keeps a snapshot where each cycle ends ("collapses").
+//
+//   lm::schedule::cyclic_polynomial s;   // fields by name: cycle_epochs, warmup_epochs, power, ...
+//   s.first_cycle_epochs = 6; s.cycle_epochs = 3; s.warmup_epochs = 0.5; s.cycles = 4;
+//
+// Cycle boundaries are in epochs (fractional allowed) and are met by the first step whose
+// clock reaches them; a step short of a boundary by at most 1e-9 of a cycle counts as past it,
+// so the boundary of e.g. 3 cycles of 0.1 epochs is not lost to rounding.
+
+
+
+namespace lamina::schedule {
+
+struct cyclic_polynomial {
+    double cycle_epochs = 10;       // L: length of every cycle (after the first)
+    double warmup_epochs = 1;       // W: linear re-warm-up at the start of every cycle
+    double power = 2;               // of the decay (Codreanu et al.: 2)
+    double start_lr = 0;            // where each warm-up starts
+    double end_lr = 0;              // where each decay ends
+    std::size_t cycles = 0;         // how many; 0: no limit. After the last one lr = end_lr
+    double first_cycle_epochs = 0;  // length of the first cycle; 0: cycle_epochs
+
+    /// Where an epoch falls: its cycle (0-based; `cycles` once past the last), the epochs since
+    /// that cycle began, and the cycle's length.
+    struct position {
+        std::size_t cycle = 0;
+        double into = 0;
+        double length = 0;
+        bool finished = false;  // past the last cycle
+    };
+
+    /// Throws argument_error naming the field that cannot describe a schedule.
+    void validate() const {
+        if (!(cycle_epochs > 0) || !std::isfinite(cycle_epochs))
+            throw argument_error("lamina: cyclic_polynomial: cycle_epochs must be positive, got " +
+                                 std::to_string(cycle_epochs));
+        if (!(first_cycle_epochs >= 0) || !std::isfinite(first_cycle_epochs))
+            throw argument_error("lamina: cyclic_polynomial: first_cycle_epochs must be >= 0 (0: cycle_epochs), got " +
+                                 std::to_string(first_cycle_epochs));
+        if (!(warmup_epochs >= 0) || !(warmup_epochs < cycle_epochs) || !(warmup_epochs < first_length()))
+            throw argument_error("lamina: cyclic_polynomial: warmup_epochs (" + std::to_string(warmup_epochs) +
+                                 ") must be >= 0 and shorter than every cycle (" + std::to_string(first_length()) +
+                                 " and " + std::to_string(cycle_epochs) + " epochs)");
+        if (!(power > 0) || !std::isfinite(power))
+            throw argument_error("lamina: cyclic_polynomial: power must be positive, got " + std::to_string(power));
+    }
+
+    double first_length() const noexcept { return first_cycle_epochs > 0 ? first_cycle_epochs : cycle_epochs; }
+    /// The epoch at which cycle k begins (cycle `cycles` begins where the last one ends).
+    double cycle_begin(std::size_t k) const noexcept {
+        return k == 0 ? 0.0 : first_length() + static_cast<double>(k - 1) * cycle_epochs;
+    }
+    /// The epochs all cycles take (infinity without a limit).
+    double total_epochs() const noexcept { return cycles ? cycle_begin(cycles) : HUGE_VAL; }
+
+    position at(double epoch) const {
+        validate();
+        position p;
+        const double first = first_length(), tol = 1e-9 * std::min(first, cycle_epochs);
+        double k = 0;
+        if (epoch >= first - tol) k = 1 + std::floor((epoch - first + tol) / cycle_epochs);
+        if (cycles && k >= static_cast<double>(cycles)) {
+            p.cycle = cycles;
+            p.finished = true;
+            p.into = epoch - total_epochs();
+            p.length = cycle_epochs;
+            return p;
+        }
+        p.cycle = static_cast<std::size_t>(k);
+        p.length = p.cycle == 0 ? first : cycle_epochs;
+        p.into = std::max(0.0, epoch - cycle_begin(p.cycle));
+        if (p.into > p.length) p.into = p.length;
+        return p;
+    }
+    position at(const clock& c) const { return at(c.epoch()); }
+
+    /// The rate of the step at clock c for base rate `base`.
+    double rate(double base, const position& p) const {
+        if (p.finished) return end_lr;
+        if (p.into < warmup_epochs) return (p.into * base + (warmup_epochs - p.into) * start_lr) / warmup_epochs;
+        const double x = std::min(1.0, (p.into - warmup_epochs) / (p.length - warmup_epochs));
+        return (base - end_lr) * std::pow(1.0 - x, power) + end_lr;
+    }
+    double operator()(double base, const clock& c) const { return rate(base, at(c)); }
+};
+
+}  // namespace lamina::schedule
+// ---- end include/lamina/schedules/cyclic.hpp ----
 
 
 // ---- begin include/lamina/data/dataset.hpp ----
@@ -10043,6 +10774,387 @@ dataset<T> pad_images(dataset_view<T> d, std::size_t channels, std::size_t heigh
 }  // namespace lamina::data
 // ---- end include/lamina/data/image_transforms.hpp ----
 
+// ---- begin include/lamina/data/synthetic_cells.hpp ----
+// lamina: synthetic microscopy images of cells, 13 phenotype classes: test data for image
+// classifiers such as the M-CNN (models/mcnn.hpp) when no BBBC021 images are at hand.
+//
+//   auto train = lamina::data::synthetic_cells(1300, {128, 128, /*seed*/ 1});
+//   auto test  = lamina::data::synthetic_cells(390, {128, 128, 1, /*first*/ 1300});
+//
+// Each image (3 x H x W floats, channels first) shows 3 to 6 textured cells on a dim, noisy
+// background. The channels imitate BBBC021's stains: 0 the nucleus (a bright ellipse at half
+// the cell's size), 1 the cytoplasm (the class's intensity pattern over the whole cell), 2
+// fibres (stripes along the cell's long axis). Every cell has a fine multiplicative texture.
+//
+// What differs between classes (synthetic_cell_classes() lists them): the cell's size (radius
+// 4.5%, 6.5% or 9% of the image's smaller side), its shape (round, or elongated with axes 2:1 at
+// the same area) and the cytoplasm's pattern (uniform, a bright rim, or coarse speckles whose
+// grain is a quarter of the radius). All three patterns have the same mean brightness, so a
+// class is told by its geometry and texture, not by how bright it is. Every class differs from
+// some other class in one attribute only.
+//
+// What varies within a class (how hard it is): the number and places of the cells (which
+// overlap and are cut by the border; their stains add), each cell's orientation, its radius
+// and brightness by +-jitter (default 15%: the size classes stay apart by about 1.4x but
+// border cuts and overlaps blur that), the aspect by +-jitter/2, and Gaussian background noise
+// (default sd 0.05 against a cell brightness of about 0.55 to 0.9). Sizes are relative to the
+// image, so the task is the same at 128x128 and at 1024x1280.
+//
+// Deterministic: image i is a pure function of (seed, i) through lamina's counter-based
+// random_stream (core/philox.hpp), the same on every compiler and machine and whatever the
+// count or the first index; disjoint index ranges give independent sets. Labels are balanced,
+// image i has class i mod 13.
+
+
+// ---- begin include/lamina/data/synthetic_common.hpp ----
+// lamina: what the synthetic data generators share (data/synthetic_cells.hpp,
+// data/synthetic_calorimeter.hpp): size arithmetic that fails loudly, and numbers drawn from
+// Philox blocks.
+
+
+
+namespace lamina::data::detail {
+
+/// a * b, or an argument_error naming the generator and `what` when it overflows std::size_t.
+inline std::size_t synthetic_product(std::size_t a, std::size_t b, const char* generator, const std::string& what) {
+    if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a)
+        throw argument_error(std::string("lamina: ") + generator + ": " + what + " overflows std::size_t");
+    return a * b;
+}
+
+/// Four standard normals from one Philox block (Box-Muller on both word pairs).
+inline void normals4(const philox4x32::block& b, double out[4]) {
+    constexpr double two_pi = 6.283185307179586, inv32 = 1.0 / 4294967296.0;
+    for (int k = 0; k < 2; ++k) {
+        const double u1 = (static_cast<double>(b.v[2 * k]) + 1.0) * inv32;  // (0, 1]: the log is finite
+        const double u2 = static_cast<double>(b.v[2 * k + 1]) * inv32;
+        const double r = std::sqrt(-2.0 * std::log(u1));
+        out[2 * k] = r * std::cos(two_pi * u2);
+        out[2 * k + 1] = r * std::sin(two_pi * u2);
+    }
+}
+
+/// Uniform in [0, 1) from word w of a block.
+inline double unit(const philox4x32::block& b, int w) { return static_cast<double>(b.v[w]) * (1.0 / 4294967296.0); }
+
+}  // namespace lamina::data::detail
+// ---- end include/lamina/data/synthetic_common.hpp ----
+
+
+namespace lamina::data {
+
+/// The cytoplasm's intensity pattern of a class.
+enum class cell_pattern { uniform, rim, speckled };
+
+/// What makes a class: size, shape, pattern.
+struct cell_class {
+    double radius;         ///< mean radius sqrt(a * b) as a fraction of min(height, width)
+    double aspect;         ///< long axis / short axis (1: round)
+    cell_pattern pattern;  ///< the cytoplasm channel's pattern
+};
+
+inline constexpr std::size_t synthetic_cell_channels = 3;
+inline constexpr std::size_t synthetic_cell_class_count = 13;
+
+/// The 13 classes: (size, shape, pattern) with sizes S/M/L = 0.045/0.065/0.09.
+inline const std::array<cell_class, synthetic_cell_class_count>& synthetic_cell_classes() {
+    constexpr double S = 0.045, M = 0.065, L = 0.09, round = 1.0, elong = 2.0;
+    static const std::array<cell_class, synthetic_cell_class_count> table{{
+        {S, round, cell_pattern::uniform},  {M, round, cell_pattern::uniform},  {L, round, cell_pattern::uniform},
+        {S, elong, cell_pattern::uniform},  {M, elong, cell_pattern::uniform},  {L, elong, cell_pattern::uniform},
+        {S, round, cell_pattern::rim},      {M, round, cell_pattern::rim},      {L, round, cell_pattern::rim},
+        {M, elong, cell_pattern::rim},      {S, round, cell_pattern::speckled}, {M, elong, cell_pattern::speckled},
+        {L, elong, cell_pattern::speckled},
+    }};
+    return table;
+}
+
+struct synthetic_cells_options {
+    std::size_t height = 128;
+    std::size_t width = 128;
+    std::uint64_t seed = 1;
+    std::uint64_t first = 0;   ///< index of the first image (disjoint ranges: independent sets)
+    double noise = 0.05;       ///< standard deviation of the Gaussian background noise
+    double jitter = 0.15;      ///< relative spread of each cell's radius and brightness, in [0, 0.5]
+    std::size_t min_cells = 3;  ///< cells per image, drawn uniformly in [min_cells, max_cells]
+    std::size_t max_cells = 6;
+};
+
+namespace detail {
+
+inline void check_cells_options(const synthetic_cells_options& o) {
+    auto fail = [](const std::string& m) { throw argument_error("lamina: synthetic_cells: " + m); };
+    if (o.height < 16 || o.width < 16)
+        fail("the image must be at least 16x16 pixels (height " + std::to_string(o.height) + ", width " +
+             std::to_string(o.width) + ")");
+    if (!(o.noise >= 0) || !std::isfinite(o.noise)) fail("noise must be finite and non-negative, got " + std::to_string(o.noise));
+    if (!(o.jitter >= 0 && o.jitter <= 0.5)) fail("jitter must be in [0, 0.5], got " + std::to_string(o.jitter));
+    if (o.min_cells == 0 || o.min_cells > o.max_cells || o.max_cells > 64)
+        fail("cells per image must satisfy 1 <= min_cells <= max_cells <= 64 (got " + std::to_string(o.min_cells) +
+             ", " + std::to_string(o.max_cells) + ")");
+}
+
+/// A stream identifier for synthetic data ("cells"), apart from lamina's other streams.
+inline constexpr std::uint64_t cells_stream = 0x63656c6c73ull;
+
+}  // namespace detail
+
+/// Renders image `index` (3 x height x width floats, channels first) into `out`; returns its
+/// class (index mod 13). `out` must hold 3 * height * width floats.
+inline std::size_t synthetic_cell_image(const synthetic_cells_options& o, std::uint64_t index, float* out) {
+    detail::check_cells_options(o);
+    const std::size_t H = o.height, W = o.width;
+    const std::size_t plane = detail::synthetic_product(H, W, "synthetic_cells", "height x width");
+    const std::size_t n_values = detail::synthetic_product(plane, synthetic_cell_channels, "synthetic_cells", "3 x height x width");
+    const std::size_t label = static_cast<std::size_t>(index % synthetic_cell_class_count);
+    const cell_class& cls = synthetic_cell_classes()[label];
+    const random_stream image = random_stream{o.seed, detail::cells_stream}.child(index);
+    const random_stream noise = image.child(0), shape_draws = image.child(1);
+
+    // Background: a dim level plus Gaussian noise, four values per Philox block.
+    constexpr double background = 0.05;
+    for (std::size_t i = 0; i < n_values; i += 4) {
+        double z[4];
+        detail::normals4(noise.bits(i / 4), z);
+        for (std::size_t k = 0; k < 4 && i + k < n_values; ++k)
+            out[i + k] = static_cast<float>(background + o.noise * z[k]);
+    }
+
+    const double side = static_cast<double>(std::min(H, W));
+    const auto counts = shape_draws.bits(0);
+    const std::size_t cells = o.min_cells + static_cast<std::size_t>(detail::unit(counts, 0) *
+                                                                     static_cast<double>(o.max_cells - o.min_cells + 1));
+    constexpr double pi = 3.14159265358979323846;
+    for (std::size_t j = 0; j < std::min(cells, o.max_cells); ++j) {
+        const auto d0 = shape_draws.bits(1 + 2 * j), d1 = shape_draws.bits(2 + 2 * j);
+        const double cx = detail::unit(d0, 0) * static_cast<double>(W), cy = detail::unit(d0, 1) * static_cast<double>(H);
+        const double r = cls.radius * side * (1.0 + o.jitter * (2 * detail::unit(d0, 2) - 1));
+        const double aspect = cls.aspect * (1.0 + 0.5 * o.jitter * (2 * detail::unit(d0, 3) - 1));
+        const double theta = pi * detail::unit(d1, 0), bright = 1.0 + o.jitter * (2 * detail::unit(d1, 1) - 1);
+        const double a = r * std::sqrt(aspect), b = r / std::sqrt(aspect);  // semi-axes: area pi r^2 whatever the shape
+        const double ct = std::cos(theta), st = std::sin(theta);
+        const double grain = std::max(1.0, r / 4), stripe = 2 * pi / std::max(2.0, r / 2);
+        const random_stream texture = image.child(2 + j);
+        const std::uint64_t tex_base = 0, speckle_base = std::uint64_t(1) << 62;  // two disjoint index ranges
+        const double reach = std::max(a, b) + 1;
+        const long y0 = std::max(0L, static_cast<long>(std::floor(cy - reach)));
+        const long y1 = std::min(static_cast<long>(H) - 1, static_cast<long>(std::ceil(cy + reach)));
+        const long x0 = std::max(0L, static_cast<long>(std::floor(cx - reach)));
+        const long x1 = std::min(static_cast<long>(W) - 1, static_cast<long>(std::ceil(cx + reach)));
+        for (long y = y0; y <= y1; ++y)
+            for (long x = x0; x <= x1; ++x) {
+                const double dx = static_cast<double>(x) + 0.5 - cx, dy = static_cast<double>(y) + 0.5 - cy;
+                const double u = dx * ct + dy * st, v = -dx * st + dy * ct;  // along the long and the short axis
+                const double rho = std::sqrt((u / a) * (u / a) + (v / b) * (v / b));
+                const double inside = std::clamp((1 - rho) * b + 0.5, 0.0, 1.0);  // a one-pixel soft edge
+                if (inside <= 0) continue;
+                const double nucleus = std::clamp((0.5 - rho) * b + 0.5, 0.0, 1.0);
+                const std::size_t p = static_cast<std::size_t>(y) * W + static_cast<std::size_t>(x);
+                const auto t = texture.bits(tex_base + p);
+                const double fine0 = 0.8 + 0.4 * detail::unit(t, 0), fine1 = 0.8 + 0.4 * detail::unit(t, 1),
+                             fine2 = 0.8 + 0.4 * detail::unit(t, 2);
+                double cyto = 0.55;
+                if (cls.pattern == cell_pattern::rim) {
+                    cyto = 0.2 + 1.05 * rho * rho * rho * rho;  // mean over the ellipse: 0.2 + 1.05/3 = 0.55
+                } else if (cls.pattern == cell_pattern::speckled) {
+                    const auto gu = static_cast<std::int64_t>(std::floor(u / grain)) + (std::int64_t(1) << 20);
+                    const auto gv = static_cast<std::int64_t>(std::floor(v / grain)) + (std::int64_t(1) << 20);
+                    const auto g = texture.bits(speckle_base + (static_cast<std::uint64_t>(gv) << 21) +
+                                                static_cast<std::uint64_t>(gu));
+                    cyto = detail::unit(g, 0) < 0.3 ? 1.2 : 0.2714;  // mean 0.3 * 1.2 + 0.7 * 0.2714 = 0.55
+                }
+                const double fibres = 0.5 * (0.5 + 0.5 * std::cos(stripe * v));
+                out[p] += static_cast<float>(bright * inside * nucleus * 0.9 * fine0);
+                out[plane + p] += static_cast<float>(bright * inside * cyto * fine1);
+                out[2 * plane + p] += static_cast<float>(bright * inside * fibres * fine2);
+            }
+    }
+    return label;
+}
+
+/// `count` images from index o.first on, with their classes as targets (one value each).
+inline dataset<float> synthetic_cells(std::size_t count, const synthetic_cells_options& o = {}) {
+    detail::check_cells_options(o);
+    const std::size_t per = detail::synthetic_product(
+        detail::synthetic_product(o.height, o.width, "synthetic_cells", "height x width"), synthetic_cell_channels,
+        "synthetic_cells", "3 x height x width");
+    const std::size_t all = detail::synthetic_product(per, count, "synthetic_cells", "count x 3 x height x width");
+    if (count > std::numeric_limits<std::uint64_t>::max() - o.first)
+        throw argument_error("lamina: synthetic_cells: first + count overflows the image index");
+    std::vector<float> x(all), y(count);
+    for (std::size_t i = 0; i < count; ++i)
+        y[i] = static_cast<float>(synthetic_cell_image(o, o.first + i, x.data() + i * per));
+    return dataset<float>(std::move(x), std::move(y), per, 1);
+}
+
+}  // namespace lamina::data
+// ---- end include/lamina/data/synthetic_cells.hpp ----
+
+// ---- begin include/lamina/data/synthetic_calorimeter.hpp ----
+// lamina: synthetic calorimeter images of collider events, signal against background: test
+// data for the HEP CNN (models/hep_cnn.hpp) in the spirit of Kurth et al.'s RPV-SUSY against
+// QCD multi-jet task, without the ATLAS simulation.
+//
+//   auto train = lamina::data::synthetic_calorimeter(4000, {64, 64, /*seed*/ 1});
+//   auto test  = lamina::data::synthetic_calorimeter(1000, {64, 64, 1, /*first*/ 4000});
+//
+// An image is 3 x H x W floats (channels first) over (eta, phi) bins, phi periodic along the
+// width: channel 0 is log(1 + E) of the energy deposited in the bin, channel 1 the bin's
+// electromagnetic fraction (EM energy / energy, 0 where empty), channel 2 the number of
+// charged tracks pointing at it. The images are sparse, as real ones are.
+//
+// An event is a set of jets plus soft underlying-event particles. A jet of energy E is a spray
+// of 4 + E/6 particles (at most 64) around its axis, Gaussian with sd 2.5% of the width, sharing
+// E by exponential weights; a particle is a photon (30%: all EM, no track), a charged hadron
+// (55%: 20% EM, one track) or a neutral hadron (15%: no EM, no track). The underlying event adds
+// 30 to 59 particles of mean energy 0.5 anywhere.
+//
+// What differs between the classes: background (class 0) has 2 to 5 jets of energy
+// 20 + 50 Exp(1); signal (class 1, "new physics") has 4 to 8 jets of energy 20 + 80 Exp(1):
+// more, harder jets. How hard it is: the jet counts overlap (4 and 5 occur in both) and the
+// energy spectra overlap, so no classifier is always right; a cut on the total energy alone
+// is a useful baseline (examples/hep_cnn prints it next to the network's accuracy).
+//
+// Deterministic: event i is a pure function of (seed, i) through lamina's counter-based
+// random_stream (core/philox.hpp). Labels are balanced: event i has class i mod 2.
+
+
+
+namespace lamina::data {
+
+inline constexpr std::size_t synthetic_calorimeter_channels = 3;
+
+struct synthetic_calorimeter_options {
+    std::size_t height = 224;  ///< eta bins
+    std::size_t width = 224;   ///< phi bins (periodic)
+    std::uint64_t seed = 1;
+    std::uint64_t first = 0;   ///< index of the first event (disjoint ranges: independent sets)
+};
+
+/// The event-level truth of one synthetic event, for baselines and tests.
+struct calorimeter_event_truth {
+    std::size_t label = 0;   ///< 1 signal, 0 background
+    std::size_t jets = 0;
+    double jet_energy = 0;   ///< sum of the jets' energies
+    double total_energy = 0; ///< everything deposited, underlying event included
+    std::size_t tracks = 0;
+};
+
+namespace detail {
+
+inline void check_calorimeter_options(const synthetic_calorimeter_options& o) {
+    if (o.height < 8 || o.width < 8)
+        throw argument_error("lamina: synthetic_calorimeter: the image must be at least 8x8 bins (height " +
+                             std::to_string(o.height) + ", width " + std::to_string(o.width) + ")");
+}
+
+/// Stream identifier of the calorimeter generator ("calo").
+inline constexpr std::uint64_t calorimeter_stream = 0x63616c6full;
+
+}  // namespace detail
+
+/// Renders event `index` into `out` (3 x height x width floats, overwritten) and returns its
+/// truth; its class is index mod 2.
+inline calorimeter_event_truth synthetic_calorimeter_event(const synthetic_calorimeter_options& o, std::uint64_t index,
+                                                           float* out) {
+    detail::check_calorimeter_options(o);
+    const std::size_t H = o.height, W = o.width;
+    const std::size_t plane = detail::synthetic_product(H, W, "synthetic_calorimeter", "height x width");
+    const std::size_t n_values =
+        detail::synthetic_product(plane, synthetic_calorimeter_channels, "synthetic_calorimeter", "3 x height x width");
+    calorimeter_event_truth truth;
+    truth.label = static_cast<std::size_t>(index % 2);
+    const bool signal = truth.label == 1;
+    const random_stream event = random_stream{o.seed, detail::calorimeter_stream}.child(index);
+    const random_stream jets_s = event.child(0), particles_s = event.child(1);
+
+    // channel 0 accumulates energy, channel 1 EM energy, channel 2 tracks; finished below
+    std::fill(out, out + n_values, 0.0f);
+    float* energy = out;
+    float* em = out + plane;
+    float* tracks = out + 2 * plane;
+    std::uint64_t draw = 0;  // the particle counter: each particle uses one Philox block
+    auto deposit = [&](double eta, double phi, double e) {
+        const double kind = detail::unit(particles_s.bits(draw++), 0);
+        const double em_share = kind < 0.30 ? 1.0 : (kind < 0.85 ? 0.2 : 0.0);
+        const bool charged = kind >= 0.30 && kind < 0.85;
+        const long row = static_cast<long>(std::floor(eta));
+        if (row < 0 || row >= static_cast<long>(H)) return;  // outside the detector's eta range
+        double col = std::fmod(phi, static_cast<double>(W));
+        if (col < 0) col += static_cast<double>(W);
+        const std::size_t c = std::min(W - 1, static_cast<std::size_t>(col));
+        const std::size_t p = static_cast<std::size_t>(row) * W + c;
+        energy[p] += static_cast<float>(e);
+        em[p] += static_cast<float>(e * em_share);
+        if (charged) {
+            tracks[p] += 1.0f;
+            ++truth.tracks;
+        }
+        truth.total_energy += e;
+    };
+
+    const auto head = jets_s.bits(0);
+    truth.jets = signal ? 4 + static_cast<std::size_t>(detail::unit(head, 0) * 5)
+                        : 2 + static_cast<std::size_t>(detail::unit(head, 0) * 4);
+    const double mean = signal ? 80.0 : 50.0;
+    const double spread = 0.025 * static_cast<double>(W);
+    for (std::size_t j = 0; j < truth.jets; ++j) {
+        const auto jb = jets_s.bits(1 + j);
+        const double e = 20.0 - mean * std::log(1.0 - detail::unit(jb, 0));  // 20 + mean Exp(1)
+        const double eta0 = (0.1 + 0.8 * detail::unit(jb, 1)) * static_cast<double>(H);
+        const double phi0 = detail::unit(jb, 2) * static_cast<double>(W);
+        truth.jet_energy += e;
+        const std::size_t n = std::min<std::size_t>(64, 4 + static_cast<std::size_t>(e / 6));
+        // exponential weights share the jet's energy among its particles
+        double weights[64], sum = 0;
+        const random_stream jet_s = jets_s.child(1 + j);
+        for (std::size_t k = 0; k < n; ++k) sum += (weights[k] = -std::log(1.0 - detail::unit(jet_s.bits(k), 0)) + 1e-12);
+        for (std::size_t k = 0; k < n; ++k) {
+            double z[4];
+            detail::normals4(jet_s.bits(1000 + k), z);
+            deposit(eta0 + spread * z[0], phi0 + spread * z[1], e * weights[k] / sum);
+        }
+    }
+    const auto ue = jets_s.bits(100);
+    const std::size_t soft = 30 + static_cast<std::size_t>(detail::unit(ue, 0) * 30);
+    const random_stream soft_s = jets_s.child(100);
+    for (std::size_t k = 0; k < soft; ++k) {
+        const auto sb = soft_s.bits(k);
+        deposit(detail::unit(sb, 0) * static_cast<double>(H), detail::unit(sb, 1) * static_cast<double>(W),
+                -0.5 * std::log(1.0 - detail::unit(sb, 2)));
+    }
+    for (std::size_t p = 0; p < plane; ++p) {
+        const double e = energy[p];
+        em[p] = e > 0 ? static_cast<float>(std::min(1.0, static_cast<double>(em[p]) / e)) : 0.0f;
+        energy[p] = static_cast<float>(std::log1p(e));
+    }
+    return truth;
+}
+
+/// `count` events from index o.first on, with their classes as targets (one value each).
+/// `truths`, when given, receives each event's truth.
+inline dataset<float> synthetic_calorimeter(std::size_t count, const synthetic_calorimeter_options& o = {},
+                                            std::vector<calorimeter_event_truth>* truths = nullptr) {
+    detail::check_calorimeter_options(o);
+    const std::size_t per = detail::synthetic_product(
+        detail::synthetic_product(o.height, o.width, "synthetic_calorimeter", "height x width"),
+        synthetic_calorimeter_channels, "synthetic_calorimeter", "3 x height x width");
+    const std::size_t all = detail::synthetic_product(per, count, "synthetic_calorimeter", "count x 3 x height x width");
+    if (count > std::numeric_limits<std::uint64_t>::max() - o.first)
+        throw argument_error("lamina: synthetic_calorimeter: first + count overflows the event index");
+    std::vector<float> x(all), y(count);
+    if (truths) truths->resize(count);
+    for (std::size_t i = 0; i < count; ++i) {
+        const auto t = synthetic_calorimeter_event(o, o.first + i, x.data() + i * per);
+        y[i] = static_cast<float>(t.label);
+        if (truths) (*truths)[i] = t;
+    }
+    return dataset<float>(std::move(x), std::move(y), per, 1);
+}
+
+}  // namespace lamina::data
+// ---- end include/lamina/data/synthetic_calorimeter.hpp ----
+
 
 // ---- begin include/lamina/train/trainer.hpp ----
 // lamina: the training loop. A trainer binds a model, a loss, an optimizer and a learning
@@ -10668,6 +11780,345 @@ at_epoch_end(F) -> at_epoch_end<F>;
 
 }  // namespace lamina
 // ---- end include/lamina/train/csv_log.hpp ----
+
+// ---- begin include/lamina/train/snapshot_ensemble.hpp ----
+// lamina: an ensemble of snapshots of one classifier (its parameters and running state at
+// chosen moments of one training run), predicting the average of the snapshots' softmax
+// outputs. The Collapsed Ensemble (train/collapsed_ensemble.hpp) fills one at every collapse.
+//
+//   lm::snapshot_ensemble<decltype(net)> ens{lm::threads{2}};
+//   ens.add(net);                                   // after each cycle, say
+//   auto r = ens.evaluate(test);                    // r.snapshots[k], r.ensemble: accuracy, loss
+//   ens.predict_proba(x, probs, batch);             // host arrays: batch x classes probabilities
+//
+// The snapshots live in host memory; inference runs on a model of its own (built on first use
+// with the thread count given here), into which each snapshot is loaded in turn, so the
+// trained model is never touched. Softmax, averaging and the loss are computed in double:
+// the ensemble's loss is -log(mean_k p_k[label]), through log-sum-exp of the snapshots'
+// log-probabilities (no underflow to log 0). Argmax ties go to the lowest class, as in evaluate().
+
+
+
+namespace lamina {
+
+template <class Model>
+class snapshot_ensemble {
+public:
+    using T = typename Model::value_type;
+    static_assert(Model::outputs == 1, "lamina::snapshot_ensemble: the model must have one (classifier) output");
+    static constexpr std::size_t classes = Model::output_size;
+
+    struct snapshot {
+        std::size_t cycle = 0;   // which cycle (or any label the caller gives)
+        std::uint64_t step = 0;  // training steps done when it was taken
+        std::vector<T> parameters, state;
+    };
+    /// evaluate()'s answer: every snapshot on its own, and the ensemble.
+    struct report {
+        std::vector<evaluation> snapshots;
+        evaluation ensemble;
+        /// The snapshot with the highest accuracy (ties: the lower loss).
+        std::size_t best_snapshot() const {
+            std::size_t b = 0;
+            for (std::size_t k = 1; k < snapshots.size(); ++k)
+                if (snapshots[k].accuracy > snapshots[b].accuracy ||
+                    (snapshots[k].accuracy == snapshots[b].accuracy && snapshots[k].loss < snapshots[b].loss))
+                    b = k;
+            return b;
+        }
+    };
+
+    explicit snapshot_ensemble(threads t = threads{}) : threads_(t) {}
+
+    /// Keeps a copy of `net`'s parameters and running state.
+    void add(const Model& net, std::size_t cycle = 0, std::uint64_t step = 0) {
+        snapshot s;
+        s.cycle = cycle;
+        s.step = step;
+        s.parameters = net.get_parameters();
+        s.state = net.get_state();
+        snaps_.push_back(std::move(s));
+    }
+    /// Keeps a snapshot given as host arrays (checked against the model's sizes).
+    void add(snapshot s) {
+        if (s.parameters.size() != Model::parameter_count || s.state.size() != Model::state_count)
+            throw shape_error("lamina: snapshot_ensemble: a snapshot has " + std::to_string(s.parameters.size()) +
+                              " parameters and " + std::to_string(s.state.size()) +
+                              " running-state values, the model has " + std::to_string(Model::parameter_count) +
+                              " and " + std::to_string(Model::state_count));
+        snaps_.push_back(std::move(s));
+    }
+    std::size_t size() const noexcept { return snaps_.size(); }
+    bool empty() const noexcept { return snaps_.empty(); }
+    const snapshot& operator[](std::size_t k) const { return snaps_.at(k); }
+    const std::vector<snapshot>& snapshots() const noexcept { return snaps_; }
+    void clear() noexcept {
+        snaps_.clear();
+        loaded_ = npos;
+    }
+    /// The model snapshots are loaded into (for summaries; its parameters are the last loaded).
+    Model& model() { return work(); }
+
+    /// probs[batch x classes] = mean over the snapshots of softmax(snapshot(x)); host arrays,
+    /// x is batch x Model::input_size.
+    void predict_proba(const T* x, T* probs, std::size_t batch) {
+        require_snapshots("predict_proba");
+        check_pointers(x, probs, batch);
+        acc_.assign(batch * classes, 0.0);
+        for (std::size_t k = 0; k < snaps_.size(); ++k) {
+            log_softmax(k, x, batch);
+            for (std::size_t i = 0; i < batch * classes; ++i) acc_[i] += std::exp(logp_[i]);
+        }
+        const double inv = 1.0 / static_cast<double>(snaps_.size());
+        for (std::size_t i = 0; i < batch * classes; ++i) probs[i] = static_cast<T>(acc_[i] * inv);
+    }
+    /// Softmax outputs of snapshot k alone.
+    void predict_proba(std::size_t k, const T* x, T* probs, std::size_t batch) {
+        require_snapshots("predict_proba");
+        if (k >= snaps_.size())
+            throw argument_error("lamina: snapshot_ensemble::predict_proba: snapshot " + std::to_string(k) +
+                                 " of " + std::to_string(snaps_.size()));
+        check_pointers(x, probs, batch);
+        log_softmax(k, x, batch);
+        for (std::size_t i = 0; i < batch * classes; ++i) probs[i] = static_cast<T>(std::exp(logp_[i]));
+    }
+
+    /// Accuracy and mean cross-entropy of every snapshot and of the ensemble on `data`
+    /// (targets: class labels), in batches of `b.size` samples.
+    report evaluate(dataset_view<T> data, batch b = batch{256}) {
+        require_snapshots("evaluate");
+        check_data(data);
+        report r;
+        r.snapshots.assign(snaps_.size(), evaluation{});
+        if (data.size() == 0) return r;
+        const std::size_t bs = std::min(b.size ? b.size : 256, data.size());
+        const std::size_t K = snaps_.size();
+        std::vector<double> loss(K, 0.0);
+        std::vector<std::size_t> correct(K, 0);
+        std::vector<double> lse(bs);
+        double ens_loss = 0;
+        std::size_t ens_correct = 0;
+        const double log_k = std::log(static_cast<double>(K));
+        for (std::size_t lo = 0; lo < data.size(); lo += bs) {
+            const std::size_t n = std::min(bs, data.size() - lo);
+            acc_.assign(n * classes, 0.0);
+            std::fill(lse.begin(), lse.end(), -std::numeric_limits<double>::infinity());
+            for (std::size_t k = 0; k < K; ++k) {
+                log_softmax(k, data.sample(lo), n);
+                for (std::size_t i = 0; i < n; ++i) {
+                    const double* lp = logp_.data() + i * classes;
+                    const auto y = static_cast<std::size_t>(*data.target(lo + i));
+                    loss[k] -= lp[y];
+                    if (argmax(lp) == y) ++correct[k];
+                    lse[i] = log_add_exp(lse[i], lp[y]);
+                    for (std::size_t j = 0; j < classes; ++j) acc_[i * classes + j] += std::exp(lp[j]);
+                }
+            }
+            for (std::size_t i = 0; i < n; ++i) {
+                ens_loss += log_k - lse[i];
+                if (argmax(acc_.data() + i * classes) == static_cast<std::size_t>(*data.target(lo + i))) ++ens_correct;
+            }
+        }
+        const double count = static_cast<double>(data.size());
+        for (std::size_t k = 0; k < K; ++k) {
+            r.snapshots[k].loss = loss[k] / count;
+            r.snapshots[k].accuracy = static_cast<double>(correct[k]) / count;
+            r.snapshots[k].samples = data.size();
+        }
+        r.ensemble.loss = ens_loss / count;
+        r.ensemble.accuracy = static_cast<double>(ens_correct) / count;
+        r.ensemble.samples = data.size();
+        return r;
+    }
+
+private:
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+    Model& work() {
+        if (!work_) work_ = std::make_unique<Model>(seed{0}, threads_);
+        return *work_;
+    }
+    void load(std::size_t k) {
+        if (loaded_ == k) return;
+        Model& m = work();
+        m.set_parameters(snaps_[k].parameters);
+        if constexpr (Model::state_count > 0) m.set_state(snaps_[k].state);
+        loaded_ = k;
+    }
+    /// logp_[batch x classes] = log softmax of snapshot k's outputs on x (double).
+    void log_softmax(std::size_t k, const T* x, std::size_t n) {
+        load(k);
+        logits_.resize(n * classes);
+        logp_.resize(n * classes);
+        work().predict(x, logits_.data(), n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const T* z = logits_.data() + i * classes;
+            double* lp = logp_.data() + i * classes;
+            double mx = static_cast<double>(z[0]);
+            for (std::size_t j = 1; j < classes; ++j) mx = std::max(mx, static_cast<double>(z[j]));
+            double s = 0;
+            for (std::size_t j = 0; j < classes; ++j) s += std::exp(static_cast<double>(z[j]) - mx);
+            const double log_s = std::log(s);
+            for (std::size_t j = 0; j < classes; ++j) lp[j] = static_cast<double>(z[j]) - mx - log_s;
+        }
+    }
+    static double log_add_exp(double a, double b) {
+        if (a == -std::numeric_limits<double>::infinity()) return b;
+        if (b == -std::numeric_limits<double>::infinity()) return a;
+        const double m = std::max(a, b);
+        return m + std::log(std::exp(a - m) + std::exp(b - m));
+    }
+    static std::size_t argmax(const double* p) {
+        std::size_t b = 0;
+        for (std::size_t j = 1; j < classes; ++j)
+            if (p[j] > p[b]) b = j;
+        return b;
+    }
+    void require_snapshots(const char* where) const {
+        if (snaps_.empty())
+            throw argument_error(std::string("lamina: snapshot_ensemble::") + where + ": the ensemble has no snapshots");
+    }
+    static void check_pointers(const T* x, const T* probs, std::size_t batch) {
+        if (batch && (!x || !probs))
+            throw argument_error("lamina: snapshot_ensemble::predict_proba: null input or output array");
+    }
+    static void check_data(const dataset_view<T>& d) {
+        if (d.size() == 0) return;
+        if (d.sample_size != Model::input_size)
+            throw shape_error("lamina: snapshot_ensemble::evaluate: samples have " + std::to_string(d.sample_size) +
+                              " values, the network input " + Model::input_shape::str() + " takes " +
+                              std::to_string(Model::input_size));
+        if (d.target_size != 1)
+            throw shape_error("lamina: snapshot_ensemble::evaluate: targets have " + std::to_string(d.target_size) +
+                              " values per sample, a classifier's target is one class label");
+        for (std::size_t i = 0; i < d.size(); ++i) {
+            const T t = *d.target(i);
+            if (!(t >= T(0)) || t >= static_cast<T>(classes) || t != std::floor(t))
+                throw shape_error("lamina: snapshot_ensemble::evaluate: sample " + std::to_string(i) +
+                                  " has class label " + std::to_string(static_cast<double>(t)) +
+                                  ", not a whole number in 0.." + std::to_string(classes - 1));
+        }
+    }
+
+    std::vector<snapshot> snaps_;
+    threads threads_;
+    std::unique_ptr<Model> work_;
+    std::size_t loaded_ = npos;
+    std::vector<T> logits_;
+    std::vector<double> logp_, acc_;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/train/snapshot_ensemble.hpp ----
+
+// ---- begin include/lamina/train/collapsed_ensemble.hpp ----
+// lamina: the Collapsed Ensemble (Codreanu et al. 2017, ResNet-50 at scale). One training run
+// in cycles of a cyclic polynomial schedule (schedules/cyclic.hpp: linear re-warm-up, then
+// power-2 decay to zero); the last `collapse_epochs` of every cycle are its "collapse": the
+// rate decays to zero while the weight decay is doubled (scaled by collapse_weight_decay_scale).
+// Where a cycle ends, the collapsed model (parameters and running state) is kept; at inference
+// the kept snapshots average their softmax outputs (train/snapshot_ensemble.hpp; the paper's
+// averaging detail is not published, averaged softmax is the usual choice). The paper's light
+// augmentation during the collapse is left to the data pipeline.
+//
+//   lm::schedule::cyclic_polynomial cyc;  cyc.cycle_epochs = 3; cyc.warmup_epochs = 0.5; cyc.cycles = 4;
+//   lm::collapsed_ensemble<decltype(net)> ce{cyc, 1.0};          // 1-epoch collapses
+//   lm::trainer fit{net, loss, lm::optim::sgd{0.1, 0.9, false, 5e-4}, ce.schedule()};
+//   fit.run(train, lm::epochs{12}, lm::batch{64}, ce);          // ce is the callback
+//   auto r = ce.ensemble().evaluate(test);                      // r.ensemble, r.snapshots[k]
+//
+// The callback sets the optimizer's weight-decay scale before every step from the training
+// clock alone (on_epoch_begin and on_step_end), so a run resumed from a checkpoint collapses
+// where an uninterrupted one does. Snapshots live in memory and are not part of a checkpoint:
+// a resumed run holds only those taken after it resumed (snapshots() gives the host arrays to
+// keep elsewhere). The trainer must run the same schedule (ce.schedule()), and its optimizer
+// state must have set_weight_decay_scale (every lamina optimizer does).
+
+
+
+namespace lamina {
+
+namespace detail {
+template <class S, class = void>
+struct has_weight_decay_scale : std::false_type {};
+template <class S>
+struct has_weight_decay_scale<S, std::void_t<decltype(std::declval<S&>().set_weight_decay_scale(1.0))>>
+    : std::true_type {};
+}  // namespace detail
+
+template <class Model>
+class collapsed_ensemble {
+public:
+    /// `collapse_epochs`: how long each cycle's collapse lasts (its last epochs, after the
+    /// warm-up); `collapse_weight_decay_scale`: the weight decay's factor meanwhile (2: doubled).
+    collapsed_ensemble(schedule::cyclic_polynomial s, double collapse_epochs, double collapse_weight_decay_scale = 2.0,
+                       threads t = threads{})
+        : sched_(s), collapse_(collapse_epochs), scale_(collapse_weight_decay_scale), ens_(t) {
+        sched_.validate();
+        const double shortest = std::min(sched_.first_length(), sched_.cycle_epochs);
+        if (!(collapse_ > 0) || !(collapse_ <= shortest - sched_.warmup_epochs))
+            throw argument_error("lamina: collapsed_ensemble: collapse_epochs must be positive and fit in every cycle "
+                                 "after its warm-up (at most " +
+                                 std::to_string(shortest - sched_.warmup_epochs) + " epochs), got " +
+                                 std::to_string(collapse_));
+        if (!(scale_ >= 0) || !std::isfinite(scale_))
+            throw argument_error("lamina: collapsed_ensemble: collapse_weight_decay_scale must be finite and >= 0, got " +
+                                 std::to_string(scale_));
+    }
+
+    /// The schedule the trainer must run.
+    const schedule::cyclic_polynomial& schedule() const noexcept { return sched_; }
+    snapshot_ensemble<Model>& ensemble() noexcept { return ens_; }
+    const snapshot_ensemble<Model>& ensemble() const noexcept { return ens_; }
+    double collapse_epochs() const noexcept { return collapse_; }
+    double collapse_weight_decay_scale() const noexcept { return scale_; }
+
+    /// Whether the step at clock c belongs to a collapse (the last collapse_epochs of a cycle).
+    bool collapsing(const schedule::clock& c) const {
+        const auto p = sched_.at(c);
+        return !p.finished && p.into >= p.length - collapse_ - 1e-9 * p.length;
+    }
+    /// The weight-decay scale of the step at clock c.
+    double weight_decay_scale(const schedule::clock& c) const { return collapsing(c) ? scale_ : 1.0; }
+
+    // ---- trainer callback -------------------------------------------------------------------
+    template <class Trainer>
+    void on_epoch_begin(Trainer& t) {
+        check_trainer<Trainer>();
+        apply(t, t.global_step(), t.steps_per_epoch());
+    }
+    template <class Trainer>
+    void on_step_end(Trainer& t, const step_info& info) {
+        check_trainer<Trainer>();
+        const std::uint64_t done = info.global_step, spe = info.steps_per_epoch;
+        if (done > 0) {
+            const auto last = sched_.at(schedule::clock{done - 1, spe});
+            const auto next = sched_.at(schedule::clock{done, spe});
+            if (!last.finished && next.cycle != last.cycle) ens_.add(t.model(), last.cycle, done);  // a collapse ended
+        }
+        apply(t, done, spe);
+    }
+
+private:
+    template <class Trainer>
+    static void check_trainer() {
+        static_assert(std::is_same_v<std::decay_t<decltype(std::declval<Trainer&>().model())>, Model>,
+                      "lamina::collapsed_ensemble<Model>: the trainer trains another model type");
+        static_assert(detail::has_weight_decay_scale<std::decay_t<decltype(std::declval<Trainer&>().optimizer_state_ref())>>::value,
+                      "lamina::collapsed_ensemble: the optimizer state has no set_weight_decay_scale(double)");
+    }
+    template <class Trainer>
+    void apply(Trainer& t, std::uint64_t step, std::uint64_t spe) {
+        t.optimizer_state_ref().set_weight_decay_scale(weight_decay_scale(schedule::clock{step, spe ? spe : 1}));
+    }
+
+    schedule::cyclic_polynomial sched_;
+    double collapse_, scale_;
+    snapshot_ensemble<Model> ens_;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/train/collapsed_ensemble.hpp ----
 
 // ---- begin include/lamina/io/checkpoint.hpp ----
 // lamina: checkpoints. A checkpoint is one binary file:
@@ -11509,6 +12960,152 @@ using resnet50 = sequential<input<3, H, W>,
 
 }  // namespace lamina::models
 // ---- end include/lamina/models/resnet.hpp ----
+
+// ---- begin include/lamina/models/mcnn.hpp ----
+// lamina: the multi-scale CNN (M-CNN) of Godinez et al. 2017 ("A multi-scale convolutional
+// neural network for phenotyping high-content cellular images"), as trained at scale on CPUs by
+// Datta et al. 2019: BBBC021 microscopy images, 1024x1280x3, 13 classes.
+//
+//   models::mcnn<13>                      the paper's network: 42,577,261 parameters
+//   models::mcnn<13, 3, 128, 128>         the same layer table on 128x128 images
+//
+// Layer table (s = scale, F = filters):
+//   7 branches, s = 1, 2, 4, 8, 16, 32, 64 with F = 16, 16, 16, 32, 32, 32, 64:
+//     pre-pool s x s (none for s = 1), 3x [conv5x5 F, SAME, stride 1, bias + relu],
+//     max-pool (64/s) x (64/s) (none for s = 64): every branch ends at H/64 x W/64
+//   concat (208 channels), conv1x1 1024 + relu, max-pool 2, FC 512 + relu, FC Classes
+// Softmax is in the loss (loss::softmax_cross_entropy). Xavier (Glorot uniform) initialisation,
+// zero biases, no batch norm, no dropout. At 1024x1280 the branches meet at 16x20x208 and FC
+// 512 reads 8x10x1024 = 81,920 values: 98.5% of the parameters are in that layer.
+//
+// Training recipe (Datta et al.): label smoothing 0.1, L2 5e-5, Nesterov momentum 0.9, linear
+// warm-up over 5 epochs then linear decay, the linear scaling rule:
+//   lamina::trainer fit{net, lamina::loss::softmax_cross_entropy{0.1},
+//                       lamina::optim::sgd{lamina::schedule::linear_scaling(base, base_batch, batch), 0.9, true, 5e-5},
+//                       lamina::schedule::warmup_then<lamina::schedule::polynomial>{{5, 0}, {epochs - 5, 1, 0}}};
+//
+// The pre-pooling kind is a parameter (PrePool: max_pool or avg_pool); the published table
+// does not say which (lamina's default is max-pooling, as the post-pools).
+
+
+
+namespace lamina::models {
+
+/// The factor by which every branch reduces the image: branches meet at H/64 x W/64.
+inline constexpr std::size_t mcnn_reduction = 64;
+
+/// conv5x5 with F filters, SAME padding, stride 1, bias, Glorot-uniform (Xavier).
+template <std::size_t F>
+using mcnn_conv = conv2d<F, 5, 1, 2>;
+
+namespace detail {
+template <std::size_t S, std::size_t F, template <std::size_t, std::size_t, std::size_t> class PrePool,
+          bool = (S == 1), bool = (S == mcnn_reduction)>
+struct mcnn_branch_def {  // pre-pool s, convs, post-pool 64/s
+    using type = sequential<PrePool<S, S, 0>, mcnn_conv<F>, relu, mcnn_conv<F>, relu, mcnn_conv<F>, relu,
+                            max_pool<mcnn_reduction / S, mcnn_reduction / S, 0>>;
+};
+template <std::size_t S, std::size_t F, template <std::size_t, std::size_t, std::size_t> class PrePool>
+struct mcnn_branch_def<S, F, PrePool, true, false> {  // scale 1: full resolution, no pre-pool
+    using type = sequential<mcnn_conv<F>, relu, mcnn_conv<F>, relu, mcnn_conv<F>, relu,
+                            max_pool<mcnn_reduction, mcnn_reduction, 0>>;
+};
+template <std::size_t S, std::size_t F, template <std::size_t, std::size_t, std::size_t> class PrePool>
+struct mcnn_branch_def<S, F, PrePool, false, true> {  // scale 64: already at the meeting size
+    using type = sequential<PrePool<S, S, 0>, mcnn_conv<F>, relu, mcnn_conv<F>, relu, mcnn_conv<F>, relu>;
+};
+}  // namespace detail
+
+/// One branch: the image at 1/S of its size, three conv5x5 of F filters, then pooled to 1/64.
+template <std::size_t S, std::size_t F, template <std::size_t, std::size_t, std::size_t> class PrePool = max_pool>
+using mcnn_branch = typename detail::mcnn_branch_def<S, F, PrePool>::type;
+
+/// The seven branches joined by channel concatenation: 16*3 + 32*3 + 64 = 208 channels.
+template <template <std::size_t, std::size_t, std::size_t> class PrePool = max_pool>
+using mcnn_scales = branches<concat,
+                             mcnn_branch<1, 16, PrePool>, mcnn_branch<2, 16, PrePool>, mcnn_branch<4, 16, PrePool>,
+                             mcnn_branch<8, 32, PrePool>, mcnn_branch<16, 32, PrePool>, mcnn_branch<32, 32, PrePool>,
+                             mcnn_branch<64, 64, PrePool>>;
+
+template <std::size_t Classes = 13, std::size_t Channels = 3, std::size_t H = 1024, std::size_t W = 1280,
+          template <std::size_t, std::size_t, std::size_t> class PrePool = max_pool>
+struct mcnn_def {
+    static_assert(H % mcnn_reduction == 0 && W % mcnn_reduction == 0,
+                  "lamina::models::mcnn: height and width must be multiples of 64 (every branch meets at H/64 x W/64)");
+    static_assert(H >= 2 * mcnn_reduction && W >= 2 * mcnn_reduction,
+                  "lamina::models::mcnn: height and width must be at least 128 (the max-pool 2 after the 1x1 conv "
+                  "needs a 2x2 map at 1/64)");
+    static_assert(Classes >= 2, "lamina::models::mcnn: at least two classes");
+    using type = sequential<input<Channels, H, W>,
+                            mcnn_scales<PrePool>,
+                            conv2d<1024, 1>, relu,
+                            max_pool<2>,
+                            flatten,
+                            dense<512>, relu,
+                            dense<Classes>>;
+};
+
+/// M-CNN on Channels x H x W images (H and W multiples of 64, at least 128).
+template <std::size_t Classes = 13, std::size_t Channels = 3, std::size_t H = 1024, std::size_t W = 1280,
+          template <std::size_t, std::size_t, std::size_t> class PrePool = max_pool>
+using mcnn = typename mcnn_def<Classes, Channels, H, W, PrePool>::type;
+
+}  // namespace lamina::models
+// ---- end include/lamina/models/mcnn.hpp ----
+
+// ---- begin include/lamina/models/hep_cnn.hpp ----
+// lamina: the HEP CNN of Kurth et al., "Deep Learning at 15PF" (SC17): signal (RPV SUSY) against
+// background (QCD multi-jet) events, from calorimeter images of 3 channels (energy, EM
+// fraction, track count).
+//
+//   models::hep_cnn<>                          224x224x3, 128 filters, 2 classes: 594,178 parameters
+//   models::hep_cnn<2, 3, 64, 64, 32, 10>      64x64 images, 32 filters, dropout 10%
+//
+// Layer table (the public benchmark code, NERSC/hep_cnn_benchmark on GitHub, "scaling
+// improvements" variant):
+//   4x [conv3x3 F, SAME, bias + relu, max-pool 2, dropout]
+//   conv3x3 F, SAME, bias + relu, global average pool, FC Classes
+// Softmax is in the loss (loss::softmax_cross_entropy). That code initialises with He's rule
+// and sets the dropout probability to 0.5 in its configurations; both are the defaults here.
+// 224 -> 112 -> 56 -> 28 -> 14: the last conv runs at 14x14 and the global average pool makes
+// the classifier independent of the input size.
+
+
+
+namespace lamina::models {
+
+/// conv3x3 with F filters (SAME, bias, He-normal).
+template <std::size_t F>
+using hep_cnn_conv = conv2d<F, 3, 1, 1, init::he_normal>;
+
+/// One of the four downsampling blocks: conv3x3 + relu, max-pool 2, dropout.
+template <std::size_t F, int DropoutPercent>
+using hep_cnn_block = sequential<hep_cnn_conv<F>, relu, max_pool<2>, dropout_p<DropoutPercent>>;
+
+template <std::size_t Classes = 2, std::size_t Channels = 3, std::size_t H = 224, std::size_t W = 224,
+          std::size_t Filters = 128, int DropoutPercent = 50>
+struct hep_cnn_def {
+    static_assert(H >= 16 && W >= 16, "lamina::models::hep_cnn: four max-pools of 2 need images of at least 16x16");
+    static_assert(DropoutPercent >= 0 && DropoutPercent < 100,
+                  "lamina::models::hep_cnn: the dropout percentage must be in [0, 100)");
+    static_assert(Classes >= 2 && Filters >= 1, "lamina::models::hep_cnn: at least two classes and one filter");
+    using type = sequential<input<Channels, H, W>,
+                            hep_cnn_block<Filters, DropoutPercent>,
+                            hep_cnn_block<Filters, DropoutPercent>,
+                            hep_cnn_block<Filters, DropoutPercent>,
+                            hep_cnn_block<Filters, DropoutPercent>,
+                            hep_cnn_conv<Filters>, relu,
+                            global_avg_pool,
+                            dense<Classes, init::he_normal>>;
+};
+
+/// The HEP CNN on Channels x H x W images: Filters per conv, DropoutPercent after each pool.
+template <std::size_t Classes = 2, std::size_t Channels = 3, std::size_t H = 224, std::size_t W = 224,
+          std::size_t Filters = 128, int DropoutPercent = 50>
+using hep_cnn = typename hep_cnn_def<Classes, Channels, H, W, Filters, DropoutPercent>::type;
+
+}  // namespace lamina::models
+// ---- end include/lamina/models/hep_cnn.hpp ----
 
 // ---- end include/lamina/framework.hpp ----
 

@@ -1,5 +1,6 @@
 // lamina: Adam (Kingma & Ba) with L2 weight decay added to the gradient, and AdamW
 // (Loshchilov & Hutter) with decoupled weight decay; PyTorch semantics for both.
+// set_weight_decay_scale() scales the decay at run time (optimizers/weight_decay.hpp).
 #pragma once
 
 #include <cmath>
@@ -10,6 +11,7 @@
 #include "../core/error.hpp"
 #include "../core/geometry.hpp"
 #include "../network/parameter_segment.hpp"
+#include "weight_decay.hpp"
 
 namespace lamina::optim {
 
@@ -46,17 +48,24 @@ struct adam {
             s.decoupled = decoupled_;
             s.bias_correction1 = static_cast<T>(1.0 - std::pow(beta1_, static_cast<double>(steps_)));
             s.bias_correction2 = static_cast<T>(1.0 - std::pow(beta2_, static_cast<double>(steps_)));
-            if (weight_decay_ == 0.0) {
+            const double wd = weight_decay_ * scale_;
+            if (wd == 0.0) {
                 s.weight_decay = T(0);
                 Backend::adam_update(c, w, g, m_.data(), v_.data(), n_, s);
             } else {
                 for (const auto& seg : segs) {
-                    s.weight_decay = seg.decay ? static_cast<T>(weight_decay_) : T(0);
+                    s.weight_decay = seg.decay ? static_cast<T>(wd) : T(0);
                     Backend::adam_update(c, w + seg.offset, g + seg.offset, m_.data() + seg.offset, v_.data() + seg.offset,
                                          seg.count, s);
                 }
             }
         }
+        /// Multiplies the weight decay from the next step on (1: as constructed).
+        void set_weight_decay_scale(double s) {
+            detail::check_weight_decay_scale(s, "adam");
+            scale_ = s;
+        }
+        double weight_decay_scale() const noexcept { return scale_; }
         std::uint64_t steps() const noexcept { return steps_; }
         /// Names and sizes of what save() returns, without copying (checkpoint validation).
         std::vector<std::pair<std::string, std::size_t>> layout() const { return {{"m", n_}, {"v", n_}}; }
@@ -83,6 +92,7 @@ struct adam {
 
     private:
         double beta1_, beta2_, eps_, weight_decay_;
+        double scale_ = 1.0;
         bool decoupled_;
         std::size_t n_;
         typename Backend::template buffer<T> m_, v_;

@@ -1,6 +1,7 @@
 // lamina: stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay
 // (PyTorch's torch.optim.SGD semantics, dampening 0). Weight decay skips parameter segments
-// marked decay = false (biases), as large-batch recipes require.
+// marked decay = false (biases), as large-batch recipes require; set_weight_decay_scale()
+// scales it at run time (optimizers/weight_decay.hpp).
 #pragma once
 
 #include <string>
@@ -10,6 +11,7 @@
 #include "../core/error.hpp"
 #include "../core/geometry.hpp"
 #include "../network/parameter_segment.hpp"
+#include "weight_decay.hpp"
 
 namespace lamina::optim {
 
@@ -42,17 +44,24 @@ struct sgd {
             s.lr = static_cast<T>(lr);
             s.momentum = static_cast<T>(momentum_);
             s.nesterov = nesterov_;
-            if (weight_decay_ == 0.0) {
+            const double wd = weight_decay_ * scale_;
+            if (wd == 0.0) {
                 s.weight_decay = T(0);
                 Backend::sgd_update(c, w, g, velocity_.data(), n_, s);
             } else {
                 for (const auto& seg : segs) {
-                    s.weight_decay = seg.decay ? static_cast<T>(weight_decay_) : T(0);
+                    s.weight_decay = seg.decay ? static_cast<T>(wd) : T(0);
                     Backend::sgd_update(c, w + seg.offset, g + seg.offset, velocity_.data() + seg.offset, seg.count, s);
                 }
             }
             ++steps_;
         }
+        /// Multiplies the weight decay from the next step on (1: as constructed).
+        void set_weight_decay_scale(double s) {
+            detail::check_weight_decay_scale(s, "sgd");
+            scale_ = s;
+        }
+        double weight_decay_scale() const noexcept { return scale_; }
         std::uint64_t steps() const noexcept { return steps_; }
         /// Names and sizes of what save() returns, without copying (checkpoint validation).
         std::vector<std::pair<std::string, std::size_t>> layout() const { return {{"velocity", n_}}; }
@@ -73,6 +82,7 @@ struct sgd {
 
     private:
         double momentum_, weight_decay_;
+        double scale_ = 1.0;
         bool nesterov_;
         std::size_t n_;
         typename Backend::template buffer<T> velocity_;

@@ -2,7 +2,7 @@
 // on synthetic data. The libtorch twin is bench_torch_models.cpp; both use common/model_specs.hpp.
 //
 //   bench_models --model mlp|lenet5|resnet20|resnet50|all --phase train|infer|all --threads N
-//                [--batch N] --min-time S
+//                [--batch N] --min-time S [--profile PREFIX]
 //
 // Training uses the public trainer (train_batch: gather the batch, forward, softmax
 // cross-entropy, backward, SGD-momentum update; batch norm in training mode). Inference uses
@@ -77,6 +77,14 @@ void run_model(const bench::model_spec& spec, const bench::args& a, const bench:
         r.images_per_s = static_cast<double>(B) / (r.t.median_ms * 1e-3);
         std::fprintf(stderr, "lamina %s train: final loss %.4f\n", spec.name, last_loss);
         bench::emit(r);
+        if (!a.get("profile", "").empty()) {  // three more steps with the per-node profiler attached
+            lm::node_profiler prof;
+            net->profile(&prof);
+            for (int i = 0; i < 3; ++i) fit.train_batch(view, idx.data(), B, bench::sgd_lr);
+            net->profile(nullptr);
+            prof.write_chrome_trace(a.get("profile", "") + "_train.json", net->graph());
+            std::fprintf(stderr, "%s", prof.report(net->graph(), sizeof(float)).c_str());
+        }
     }
     if (a.selects("phase", "infer")) {
         std::vector<float> out(B * spec.classes);
@@ -86,11 +94,19 @@ void run_model(const bench::model_spec& spec, const bench::args& a, const bench:
         r.images_per_s = static_cast<double>(B) / (r.t.median_ms * 1e-3);
         std::fprintf(stderr, "lamina %s infer: out[0] %.4f\n", spec.name, static_cast<double>(out[0]));
         bench::emit(r);
+        if (!a.get("profile", "").empty()) {
+            lm::node_profiler prof;
+            net->profile(&prof);
+            for (int i = 0; i < 3; ++i) embedded.predict(data.x.data(), out.data(), B);
+            net->profile(nullptr);
+            prof.write_chrome_trace(a.get("profile", "") + "_infer.json", net->graph());
+            std::fprintf(stderr, "%s", prof.report(net->graph(), sizeof(float)).c_str());
+        }
     }
 }
 
 int main(int argc, char** argv) try {
-    bench::args a(argc, argv, {"model", "phase", "threads", "batch", "min-time", "warmup", "min-reps"},
+    bench::args a(argc, argv, {"model", "phase", "threads", "batch", "min-time", "warmup", "min-reps", "profile"},
                   bench::models_usage());
     const auto p = bench::protocol_from(a);
     const auto threads = static_cast<unsigned>(a.num("threads", 2));

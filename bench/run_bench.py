@@ -22,7 +22,7 @@ microseconds; target: lamina at least 1.5x faster than libtorch.
 
 Time to accuracy (--only tta, or --tta in a full run; needs the MNIST t10k files, --mnist-dir):
 time_to_accuracy and time_to_accuracy_torch train the ResNet-20 MNIST recipe to 99% held-out
-accuracy (each run many minutes: one round by default, --tta-rounds), stopping at the first
+accuracy (each run many minutes: one round by default, --tta-rounds; round k uses seed k), stopping at the first
 epoch that reaches it; contaminated runs are flagged, not retried.
 
 Threading cost (--only threading, also part of a full run when bench_models_serial is built):
@@ -339,9 +339,10 @@ def bench_tta(runner, opts, progs):
             if tor:
                 pairs.append(("libtorch", tor, torch_env(threads)))
             for impl, prog, env in pairs:
-                label = f"tta {impl} t={threads} round {rnd + 1}/{opts.tta_rounds}"
+                # Round k trains with seed k on both sides: one seed may never reach the target.
+                label = f"tta {impl} t={threads} round {rnd + 1}/{opts.tta_rounds} seed {rnd + 1}"
                 log(f"  {label}: running (minutes)")
-                recs, others, flagged = runner.run([prog] + args, env, label, retries=0)
+                recs, others, flagged = runner.run([prog] + args + ["--seed", str(rnd + 1)], env, label, retries=0)
                 summary = [r for r in recs if r.get("phase") == "summary"]
                 if not summary:
                     raise BenchError(f"{prog} printed no summary line")

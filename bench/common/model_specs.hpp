@@ -69,6 +69,8 @@ inline const char* models_usage() {
     return "options: --model mlp|lenet5|resnet20|resnet50|all  --phase train|infer|all  --threads N\n"
            "         --batch N (default: the model's, mlp 128, lenet5 64, resnet20 32, resnet50 8)\n"
            "         --min-time S (1)  --warmup N (3)  --min-reps N (5)\n"
+           "         --profile PREFIX (bench_models only: three more steps with the per-node profiler, its table on\n"
+           "           stderr and Chrome traces PREFIX_train.json / PREFIX_infer.json)\n"
            "prints one JSON line per measurement on stdout (notes on stderr)";
 }
 

@@ -113,8 +113,10 @@ public:
         : rows_(rows), cols_(cols), th_(tile_h), tw_(tile_w), gap_(gap), scale_(scale) {
         if (!rows || !cols || !tile_h || !tile_w || !scale)
             throw argument_error("lamina: image_grid needs positive rows, columns, tile size and scale");
-        const std::size_t lim = std::size_t(1) << 20;
-        if (rows > lim / (tile_h * scale + gap) || cols > lim / (tile_w * scale + gap))
+        const std::size_t lim = std::size_t(1) << 20;  // per side, as the writers allow
+        // every factor bounded first, so the products below cannot overflow
+        if (tile_h > lim || tile_w > lim || scale > lim || gap > lim || tile_h * scale > lim || tile_w * scale > lim ||
+            rows > lim / (tile_h * scale + gap) || cols > lim / (tile_w * scale + gap))
             throw argument_error("lamina: image_grid of " + std::to_string(rows) + "x" + std::to_string(cols) +
                                  " tiles is too large");
         h_ = rows * (th_ * scale_ + gap_) + gap_;

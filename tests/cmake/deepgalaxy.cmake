@@ -7,3 +7,8 @@ endif()
 if(TARGET test_deepgalaxy_io AND TARGET lamina::png)
   target_link_libraries(test_deepgalaxy_io PRIVATE lamina::png)
 endif()
+# Seconds in Release, minutes under the sanitizers (scripts/test.sh's sanitizer stage leaves
+# label "slow" out; the same label as tests/cmake/slow_tests.cmake gives).
+if(TEST test_deepgalaxy_nbody_energy)
+  set_tests_properties(test_deepgalaxy_nbody_energy PROPERTIES LABELS slow)
+endif()

@@ -2,8 +2,8 @@
 // the test's own derivation from the layer table (and VGG16's well-known 14,714,688 convolution
 // parameters for the paper's encoder), shapes at compile time at 512x512 (the paper) and at the
 // example's 64x64; one training step at batch 2 lowering the loss of a fixed batch for fcae,
-// fcae_classifier (two heads, loss::per_output) and vae; the VAE's added loss against the KL
-// derived by hand from vae_encoder's [mu, logvar]; copy_leading_parameters and
+// fcae_classifier (two heads, loss::per_output), vae and classifier; the VAE's added loss
+// against the KL derived by hand from vae_encoder's [mu, logvar]; copy_leading_parameters and
 // nearest_in_latent against naive loops.
 #include <catch2/catch.hpp>
 
@@ -191,6 +191,24 @@ TEST_CASE("DeepGalaxy VAE: the added loss is Beta x the hand-derived KL of vae_e
     const double after = fit.evaluate(batch).loss;
     INFO("loss at z = mu before " << before << ", after one step " << after);
     CHECK(std::isfinite(before));
+    CHECK(after < before);
+}
+
+TEST_CASE("DeepGalaxy classifier on the latent map (the staged recipe's third stage): one step at batch 2 lowers "
+          "the loss",
+          "[models][deepgalaxy]") {
+    small::classifier::model<H> cls{lm::seed{13}, lm::threads{2}};
+    std::vector<float> m(2 * small_D);
+    for (std::size_t i = 0; i < m.size(); ++i) m[i] = static_cast<float>(std::cos(0.21 * double(i)) + 0.5);
+    const float labels[2] = {3.0f, 9.0f};
+    const lm::dataset_view<float> batch{m.data(), labels, 2, small_D, 1};
+    std::size_t idx[2] = {0, 1};
+    lm::trainer fit{cls, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.01}};
+    const double before = fit.evaluate(batch).loss;  // no batch norm, no sampling: deterministic
+    const double step = fit.train_batch(batch, idx, 2, 0.01);
+    const double after = fit.evaluate(batch).loss;
+    INFO("cross-entropy before " << before << ", after one step " << after);
+    CHECK(step == Approx(before).epsilon(1e-5));
     CHECK(after < before);
 }
 

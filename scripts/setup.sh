@@ -14,8 +14,11 @@ set -euo pipefail
 # stage (c) and scripts/fuzz.sh); only recommended by clang-14, so --no-install-recommends skips it.
 # nlohmann-json3-dev: the JSON parser of lamina's safetensors reader (optional for users; its
 # tests and fuzz harness need it).
+# libhdf5-dev, libpng-dev: DeepGalaxy's HDF5 data layout and the PNG pictures of
+# examples/deepgalaxy (optional for users and for lamina::lamina: without them the HDF5 test
+# reports itself skipped and the example trains from memory and writes PGM).
 packages=(cmake g++ make python3 libeigen3-dev libxsimd-dev catch2 zlib1g-dev clang-14 libclang-rt-14-dev
-          nlohmann-json3-dev)
+          nlohmann-json3-dev libhdf5-dev libpng-dev)
 bench_packages=(libtorch-dev libdnnl-dev libopenblas-dev libopenblas0-openmp)
 # Kokkos 3.4.1 (Serial) and its KokkosKernels (the backend's GEMM through KokkosBlas::gemm);
 # scripts/build_kokkos.sh builds an OpenMP Kokkos from Debian's sources

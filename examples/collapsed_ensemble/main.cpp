@@ -6,10 +6,12 @@
 // each cycle ends; at the end every snapshot and their ensemble (averaged softmax) are evaluated
 // on the held-out images. SGD with momentum 0.9, batch 64, no decay on batch norm or biases.
 //
-//   ./collapsed_ensemble ../shared/data/mnist --seed 1 [--epochs 2] [--cycles 4] [--threads 2]
+//   ./collapsed_ensemble ../shared/data/mnist --seed 1 [--epochs 2] [--cycles 4] [--threads 2] [--out DIR]
 //
 // --epochs is the length of each cycle (default 2 epochs), --cycles their number (default 4,
-// so 4 collapses and 8 epochs).
+// so 4 collapses and 8 epochs). Pictures go to --out (default collapsed_ensemble_out): the loss
+// and held-out accuracy per epoch, the learning rate per step (the cycles), and each snapshot's
+// held-out accuracy beside the ensemble's.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -24,14 +26,25 @@
 #include <lamina/train/collapsed_ensemble.hpp>
 
 #include "example_args.hpp"
+#include "training_curves.hpp"
 
 namespace lm = lamina;
 using network = lm::models::resnet20<10, 1, 32, 32>;
 using model = network::model<lm::host>;
 
+/// Records every step's learning rate: the chart shows the cycles and their collapses.
+struct rate_recorder {
+    training_curves* curves;
+    template <class Trainer>
+    void on_step_end(Trainer&, const lm::step_info& info) {
+        curves->add_step(static_cast<double>(info.global_step), info.learning_rate);
+    }
+};
+
 int main(int argc, char** argv) try {
-    // --cycles is this example's own option; the rest are the examples' common ones.
+    // --cycles and --out are this example's own options; the rest are the examples' common ones.
     std::size_t cycles = 4;
+    std::string out = "collapsed_ensemble_out";
     std::vector<char*> rest;
     for (int i = 0; i < argc; ++i) {
         if (std::strcmp(argv[i], "--cycles") == 0) {
@@ -43,6 +56,12 @@ int main(int argc, char** argv) try {
             }
             cycles = static_cast<std::size_t>(v);
             ++i;
+        } else if (std::strcmp(argv[i], "--out") == 0) {
+            if (i + 1 >= argc || !*argv[i + 1]) {
+                std::fprintf(stderr, "%s: --out needs a folder\n", argv[0]);
+                return 2;
+            }
+            out = argv[++i];
         } else {
             rest.push_back(argv[i]);
         }
@@ -74,15 +93,19 @@ int main(int argc, char** argv) try {
     const auto t0 = std::chrono::steady_clock::now();
     auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
     std::size_t reported = 0;
-    auto report = lm::at_epoch_end{[&](auto&, const lm::step_info& info) {
-        std::printf("  epoch %zu: training loss %.4f, lr %.4f, %.0f s\n", info.epoch + 1, info.epoch_loss,
-                    info.learning_rate, seconds());
+    training_curves curves;
+    rate_recorder rates{&curves};
+    auto report = lm::at_epoch_end{[&](auto& t, const lm::step_info& info) {
+        const auto e = t.evaluate(test);
+        curves.add_epoch(static_cast<double>(info.epoch + 1), info.epoch_loss, e.loss, e.accuracy);
+        std::printf("  epoch %zu: training loss %.4f, lr %.4f, held-out accuracy %.2f%%, %.0f s\n", info.epoch + 1,
+                    info.epoch_loss, info.learning_rate, 100 * e.accuracy, seconds());
         for (; reported < ce.ensemble().size(); ++reported)
             std::printf("  collapse %zu done after step %lu: snapshot kept\n", reported + 1,
                         static_cast<unsigned long>(ce.ensemble()[reported].step));
         std::fflush(stdout);
     }};
-    fit.run(train, lm::epochs{epochs}, lm::batch{64}, ce, report, lm::csv_log{args.csv},
+    fit.run(train, lm::epochs{epochs}, lm::batch{64}, ce, rates, report, lm::csv_log{args.csv},
             lm::checkpoint_every{args.checkpoint, 1});
     const double train_seconds = seconds();
 
@@ -100,7 +123,21 @@ int main(int argc, char** argv) try {
                 "on loss: %s\n",
                 100 * best.accuracy, best_loss, 100 * r.ensemble.accuracy, r.ensemble.loss,
                 r.ensemble.accuracy > best.accuracy ? "yes" : "no", r.ensemble.loss < best_loss ? "yes" : "no");
-    std::printf("seed %lu: %.0f s of training, %.0f s in all\n", args.seed, train_seconds, seconds());
+    std::printf("seed %lu: %.0f s of training (held-out evaluation each epoch included), %.0f s in all\n", args.seed,
+                train_seconds, seconds());
+
+    curves.write(out, "ResNet-20, collapsed ensemble", 10.0);
+    std::vector<double> index, snapshot_accuracy;
+    for (std::size_t k = 0; k < r.snapshots.size(); ++k) {
+        index.push_back(static_cast<double>(k + 1));
+        snapshot_accuracy.push_back(100 * r.snapshots[k].accuracy);
+    }
+    lm::io::line_chart snapshots{"held-out accuracy of each collapsed snapshot and of their ensemble", "snapshot",
+                                 "accuracy (%)"};
+    snapshots.add("snapshot", index, snapshot_accuracy)
+        .add("ensemble", index, std::vector<double>(index.size(), 100 * r.ensemble.accuracy));
+    lm::io::write_svg(out + "/snapshots.svg", snapshots);
+    std::printf("wrote %s/loss.svg, accuracy.svg, learning_rate.svg and snapshots.svg\n", out.c_str());
     return 0;
 } catch (const lamina::error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

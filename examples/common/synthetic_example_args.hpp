@@ -15,6 +15,7 @@ struct synthetic_example_args {
     std::size_t test = 0;    // held-out images; 0: the example's default
     unsigned threads = 0;    // 0: LAMINA_NUM_THREADS or all cores
     bool full = false;       // the paper's image size (a few steps only)
+    std::string out;         // folder for the pictures; empty: the example's default
 };
 
 inline synthetic_example_args parse_synthetic_example_args(int argc, char** argv, const char* usage) {
@@ -42,6 +43,13 @@ inline synthetic_example_args parse_synthetic_example_args(int argc, char** argv
         else if (s == "--test") a.test = number();
         else if (s == "--threads") a.threads = static_cast<unsigned>(number());
         else if (s == "--full") a.full = true;
+        else if (s == "--out") {
+            if (i + 1 >= argc || !*argv[i + 1]) {
+                std::fprintf(stderr, "%s: --out needs a folder\n", argv[0]);
+                std::exit(2);
+            }
+            a.out = argv[++i];
+        }
         else {
             std::fprintf(stderr, "usage: %s %s\n", argv[0], usage);
             std::exit(s == "-h" || s == "--help" ? 0 : 2);

@@ -4,7 +4,7 @@
 // 0.9, L2 5e-5, linear warm-up then linear decay, and the linear scaling rule (the learning
 // rate grows with the batch: base 0.01 at batch 16). The printed learning rates show both.
 //
-//   ./mcnn [--seed 1] [--epochs 12] [--batch 32] [--train 1300] [--test 650] [--threads 2]
+//   ./mcnn [--seed 1] [--epochs 12] [--batch 32] [--train 1300] [--test 650] [--threads 2] [--out mcnn_out]
 //   ./mcnn --full          the paper's 1024x1280x3 network: three training steps at batch 2
 //
 // The default run is the layer table at 128x128 (every branch meets at 2x2); chance is 1/13.
@@ -14,16 +14,19 @@
 #include <lamina/lamina.hpp>
 
 #include "synthetic_example_args.hpp"
+#include "training_curves.hpp"
 
 namespace lm = lamina;
 
 namespace {
 
-/// Prints the learning rate four times per epoch while it warms up, to show the rule at work.
+/// Records every step's learning rate for the chart; prints it four times per epoch while it warms up.
 struct warmup_printer {
     double warmup_epochs;
+    training_curves* curves;
     template <class Trainer>
     void on_step_end(Trainer&, const lm::step_info& i) {
+        curves->add_step(static_cast<double>(i.global_step), i.learning_rate);
         const std::size_t quarter = i.steps_per_epoch >= 4 ? i.steps_per_epoch / 4 : 1;
         if (static_cast<double>(i.epoch) < warmup_epochs && i.step_in_epoch % quarter == 0)
             std::printf("    step %4llu: lr %.5f\n", static_cast<unsigned long long>(i.global_step), i.learning_rate);
@@ -57,7 +60,7 @@ int full_size(const synthetic_example_args& a) {
 
 int main(int argc, char** argv) try {
     const auto a = parse_synthetic_example_args(
-        argc, argv, "[--seed N] [--epochs N] [--batch N] [--train N] [--test N] [--threads N] [--full]");
+        argc, argv, "[--seed N] [--epochs N] [--batch N] [--train N] [--test N] [--threads N] [--out DIR] [--full]");
     if (a.full) return full_size(a);
     constexpr std::size_t H = 128, W = 128, classes = lm::data::synthetic_cell_class_count;
     using net_t = lm::models::mcnn<classes, 3, H, W>;
@@ -84,16 +87,21 @@ int main(int argc, char** argv) try {
     lm::trainer fit{net, lm::loss::softmax_cross_entropy{0.1}, lm::optim::sgd{lr, 0.9, true, 5e-5},
                     lm::schedule::warmup_then<lm::schedule::polynomial>{{warmup, 0}, {double(epochs) - warmup, 1, 0}}};
     const auto t0 = std::chrono::steady_clock::now();
+    training_curves curves;
     auto report = lm::at_epoch_end{[&](auto& t, const lm::step_info& i) {
         const auto e = t.evaluate(test);
+        curves.add_epoch(static_cast<double>(i.epoch + 1), i.epoch_loss, e.loss, e.accuracy);
         std::printf("  epoch %2zu: lr %.5f, training loss %.4f, held-out accuracy %.2f%%, %.0f img/s, %.0f s\n",
                     i.epoch + 1, i.learning_rate, i.epoch_loss, 100 * e.accuracy, i.images_per_second,
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         std::fflush(stdout);
     }};
-    fit.run(train, lm::epochs{epochs}, lm::batch{batch}, warmup_printer{warmup}, report);
+    fit.run(train, lm::epochs{epochs}, lm::batch{batch}, warmup_printer{warmup, &curves}, report);
     const auto e = fit.evaluate(test);
     std::printf("held-out accuracy %.2f%% (chance %.2f%%), loss %.4f\n", 100 * e.accuracy, 100.0 / classes, e.loss);
+    const std::string out = a.out.empty() ? "mcnn_out" : a.out;
+    curves.write(out, "M-CNN on synthetic cells", 100.0 / classes);
+    std::printf("wrote %s/loss.svg, %s/accuracy.svg and %s/learning_rate.svg\n", out.c_str(), out.c_str(), out.c_str());
     return 0;
 } catch (const lamina::error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -56,6 +56,7 @@
 #include "data/image_transforms.hpp"
 #include "data/synthetic_cells.hpp"
 #include "data/synthetic_calorimeter.hpp"
+#include "data/deepgalaxy_hdf5.hpp"
 
 #include "train/trainer.hpp"
 #include "train/progress_bar.hpp"
@@ -63,7 +64,10 @@
 #include "train/snapshot_ensemble.hpp"
 #include "train/collapsed_ensemble.hpp"
 #include "io/checkpoint.hpp"
+#include "io/image_writer.hpp"
+#include "io/svg_plot.hpp"
 
 #include "models/resnet.hpp"
 #include "models/mcnn.hpp"
 #include "models/hep_cnn.hpp"
+#include "models/deepgalaxy.hpp"

@@ -11155,6 +11155,589 @@ inline dataset<float> synthetic_calorimeter(std::size_t count, const synthetic_c
 }  // namespace lamina::data
 // ---- end include/lamina/data/synthetic_calorimeter.hpp ----
 
+// ---- begin include/lamina/data/deepgalaxy_hdf5.hpp ----
+// lamina: DeepGalaxy's HDF5 layout (Cai et al. 2020): galaxy-merger images in one group per
+// simulation, one dataset of images per camera, the snapshot times beside them.
+//
+//   /s_<size>_m_<mass>[_<suffix>]/images_camera_XX   (N, H, W) or (N, H, W, 1); uint8 (0..255,
+//                                                    read as value / 255) or float32/float64
+//                                                    (already in [0, 1], read as they are)
+//   /s_<size>_m_<mass>[_<suffix>]/t_myr_camera_XX    (N) snapshot times in Myr, any numeric type
+//
+// XX is the camera number, two digits (the paper's files have cameras 00..13). <size> and
+// <mass> are the secondary's size and mass ratios as decimal numbers (s_1_m_0.5,
+// s_0.25_m_1.5); lamina also accepts a suffix after them (s_1_m_0.5_run_3: several
+// simulations with the same ratios; DeepGalaxy's own loader, which splits the name at '_'
+// and reads fields 1 and 3, reads such names too). Other groups and datasets are ignored.
+//
+//   lamina::data::deepgalaxy_file f{"output_bw_512.hdf5"};       // the paper's files, unchanged
+//   for (const auto& g : f.groups())                              // s_*_m_* groups and their cameras
+//       auto im = f.read(g.name, g.cameras[0]);                   // im.pixels: N x H x W floats
+//   lamina::data::deepgalaxy_writer w{"mergers.h5"};              // the same layout (uint8 or float)
+//   w.write(lamina::data::deepgalaxy_group_name(1, 0.5, "run_0"), 3, pixels, n, 64, 64, t_myr);
+//   w.commit();                                                   // temporary file renamed into place
+//
+// HDF5 is opt-in: define LAMINA_WITH_HDF5 and link the HDF5 C library (CMake: the target
+// lamina::hdf5 does both when find_package(HDF5) succeeds; Debian: libhdf5-dev).
+// Without it this header still compiles: parse_deepgalaxy_group_name works, and opening a
+// file throws io_error saying how to enable HDF5 (hdf5_available() tells in advance).
+// (Opt-in rather than detected with __has_include so that including lamina never adds an
+// undeclared link dependency, as with zlib in data/gzip_file.hpp.)
+//
+// Reading trusts nothing: a missing group or dataset names what is there instead; every
+// rank, dimension and element type is checked before use (the element count and byte size
+// with overflow-safe arithmetic); non-finite pixels or times are refused. Errors: io_error
+// when a file cannot be opened, created or renamed; format_error for contents that do not fit
+// the layout; allocation_error when the images do not fit in memory. Each names the file and
+// the dataset. HDF5's own error printing is silenced while lamina calls it.
+
+#include <cctype>
+#include <optional>
+
+
+#if defined(LAMINA_WITH_HDF5) && !defined(LAMINA_NO_HDF5)
+#include <hdf5.h>
+#include <unistd.h>  // getpid: the writer's temporary file name
+#define LAMINA_HAS_HDF5 1
+#else
+#define LAMINA_HAS_HDF5 0
+#endif
+
+namespace lamina {
+namespace data {
+
+/// True when this build can read and write HDF5 files (LAMINA_WITH_HDF5 is defined).
+constexpr bool hdf5_available() noexcept { return LAMINA_HAS_HDF5 != 0; }
+
+/// The parts of a group name s_<size>_m_<mass>[_<suffix>].
+struct deepgalaxy_name {
+    double size_ratio = 0;
+    double mass_ratio = 0;
+    std::string suffix;  // after the mass and its '_' (empty when none)
+};
+
+namespace detail {
+/// A decimal number as the paper writes them ("1", "0.25", "1.5"): digits with at most one
+/// point, at least one digit. Returns the length parsed (0: none).
+inline std::size_t parse_ratio(const std::string& s, std::size_t at, double& value) {
+    std::size_t i = at, digits = 0, points = 0;
+    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) {
+        if (s[i] == '.') ++points;
+        else ++digits;
+        ++i;
+    }
+    if (digits == 0 || points > 1 || i - at > 32) return 0;
+    value = std::strtod(s.substr(at, i - at).c_str(), nullptr);
+    return i - at;
+}
+}  // namespace detail
+
+/// Parses s_<size>_m_<mass>[_<suffix>] (a leading '/' is allowed); nullopt for other names.
+inline std::optional<deepgalaxy_name> parse_deepgalaxy_group_name(std::string s) {
+    if (!s.empty() && s[0] == '/') s.erase(0, 1);
+    deepgalaxy_name n;
+    if (s.compare(0, 2, "s_") != 0) return std::nullopt;
+    std::size_t i = 2, len = detail::parse_ratio(s, i, n.size_ratio);
+    if (!len) return std::nullopt;
+    i += len;
+    if (s.compare(i, 3, "_m_") != 0) return std::nullopt;
+    i += 3;
+    len = detail::parse_ratio(s, i, n.mass_ratio);
+    if (!len) return std::nullopt;
+    i += len;
+    if (i < s.size()) {
+        if (s[i] != '_' || i + 1 == s.size()) return std::nullopt;
+        n.suffix = s.substr(i + 1);
+    }
+    return n;
+}
+
+/// The group name for these ratios ("%g": s_1_m_0.5), with "_<suffix>" when one is given.
+inline std::string deepgalaxy_group_name(double size_ratio, double mass_ratio, const std::string& suffix = "") {
+    if (!(size_ratio > 0) || !(mass_ratio > 0) || !std::isfinite(size_ratio) || !std::isfinite(mass_ratio))
+        throw argument_error("lamina: deepgalaxy_group_name: size and mass ratios must be positive and finite, got " +
+                             std::to_string(size_ratio) + " and " + std::to_string(mass_ratio));
+    if (suffix.find('/') != std::string::npos)
+        throw argument_error("lamina: deepgalaxy_group_name: the suffix '" + suffix + "' must not contain '/'");
+    char b[96];
+    std::snprintf(b, sizeof b, "s_%g_m_%g", size_ratio, mass_ratio);
+    return suffix.empty() ? std::string(b) : std::string(b) + "_" + suffix;
+}
+
+/// "images_camera_07", "t_myr_camera_07".
+inline std::string deepgalaxy_images_name(int camera) {
+    if (camera < 0 || camera > 99)
+        throw argument_error("lamina: DeepGalaxy camera numbers have two digits (0..99), got " + std::to_string(camera));
+    char b[32];
+    std::snprintf(b, sizeof b, "images_camera_%02d", camera);
+    return b;
+}
+inline std::string deepgalaxy_times_name(int camera) {
+    return "t_myr" + deepgalaxy_images_name(camera).substr(6);
+}
+
+/// One simulation's group: its name, the parsed ratios and its cameras (ascending).
+struct deepgalaxy_group {
+    std::string name;
+    deepgalaxy_name parsed;
+    std::vector<int> cameras;
+};
+
+/// One camera's images of one group.
+struct deepgalaxy_images {
+    std::string group;
+    int camera = 0;
+    std::size_t count = 0, height = 0, width = 0;
+    std::vector<float> pixels;  // count x height x width, row-major
+    std::vector<double> t_myr;  // count snapshot times, or empty when the group has none for this camera
+    const float* image(std::size_t i) const noexcept { return pixels.data() + i * height * width; }
+};
+
+#if LAMINA_HAS_HDF5
+namespace detail {
+
+/// Silences HDF5's automatic error printing for its lifetime (lamina reports errors itself).
+class hdf5_quiet {
+public:
+    hdf5_quiet() {
+        H5Eget_auto2(H5E_DEFAULT, &func_, &data_);
+        H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    }
+    ~hdf5_quiet() { H5Eset_auto2(H5E_DEFAULT, func_, data_); }
+    hdf5_quiet(const hdf5_quiet&) = delete;
+    hdf5_quiet& operator=(const hdf5_quiet&) = delete;
+
+private:
+    H5E_auto2_t func_ = nullptr;
+    void* data_ = nullptr;
+};
+
+/// An HDF5 identifier closed with its own close function.
+class hdf5_id {
+public:
+    using closer = herr_t (*)(hid_t);
+    hdf5_id() = default;
+    hdf5_id(hid_t id, closer c) : id_(id), close_(c) {}
+    hdf5_id(hdf5_id&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
+    hdf5_id& operator=(hdf5_id&& o) noexcept {
+        if (this != &o) {
+            reset();
+            id_ = o.id_;
+            close_ = o.close_;
+            o.id_ = -1;
+        }
+        return *this;
+    }
+    hdf5_id(const hdf5_id&) = delete;
+    hdf5_id& operator=(const hdf5_id&) = delete;
+    ~hdf5_id() { reset(); }
+    void reset() {
+        if (id_ >= 0 && close_) close_(id_);
+        id_ = -1;
+    }
+    hid_t get() const noexcept { return id_; }
+    bool valid() const noexcept { return id_ >= 0; }
+
+private:
+    hid_t id_ = -1;
+    closer close_ = nullptr;
+};
+
+inline bool hdf5_link_exists(hid_t loc, const std::string& name) {
+    return H5Lexists(loc, name.c_str(), H5P_DEFAULT) > 0;
+}
+
+/// The names of the links in a group, in name order.
+inline std::vector<std::string> hdf5_link_names(hid_t group, const std::string& where) {
+    H5G_info_t info;
+    if (H5Gget_info(group, &info) < 0) throw format_error("lamina: cannot list the members of " + where);
+    std::vector<std::string> names;
+    for (hsize_t i = 0; i < info.nlinks; ++i) {
+        const ssize_t len = H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+        if (len < 0 || len > 4096) throw format_error("lamina: member " + std::to_string(i) + " of " + where + " has no readable name");
+        std::string s(static_cast<std::size_t>(len) + 1, '\0');
+        if (H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, &s[0], s.size(), H5P_DEFAULT) < 0)
+            throw format_error("lamina: member " + std::to_string(i) + " of " + where + " has no readable name");
+        s.resize(static_cast<std::size_t>(len));
+        names.push_back(std::move(s));
+    }
+    return names;
+}
+
+/// The identifier type (H5I_GROUP, H5I_DATASET, ...) of a member, or H5I_BADID.
+inline H5I_type_t hdf5_member_type(hid_t loc, const std::string& name) {
+    if (!hdf5_link_exists(loc, name)) return H5I_BADID;
+    hdf5_id o(H5Oopen(loc, name.c_str(), H5P_DEFAULT), H5Oclose);
+    return o.valid() ? H5Iget_type(o.get()) : H5I_BADID;
+}
+
+/// Camera number of "images_camera_XX" (exactly two digits), or -1.
+inline int camera_of(const std::string& name) {
+    const std::string prefix = "images_camera_";
+    if (name.size() != prefix.size() + 2 || name.compare(0, prefix.size(), prefix) != 0) return -1;
+    const char a = name[prefix.size()], b = name[prefix.size() + 1];
+    if (!std::isdigit(static_cast<unsigned char>(a)) || !std::isdigit(static_cast<unsigned char>(b))) return -1;
+    return (a - '0') * 10 + (b - '0');
+}
+
+/// A dataset's extents, checked: rank within [1, 8], each read into size_t.
+inline std::vector<std::size_t> hdf5_extents(hid_t dset, const std::string& where) {
+    hdf5_id space(H5Dget_space(dset), H5Sclose);
+    if (!space.valid()) throw format_error("lamina: " + where + ": cannot read its dataspace");
+    const int rank = H5Sget_simple_extent_ndims(space.get());
+    if (rank < 0) throw format_error("lamina: " + where + ": cannot read its rank");
+    if (rank > 8) throw format_error("lamina: " + where + " has rank " + std::to_string(rank) + ", more than any layout here uses");
+    hsize_t dims[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (rank > 0 && H5Sget_simple_extent_dims(space.get(), dims, nullptr) != rank)
+        throw format_error("lamina: " + where + ": cannot read its dimensions");
+    std::vector<std::size_t> out;
+    for (int i = 0; i < rank; ++i) {
+        if (dims[i] > static_cast<hsize_t>(std::numeric_limits<std::size_t>::max()))
+            throw format_error("lamina: " + where + ": dimension " + std::to_string(i) + " (" + std::to_string(dims[i]) +
+                               ") does not fit in size_t");
+        out.push_back(static_cast<std::size_t>(dims[i]));
+    }
+    return out;
+}
+
+inline std::string dims_text(const std::vector<std::size_t>& d) {
+    std::string s = "(";
+    for (std::size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+    return s + ")";
+}
+
+/// a * b, or false when it overflows size_t.
+inline bool checked_mul(std::size_t a, std::size_t b, std::size_t& out) {
+    if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a) return false;
+    out = a * b;
+    return true;
+}
+
+/// The bytes HDF5 has stored for a dataset must be able to hold `count` elements of `element`
+/// bytes before anything that size is allocated: exactly (or more, for partial edge chunks)
+/// without filters; with compression, at most deflate's ratio of about 1032:1 (1100 allowed).
+inline void check_stored_bytes(hid_t dset, std::size_t count, std::size_t element, const std::string& where) {
+    if (count == 0) return;
+    std::size_t want = 0;
+    if (!checked_mul(count, element, want)) throw format_error("lamina: " + where + ": its byte size overflows size_t");
+    const hsize_t stored = H5Dget_storage_size(dset);
+    hdf5_id plist(H5Dget_create_plist(dset), H5Pclose);
+    const int filters = plist.valid() ? H5Pget_nfilters(plist.get()) : 0;
+    const long double have = static_cast<long double>(stored) * (filters > 0 ? 1100.0L : 1.0L);
+    if (stored == 0 || have < static_cast<long double>(want))
+        throw format_error("lamina: " + where + " declares " + std::to_string(count) + " elements (" + std::to_string(want) +
+                           " bytes) but the file stores " + std::to_string(stored) + " bytes for it" +
+                           (filters > 0 ? " (compressed)" : "") + ": truncated, or its data were never written");
+}
+
+enum class pixel_type { u8, f32, f64 };
+
+/// What a dataset's element type is, or an error naming what it is instead.
+inline pixel_type hdf5_pixel_type(hid_t dset, const std::string& where) {
+    hdf5_id type(H5Dget_type(dset), H5Tclose);
+    if (!type.valid()) throw format_error("lamina: " + where + ": cannot read its element type");
+    const H5T_class_t cls = H5Tget_class(type.get());
+    const std::size_t size = H5Tget_size(type.get());
+    if (cls == H5T_INTEGER && size == 1 && H5Tget_sign(type.get()) == H5T_SGN_NONE) return pixel_type::u8;
+    if (cls == H5T_FLOAT && size == 4) return pixel_type::f32;
+    if (cls == H5T_FLOAT && size == 8) return pixel_type::f64;
+    std::string what = cls == H5T_INTEGER ? (H5Tget_sign(type.get()) == H5T_SGN_NONE ? "unsigned integers" : "signed integers")
+                       : cls == H5T_FLOAT ? "floats"
+                       : cls == H5T_STRING ? "strings"
+                                           : "a non-numeric type (HDF5 class " + std::to_string(static_cast<int>(cls)) + ")";
+    throw format_error("lamina: " + where + " holds " + what + " of " + std::to_string(size) +
+                       " bytes; DeepGalaxy images are uint8 (0..255), float32 or float64 (0..1)");
+}
+
+}  // namespace detail
+
+/// A DeepGalaxy HDF5 file opened for reading.
+class deepgalaxy_file {
+public:
+    explicit deepgalaxy_file(std::string path) : path_(std::move(path)) {
+        detail::hdf5_quiet quiet;
+        errno = 0;
+        if (std::FILE* f = std::fopen(path_.c_str(), "rb")) {
+            std::fclose(f);
+        } else {
+            const int err = errno;
+            throw io_error("lamina: cannot open '" + path_ + "': " + (err ? std::strerror(err) : "unknown error"));
+        }
+        if (H5Fis_hdf5(path_.c_str()) <= 0) throw format_error("lamina: '" + path_ + "' is not an HDF5 file");
+        file_ = detail::hdf5_id(H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+        if (!file_.valid()) throw io_error("lamina: HDF5 cannot open '" + path_ + "' (corrupt or truncated file?)");
+    }
+
+    const std::string& path() const noexcept { return path_; }
+
+    /// The groups named s_<size>_m_<mass>[_<suffix>] and the cameras each has images for.
+    std::vector<deepgalaxy_group> groups() const {
+        detail::hdf5_quiet quiet;
+        std::vector<deepgalaxy_group> out;
+        for (const auto& name : detail::hdf5_link_names(file_.get(), "the root group of '" + path_ + "'")) {
+            auto parsed = parse_deepgalaxy_group_name(name);
+            if (!parsed || detail::hdf5_member_type(file_.get(), name) != H5I_GROUP) continue;
+            detail::hdf5_id g(H5Gopen2(file_.get(), name.c_str(), H5P_DEFAULT), H5Gclose);
+            if (!g.valid()) throw format_error("lamina: '" + path_ + "': cannot open group /" + name);
+            deepgalaxy_group dg{name, *parsed, {}};
+            for (const auto& member : detail::hdf5_link_names(g.get(), "group /" + name + " of '" + path_ + "'")) {
+                const int cam = detail::camera_of(member);
+                if (cam >= 0 && detail::hdf5_member_type(g.get(), member) == H5I_DATASET) dg.cameras.push_back(cam);
+            }
+            std::sort(dg.cameras.begin(), dg.cameras.end());
+            out.push_back(std::move(dg));
+        }
+        return out;
+    }
+
+    /// The images of one camera of one group, as floats in the stored scale (uint8 / 255),
+    /// with their snapshot times when the group has them for this camera.
+    deepgalaxy_images read(const std::string& group_name, int camera) const {
+        detail::hdf5_quiet quiet;
+        std::string group = group_name;
+        if (!group.empty() && group[0] == '/') group.erase(0, 1);
+        const std::string images = deepgalaxy_images_name(camera), times = deepgalaxy_times_name(camera);
+        if (group.empty() || group.find('/') != std::string::npos || detail::hdf5_member_type(file_.get(), group) != H5I_GROUP)
+            throw format_error("lamina: '" + path_ + "' has no group /" + group + " (its DeepGalaxy groups: " +
+                               group_list() + ")");
+        detail::hdf5_id g(H5Gopen2(file_.get(), group.c_str(), H5P_DEFAULT), H5Gclose);
+        if (!g.valid()) throw format_error("lamina: '" + path_ + "': cannot open group /" + group);
+        if (detail::hdf5_member_type(g.get(), images) != H5I_DATASET)
+            throw format_error("lamina: '" + path_ + "': group /" + group + " has no dataset " + images + " (cameras there: " +
+                               camera_list(g.get(), group) + ")");
+        const std::string where = "'" + path_ + "' /" + group + "/" + images;
+        detail::hdf5_id d(H5Dopen2(g.get(), images.c_str(), H5P_DEFAULT), H5Dclose);
+        if (!d.valid()) throw format_error("lamina: " + where + ": cannot open the dataset");
+
+        const auto dims = detail::hdf5_extents(d.get(), where);
+        const bool rank4 = dims.size() == 4 && dims[3] == 1;
+        if (dims.size() != 3 && !rank4)
+            throw format_error("lamina: " + where + " has rank " + std::to_string(dims.size()) + ", dimensions " +
+                               detail::dims_text(dims) + "; expected (N, H, W) or (N, H, W, 1)");
+        deepgalaxy_images out;
+        out.group = group;
+        out.camera = camera;
+        out.count = dims[0];
+        out.height = dims[1];
+        out.width = dims[2];
+        if (out.height == 0 || out.width == 0)
+            throw format_error("lamina: " + where + " has empty images: dimensions " + detail::dims_text(dims));
+        std::size_t pixels = 0, per = 0, bytes = 0;
+        if (!detail::checked_mul(out.height, out.width, per) || !detail::checked_mul(per, out.count, pixels) ||
+            !detail::checked_mul(pixels, sizeof(double), bytes))
+            throw format_error("lamina: " + where + ": dimensions " + detail::dims_text(dims) +
+                               " overflow the address space (N * H * W values)");
+        const detail::pixel_type type = detail::hdf5_pixel_type(d.get(), where);
+        const std::size_t element = type == detail::pixel_type::u8 ? 1 : type == detail::pixel_type::f32 ? 4 : 8;
+        detail::check_stored_bytes(d.get(), pixels, element, where);
+        try {
+            out.pixels.resize(pixels);
+            if (pixels) {
+                if (type == detail::pixel_type::u8) {
+                    std::vector<unsigned char> raw(pixels);
+                    if (H5Dread(d.get(), H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()) < 0)
+                        throw format_error("lamina: " + where + ": reading the images failed (truncated or corrupt file?)");
+                    for (std::size_t i = 0; i < pixels; ++i) out.pixels[i] = static_cast<float>(raw[i]) / 255.0f;
+                } else {
+                    if (H5Dread(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.pixels.data()) < 0)
+                        throw format_error("lamina: " + where + ": reading the images failed (truncated or corrupt file?)");
+                    for (std::size_t i = 0; i < pixels; ++i)
+                        if (!std::isfinite(out.pixels[i]))
+                            throw format_error("lamina: " + where + ": pixel " + std::to_string(i % per) + " of image " +
+                                               std::to_string(i / per) + " is not finite (" +
+                                               std::to_string(out.pixels[i]) + ")");
+                }
+            }
+        } catch (const std::bad_alloc&) {
+            throw allocation_error("lamina: " + where + ": no memory for " + std::to_string(pixels) + " pixels (" +
+                                   detail::dims_text(dims) + ")");
+        }
+
+        if (detail::hdf5_member_type(g.get(), times) == H5I_DATASET) {
+            const std::string tw = "'" + path_ + "' /" + group + "/" + times;
+            detail::hdf5_id t(H5Dopen2(g.get(), times.c_str(), H5P_DEFAULT), H5Dclose);
+            if (!t.valid()) throw format_error("lamina: " + tw + ": cannot open the dataset");
+            const auto td = detail::hdf5_extents(t.get(), tw);
+            if (td.size() != 1 && !(td.size() == 2 && td[1] == 1))
+                throw format_error("lamina: " + tw + " has rank " + std::to_string(td.size()) + ", dimensions " +
+                                   detail::dims_text(td) + "; expected (N) snapshot times");
+            if (td[0] != out.count)
+                throw format_error("lamina: " + tw + " has " + std::to_string(td[0]) + " times for " +
+                                   std::to_string(out.count) + " images in " + images);
+            detail::hdf5_id tt(H5Dget_type(t.get()), H5Tclose);
+            const H5T_class_t cls = tt.valid() ? H5Tget_class(tt.get()) : H5T_NO_CLASS;
+            if (cls != H5T_INTEGER && cls != H5T_FLOAT)
+                throw format_error("lamina: " + tw + " is not numeric (HDF5 class " + std::to_string(static_cast<int>(cls)) + ")");
+            detail::check_stored_bytes(t.get(), out.count, tt.valid() ? std::max<std::size_t>(1, H5Tget_size(tt.get())) : 1, tw);
+            out.t_myr.resize(out.count);
+            if (out.count && H5Dread(t.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.t_myr.data()) < 0)
+                throw format_error("lamina: " + tw + ": reading the times failed");
+            for (std::size_t i = 0; i < out.count; ++i)
+                if (!std::isfinite(out.t_myr[i]))
+                    throw format_error("lamina: " + tw + ": time " + std::to_string(i) + " is not finite");
+        }
+        return out;
+    }
+
+private:
+    std::string group_list() const {
+        std::string s;
+        for (const auto& g : groups()) s += (s.empty() ? "" : ", ") + g.name;
+        return s.empty() ? "none" : s;
+    }
+    std::string camera_list(hid_t g, const std::string& group) const {
+        std::string s;
+        for (const auto& m : detail::hdf5_link_names(g, "group /" + group + " of '" + path_ + "'"))
+            if (detail::camera_of(m) >= 0) s += (s.empty() ? "" : ", ") + m.substr(m.size() - 2);
+        return s.empty() ? "none" : s;
+    }
+
+    std::string path_;
+    detail::hdf5_id file_;
+};
+
+/// Writes DeepGalaxy's layout into a temporary file beside `path`; commit() closes it and
+/// renames it over `path`, so an interrupted write never leaves a half-written file there
+/// (without commit the destructor removes the temporary file).
+class deepgalaxy_writer {
+public:
+    explicit deepgalaxy_writer(std::string path) : path_(std::move(path)) {
+        detail::hdf5_quiet quiet;
+        tmp_ = path_ + ".tmp-" + std::to_string(static_cast<long>(::getpid()));
+        file_ = detail::hdf5_id(H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+        if (!file_.valid()) throw io_error("lamina: cannot create the HDF5 file '" + tmp_ + "' (for '" + path_ + "')");
+    }
+    deepgalaxy_writer(const deepgalaxy_writer&) = delete;
+    deepgalaxy_writer& operator=(const deepgalaxy_writer&) = delete;
+    ~deepgalaxy_writer() {
+        if (file_.valid()) {
+            file_.reset();
+            std::remove(tmp_.c_str());
+        }
+    }
+
+    /// count images of height x width as uint8 (the paper's black-and-white files), and
+    /// their times (t_myr may be null: no times dataset).
+    void write(const std::string& group, int camera, const std::uint8_t* images, std::size_t count, std::size_t height,
+               std::size_t width, const double* t_myr) {
+        write_any(group, camera, images, H5T_STD_U8LE, H5T_NATIVE_UCHAR, count, height, width, t_myr);
+    }
+    /// The same as float32 (values as given, in [0, 1] by DeepGalaxy's convention).
+    void write(const std::string& group, int camera, const float* images, std::size_t count, std::size_t height,
+               std::size_t width, const double* t_myr) {
+        write_any(group, camera, images, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, count, height, width, t_myr);
+    }
+
+    /// Closes the file and renames it to the path given at construction.
+    void commit() {
+        if (!file_.valid()) throw io_error("lamina: '" + path_ + "' was already committed");
+        detail::hdf5_quiet quiet;
+        if (H5Fflush(file_.get(), H5F_SCOPE_GLOBAL) < 0) throw io_error("lamina: flushing '" + tmp_ + "' failed");
+        file_.reset();
+        if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+            const int err = errno;
+            std::remove(tmp_.c_str());
+            throw io_error("lamina: cannot rename '" + tmp_ + "' to '" + path_ + "': " + std::strerror(err));
+        }
+    }
+
+private:
+    void write_any(const std::string& group_name, int camera, const void* images, hid_t file_type, hid_t mem_type,
+                   std::size_t count, std::size_t height, std::size_t width, const double* t_myr) {
+        detail::hdf5_quiet quiet;
+        if (!file_.valid()) throw io_error("lamina: '" + path_ + "' was already committed");
+        if (!parse_deepgalaxy_group_name(group_name))
+            throw argument_error("lamina: '" + group_name + "' is not a DeepGalaxy group name (s_<size>_m_<mass>[_<suffix>])");
+        if (height == 0 || width == 0) throw argument_error("lamina: DeepGalaxy images need a positive height and width");
+        std::size_t per = 0, all = 0;
+        if (!detail::checked_mul(height, width, per) || !detail::checked_mul(per, count, all))
+            throw argument_error("lamina: " + std::to_string(count) + " images of " + std::to_string(height) + "x" +
+                                 std::to_string(width) + " overflow size_t");
+        if (count && !images) throw argument_error("lamina: deepgalaxy_writer::write got a null image pointer");
+        const std::string name = group_name[0] == '/' ? group_name.substr(1) : group_name;
+        const std::string dset = deepgalaxy_images_name(camera), where = "'" + tmp_ + "' /" + name + "/" + dset;
+        detail::hdf5_id g;
+        if (detail::hdf5_link_exists(file_.get(), name))
+            g = detail::hdf5_id(H5Gopen2(file_.get(), name.c_str(), H5P_DEFAULT), H5Gclose);
+        else
+            g = detail::hdf5_id(H5Gcreate2(file_.get(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+        if (!g.valid()) throw io_error("lamina: cannot create group /" + name + " in '" + tmp_ + "'");
+        if (detail::hdf5_link_exists(g.get(), dset)) throw argument_error("lamina: " + where + " was already written");
+
+        const hsize_t dims[3] = {static_cast<hsize_t>(count), static_cast<hsize_t>(height), static_cast<hsize_t>(width)};
+        detail::hdf5_id space(H5Screate_simple(3, dims, nullptr), H5Sclose);
+        detail::hdf5_id plist(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+        if (!space.valid() || !plist.valid()) throw io_error("lamina: " + where + ": cannot describe the dataset");
+        // One chunk per image, deflated when HDF5 has zlib (the paper's files are gigabytes).
+        if (count && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) {
+            const hsize_t chunk[3] = {1, static_cast<hsize_t>(height), static_cast<hsize_t>(width)};
+            if (H5Pset_chunk(plist.get(), 3, chunk) < 0 || H5Pset_deflate(plist.get(), 4) < 0)
+                throw io_error("lamina: " + where + ": cannot set up compression");
+        }
+        detail::hdf5_id d(H5Dcreate2(g.get(), dset.c_str(), file_type, space.get(), H5P_DEFAULT, plist.get(), H5P_DEFAULT),
+                          H5Dclose);
+        if (!d.valid()) throw io_error("lamina: " + where + ": cannot create the dataset");
+        if (count && H5Dwrite(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, images) < 0)
+            throw io_error("lamina: " + where + ": writing the images failed");
+        if (t_myr) {
+            const std::string tname = deepgalaxy_times_name(camera);
+            const hsize_t tdims[1] = {static_cast<hsize_t>(count)};
+            detail::hdf5_id ts(H5Screate_simple(1, tdims, nullptr), H5Sclose);
+            detail::hdf5_id t(H5Dcreate2(g.get(), tname.c_str(), H5T_IEEE_F64LE, ts.get(), H5P_DEFAULT, H5P_DEFAULT,
+                                         H5P_DEFAULT),
+                              H5Dclose);
+            if (!ts.valid() || !t.valid()) throw io_error("lamina: '" + tmp_ + "' /" + name + "/" + tname + ": cannot create");
+            if (count && H5Dwrite(t.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, t_myr) < 0)
+                throw io_error("lamina: '" + tmp_ + "' /" + name + "/" + tname + ": writing the times failed");
+        }
+    }
+
+    std::string path_, tmp_;
+    detail::hdf5_id file_;
+};
+
+#else  // no HDF5: the same interface, every file operation explains how to enable it
+
+namespace detail {
+[[noreturn]] inline void no_hdf5(const std::string& path) {
+    throw io_error("lamina: '" + path +
+                   "': DeepGalaxy HDF5 files need HDF5, which this build does not use: define LAMINA_WITH_HDF5 and link "
+                   "the HDF5 C library (CMake: target lamina::hdf5; Debian: apt-get install libhdf5-dev)");
+}
+}  // namespace detail
+
+class deepgalaxy_file {
+public:
+    explicit deepgalaxy_file(std::string path) { detail::no_hdf5(path); }
+    const std::string& path() const noexcept { return path_; }
+    std::vector<deepgalaxy_group> groups() const { detail::no_hdf5(path_); }
+    deepgalaxy_images read(const std::string&, int) const { detail::no_hdf5(path_); }
+
+private:
+    std::string path_;
+};
+
+class deepgalaxy_writer {
+public:
+    explicit deepgalaxy_writer(std::string path) { detail::no_hdf5(path); }
+    void write(const std::string&, int, const std::uint8_t*, std::size_t, std::size_t, std::size_t, const double*) {
+        detail::no_hdf5(path_);
+    }
+    void write(const std::string&, int, const float*, std::size_t, std::size_t, std::size_t, const double*) {
+        detail::no_hdf5(path_);
+    }
+    void commit() { detail::no_hdf5(path_); }
+
+private:
+    std::string path_;
+};
+
+#endif
+
+}  // namespace data
+}  // namespace lamina
+// ---- end include/lamina/data/deepgalaxy_hdf5.hpp ----
+
 
 // ---- begin include/lamina/train/trainer.hpp ----
 // lamina: the training loop. A trainer binds a model, a loss, an optimizer and a learning
@@ -12858,6 +13441,296 @@ struct checkpoint_every {
 }  // namespace lamina
 // ---- end include/lamina/io/checkpoint.hpp ----
 
+// ---- begin include/lamina/io/image_writer.hpp ----
+// lamina: greyscale pictures a person can look at: a simulation's field, a network's input
+// beside its reconstruction. Values in [0, 1] map to 0..255 (clamped; NaN is written as 0).
+//
+//   lamina::io::image_grid g{2, 8, 64, 64};                  // 2 rows of 8 tiles of 64x64
+//   g.set(0, k, input_k);  g.set(1, k, reconstruction_k);
+//   std::string written = lamina::io::write_greyscale_image("recon", g.pixels(), g.height(), g.width());
+//   // "recon.png" with libpng, else "recon.pgm"
+//
+// PNG is opt-in: define LAMINA_WITH_PNG and link libpng (CMake: the target lamina::png does
+// both when find_package(PNG) succeeds; Debian: libpng-dev). Without it write_png throws an
+// io_error saying so and write_greyscale_image writes binary PGM (P5), which every image
+// viewer reads. Files are written atomically (io/atomic_file.hpp): a failed write leaves the
+// previous file intact.
+
+
+
+#if defined(LAMINA_WITH_PNG) && !defined(LAMINA_NO_PNG)
+#include <png.h>
+#define LAMINA_HAS_PNG 1
+#else
+#define LAMINA_HAS_PNG 0
+#endif
+
+namespace lamina::io {
+
+/// True when this build writes PNG (LAMINA_WITH_PNG is defined).
+constexpr bool png_available() noexcept { return LAMINA_HAS_PNG != 0; }
+
+namespace detail {
+inline void check_image(const std::string& path, const float* pixels, std::size_t height, std::size_t width) {
+    if (height == 0 || width == 0)
+        throw argument_error("lamina: image '" + path + "' must have a positive size, got " + std::to_string(height) + "x" +
+                             std::to_string(width));
+    if (height > (std::size_t(1) << 20) || width > (std::size_t(1) << 20))
+        throw argument_error("lamina: image '" + path + "' is too large (" + std::to_string(height) + "x" +
+                             std::to_string(width) + "; at most 1048576 per side)");
+    if (!pixels) throw argument_error("lamina: image '" + path + "' got a null pixel pointer");
+}
+/// [0, 1] -> 0..255, rounded; clamped; NaN -> 0.
+inline std::uint8_t to_byte(float v) {
+    if (!(v > 0.0f)) return 0;
+    if (v >= 1.0f) return 255;
+    return static_cast<std::uint8_t>(v * 255.0f + 0.5f);
+}
+inline std::vector<std::uint8_t> to_bytes(const float* pixels, std::size_t n) {
+    std::vector<std::uint8_t> b(n);
+    for (std::size_t i = 0; i < n; ++i) b[i] = to_byte(pixels[i]);
+    return b;
+}
+}  // namespace detail
+
+/// Binary PGM (P5, maxval 255) of height x width values in [0, 1], row-major.
+inline void write_pgm(const std::string& path, const float* pixels, std::size_t height, std::size_t width) {
+    detail::check_image(path, pixels, height, width);
+    const std::string header = "P5\n" + std::to_string(width) + " " + std::to_string(height) + "\n255\n";
+    std::vector<std::uint8_t> bytes(header.begin(), header.end());
+    const auto body = detail::to_bytes(pixels, height * width);
+    bytes.insert(bytes.end(), body.begin(), body.end());
+    write_file_atomically(path, bytes.data(), bytes.size());
+}
+
+/// 8-bit greyscale PNG (libpng's simplified API); io_error without LAMINA_WITH_PNG.
+inline void write_png(const std::string& path, const float* pixels, std::size_t height, std::size_t width) {
+    detail::check_image(path, pixels, height, width);
+#if LAMINA_HAS_PNG
+    const auto body = detail::to_bytes(pixels, height * width);
+    png_image image;
+    std::memset(&image, 0, sizeof image);
+    image.version = PNG_IMAGE_VERSION;
+    image.width = static_cast<png_uint_32>(width);
+    image.height = static_cast<png_uint_32>(height);
+    image.format = PNG_FORMAT_GRAY;
+    png_alloc_size_t size = 0;
+    if (!png_image_write_get_memory_size(image, size, 0, body.data(), 0, nullptr))
+        throw io_error("lamina: libpng cannot encode '" + path + "': " + image.message);
+    std::vector<std::uint8_t> out(size);
+    if (!png_image_write_to_memory(&image, out.data(), &size, 0, body.data(), 0, nullptr))
+        throw io_error("lamina: libpng cannot encode '" + path + "': " + image.message);
+    png_image_free(&image);
+    write_file_atomically(path, out.data(), size);
+#else
+    throw io_error("lamina: cannot write '" + path +
+                   "': PNG needs libpng, which this build does not use: define LAMINA_WITH_PNG and link libpng "
+                   "(CMake: target lamina::png; Debian: apt-get install libpng-dev), or write PGM (write_pgm)");
+#endif
+}
+
+/// PNG when libpng is available, else PGM; `stem` gets the extension. Returns the path written.
+inline std::string write_greyscale_image(const std::string& stem, const float* pixels, std::size_t height,
+                                         std::size_t width) {
+    const std::string path = stem + (png_available() ? ".png" : ".pgm");
+    if (png_available()) write_png(path, pixels, height, width);
+    else write_pgm(path, pixels, height, width);
+    return path;
+}
+
+/// A canvas of rows x cols tiles of tile_h x tile_w pixels, `gap` pixels apart on a
+/// background of `background`, each tile magnified `scale` times (nearest neighbour).
+class image_grid {
+public:
+    image_grid(std::size_t rows, std::size_t cols, std::size_t tile_h, std::size_t tile_w, std::size_t gap = 2,
+               std::size_t scale = 1, float background = 1.0f)
+        : rows_(rows), cols_(cols), th_(tile_h), tw_(tile_w), gap_(gap), scale_(scale) {
+        if (!rows || !cols || !tile_h || !tile_w || !scale)
+            throw argument_error("lamina: image_grid needs positive rows, columns, tile size and scale");
+        const std::size_t lim = std::size_t(1) << 20;  // per side, as the writers allow
+        // every factor bounded first, so the products below cannot overflow
+        if (tile_h > lim || tile_w > lim || scale > lim || gap > lim || tile_h * scale > lim || tile_w * scale > lim ||
+            rows > lim / (tile_h * scale + gap) || cols > lim / (tile_w * scale + gap))
+            throw argument_error("lamina: image_grid of " + std::to_string(rows) + "x" + std::to_string(cols) +
+                                 " tiles is too large");
+        h_ = rows * (th_ * scale_ + gap_) + gap_;
+        w_ = cols * (tw_ * scale_ + gap_) + gap_;
+        pixels_.assign(h_ * w_, background);
+    }
+    /// Copies a tile_h x tile_w image into tile (row, col).
+    void set(std::size_t row, std::size_t col, const float* tile) {
+        if (row >= rows_ || col >= cols_)
+            throw argument_error("lamina: image_grid tile (" + std::to_string(row) + ", " + std::to_string(col) +
+                                 ") is outside " + std::to_string(rows_) + "x" + std::to_string(cols_));
+        const std::size_t y0 = gap_ + row * (th_ * scale_ + gap_), x0 = gap_ + col * (tw_ * scale_ + gap_);
+        for (std::size_t y = 0; y < th_ * scale_; ++y)
+            for (std::size_t x = 0; x < tw_ * scale_; ++x)
+                pixels_[(y0 + y) * w_ + x0 + x] = tile[(y / scale_) * tw_ + x / scale_];
+    }
+    const float* pixels() const noexcept { return pixels_.data(); }
+    std::size_t height() const noexcept { return h_; }
+    std::size_t width() const noexcept { return w_; }
+
+private:
+    std::size_t rows_, cols_, th_, tw_, gap_, scale_, h_ = 0, w_ = 0;
+    std::vector<float> pixels_;
+};
+
+}  // namespace lamina::io
+// ---- end include/lamina/io/image_writer.hpp ----
+
+// ---- begin include/lamina/io/svg_plot.hpp ----
+// lamina: line charts as SVG (a loss curve per training run), readable in any browser.
+//
+//   lamina::io::line_chart c{"FCAE + classifier", "epoch", "loss"};
+//   c.add("training", epochs, train_loss);
+//   c.add("held-out", epochs, test_loss);
+//   lamina::io::write_svg("loss.svg", c);      // atomically (io/atomic_file.hpp)
+//
+// Axes span the data (y from 0 unless a value is negative; log_y() for losses spanning
+// decades, then every value must be positive), five ticks each, one colour per series and a
+// legend. Non-finite points are left out of a line (it breaks there). Text is XML-escaped.
+
+
+
+namespace lamina::io {
+
+class line_chart {
+public:
+    struct series {
+        std::string name;
+        std::vector<double> x, y;
+    };
+
+    line_chart(std::string title, std::string x_label, std::string y_label)
+        : title_(std::move(title)), xl_(std::move(x_label)), yl_(std::move(y_label)) {}
+
+    /// A series of points (x[i], y[i]); the sizes must agree.
+    line_chart& add(std::string name, std::vector<double> x, std::vector<double> y) {
+        if (x.size() != y.size())
+            throw argument_error("lamina: line_chart series '" + name + "' has " + std::to_string(x.size()) + " x values and " +
+                                 std::to_string(y.size()) + " y values");
+        series_.push_back({std::move(name), std::move(x), std::move(y)});
+        return *this;
+    }
+    line_chart& log_y(bool on = true) {
+        log_y_ = on;
+        return *this;
+    }
+    const std::vector<series>& all_series() const noexcept { return series_; }
+
+    /// The chart as an SVG document of width x height pixels.
+    std::string svg(int width = 640, int height = 400) const {
+        const double left = 70, right = 20, top = 40, bottom = 50;
+        const double pw = width - left - right, ph = height - top - bottom;
+        double x0 = inf(), x1 = -inf(), y0 = inf(), y1 = -inf();
+        for (const auto& s : series_)
+            for (std::size_t i = 0; i < s.x.size(); ++i) {
+                if (!usable(s.x[i], s.y[i])) continue;
+                x0 = std::min(x0, s.x[i]), x1 = std::max(x1, s.x[i]);
+                const double v = ty(s.y[i]);
+                y0 = std::min(y0, v), y1 = std::max(y1, v);
+            }
+        if (x0 > x1) x0 = 0, x1 = 1, y0 = 0, y1 = 1;  // nothing to draw: empty axes
+        if (!log_y_ && y0 > 0) y0 = 0;
+        if (x1 == x0) x1 = x0 + 1;
+        if (y1 == y0) y1 = y0 + 1;
+        auto px = [&](double x) { return left + (x - x0) / (x1 - x0) * pw; };
+        auto py = [&](double y) { return top + ph - (ty(y) - y0) / (y1 - y0) * ph; };
+
+        std::string o;
+        o += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(width) + "\" height=\"" +
+             std::to_string(height) + "\" font-family=\"sans-serif\" font-size=\"12\">\n";
+        o += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+        o += text(width / 2.0, 22, escape(title_), "middle", 15);
+        o += "<rect x=\"" + num(left) + "\" y=\"" + num(top) + "\" width=\"" + num(pw) + "\" height=\"" + num(ph) +
+             "\" fill=\"none\" stroke=\"black\"/>\n";
+        for (int k = 0; k <= 4; ++k) {  // ticks and grid lines
+            const double fx = x0 + (x1 - x0) * k / 4, fy = y0 + (y1 - y0) * k / 4;
+            const double gx = left + pw * k / 4, gy = top + ph - ph * k / 4;
+            o += "<line x1=\"" + num(gx) + "\" y1=\"" + num(top) + "\" x2=\"" + num(gx) + "\" y2=\"" + num(top + ph) +
+                 "\" stroke=\"#ddd\"/>\n";
+            o += "<line x1=\"" + num(left) + "\" y1=\"" + num(gy) + "\" x2=\"" + num(left + pw) + "\" y2=\"" + num(gy) +
+                 "\" stroke=\"#ddd\"/>\n";
+            o += text(gx, top + ph + 16, label(fx), "middle");
+            o += text(left - 6, gy + 4, label(log_y_ ? std::pow(10.0, fy) : fy), "end");
+        }
+        o += text(left + pw / 2, height - 10.0, escape(xl_), "middle");
+        o += "<text x=\"16\" y=\"" + num(top + ph / 2) + "\" text-anchor=\"middle\" transform=\"rotate(-90 16 " +
+             num(top + ph / 2) + ")\">" + escape(yl_) + (log_y_ ? " (log scale)" : "") + "</text>\n";
+        static const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"};
+        for (std::size_t k = 0; k < series_.size(); ++k) {
+            const auto& s = series_[k];
+            const std::string colour = colours[k % 6];
+            std::string points;
+            auto flush = [&] {
+                if (!points.empty())
+                    o += "<polyline fill=\"none\" stroke=\"" + colour + "\" stroke-width=\"2\" points=\"" + points + "\"/>\n";
+                points.clear();
+            };
+            for (std::size_t i = 0; i < s.x.size(); ++i) {
+                if (!usable(s.x[i], s.y[i])) {
+                    flush();
+                    continue;
+                }
+                points += (points.empty() ? "" : " ") + num(px(s.x[i])) + "," + num(py(s.y[i]));
+            }
+            flush();
+            const double ly = top + 16 + 16.0 * static_cast<double>(k);
+            o += "<line x1=\"" + num(left + pw - 150) + "\" y1=\"" + num(ly - 4) + "\" x2=\"" + num(left + pw - 128) +
+                 "\" y2=\"" + num(ly - 4) + "\" stroke=\"" + colour + "\" stroke-width=\"2\"/>\n";
+            o += text(left + pw - 122, ly, escape(s.name), "start");
+        }
+        o += "</svg>\n";
+        return o;
+    }
+
+private:
+    static double inf() { return std::numeric_limits<double>::infinity(); }
+    bool usable(double x, double y) const { return std::isfinite(x) && std::isfinite(y) && (!log_y_ || y > 0); }
+    double ty(double y) const { return log_y_ ? std::log10(y) : y; }
+    static std::string num(double v) {
+        char b[32];
+        std::snprintf(b, sizeof b, "%.1f", v);
+        return b;
+    }
+    static std::string label(double v) {
+        char b[32];
+        std::snprintf(b, sizeof b, "%.3g", v);
+        return b;
+    }
+    static std::string text(double x, double y, const std::string& s, const char* anchor, int size = 12) {
+        return "<text x=\"" + num(x) + "\" y=\"" + num(y) + "\" text-anchor=\"" + anchor + "\" font-size=\"" +
+               std::to_string(size) + "\">" + s + "</text>\n";
+    }
+    static std::string escape(const std::string& s) {
+        std::string o;
+        for (char c : s) {
+            switch (c) {
+                case '&': o += "&amp;"; break;
+                case '<': o += "&lt;"; break;
+                case '>': o += "&gt;"; break;
+                case '"': o += "&quot;"; break;
+                default: o += c;
+            }
+        }
+        return o;
+    }
+
+    std::string title_, xl_, yl_;
+    std::vector<series> series_;
+    bool log_y_ = false;
+};
+
+/// Writes c.svg() to `path` atomically.
+inline void write_svg(const std::string& path, const line_chart& c, int width = 640, int height = 400) {
+    const std::string s = c.svg(width, height);
+    write_file_atomically(path, s.data(), s.size());
+}
+
+}  // namespace lamina::io
+// ---- end include/lamina/io/svg_plot.hpp ----
+
 
 // ---- begin include/lamina/models/resnet.hpp ----
 // lamina: the ResNet family, written as the papers' layer tables.
@@ -13106,6 +13979,218 @@ using hep_cnn = typename hep_cnn_def<Classes, Channels, H, W, Filters, DropoutPe
 
 }  // namespace lamina::models
 // ---- end include/lamina/models/hep_cnn.hpp ----
+
+// ---- begin include/lamina/models/deepgalaxy.hpp ----
+// lamina: DeepGalaxy (Cai et al. 2020, arXiv:2010.11630), written as the paper's layer table:
+// a fully convolutional autoencoder (FCAE) of galaxy-merger images, a variational autoencoder
+// (VAE) on its latent map, and a classifier head on the latent map.
+//
+//   FCAE encoder   VGG-style groups: Convs x (conv3x3 Width + ReLU), then max-pool 2; the last
+//                  group's output is the "3D latent map" (16x16x512 from 512x512 in the paper)
+//   centre         2x (conv3x3 CentreWidth, batch norm, ReLU)
+//   decoder        per stage: nearest upsample x2, 2x (conv3x3 Width, batch norm, ReLU); then
+//                  conv3x3 to 1 channel and a sigmoid (images in [0, 1])
+//   classifier     on the latent map: conv1x1 ClassifierChannels + ReLU, flatten, dense
+//                  ClassifierHidden + ReLU, dense Classes (logits)
+//   VAE            on the flattened latent map (D = C*H*W values): dense 256, tanh, dense 256,
+//                  dense 2Z (mu and logvar, Z = 16); z = mu + exp(logvar / 2) eps with
+//                  Beta * KL(q || N(0, I)) added to the loss (vae_sampling; the public code
+//                  computes the KL but never adds it, and samples with exp(logvar)); the
+//                  decoder mirrors the encoder: dense 256, dense 256, tanh, dense D, reshape
+//
+// Sizes are template parameters: config<Size, widths<...>, convs<...>, CentreWidth,
+// widths<...>, Classes, ...>; the depth is the number of encoder groups (the decoder has as
+// many stages, so the reconstruction has the input's size). models::deepgalaxy::paper<Classes>
+// is the paper's 512x512 VGG16 configuration. Each config gives the network types
+//
+//   fcae             image -> reconstruction                       (loss: MAE, the paper's)
+//   fcae_classifier  image -> heads<reconstruction, class logits>  (loss::per_output: MAE + CE)
+//   encoder          image -> latent map                           (features for the VAE)
+//   vae              latent map -> latent map, adds its KL         (loss: MSE; Beta is VaeBeta)
+//   vae_encoder      latent map -> [mu, logvar]                    (z for the similarity search)
+//   classifier       latent map -> class logits                    (the staged recipe's third stage)
+//
+// An autoencoder's targets are its inputs: put the images (or latent maps) in the dataset's
+// targets, beside the class label for fcae_classifier ([image | label] per sample). The
+// staged recipe trains fcae, then vae on encoder's output, then classifier;
+// copy_leading_parameters moves a trained network's leading layers into a shorter network
+// with the same leading layers (fcae or fcae_classifier -> encoder, vae -> vae_encoder).
+// nearest_in_latent finds similar images by L2 distance in z.
+
+
+
+namespace lamina::models::deepgalaxy {
+
+/// A list of channel widths, one per encoder group or decoder stage.
+template <std::size_t... W>
+struct widths {
+    static constexpr std::size_t count = sizeof...(W);
+};
+/// The number of 3x3 convolutions in each encoder group.
+template <std::size_t... N>
+struct convs {
+    static constexpr std::size_t count = sizeof...(N);
+};
+
+/// conv3x3 with padding 1 (shape-preserving), He-uniform initialisation.
+template <std::size_t C, bool Bias>
+using conv3x3 = conv2d<C, 3, 1, 1, init::he_uniform, Bias>;
+/// conv3x3 (no bias: a batch norm follows), batch norm, ReLU.
+template <std::size_t C>
+using conv_bn_relu = sequential<conv3x3<C, false>, batch_norm, relu>;
+
+namespace detail {
+template <std::size_t Width, std::size_t Convs>
+struct vgg_group {
+    static_assert(Convs >= 1, "lamina::models::deepgalaxy: an encoder group needs at least one convolution");
+    using type = sequential<conv3x3<Width, true>, relu, repeat<Convs - 1, sequential<conv3x3<Width, true>, relu>>, max_pool<2>>;
+};
+template <std::size_t Width>
+struct vgg_group<Width, 1> {
+    using type = sequential<conv3x3<Width, true>, relu, max_pool<2>>;
+};
+
+template <class Widths, class Convs>
+struct encoder_def;
+template <std::size_t... W, std::size_t... N>
+struct encoder_def<widths<W...>, convs<N...>> {
+    static_assert(sizeof...(W) == sizeof...(N),
+                  "lamina::models::deepgalaxy: the encoder needs one convolution count per group width");
+    static_assert(sizeof...(W) >= 1, "lamina::models::deepgalaxy: the encoder needs at least one group");
+    using type = sequential<typename vgg_group<W, N>::type...>;
+};
+
+template <class Widths>
+struct decoder_def;
+template <std::size_t... W>
+struct decoder_def<widths<W...>> {
+    using type = sequential<sequential<upsample_nearest<2>, conv_bn_relu<W>, conv_bn_relu<W>>...,
+                            conv3x3<1, true>, sigmoid>;
+};
+
+template <class S>
+struct input_for;
+template <std::size_t... D>
+struct input_for<shape<D...>> {
+    using type = input<D...>;
+};
+template <class S>
+struct reshape_for;
+template <std::size_t... D>
+struct reshape_for<shape<D...>> {
+    using type = reshape<D...>;
+};
+}  // namespace detail
+
+/// One VGG encoder group: Convs x (conv3x3 Width + ReLU), max-pool 2.
+template <std::size_t Width, std::size_t Convs>
+using vgg_group = typename detail::vgg_group<Width, Convs>::type;
+
+template <std::size_t Size, class EncoderWidths, class EncoderConvs, std::size_t CentreWidth, class DecoderWidths,
+          std::size_t Classes, std::size_t Latent = 16, std::size_t VaeHidden = 256, std::size_t ClassifierChannels = 32,
+          std::size_t ClassifierHidden = 256, class VaeBeta = std::ratio<1>>
+struct config {
+    static constexpr std::size_t depth = EncoderWidths::count;
+    static_assert(DecoderWidths::count == depth,
+                  "lamina::models::deepgalaxy: the decoder needs one stage per encoder group (the reconstruction "
+                  "then has the input's size)");
+    static_assert(depth < 20 && Size % (std::size_t(1) << depth) == 0,
+                  "lamina::models::deepgalaxy: the image size must divide by 2^depth (one max-pool per group)");
+    static_assert(Classes >= 2 && Latent >= 1, "lamina::models::deepgalaxy: need at least 2 classes and 1 latent");
+    static constexpr std::size_t image_size = Size;
+    static constexpr std::size_t classes = Classes;
+    static constexpr std::size_t latent = Latent;  // Z, the VAE's code size
+
+    using image_input = input<1, Size, Size>;
+    using encoder_layers = typename detail::encoder_def<EncoderWidths, EncoderConvs>::type;
+    using latent_shape = checked_output_t<encoder_layers, shape<1, Size, Size>>;  // (C, H, W) of the latent map
+    static constexpr std::size_t latent_map_size = latent_shape::size;            // D
+    using latent_input = typename detail::input_for<latent_shape>::type;
+
+    using centre_layers = sequential<conv_bn_relu<CentreWidth>, conv_bn_relu<CentreWidth>>;
+    using decoder_layers = typename detail::decoder_def<DecoderWidths>::type;
+    using reconstruction_head = sequential<centre_layers, decoder_layers>;
+    using classifier_head = sequential<conv2d<ClassifierChannels, 1, 1, 0, init::he_uniform, true>, relu, flatten,
+                                       dense<ClassifierHidden, init::he_uniform>, relu, dense<Classes>>;
+    using vae_encoder_layers = sequential<dense<VaeHidden>, tanh, dense<VaeHidden>, dense<2 * Latent>>;
+    using vae_decoder_layers = sequential<dense<VaeHidden>, dense<VaeHidden>, tanh, dense<latent_map_size>>;
+
+    // ---- the networks ------------------------------------------------------------------------
+    using fcae = sequential<image_input, encoder_layers, reconstruction_head>;
+    using fcae_classifier = sequential<image_input, encoder_layers, heads<reconstruction_head, classifier_head>>;
+    using encoder = sequential<image_input, encoder_layers>;
+    using vae = sequential<latent_input, flatten, vae_encoder_layers, vae_sampling<VaeBeta>, vae_decoder_layers,
+                           typename detail::reshape_for<latent_shape>::type>;
+    using vae_encoder = sequential<latent_input, flatten, vae_encoder_layers>;
+    using classifier = sequential<latent_input, classifier_head>;
+};
+
+/// The paper's configuration: 512x512 images, the VGG16 encoder (13 convolutions in 5 groups,
+/// 64-128-256-512-512) to a 16x16x512 latent map, centre 512, decoder 256-128-64-32-16, Z = 16.
+/// (The paper's classifier is a separate network, unverified in form; this head is lamina's.)
+template <std::size_t Classes, class VaeBeta = std::ratio<1>>
+using paper = config<512, widths<64, 128, 256, 512, 512>, convs<2, 2, 3, 3, 3>, 512, widths<256, 128, 64, 32, 16>, Classes,
+                     16, 256, 32, 256, VaeBeta>;
+
+/// Copies the parameters and running state of `to`'s layers from the same leading layers of
+/// `from` (a trained fcae_classifier into an encoder, a vae into a vae_encoder). Checks that
+/// every tensor of `to` has the name (position and layer) and size of `from`'s at that place.
+template <class From, class To>
+void copy_leading_parameters(const From& from, To& to) {
+    auto check = [](const auto& fs, const auto& ts, const char* what) {
+        if (ts.size() > fs.size())
+            throw shape_error(std::string("lamina: copy_leading_parameters: the target has more ") + what + " tensors (" +
+                              std::to_string(ts.size()) + ") than the source (" + std::to_string(fs.size()) + ")");
+        for (std::size_t i = 0; i < ts.size(); ++i)
+            if (ts[i].name != fs[i].name || ts[i].count != fs[i].count || ts[i].offset != fs[i].offset)
+                throw shape_error(std::string("lamina: copy_leading_parameters: ") + what + " tensor " + std::to_string(i) +
+                                  " is '" + ts[i].name + "' (" + std::to_string(ts[i].count) + " values) in the target but '" +
+                                  fs[i].name + "' (" + std::to_string(fs[i].count) + ") in the source");
+    };
+    check(from.parameter_segments(), to.parameter_segments(), "parameter");
+    check(from.state_segments(), to.state_segments(), "running-state");
+    if (To::parameter_count) {
+        auto p = from.get_parameters();
+        p.resize(To::parameter_count);
+        to.set_parameters(p);
+    }
+    if (To::state_count) {
+        auto s = from.get_state();
+        s.resize(To::state_count);
+        to.set_state(s);
+    }
+}
+
+/// Indices of the k codes nearest to `query` by L2 distance (ascending; ties by index) among
+/// `count` codes of `size` values (row-major), skipping index `exclude` (the query itself
+/// when it is one of them; pass count or more to skip nothing). Returns (index, distance).
+template <class T>
+std::vector<std::pair<std::size_t, double>> nearest_in_latent(const T* codes, std::size_t count, std::size_t size,
+                                                              const T* query, std::size_t k,
+                                                              std::size_t exclude = static_cast<std::size_t>(-1)) {
+    if (size == 0) throw argument_error("lamina: nearest_in_latent: codes of size 0");
+    if (count && (!codes || !query)) throw argument_error("lamina: nearest_in_latent: null pointer");
+    std::vector<std::pair<std::size_t, double>> all;
+    all.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+        if (i == exclude) continue;
+        double d = 0;
+        for (std::size_t j = 0; j < size; ++j) {
+            const double e = static_cast<double>(codes[i * size + j]) - static_cast<double>(query[j]);
+            d += e * e;
+        }
+        all.emplace_back(i, std::sqrt(d));
+    }
+    const std::size_t n = std::min(k, all.size());
+    std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(), [](const auto& a, const auto& b) {
+        return a.second < b.second || (a.second == b.second && a.first < b.first);
+    });
+    all.resize(n);
+    return all;
+}
+
+}  // namespace lamina::models::deepgalaxy
+// ---- end include/lamina/models/deepgalaxy.hpp ----
 
 // ---- end include/lamina/framework.hpp ----
 

@@ -1,5 +1,5 @@
 // libtorch twins of lamina's science models (issue 11), for bench_torch_models.cpp only; the
-// layer tables are in common/model_specs.hpp and lamina's headers in include/lamina/models/:
+// layer tables are in bench/common/model_specs.hpp and lamina's headers in include/lamina/models/:
 //
 //   make_fcae()             conv_autoencoder.hpp at 1x128x128 (775,425 parameters)
 //   make_deepgalaxy_fcae()  deepgalaxy.hpp's fcae at 1x256x256 with the paper's widths

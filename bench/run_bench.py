@@ -268,7 +268,7 @@ def race_models(runner, opts, progs, model, phase, threads, batch=None):
                 rss[impl] = max(rss[impl], r.get("peak_rss_mb", 0.0))
                 used_batch = r["batch"]
             flags[impl] |= flagged
-            log(f"  {label}: {recs[0]['images_per_s']:.0f} img/s, {lat[impl][-1]:.1f} us per call "
+            log(f"  {label}: {fmt(recs[0]['images_per_s'])} img/s, {lat[impl][-1]:.1f} us per call "
                 f"(others {others:.2f} cores)")
     lam_ips = statistics.median(res["lamina"])
     tor_ips = statistics.median(res["libtorch"]) if res["libtorch"] else None
@@ -530,6 +530,9 @@ def bench_conv(runner, opts, progs):
 def fmt(v, digits=0):
     if v is None:
         return "-"
+    if digits == 0 and isinstance(v, float) and not v.is_integer() and abs(v) < 10:
+        # the science models' seconds-long steps: 0.33 img/s, not 0
+        return f"{v:.2g}" if abs(v) < 1 else f"{v:.1f}"
     return f"{v:,.{digits}f}"
 
 

@@ -59,6 +59,9 @@ void run_model(const bench::model_spec& spec, const bench::args& a, const bench:
         const float* targets = spec.loss == bench::loss_kind::cross_entropy ? data.labels.data() : data.x.data();
         lamina::dataset_view<float> view{data.x.data(), targets, B, spec.input_size, spec.target_size()};
         lamina::trainer fit{*net, Loss{}, lamina::optim::sgd{bench::sgd_lr, bench::sgd_momentum}};
+        // Step times, not convergence: a diverging step (the HEP CNN's loss on its random labels
+        // spikes before it settles) carries on as libtorch's does, instead of stopping the run.
+        fit.on_non_finite(lamina::non_finite::keep_going);
         std::vector<std::size_t> idx(B);
         std::iota(idx.begin(), idx.end(), std::size_t{0});
         double last_loss = 0;

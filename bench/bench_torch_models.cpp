@@ -1,10 +1,11 @@
 // libtorch twin of bench_models.cpp: the same MLP, LeNet-5, ResNet-20 (option A) and ResNet-50
-// v1.5 (common/torch_resnets.hpp), the same synthetic data, the same training step (forward,
-// cross-entropy, backward, SGD momentum 0.9, lr 0.01) and the same measurement loop
-// (common/bench_util.hpp).
+// v1.5 (common/torch_resnets.hpp), the same science models (common/torch_science.hpp: fcae,
+// deepgalaxy_fcae, hep_cnn, mcnn), the same synthetic data, the same training step (forward,
+// cross-entropy or MSE / MAE against the input, backward, SGD momentum 0.9, lr 0.01) and the
+// same measurement loop (common/bench_util.hpp; peak RSS in every JSON line).
 //
-//   bench_torch_models --model mlp|lenet5|resnet20|resnet50|all --phase train|infer|all --threads N
-//                      [--batch N] --min-time S
+//   bench_torch_models --model mlp|lenet5|resnet20|resnet50|fcae|deepgalaxy_fcae|hep_cnn|mcnn|all
+//                      --phase train|infer|all --threads N [--batch N] --min-time S
 //
 // Threads: torch::set_num_threads(N) (intra-op) and at::set_num_interop_threads(1).
 // Inference: torch::NoGradGuard and eval mode. Run it with the environment run_bench.py sets
@@ -15,6 +16,7 @@
 
 #include "common/model_specs.hpp"
 #include "common/torch_resnets.hpp"
+#include "common/torch_science.hpp"
 
 namespace nn = torch::nn;
 
@@ -46,7 +48,9 @@ static void run_model(Net net, const bench::model_spec& spec, const bench::args&
         xs = {B, static_cast<std::int64_t>(spec.channels), static_cast<std::int64_t>(spec.height),
               static_cast<std::int64_t>(spec.width)};
     torch::Tensor x = torch::from_blob(data.x.data(), xs, torch::kFloat32).clone();
-    torch::Tensor y = torch::from_blob(data.labels.data(), {B}, torch::kFloat32).to(torch::kInt64);
+    torch::Tensor y;  // class labels; the autoencoders' targets are x
+    if (spec.loss == bench::loss_kind::cross_entropy)
+        y = torch::from_blob(data.labels.data(), {B}, torch::kFloat32).to(torch::kInt64);
 
     bench::record r;
     r.bench = "models";
@@ -63,7 +67,10 @@ static void run_model(Net net, const bench::model_spec& spec, const bench::args&
         r.phase = "train";
         r.t = bench::measure(p, [&] {
             opt.zero_grad();
-            torch::Tensor loss = torch::nn::functional::cross_entropy(net->forward(x), y);
+            torch::Tensor out = net->forward(x);
+            torch::Tensor loss = spec.loss == bench::loss_kind::cross_entropy ? torch::nn::functional::cross_entropy(out, y)
+                                 : spec.loss == bench::loss_kind::mse         ? torch::nn::functional::mse_loss(out, x)
+                                                                              : torch::nn::functional::l1_loss(out, x);
             loss.backward();
             opt.step();
             last_loss = loss.item<double>();
@@ -79,7 +86,7 @@ static void run_model(Net net, const bench::model_spec& spec, const bench::args&
         r.phase = "infer";
         r.t = bench::measure(p, [&] { out = net->forward(x); });
         r.images_per_s = static_cast<double>(B) / (r.t.median_ms * 1e-3);
-        std::fprintf(stderr, "libtorch %s infer: out[0] %.4f\n", spec.name, out[0][0].item<double>());
+        std::fprintf(stderr, "libtorch %s infer: out[0] %.4f\n", spec.name, out.flatten()[0].item<double>());
         bench::emit(r);
     }
 }
@@ -114,6 +121,25 @@ int main(int argc, char** argv) try {
     }
     if (a.selects("model", "resnet50")) {
         run_model(bench_torch::ResNet50(1000), bench::resnet50_spec, a, p, threads);
+        any = true;
+    }
+    if (a.selects("model", "fcae")) {
+        run_model(bench_torch::make_fcae(), bench::fcae_spec, a, p, threads);
+        any = true;
+    }
+    if (a.selects("model", "deepgalaxy_fcae")) {
+        run_model(bench_torch::make_deepgalaxy_fcae(), bench::deepgalaxy_fcae_spec, a, p, threads);
+        any = true;
+    }
+    if (a.selects("model", "hep_cnn")) {
+        run_model(bench_torch::make_hep_cnn(), bench::hep_cnn_spec, a, p, threads);
+        any = true;
+    }
+    if (a.selects("model", "mcnn")) {
+        run_model(bench_torch::MCNN(static_cast<std::int64_t>(bench::mcnn_spec.height),
+                                    static_cast<std::int64_t>(bench::mcnn_spec.width),
+                                    static_cast<std::int64_t>(bench::mcnn_spec.classes)),
+                  bench::mcnn_spec, a, p, threads);
         any = true;
     }
     if (!any) {

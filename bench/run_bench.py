@@ -4,12 +4,18 @@ OpenBLAS and oneDNN and says which targets are met.
 
     python3 bench/run_bench.py --build-dir build/bench [--threads 2] [--rounds 5]
                                [--only models|batch1|threading|kokkos|gemm|conv|tta]
-                               [--models mlp,lenet5,resnet20,resnet50] [--markdown FILE] [--json raw.jsonl]
+                               [--models mlp,lenet5,resnet20,resnet50|science|all] [--markdown FILE]
+                               [--json raw.jsonl]
 
 Models: lamina (bench_models) and libtorch (bench_torch_models) run interleaved, A B A B ...,
 `--rounds` times per model, phase and thread count, each run a fresh process (so each row's
-peak RSS is its own). `--models` picks the models (default all four: mlp, lenet5 and ResNet-20
-at batch 32, ResNet-50 v1.5 at batch 8). libtorch runs at
+peak RSS is its own). `--models` picks the models (default the first four: mlp, lenet5 and
+ResNet-20 at batch 32, ResNet-50 v1.5 at batch 8; `science` names issue 11's rows: fcae (the
+1x128x128 conv autoencoder, MSE, batch 16), deepgalaxy_fcae (the DeepGalaxy FCAE at 256x256,
+MAE, batch 4), hep_cnn (224x224, batch 8) and mcnn (256x320, batch 4), target 1.2x libtorch at
+training and inference; `all` names all eight; names and keywords can be mixed, e.g.
+mlp,science). deepgalaxy_fcae's steps take seconds: its runs use 1 warm-up step and at least 3
+timed ones (the other models 3 and 5). libtorch runs at
 its best: OpenMP OpenBLAS (LD_LIBRARY_PATH) with OPENBLAS_CORETYPE named from the CPU's flags
 (OpenBLAS 0.3.21 falls back to SSE3 kernels on CPU models it does not know), glibc malloc
 tunables that keep its buffers mapped, OMP_NUM_THREADS = threads. The figure per implementation is the median over rounds of
@@ -70,7 +76,12 @@ LIBTORCH_ENV = {
 THREADING_TARGET = 1.03  # 1-thread step time / LAMINA_NO_THREADS step time
 KOKKOS_TARGET = 1.5  # Kokkos OpenMP step time / host backend step time
 MODEL_TARGETS = {("lenet5", "train"): 1.5, ("lenet5", "infer"): 1.5, ("mlp", "train"): 1.2, ("mlp", "infer"): 1.0}
-MODELS = ("mlp", "lenet5", "resnet20", "resnet50")  # bench_models' --model names
+DEFAULT_MODELS = ("mlp", "lenet5", "resnet20", "resnet50")  # bench_models' --model names
+SCIENCE_MODELS = ("fcae", "deepgalaxy_fcae", "hep_cnn", "mcnn")  # issue 11's rows
+MODELS = DEFAULT_MODELS + SCIENCE_MODELS
+MODEL_TARGETS.update({(m, ph): 1.2 for m in SCIENCE_MODELS for ph in ("train", "infer")})
+# Per-model protocol: seconds-long steps need fewer untimed and timed repetitions.
+MODEL_PROTOCOL = {"deepgalaxy_fcae": ["--warmup", "1", "--min-reps", "3"]}
 BATCH1_MODELS = ("mlp", "lenet5")
 BATCH1_TARGET = 1.5  # libtorch latency / lamina latency at batch 1
 GEMM_TARGET = 0.85  # lamina / OpenBLAS
@@ -232,6 +243,7 @@ def race_models(runner, opts, progs, model, phase, threads, batch=None):
     a row with each side's per-round figures (images/s and median latency), peak RSS and flags."""
     lam, tor = progs["bench_models"], progs.get("bench_torch_models")
     args = ["--model", model, "--phase", phase, "--threads", str(threads), "--min-time", str(opts.min_time)]
+    args += MODEL_PROTOCOL.get(model, [])
     if batch:
         args += ["--batch", str(batch)]
     res = {"lamina": [], "libtorch": []}
@@ -256,7 +268,7 @@ def race_models(runner, opts, progs, model, phase, threads, batch=None):
                 rss[impl] = max(rss[impl], r.get("peak_rss_mb", 0.0))
                 used_batch = r["batch"]
             flags[impl] |= flagged
-            log(f"  {label}: {recs[0]['images_per_s']:.0f} img/s, {lat[impl][-1]:.1f} us per call "
+            log(f"  {label}: {fmt(recs[0]['images_per_s'])} img/s, {lat[impl][-1]:.1f} us per call "
                 f"(others {others:.2f} cores)")
     lam_ips = statistics.median(res["lamina"])
     tor_ips = statistics.median(res["libtorch"]) if res["libtorch"] else None
@@ -518,6 +530,9 @@ def bench_conv(runner, opts, progs):
 def fmt(v, digits=0):
     if v is None:
         return "-"
+    if digits == 0 and isinstance(v, float) and not v.is_integer() and abs(v) < 10:
+        # the science models' seconds-long steps: 0.33 img/s, not 0
+        return f"{v:.2g}" if abs(v) < 1 else f"{v:.1f}"
     return f"{v:,.{digits}f}"
 
 
@@ -649,10 +664,15 @@ def parse_list(s):
 
 
 def parse_models(s):
-    v = [x.strip() for x in s.split(",") if x.strip()]
+    v = []
+    for x in (x.strip() for x in s.split(",") if x.strip()):
+        for m in {"all": MODELS, "science": SCIENCE_MODELS}.get(x, (x,)):
+            if m not in v:
+                v.append(m)
     bad = [x for x in v if x not in MODELS]
     if not v or bad:
-        raise argparse.ArgumentTypeError(f"'{s}': models are a comma-separated list of {', '.join(MODELS)}")
+        raise argparse.ArgumentTypeError(f"'{s}': models are a comma-separated list of {', '.join(MODELS)}, "
+                                         "science or all")
     return v
 
 
@@ -664,8 +684,9 @@ def main(argv):
     ap.add_argument("--threads", type=parse_list, default=[2], help="thread counts, e.g. 2 or 1,2 (default 2)")
     ap.add_argument("--only", choices=["models", "batch1", "threading", "kokkos", "gemm", "conv", "tta"],
                     help="run only this part")
-    ap.add_argument("--models", type=parse_models, default=list(MODELS),
-                    help="models for the models part, e.g. resnet20,resnet50 (default: " + ",".join(MODELS) + ")")
+    ap.add_argument("--models", type=parse_models, default=list(DEFAULT_MODELS),
+                    help="models for the models part, e.g. resnet20,resnet50; science: " + ",".join(SCIENCE_MODELS)
+                    + "; all: every model (default: " + ",".join(DEFAULT_MODELS) + ")")
     ap.add_argument("--batch1-threads", type=parse_list, default=[1, 2],
                     help="thread counts of the batch-1 rows (default 1,2)")
     ap.add_argument("--tta", action="store_true", help="also run the time-to-accuracy part in a full run (minutes)")

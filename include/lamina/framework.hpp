@@ -71,3 +71,4 @@
 #include "models/mcnn.hpp"
 #include "models/hep_cnn.hpp"
 #include "models/deepgalaxy.hpp"
+#include "models/conv_autoencoder.hpp"

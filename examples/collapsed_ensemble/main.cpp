@@ -3,18 +3,18 @@
 // One training run in cycles of a cyclic polynomial schedule: each cycle warms up linearly from
 // 0.01 to 0.1 over a quarter epoch, then decays with power 2 to zero; its last half epoch is the
 // collapse (rate towards zero, weight decay doubled from 5e-4 to 1e-3). As in the paper, the
-// first cycle is the ordinary training run (twice as long as the others) and the later, short
-// cycles start from a trained model, so each snapshot is good on its own and the ensemble
-// averages models of similar quality. The model is kept where each cycle ends; at the end every
-// snapshot and their ensemble (averaged softmax) are evaluated on the held-out images. SGD with
-// momentum 0.9, batch 64, no decay on batch norm or biases.
+// first cycle is the ordinary training run (long) and the later, short cycles start from a
+// trained model, so each snapshot is good on its own and the ensemble averages models of
+// similar quality. The model is kept where each cycle ends; at the end every snapshot and their
+// ensemble (averaged softmax) are evaluated on the held-out images. SGD with momentum 0.9, batch
+// 64, no decay on batch norm or biases.
 //
-//   ./collapsed_ensemble ../shared/data/mnist --seed 1 [--epochs 2] [--cycles 4] [--threads 2] [--out DIR]
+//   ./collapsed_ensemble ../shared/data/mnist --seed 1 [--first 6] [--epochs 1] [--cycles 4] [--threads 2] [--out DIR]
 //
-// --epochs is the length of each cycle after the first (default 2 epochs; the first is twice
-// that), --cycles their number (default 4: 4 collapses in 10 epochs). Pictures go to --out
-// (default collapsed_ensemble_out): loss and held-out accuracy per epoch, the learning rate per
-// step (the cycles), and each snapshot's held-out accuracy beside the ensemble's.
+// --first is the first cycle's length in epochs (default 6), --epochs the length of each later
+// cycle (default 1), --cycles their number (default 4: 4 collapses in 9 epochs). Pictures go to
+// --out (default collapsed_ensemble_out): loss and held-out accuracy per epoch, the learning
+// rate per step (the cycles), and each snapshot's held-out accuracy beside the ensemble's.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -45,8 +45,8 @@ struct rate_recorder {
 };
 
 int main(int argc, char** argv) try {
-    // --cycles and --out are this example's own options; the rest are the examples' common ones.
-    std::size_t cycles = 4;
+    // --cycles, --first and --out are this example's own options; the rest are the examples' common ones.
+    std::size_t cycles = 4, first_epochs = 6;
     std::string out = "collapsed_ensemble_out";
     std::vector<char*> rest;
     for (int i = 0; i < argc; ++i) {
@@ -59,6 +59,15 @@ int main(int argc, char** argv) try {
             }
             cycles = static_cast<std::size_t>(v);
             ++i;
+        } else if (std::strcmp(argv[i], "--first") == 0) {
+            char* end = nullptr;
+            const long v = i + 1 < argc ? std::strtol(argv[i + 1], &end, 10) : 0;
+            if (i + 1 >= argc || *end || v < 1 || v > 1000) {
+                std::fprintf(stderr, "%s: --first expects a whole number of epochs in 1..1000\n", argv[0]);
+                return 2;
+            }
+            first_epochs = static_cast<std::size_t>(v);
+            ++i;
         } else if (std::strcmp(argv[i], "--out") == 0) {
             if (i + 1 >= argc || !*argv[i + 1]) {
                 std::fprintf(stderr, "%s: --out needs a folder\n", argv[0]);
@@ -70,7 +79,7 @@ int main(int argc, char** argv) try {
         }
     }
     auto args = parse_example_args(static_cast<int>(rest.size()), rest.data());
-    const double cycle_epochs = args.epochs ? double(args.epochs) : 2.0;
+    const double cycle_epochs = args.epochs ? double(args.epochs) : 1.0;
 
     auto data = lm::data::mnist_train_test(args.data_dir);
     std::printf("data: %s, zero-padded to 32x32\n", data.description.c_str());
@@ -80,7 +89,7 @@ int main(int argc, char** argv) try {
     model net{lm::seed{args.seed}, lm::threads{args.threads}};
     lm::schedule::cyclic_polynomial sched;
     sched.cycle_epochs = cycle_epochs;
-    sched.first_cycle_epochs = 2 * cycle_epochs;
+    sched.first_cycle_epochs = double(first_epochs);
     sched.warmup_epochs = 0.25;
     sched.power = 2;
     sched.start_lr = 0.01;
@@ -90,9 +99,9 @@ int main(int argc, char** argv) try {
     lm::collapsed_ensemble<model> ce{sched, collapse_epochs, 2.0, lm::threads{args.threads}};
     lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.1, 0.9, false, 5e-4}, ce.schedule()};
     const std::size_t epochs = static_cast<std::size_t>(std::ceil(sched.total_epochs() - 1e-9));
-    std::printf("ResNet-20 (%zu parameters), %zu cycles of %g epochs, the first twice as long (warm-up 0.25, collapse %g with weight decay "
+    std::printf("ResNet-20 (%zu parameters), %zu cycles: the first %zu epochs, the others %g (warm-up 0.25, collapse %g with weight decay "
                 "x2), %zu epochs, seed %lu\n",
-                model::parameter_count, cycles, cycle_epochs, collapse_epochs, epochs, args.seed);
+                model::parameter_count, cycles, first_epochs, cycle_epochs, collapse_epochs, epochs, args.seed);
 
     const auto t0 = std::chrono::steady_clock::now();
     auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };

@@ -1,0 +1,224 @@
+// The communicator's behaviour besides the averaging itself (tests/mpi/test_mpi_training.cpp):
+//   - overlap: with overlap on, the first bucket goes to MPI while backward still runs; the
+//     observer sees the first layer's gradient still holding a sentinel the test wrote before
+//     the step (backward writes that gradient last); with overlap off it is already written;
+//   - mismatched architectures: every rank throws the same error, within seconds;
+//   - a checkpoint written by 2 ranks resumes on 1 rank and on all ranks of the run, and both
+//     continue exactly as an uninterrupted one-process run with the same global batch.
+// Run under mpirun -np 2 and -np 4 (tests/mpi/CMakeLists.txt).
+#include <catch2/catch.hpp>
+#include <mpi.h>
+
+#include <lamina/lamina.hpp>
+#include <lamina/communicators/mpi.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace lm = lamina;
+
+namespace {
+
+using res_net = lm::sequential<lm::input<2, 6, 6>, lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
+                               lm::residual<lm::sequential<lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
+                                                           lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>>>,
+                               lm::relu, lm::max_pool<2>, lm::flatten, lm::dense<7, lm::init::he_uniform>, lm::tanh,
+                               lm::dense<5>>;
+using other_net = lm::sequential<lm::input<2, 6, 6>, lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
+                                 lm::residual<lm::sequential<lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
+                                                             lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>>>,
+                                 lm::relu, lm::max_pool<2>, lm::flatten, lm::dense<7, lm::init::he_uniform>, lm::relu,
+                                 lm::dense<5>>;  // tanh -> relu: the same sizes, another network
+using wider_net = lm::sequential<lm::input<2, 6, 6>, lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
+                                 lm::max_pool<2>, lm::flatten, lm::dense<9>, lm::tanh, lm::dense<5>>;
+
+int world_rank() {
+    int r = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    return r;
+}
+int world_size() {
+    int n = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    return n;
+}
+
+lm::dataset<float> make_data(std::size_t n, std::size_t classes) {
+    lm::dataset<float> d(n, 72, 1);
+    std::uint32_t h = 777;
+    for (auto& v : d.inputs()) {
+        h = h * 1664525u + 1013904223u;
+        v = static_cast<float>((h >> 8) % 2001) / 1000.0f - 1.0f;
+    }
+    for (std::size_t i = 0; i < n; ++i) d.targets()[i] = static_cast<float>(i % classes);
+    return d;
+}
+
+template <class U>
+double excess(const std::vector<U>& a, const std::vector<U>& b) {
+    REQUIRE(a.size() == b.size());
+    double worst = -1;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const double x = a[i], y = b[i];
+        worst = std::max(worst, std::abs(x - y) - (1e-5 * std::max(std::abs(x), std::abs(y)) + 1e-6));
+    }
+    return worst;
+}
+
+/// At each bucket start: was the first layer's gradient (written last by backward) still the
+/// sentinel?
+struct sentinel_observer final : lm::comm::observer {
+    const float* first_layer = nullptr;
+    std::size_t first_layer_count = 0;
+    std::vector<bool> sentinel_at_start;
+    std::vector<std::size_t> finished;
+    void bucket_started(std::size_t, std::size_t, std::size_t, bool) override {
+        bool all = true;
+        for (std::size_t i = 0; first_layer && i < first_layer_count; ++i) all = all && first_layer[i] == 1234.5f;
+        sentinel_at_start.push_back(all);
+    }
+    void bucket_finished(std::size_t k) override { finished.push_back(k); }
+};
+
+/// Same string on every rank?
+bool same_on_every_rank(const std::string& s) {
+    std::uint64_t h = lm::comm::fingerprint(s), lo = h, hi = h;
+    MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+    return lo == hi;
+}
+
+}  // namespace
+
+TEST_CASE("an overlapped run hands the first bucket to MPI before backward ends", "[mpi][overlap]") {
+    const auto data = make_data(16, 5);
+    for (bool overlap : {true, false}) {
+        INFO("overlap " << overlap << ", rank " << world_rank());
+        res_net::model<lm::host> net{lm::seed{7}, lm::threads{1}};
+        sentinel_observer obs;
+        lm::comm::mpi_options o;
+        o.overlap = overlap;
+        o.first_bucket_bytes = 1;  // the last layer alone
+        o.bucket_bytes = 1 << 20;
+        o.observer = &obs;
+        lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05}, lm::comm::mpi{MPI_COMM_WORLD, o}};
+        const auto& segs = net.parameter_segments();
+        const std::size_t first_count = segs[0].count + segs[1].count;  // conv weight and bias
+        REQUIRE(segs[2].offset == first_count);
+        obs.first_layer_count = first_count;
+        const std::size_t idx[4] = {0, 1, 2, 3};
+        fit.train_batch(data, idx, 4, 0.05);  // the model allocates its gradients in its first step
+        for (int step = 0; step < 2; ++step) {
+            obs.first_layer = net.gradients();
+            std::fill(net.gradients(), net.gradients() + first_count, 1234.5f);
+            obs.sentinel_at_start.clear();
+            obs.finished.clear();
+            fit.train_batch(data, idx, 4, 0.05);
+            REQUIRE(fit.session().plan().size() == 2);
+            REQUIRE(obs.sentinel_at_start.size() == 2);
+            // bucket 0 (the last dense layer): before backward reached layer 0 only with overlap
+            CHECK(obs.sentinel_at_start[0] == overlap);
+            CHECK_FALSE(obs.sentinel_at_start[1]);  // bucket 1 holds layer 0: written before it starts
+            CHECK(obs.finished == std::vector<std::size_t>{0, 1});
+            // with overlap every bucket starts inside a gradient report (the last one when layer 0
+            // reports, before backward returns); without, all start after backward
+            CHECK(fit.session().last_step().started_during_backward == (overlap ? 2u : 0u));
+            // the gradient the optimizer used is no longer the sentinel, on every rank alike
+            CHECK(net.gradients()[0] != 1234.5f);
+        }
+    }
+}
+
+TEST_CASE("ranks that built different networks all fail with the same clear error, quickly", "[mpi][architecture]") {
+    const int rank = world_rank();
+    auto attempt = [&](auto& net) {
+        std::string what;
+        try {
+            lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05},
+                            lm::comm::mpi{MPI_COMM_WORLD}};
+        } catch (const lm::error& e) {
+            what = e.what();
+        }
+        return what;
+    };
+    for (int variant = 0; variant < 2; ++variant) {
+        INFO("variant " << variant << ", rank " << rank);
+        const auto t0 = std::chrono::steady_clock::now();
+        std::string what;
+        const int odd = world_size() - 1;  // the last rank builds the other network
+        if (rank != odd) {
+            res_net::model<lm::host> net{lm::seed{1}, lm::threads{1}};
+            what = attempt(net);
+        } else if (variant == 0) {
+            other_net::model<lm::host> net{lm::seed{1}, lm::threads{1}};  // same sizes, other activation
+            what = attempt(net);
+        } else {
+            wider_net::model<lm::host> net{lm::seed{1}, lm::threads{1}};
+            what = attempt(net);
+        }
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        CHECK_THAT(what, Catch::Contains("ranks built different networks") &&
+                             Catch::Contains("rank " + std::to_string(odd) + " differs"));
+        CHECK(same_on_every_rank(what));
+        CHECK(seconds < 10);
+    }
+    // and ranks that agree do not fail
+    res_net::model<lm::host> net{lm::seed{1}, lm::threads{1}};
+    CHECK_NOTHROW(lm::trainer{net, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05},
+                              lm::comm::mpi{MPI_COMM_WORLD}});
+}
+
+TEST_CASE("a checkpoint written on 2 ranks resumes on 1 rank and on all ranks, as an uninterrupted run",
+          "[mpi][checkpoint]") {
+    const std::size_t N = static_cast<std::size_t>(world_size()), G = 8;  // global batch
+    REQUIRE(G % N == 0);
+    const auto data = make_data(6 * G, 5);
+    const lm::optim::adam adam{0.01, 0.9, 0.999, 1e-8, 1e-3};
+    // rank 0's process id names the file on every rank
+    long id = static_cast<long>(getpid());
+    MPI_Bcast(&id, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+    const std::string path = "lamina_test_mpi_ckpt_" + std::to_string(id) + ".lmck";
+
+    // the reference: one process, batch G, two epochs
+    res_net::model<lm::host> ref_net{lm::seed{5}, lm::threads{1}};
+    lm::trainer ref{ref_net, lm::loss::softmax_cross_entropy{}, adam};
+    ref.run(data, lm::epochs{2}, lm::batch{G});
+    const auto want = ref_net.get_parameters();
+
+    // epoch 1 on ranks 0 and 1 (batch G / 2 each); rank 0 writes the checkpoint
+    MPI_Comm pair = MPI_COMM_NULL;
+    MPI_Comm_split(MPI_COMM_WORLD, world_rank() < 2 ? 0 : MPI_UNDEFINED, world_rank(), &pair);
+    if (pair != MPI_COMM_NULL) {
+        res_net::model<lm::host> net{lm::seed{5}, lm::threads{1}};
+        lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, adam, lm::comm::mpi{pair}};
+        fit.run(data, lm::epochs{1}, lm::batch{G / 2});
+        if (fit.is_root()) lm::save_checkpoint(path, fit);
+    }
+    if (pair != MPI_COMM_NULL) MPI_Comm_free(&pair);
+    MPI_Barrier(MPI_COMM_WORLD);
+
+    SECTION("on every rank of the run, batch G / N each") {
+        res_net::model<lm::host> net{lm::seed{99}, lm::threads{1}};  // another seed: the checkpoint restores it
+        lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, adam, lm::comm::mpi{MPI_COMM_WORLD}};
+        if (world_rank() == 0) lm::load_checkpoint(path, fit);  // rank 0 reads; run() broadcasts
+        fit.run(data, lm::epochs{1}, lm::batch{G / N});
+        CHECK(fit.epoch() == 2);
+        CHECK(excess(net.get_parameters(), want) <= 0);
+    }
+    SECTION("on one rank, batch G") {
+        res_net::model<lm::host> net{lm::seed{99}, lm::threads{1}};
+        lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, adam};
+        lm::load_checkpoint(path, fit);
+        fit.run(data, lm::epochs{1}, lm::batch{G});
+        CHECK(fit.epoch() == 2);
+        CHECK(excess(net.get_parameters(), want) <= 0);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (world_rank() == 0) std::remove(path.c_str());
+}

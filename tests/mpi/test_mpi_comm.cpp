@@ -4,7 +4,9 @@
 //     the step (backward writes that gradient last); with overlap off it is already written;
 //   - mismatched architectures: every rank throws the same error, within seconds;
 //   - a checkpoint written by 2 ranks resumes on 1 rank and on all ranks of the run, and both
-//     continue exactly as an uninterrupted one-process run with the same global batch.
+//     continue exactly as an uninterrupted one-process run with the same global batch;
+//   - distributed steps 2..N allocate nothing (counted with a replaced global operator new;
+//     the MPI library's own malloc is not counted).
 // Run under mpirun -np 2 and -np 4 (tests/mpi/CMakeLists.txt).
 #include <catch2/catch.hpp>
 #include <mpi.h>
@@ -13,13 +15,27 @@
 #include <lamina/communicators/mpi.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <new>
 #include <string>
 #include <unistd.h>
 #include <vector>
+
+static std::atomic<long> g_allocations{0};
+void* operator new(std::size_t n) {
+    ++g_allocations;
+    if (void* p = std::malloc(n ? n : 1)) return p;
+    throw std::bad_alloc();
+}
+// free() matches the malloc() above; GCC cannot see that the two replacements pair up.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace lm = lamina;
 
@@ -35,6 +51,11 @@ using other_net = lm::sequential<lm::input<2, 6, 6>, lm::conv2d<4, 3, 1, 1, lm::
                                                              lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>>>,
                                  lm::relu, lm::max_pool<2>, lm::flatten, lm::dense<7, lm::init::he_uniform>, lm::relu,
                                  lm::dense<5>>;  // tanh -> relu: the same sizes, another network
+using bn_net = lm::sequential<lm::input<2, 6, 6>, lm::conv2d<4, 3, 1, 1, lm::init::he_uniform, false>, lm::batch_norm,
+                              lm::relu,
+                              lm::residual<lm::sequential<lm::conv2d<4, 3, 1, 1, lm::init::he_uniform, false>,
+                                                          lm::batch_norm>>,
+                              lm::relu, lm::global_avg_pool, lm::dense<5>>;
 using wider_net = lm::sequential<lm::input<2, 6, 6>, lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
                                  lm::max_pool<2>, lm::flatten, lm::dense<9>, lm::tanh, lm::dense<5>>;
 
@@ -221,4 +242,28 @@ TEST_CASE("a checkpoint written on 2 ranks resumes on 1 rank and on all ranks, a
     }
     MPI_Barrier(MPI_COMM_WORLD);
     if (world_rank() == 0) std::remove(path.c_str());
+}
+
+TEST_CASE("distributed training steps after the first allocate nothing", "[mpi][allocation]") {
+    const auto data = make_data(16, 5);
+    int level = 0;
+    MPI_Query_thread(&level);
+    for (int variant = 0; variant < 3; ++variant) {
+        if (variant == 2 && level < MPI_THREAD_MULTIPLE) continue;
+        INFO("variant " << variant << ", rank " << world_rank());
+        bn_net::model<lm::host> net{lm::seed{7}, lm::threads{1}};
+        lm::comm::mpi_options o;
+        o.first_bucket_bytes = 64;
+        o.bucket_bytes = 256;  // several buckets
+        o.overlap = variant != 1;
+        o.progress = variant == 2 ? lm::comm::progress::thread : lm::comm::progress::between_layers;
+        o.synchronize_batch_norm = true;
+        lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::adam{0.01}, lm::comm::mpi{MPI_COMM_WORLD, o}};
+        const std::size_t idx[4] = {0, 1, 2, 3};
+        fit.train_batch(data, idx, 4, 0.01);
+        REQUIRE(fit.session().plan().size() > 2);
+        const long before = g_allocations.load();
+        for (int step = 0; step < 4; ++step) fit.train_batch(data, idx, 4, 0.01);
+        CHECK(g_allocations.load() - before == 0);
+    }
 }

@@ -107,6 +107,14 @@ struct sentinel_observer final : lm::comm::observer {
     void bucket_finished(std::size_t k) override { finished.push_back(k); }
 };
 
+struct lr_log {
+    std::vector<double> lr;
+    template <class Trainer>
+    void on_step_end(Trainer&, const lm::step_info& i) {
+        lr.push_back(i.learning_rate);
+    }
+};
+
 /// Same string on every rank?
 bool same_on_every_rank(const std::string& s) {
     std::uint64_t h = lm::comm::fingerprint(s), lo = h, hi = h;
@@ -265,5 +273,71 @@ TEST_CASE("distributed training steps after the first allocate nothing", "[mpi][
         const long before = g_allocations.load();
         for (int step = 0; step < 4; ++step) fit.train_batch(data, idx, 4, 0.01);
         CHECK(g_allocations.load() - before == 0);
+    }
+}
+
+TEST_CASE("evaluate() on N ranks gives the whole dataset's metrics, as one process does", "[mpi][metrics]") {
+    const auto data = make_data(23, 5);  // not a multiple of the ranks
+    res_net::model<lm::host> net{lm::seed{3}, lm::threads{1}};
+    res_net::model<lm::host> alone{lm::seed{3}, lm::threads{1}};
+    lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05}, lm::comm::mpi{MPI_COMM_WORLD}};
+    lm::trainer one{alone, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05}};
+    const auto a = fit.evaluate(data, lm::batch{4});
+    const auto b = one.evaluate(data, lm::batch{4});
+    CHECK(a.samples == 23);
+    CHECK(a.loss == Approx(b.loss).epsilon(1e-6));
+    CHECK(a.accuracy == Approx(b.accuracy).epsilon(1e-12));
+    // the loss is the mean of per-sample losses, computed here one sample at a time
+    double sum = 0;
+    for (std::size_t i = 0; i < data.size(); ++i) {
+        sum += one.evaluate(data.view().slice(i, i + 1), lm::batch{1}).loss;
+    }
+    CHECK(a.loss == Approx(sum / 23).epsilon(1e-5));
+}
+
+TEST_CASE("the linear scaling rule ramps the learning rate to ranks x over the warm-up, on the global batch",
+          "[mpi][scaling]") {
+    const std::size_t N = static_cast<std::size_t>(world_size()), B = 2;
+    const auto data = make_data(N * B * 4, 5);  // 4 steps per epoch
+    res_net::model<lm::host> net{lm::seed{3}, lm::threads{1}};
+    lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.01}, lm::comm::mpi{MPI_COMM_WORLD}};
+    fit.scale_learning_rate({B, 1.0});  // the base rate is for B images: k = N
+    CHECK(fit.learning_rate_scale(B) == Approx(double(N)));
+    lr_log record;
+    fit.run(data, lm::epochs{2}, lm::batch{B}, record);
+    const auto& lr = record.lr;
+    REQUIRE(lr.size() == 8);
+    for (std::size_t s = 0; s < 8; ++s) {
+        const double t = double(s) / 4.0;  // epochs done before step s
+        const double want = 0.01 * (t < 1.0 ? 1.0 + (double(N) - 1.0) * t : double(N));
+        CHECK(lr[s] == Approx(want).epsilon(1e-12));
+    }
+}
+
+TEST_CASE("progress and files come from rank 0 only", "[mpi][root]") {
+    const std::size_t N = static_cast<std::size_t>(world_size());
+    const auto data = make_data(N * 4, 5);
+    long id = static_cast<long>(getpid());
+    MPI_Bcast(&id, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+    // every rank names its own file: only rank 0's may appear
+    const std::string path =
+        "lamina_test_mpi_log_" + std::to_string(id) + "_rank" + std::to_string(world_rank()) + ".csv";
+    {
+        res_net::model<lm::host> net{lm::seed{3}, lm::threads{1}};
+        lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.01}, lm::comm::mpi{MPI_COMM_WORLD}};
+        int columns = 0;  // a column is computed on every rank (it may be collective)
+        lm::csv_log log{path};
+        log.column<decltype(fit)>("held_out", [&](auto& t) {
+            ++columns;
+            return t.evaluate(data).accuracy;
+        });
+        fit.run(data, lm::epochs{2}, lm::batch{2}, log);
+        CHECK(columns == 2);
+    }
+    std::FILE* f = std::fopen(path.c_str(), "r");
+    CHECK((f != nullptr) == (world_rank() == 0));
+    if (f) {
+        std::fclose(f);
+        std::remove(path.c_str());
     }
 }

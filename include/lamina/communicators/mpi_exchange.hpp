@@ -14,6 +14,16 @@
 //     buffers) while the compute threads go on with backward. Needs MPI_THREAD_MULTIPLE and
 //     spends a core polling inside MPI while a collective runs.
 // Without overlap, each bucket is a blocking MPI_Allreduce as it is started.
+//
+// Why between_layers is the default (bench/bench_allreduce.cpp measures all three): its
+// exchange costs what a raw MPI_Iallreduce + MPI_Wait of the same bytes costs (the buckets
+// and reports add nothing measurable), it needs no thread level and no spare core, and a
+// backward pass reports gradients often enough (once per layer) to keep the collectives
+// moving. The communication thread lets the tuned blocking algorithms run while compute goes
+// on, which pays only with a core to spare: with every core computing, the polling thread and
+// Open MPI's locking under MPI_THREAD_MULTIPLE made it several times slower in our runs.
+// Open MPI's non-blocking allreduce is slower than its blocking one for mid-sized buffers, so
+// without overlap (nothing to overlap with) the blocking call is used.
 #pragma once
 
 #include <mpi.h>

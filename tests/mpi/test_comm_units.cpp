@@ -111,7 +111,7 @@ TEST_CASE("bucket fill: buckets become ready in order, a double report is an err
     CHECK(f.ready_prefix() == 2);
 }
 
-TEST_CASE("bucketed optimizer state steps like one whole-model state; checkpoint layout is the whole model's",
+TEST_CASE("bucketed optimizer state (every optimizer) steps like one whole-model state; checkpoint layout is the whole model's",
           "[comm][optimizer]") {
     const auto segs = segments_of({{7, 3}, {13}, {5, 1}, {11}});
     const auto p = lm::comm::fusion_plan::build(segs, 4, 1, 40);  // buckets of one and several layers
@@ -153,6 +153,11 @@ TEST_CASE("bucketed optimizer state steps like one whole-model state; checkpoint
     };
     run(lm::optim::sgd{0.1, 0.9, true, 1e-2});
     run(lm::optim::adam{0.01, 0.9, 0.999, 1e-8, 1e-2});
+    run(lm::optim::adamw{0.01, 1e-2});
+    run(lm::optim::rmsprop{0.01, 0.9, 1e-8, 1e-2, 0.5, true});
+    run(lm::optim::adadelta{1.0, 0.9, 1e-6, 1e-2});
+    run(lm::optim::lars{0.1, 0.9, 1e-2});
+    run(lm::optim::lamb{0.01, 1e-2});
 }
 
 TEST_CASE("distributed sampler: equal counts per rank, shards, reshuffle period, all data", "[comm][sampler]") {

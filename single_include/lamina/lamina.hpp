@@ -11699,6 +11699,14 @@ template <>
 struct steps_by_segment<optim::adam> : std::true_type {};
 template <>
 struct steps_by_segment<optim::adamw> : std::true_type {};
+template <>
+struct steps_by_segment<optim::rmsprop> : std::true_type {};
+template <>
+struct steps_by_segment<optim::adadelta> : std::true_type {};
+template <>
+struct steps_by_segment<optim::lars> : std::true_type {};  // norms per tensor; buckets hold whole tensors
+template <>
+struct steps_by_segment<optim::lamb> : std::true_type {};
 
 template <class Optimizer, class Backend, class T>
 class bucketed_state {

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <new>
 #include <string>
 #include <unistd.h>
@@ -339,5 +340,32 @@ TEST_CASE("progress and files come from rank 0 only", "[mpi][root]") {
     if (f) {
         std::fclose(f);
         std::remove(path.c_str());
+    }
+}
+
+TEST_CASE("a non-finite loss on one rank is decided alike on every rank", "[mpi][non_finite]") {
+    const std::size_t idx[2] = {0, 1};
+    for (bool skip : {false, true}) {
+        INFO("skip " << skip << ", rank " << world_rank());
+        auto data = make_data(4, 5);
+        if (world_rank() == 0) data.inputs()[3] = std::numeric_limits<float>::quiet_NaN();  // rank 0 only
+        res_net::model<lm::host> net{lm::seed{3}, lm::threads{1}};
+        lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05}, lm::comm::mpi{MPI_COMM_WORLD}};
+        const auto before = net.get_parameters();
+        if (skip) {
+            fit.on_non_finite(lm::non_finite::skip_batch);
+            const double l = fit.train_batch(data, idx, 2, 0.05);
+            CHECK_FALSE(std::isfinite(l));  // the mean over the ranks
+            CHECK(fit.skipped_steps() == 1);
+            CHECK(net.get_parameters() == before);
+            // and the next (finite) step runs on every rank
+            const std::size_t fine[2] = {1, 2};
+            if (world_rank() == 0) data.inputs()[3] = 0.5f;
+            CHECK(std::isfinite(fit.train_batch(data, fine, 2, 0.05)));
+            CHECK(net.get_parameters() != before);
+        } else {
+            CHECK_THROWS_AS(fit.train_batch(data, idx, 2, 0.05), lm::numeric_error);
+            CHECK(net.get_parameters() == before);
+        }
     }
 }

@@ -125,6 +125,7 @@ std::vector<variant> variants() {
         {"no fusion, no overlap", false, false, lm::comm::progress::between_layers, 256, 1024},
         {"one bucket (defaults: 1 MiB first bucket)", true, true, lm::comm::progress::between_layers, 1 << 20,
          25 << 20},
+        {"odd thresholds smaller than one tensor", true, true, lm::comm::progress::between_layers, 3, 101},
     };
     if (thread_multiple())
         v.push_back({"fusion + overlap, communication thread", true, true, lm::comm::progress::thread, 256, 1024});

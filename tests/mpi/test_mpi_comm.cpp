@@ -315,7 +315,7 @@ TEST_CASE("the linear scaling rule ramps the learning rate to ranks x over the w
     }
 }
 
-TEST_CASE("progress and files come from rank 0 only", "[mpi][root]") {
+TEST_CASE("the CSV log and checkpoints are written by rank 0 only", "[mpi][root]") {
     const std::size_t N = static_cast<std::size_t>(world_size());
     const auto data = make_data(N * 4, 5);
     long id = static_cast<long>(getpid());
@@ -332,14 +332,17 @@ TEST_CASE("progress and files come from rank 0 only", "[mpi][root]") {
             ++columns;
             return t.evaluate(data).accuracy;
         });
-        fit.run(data, lm::epochs{2}, lm::batch{2}, log);
+        fit.run(data, lm::epochs{2}, lm::batch{2}, log, lm::checkpoint_every{path + ".ckpt"});
         CHECK(columns == 2);
     }
-    std::FILE* f = std::fopen(path.c_str(), "r");
-    CHECK((f != nullptr) == (world_rank() == 0));
-    if (f) {
-        std::fclose(f);
-        std::remove(path.c_str());
+    for (const std::string& file : {path, path + ".ckpt.lmck"}) {
+        INFO(file);
+        std::FILE* f = std::fopen(file.c_str(), "r");
+        CHECK((f != nullptr) == (world_rank() == 0));
+        if (f) {
+            std::fclose(f);
+            std::remove(file.c_str());
+        }
     }
 }
 

@@ -6,9 +6,10 @@
 // Open MPI makes no progress on a non-blocking collective unless the process is inside an MPI
 // call, so an exchange that overlaps backward has to drive it. Two ways, chosen by
 // comm::progress:
-//   - between_layers: MPI_Iallreduce per bucket; progress() (an MPI_Testall) runs at every
-//     gradient backward reports and between the optimizer's bucket updates; wait() is
-//     MPI_Waitall. No thread, any MPI thread level, deterministic; progress only at those points.
+//   - between_layers: MPI_Iallreduce per bucket (the last one blocking, see below);
+//     progress() (an MPI_Testall) runs at every gradient backward reports and between the
+//     optimizer's bucket updates; wait() is MPI_Waitall. No thread, any MPI thread level,
+//     deterministic; progress only at those points.
 //   - thread: a communication thread runs a blocking MPI_Allreduce per bucket (the tuned
 //     algorithms; Open MPI's non-blocking ones come from libnbc and are slower for large
 //     buffers) while the compute threads go on with backward. Needs MPI_THREAD_MULTIPLE and
@@ -16,14 +17,15 @@
 // Without overlap, each bucket is a blocking MPI_Allreduce as it is started.
 //
 // Why between_layers is the default (bench/bench_allreduce.cpp measures all three): its
-// exchange costs what a raw MPI_Iallreduce + MPI_Wait of the same bytes costs (the buckets
-// and reports add nothing measurable), it needs no thread level and no spare core, and a
+// exchange costs no more than raw MPI_Iallreduce + MPI_Wait calls on the same bytes (the
+// buckets and reports add nothing measurable), it needs no thread level and no spare core, and a
 // backward pass reports gradients often enough (once per layer) to keep the collectives
 // moving. The communication thread lets the tuned blocking algorithms run while compute goes
 // on, which pays only with a core to spare: with every core computing, the polling thread and
 // Open MPI's locking under MPI_THREAD_MULTIPLE made it several times slower in our runs.
 // Open MPI's non-blocking allreduce is slower than its blocking one for mid-sized buffers, so
-// without overlap (nothing to overlap with) the blocking call is used.
+// where there is nothing to overlap with, the blocking call is used: without overlap, and for
+// the last bucket of a step (it starts when backward has reported every gradient).
 #pragma once
 
 #include <mpi.h>
@@ -135,10 +137,21 @@ public:
                 break;
             case mode::nonblocking: {
                 std::size_t r = first_[k];
-                detail::in_int_pieces(count, [&](std::size_t off, int n) {
-                    detail::check_mpi(MPI_Iallreduce(MPI_IN_PLACE, data + off, n, type, MPI_SUM, comm_, &requests_[r++]),
-                                      "MPI_Iallreduce");
-                });
+                if (k + 1 == jobs_.size()) {
+                    // The last bucket: every gradient has been reported, so nothing is left
+                    // to overlap it with; the blocking call is faster (see above) and drives
+                    // the earlier buckets' progress while it runs. Its requests stay null.
+                    detail::in_int_pieces(count, [&](std::size_t off, int n) {
+                        detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, data + off, n, type, MPI_SUM, comm_),
+                                          "MPI_Allreduce");
+                    });
+                } else {
+                    detail::in_int_pieces(count, [&](std::size_t off, int n) {
+                        detail::check_mpi(
+                            MPI_Iallreduce(MPI_IN_PLACE, data + off, n, type, MPI_SUM, comm_, &requests_[r++]),
+                            "MPI_Iallreduce");
+                    });
+                }
                 if (oldest_ == in_flight_end_) oldest_ = k;
                 in_flight_end_ = k + 1;
                 break;

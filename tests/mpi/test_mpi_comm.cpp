@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <memory>
 #include <new>
 #include <string>
 #include <unistd.h>
@@ -371,4 +372,43 @@ TEST_CASE("a non-finite loss on one rank is decided alike on every rank", "[mpi]
             CHECK(net.get_parameters() == before);
         }
     }
+}
+
+namespace {
+/// A gradient path of the test's own: the default allreduce, counting what it is handed.
+struct counting_exchange final : lm::comm::bucket_exchange<float> {
+    lm::comm::allreduce_exchange<float> inner;
+    std::vector<std::size_t> started;
+    counting_exchange(MPI_Comm c, const std::vector<std::size_t>& counts)
+        : inner(c, counts, true, lm::comm::progress::between_layers) {}
+    void start(std::size_t k, float* data, std::size_t count) override {
+        started.push_back(k);
+        inner.start(k, data, count);
+    }
+    void progress() override { inner.progress(); }
+    void wait(std::size_t k) override { inner.wait(k); }
+    bool busy() const override { return inner.busy(); }
+};
+}  // namespace
+
+TEST_CASE("the gradient path can be replaced (the hook a parameter-server scheme uses)", "[mpi][exchange]") {
+    const auto data = make_data(8, 5);
+    res_net::model<lm::host> net{lm::seed{7}, lm::threads{1}}, ref_net{lm::seed{7}, lm::threads{1}};
+    lm::comm::mpi_options o;
+    o.first_bucket_bytes = 64;
+    o.bucket_bytes = 512;
+    lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05}, lm::comm::mpi{MPI_COMM_WORLD, o}};
+    lm::trainer ref{ref_net, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05}, lm::comm::mpi{MPI_COMM_WORLD, o}};
+    auto mine = std::make_unique<counting_exchange>(fit.session().gradient_communicator(), fit.session().bucket_counts());
+    counting_exchange* seen = mine.get();
+    fit.session().set_exchange(std::move(mine));
+    const std::size_t idx[2] = {0, 1};
+    fit.train_batch(data, idx, 2, 0.05);
+    ref.train_batch(data, idx, 2, 0.05);
+    std::vector<std::size_t> order(fit.session().plan().size());
+    for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+    CHECK(order.size() > 2);
+    CHECK(seen->started == order);  // every bucket, in order
+    CHECK(net.get_parameters() == ref_net.get_parameters());
+    CHECK_THROWS_WITH(fit.session().set_exchange(nullptr), Catch::Contains("null"));
 }

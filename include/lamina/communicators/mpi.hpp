@@ -234,6 +234,22 @@ public:
     /// Whether the buckets go to MPI in place (else through host staging buffers).
     bool direct() const noexcept { return direct_; }
     const exchange_stats& last_step() const noexcept { return stats_; }
+    /// The communicator the gradient buckets travel on (a duplicate of the policy's).
+    MPI_Comm gradient_communicator() const noexcept { return gradients_.handle(); }
+    /// Bucket sizes in elements, in the order buckets start.
+    std::vector<std::size_t> bucket_counts() const {
+        std::vector<std::size_t> counts;
+        for (const auto& b : plan_.buckets()) counts.push_back(b.count);
+        return counts;
+    }
+    /// Replaces the gradient path (default: allreduce_exchange, the sum over the ranks), e.g.
+    /// by one that reduces to a group root and trades with parameter servers. Between steps only.
+    void set_exchange(std::unique_ptr<bucket_exchange<T>> e) {
+        if (!e) throw argument_error("lamina: comm::mpi: set_exchange needs an exchange (got null)");
+        if (exchange_ && exchange_->busy())
+            throw error("lamina: comm::mpi: set_exchange while buckets are being exchanged (call it between steps)");
+        exchange_ = std::move(e);
+    }
 
     // ---- blocking collectives on the control communicator ------------------------------------
     /// bytes at `data` from rank 0 to every rank.

@@ -17,8 +17,11 @@ set -euo pipefail
 # libhdf5-dev, libpng-dev: DeepGalaxy's HDF5 data layout and the PNG pictures of
 # examples/deepgalaxy (optional for users and for lamina::lamina: without them the HDF5 test
 # reports itself skipped and the example trains from memory and writes PGM).
+# libopenmpi-dev, openmpi-bin: the MPI communicator (include/lamina/communicators/mpi.hpp), its
+# tests under mpirun, examples/distributed_mnist and bench_allreduce (optional for users and for
+# lamina::lamina: without MPI, LAMINA_WITH_MPI is OFF and those targets are not built).
 packages=(cmake g++ make python3 libeigen3-dev libxsimd-dev catch2 zlib1g-dev clang-14 libclang-rt-14-dev
-          nlohmann-json3-dev libhdf5-dev libpng-dev)
+          nlohmann-json3-dev libhdf5-dev libpng-dev libopenmpi-dev openmpi-bin)
 bench_packages=(libtorch-dev libdnnl-dev libopenblas-dev libopenblas0-openmp)
 # Kokkos 3.4.1 (Serial) and its KokkosKernels (the backend's GEMM through KokkosBlas::gemm);
 # scripts/build_kokkos.sh builds an OpenMP Kokkos from Debian's sources

@@ -3857,7 +3857,9 @@ private:
 //   - normalise: y = x a_c + b_c per plane;
 //   - backward: per channel sum dy and sum dy x in one pass, then dx = k1 dy + k2 x + k3 per
 //     plane (x-hat expanded, so no second pass over the statistics).
-// Results match the portable kernels up to floating-point reassociation.
+// Results match the portable kernels up to floating-point reassociation. The *_synced kernels
+// (synchronised batch norm) compute the per-channel sums in double about the running mean (the
+// shift every process shares) and reduce them before they are used.
 
 
 // ---- begin include/lamina/backends/portable/batch_norm.hpp ----
@@ -3867,6 +3869,13 @@ private:
 // layers/batch_norm.hpp calls only these.
 //
 // Layout: x, y, dy, dx are [n][channels][inner] (NCHW, or [n][features] with inner = 1).
+//
+// The *_synced kernels are synchronised batch norm (`Sync` is layers/batch_statistics.hpp's
+// batch_statistics_sync: a reducer and 2C + 1 doubles of scratch on the device and host): the
+// per-channel sums go through the reducer between the statistics pass and the pass that
+// uses them. Statistics are summed about the running mean, which is the same on every
+// process (it is updated from the global statistics), so every process shifts by the same
+// value and sums of squares do not cancel for data far from zero.
 
 
 
@@ -3954,6 +3963,95 @@ struct batch_norm_kernels {
             const T xhat = (x[i] - mean[ch]) * invstd[ch];
             const T g = gamma[ch] * invstd[ch] * (dy[i] - (dbeta[ch] + xhat * dgamma[ch]) * inv_count);
             dx[i] = acc ? dx[i] + g : g;  // a select: dx may hold garbage when overwritten
+        });
+    }
+
+    /// forward_train with the statistics of the global batch: per channel the sums of
+    /// x - running mean and of its square, summed over the processes with the count, then as
+    /// forward_train. Sets sync.global_count.
+    template <class T, class Sync>
+    static void forward_train_synced(const context& c, const T* x, T* y, T* mean, T* invstd, T* rmean, T* rvar,
+                                     const T* gamma, const T* beta, std::size_t n, std::size_t C, std::size_t HW,
+                                     double eps, double momentum, Sync& sync) {
+        double* sums = sync.device;
+        Backend::for_each_index(
+            c, C,
+            LAMINA_LAMBDA(std::size_t ch) {
+                const double shift = double(rmean[ch]);
+                double s1 = 0, s2 = 0;
+                for (std::size_t b = 0; b < n; ++b)
+                    for (std::size_t j = 0; j < HW; ++j) {
+                        const double d = double(x[(b * C + ch) * HW + j]) - shift;
+                        s1 += d;
+                        s2 += d * d;
+                    }
+                sums[ch] = s1;
+                sums[C + ch] = s2;
+            },
+            2 * n * HW);
+        Backend::download(c, sync.host, static_cast<const double*>(sums), 2 * C);
+        sync.host[2 * C] = double(n * HW);
+        sync.reducer->sum(sync.host, 2 * C + 1);
+        const double count = sync.host[2 * C];
+        sync.global_count = count;
+        Backend::upload(c, sums, static_cast<const double*>(sync.host), 2 * C);
+        const double unbias = count > 1 ? count / (count - 1) : 1.0;
+        const double e = eps, m = momentum;
+        Backend::for_each_index(c, C, LAMINA_LAMBDA(std::size_t ch) {
+            const double shift = double(rmean[ch]);
+            const double d = sums[ch] / count;
+            const double mu = shift + d;
+            double v = sums[C + ch] / count - d * d;
+            v = v > 0 ? v : 0.0;
+            mean[ch] = static_cast<T>(mu);
+            invstd[ch] = static_cast<T>(1.0 / std::sqrt(v + e));
+            rmean[ch] = static_cast<T>((1.0 - m) * shift + m * mu);
+            rvar[ch] = static_cast<T>((1.0 - m) * double(rvar[ch]) + m * v * unbias);
+        });
+        Backend::for_each_index(c, n * C * HW, LAMINA_LAMBDA(std::size_t i) {
+            const std::size_t ch = (i / HW) % C;
+            y[i] = (x[i] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
+        });
+    }
+
+    /// backward after forward_train_synced: dgamma and dbeta are this process's sums (the
+    /// gradient averaging adds them up); dx uses the sums of dy and dy x-hat over every
+    /// process and the global count.
+    template <class T, class Sync, class Ready>
+    static void backward_synced(const context& c, const T* x, const T* dy, const T* mean, const T* invstd,
+                                const T* gamma, T* dgamma, T* dbeta, T* dx, bool accumulate, std::size_t n,
+                                std::size_t C, std::size_t HW, Sync& sync, Ready&& ready) {
+        double* sums = sync.device;
+        Backend::for_each_index(
+            c, C,
+            LAMINA_LAMBDA(std::size_t ch) {
+                double sb = 0, sg = 0;
+                const double mu = double(mean[ch]), is = double(invstd[ch]);
+                for (std::size_t b = 0; b < n; ++b)
+                    for (std::size_t j = 0; j < HW; ++j) {
+                        const std::size_t i = (b * C + ch) * HW + j;
+                        sb += double(dy[i]);
+                        sg += double(dy[i]) * (double(x[i]) - mu) * is;
+                    }
+                dbeta[ch] = static_cast<T>(sb);
+                dgamma[ch] = static_cast<T>(sg);
+                sums[ch] = sb;
+                sums[C + ch] = sg;
+            },
+            3 * n * HW);
+        ready();
+        if (!dx) return;  // the same on every process: the network input's gradient was not asked for
+        Backend::download(c, sync.host, static_cast<const double*>(sums), 2 * C);
+        sync.reducer->sum(sync.host, 2 * C);
+        Backend::upload(c, sums, static_cast<const double*>(sync.host), 2 * C);
+        const T inv_count = static_cast<T>(1.0 / sync.global_count);
+        const bool acc = accumulate;
+        Backend::for_each_index(c, n * C * HW, LAMINA_LAMBDA(std::size_t i) {
+            const std::size_t ch = (i / HW) % C;
+            const T xhat = (x[i] - mean[ch]) * invstd[ch];
+            const T sb = static_cast<T>(sums[ch]), sg = static_cast<T>(sums[C + ch]);
+            const T g = gamma[ch] * invstd[ch] * (dy[i] - (sb + xhat * sg) * inv_count);
+            dx[i] = acc ? dx[i] + g : g;
         });
     }
 };
@@ -4086,9 +4184,14 @@ struct batch_norm_kernels<host> {
                                     [&](std::size_t lo, std::size_t hi) {
                                         for (std::size_t ch = lo; ch < hi; ++ch) {
                                             double sdy = 0, sdyx = 0;
-                                            for (std::size_t i = 0; i < n; ++i)
-                                                host_detail::plane_dot_sums(dy + (i * C + ch) * HW, x + (i * C + ch) * HW,
-                                                                            HW, sdy, sdyx);
+                                            for (std::size_t i = 0; i < n; ++i) {
+                                                const T* g = dy + (i * C + ch) * HW;
+                                                const T* p = x + (i * C + ch) * HW;
+                                                for (std::size_t j = 0; j < HW; ++j) {
+                                                    sdy += double(g[j]);
+                                                    sdyx += double(g[j]) * double(p[j]);
+                                                }
+                                            }
                                             const double mu = mean[ch], is = invstd[ch], g = gamma[ch];
                                             const double dg = (sdyx - mu * sdy) * is;  // sum dy * x-hat
                                             dbeta[ch] = static_cast<T>(sdy);
@@ -4102,7 +4205,103 @@ struct batch_norm_kernels<host> {
                                     });
         ready();
         if (!dx) return;
-        const T* k1 = k.data();
+        apply_dx(pool, x, dy, dx, k.data(), accumulate, n, C, HW);
+    }
+
+    template <class Ctx, class T, class Sync>
+    static void forward_train_synced(const Ctx& c, const T* x, T* y, T* mean, T* invstd, T* rmean, T* rvar,
+                                     const T* gamma, const T* beta, std::size_t n, std::size_t C, std::size_t HW,
+                                     double eps, double momentum, Sync& sync) {
+        thread_pool& pool = c.pool();
+        double* sums = sync.host;
+        const double local = double(n * HW);
+        host_detail::parallel_range(pool, C, std::max<std::size_t>(1, host_detail::elementwise_grain / (n * HW + 1)),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        for (std::size_t ch = lo; ch < hi; ++ch) {
+                                            // sums of x - r and (x - r)^2 for the shift r every
+                                            // process shares (scalar double loops: this path
+                                            // is about agreement between processes, not speed)
+                                            const double r = double(rmean[ch]);
+                                            double s1 = 0, s2 = 0;
+                                            for (std::size_t i = 0; i < n; ++i) {
+                                                const T* p = x + (i * C + ch) * HW;
+                                                for (std::size_t j = 0; j < HW; ++j) {
+                                                    const double d = double(p[j]) - r;
+                                                    s1 += d;
+                                                    s2 += d * d;
+                                                }
+                                            }
+                                            sums[ch] = s1;
+                                            sums[C + ch] = s2;
+                                        }
+                                    });
+        sums[2 * C] = local;
+        sync.reducer->sum(sums, 2 * C + 1);
+        const double count = sums[2 * C];
+        sync.global_count = count;
+        const double unbias = count > 1 ? count / (count - 1) : 1.0;
+        std::vector<T>& a = scratch<T>(0, 2 * C);
+        T* b = a.data() + C;
+        for (std::size_t ch = 0; ch < C; ++ch) {
+            const double r = rmean[ch], d = sums[ch] / count;
+            const double mu = r + d;
+            const double var = std::max(0.0, sums[C + ch] / count - d * d);
+            const double is = 1.0 / std::sqrt(var + eps);
+            mean[ch] = static_cast<T>(mu);
+            invstd[ch] = static_cast<T>(is);
+            rmean[ch] = static_cast<T>((1.0 - momentum) * r + momentum * mu);
+            rvar[ch] = static_cast<T>((1.0 - momentum) * double(rvar[ch]) + momentum * var * unbias);
+            a[ch] = static_cast<T>(double(gamma[ch]) * is);
+            b[ch] = static_cast<T>(double(beta[ch]) - mu * double(gamma[ch]) * is);
+        }
+        host_detail::plane_affine(pool, x, y, a.data(), b, n, C, HW);
+    }
+
+    template <class Ctx, class T, class Sync, class Ready>
+    static void backward_synced(const Ctx& c, const T* x, const T* dy, const T* mean, const T* invstd, const T* gamma,
+                                T* dgamma, T* dbeta, T* dx, bool accumulate, std::size_t n, std::size_t C,
+                                std::size_t HW, Sync& sync, Ready&& ready) {
+        thread_pool& pool = c.pool();
+        double* sums = sync.host;
+        host_detail::parallel_range(pool, C, std::max<std::size_t>(1, host_detail::elementwise_grain / (n * HW + 1)),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        for (std::size_t ch = lo; ch < hi; ++ch) {
+                                            double sdy = 0, sdyx = 0;
+                                            for (std::size_t i = 0; i < n; ++i) {
+                                                const T* g = dy + (i * C + ch) * HW;
+                                                const T* p = x + (i * C + ch) * HW;
+                                                for (std::size_t j = 0; j < HW; ++j) {
+                                                    sdy += double(g[j]);
+                                                    sdyx += double(g[j]) * double(p[j]);
+                                                }
+                                            }
+                                            const double dg = (sdyx - double(mean[ch]) * sdy) * double(invstd[ch]);
+                                            dbeta[ch] = static_cast<T>(sdy);
+                                            dgamma[ch] = static_cast<T>(dg);
+                                            sums[ch] = sdy;
+                                            sums[C + ch] = dg;
+                                        }
+                                    });
+        ready();
+        if (!dx) return;  // the same on every process: the network input's gradient was not asked for
+        sync.reducer->sum(sums, 2 * C);
+        const double M = sync.global_count;
+        std::vector<T>& k = scratch<T>(2, 3 * C);
+        for (std::size_t ch = 0; ch < C; ++ch) {
+            const double mu = mean[ch], is = invstd[ch], g = gamma[ch], sdy = sums[ch], dg = sums[C + ch];
+            const double k1 = g * is, k2 = -g * is * is * dg / M;
+            k[ch] = static_cast<T>(k1);
+            k[C + ch] = static_cast<T>(k2);
+            k[2 * C + ch] = static_cast<T>(-k1 * sdy / M - k2 * mu);
+        }
+        apply_dx(pool, x, dy, dx, k.data(), accumulate, n, C, HW);
+    }
+
+private:
+    /// dx (+)= k1 dy + k2 x + k3 per channel (x-hat expanded).
+    template <class T>
+    static void apply_dx(thread_pool& pool, const T* x, const T* dy, T* dx, const T* k1, bool accumulate, std::size_t n,
+                         std::size_t C, std::size_t HW) {
         const T* k2 = k1 + C;
         const T* k3 = k2 + C;
         host_detail::parallel_range(pool, n * C, host_detail::plane_grain(HW), [&](std::size_t lo, std::size_t hi) {
@@ -4121,7 +4320,6 @@ struct batch_norm_kernels<host> {
         });
     }
 
-private:
     /// Per-thread, per-use coefficient scratch, grown once (the hot path then allocates nothing).
     template <class T>
     static std::vector<T>& scratch(int which, std::size_t n) {
@@ -5533,7 +5731,82 @@ struct softmax : layer_descriptor_base {
 // state: checkpointed, never optimized. batch_norm_zero_gamma starts gamma at 0 (the last
 // BN of a residual block, Goyal et al.). The kernels are batch_norm_kernels<Backend>
 // (backends/portable/batch_norm.hpp, specialised by backends that have faster ones).
+//
+// Synchronised batch norm: while a batch_statistics_scope is active (layers/batch_statistics.hpp;
+// the trainer installs one when its communicator is asked to synchronise batch norm), training
+// normalises with the mean and variance of the global batch of every process, the running
+// statistics follow them (so they stay equal on every process), and backward uses the global
+// sums for dx. Without one, each process uses its own batch (the default).
 
+
+// ---- begin include/lamina/layers/batch_statistics.hpp ----
+// lamina: the hook through which batch norm combines its per-channel batch statistics across
+// the processes that train one model together (synchronised batch norm).
+//
+// A reducer sums small arrays of doubles over the processes (an allreduce; the MPI
+// communicator, communicators/mpi.hpp, implements one). Training code installs it for the
+// passes it runs with a batch_statistics_scope; while one is active on the calling thread,
+// batch norm's forward_train sums the per-channel sums and sums of squares of every process's
+// batch before normalising, and its backward sums the per-channel sums of dy and dy x-hat
+// before computing dx (dgamma and dbeta stay this process's own: the gradient averaging adds
+// them up). Without a scope batch norm is unchanged: statistics of the local batch.
+//
+//   lamina::batch_statistics_scope sync{&reducer};   // the trainer does this when asked to
+//   net.forward_train(x, batch, step);
+//   net.backward(sink);
+
+
+namespace lamina {
+
+/// Sums arrays of doubles over the processes that train one model together.
+class batch_statistics_reducer {
+public:
+    virtual ~batch_statistics_reducer() = default;
+    /// values[0..n) becomes the sum over every process of its values[0..n). Every process
+    /// calls it with the same n, in the same order (it is a collective operation).
+    virtual void sum(double* values, std::size_t n) = 0;
+};
+
+namespace detail {
+/// The reducer active on this thread (null: batch norm uses its local batch only).
+inline batch_statistics_reducer*& active_batch_statistics_reducer() noexcept {
+    thread_local batch_statistics_reducer* active = nullptr;
+    return active;
+}
+}  // namespace detail
+
+/// Makes `r` the active reducer of the calling thread while it lives (null: none), restoring
+/// the previous one afterwards. A thread-local rather than a model setting: the passes that
+/// run under the scope are exactly the ones the caller synchronises, and no layer, model or
+/// backend context needs a field for it.
+class batch_statistics_scope {
+public:
+    explicit batch_statistics_scope(batch_statistics_reducer* r) noexcept
+        : previous_(detail::active_batch_statistics_reducer()) {
+        detail::active_batch_statistics_reducer() = r;
+    }
+    ~batch_statistics_scope() { detail::active_batch_statistics_reducer() = previous_; }
+    batch_statistics_scope(const batch_statistics_scope&) = delete;
+    batch_statistics_scope& operator=(const batch_statistics_scope&) = delete;
+
+    static batch_statistics_reducer* current() noexcept { return detail::active_batch_statistics_reducer(); }
+
+private:
+    batch_statistics_reducer* previous_;
+};
+
+/// What one synchronised batch norm pass hands its kernels: the reducer, 2C + 1 doubles of
+/// scratch in the backend's memory (`device`) and on the host (`host`), and the number of
+/// values per channel in the global batch (written by forward_train, read by backward).
+struct batch_statistics_sync {
+    batch_statistics_reducer* reducer = nullptr;
+    double* device = nullptr;
+    double* host = nullptr;
+    double global_count = 0;
+};
+
+}  // namespace lamina
+// ---- end include/lamina/layers/batch_statistics.hpp ----
 
 
 namespace lamina {
@@ -5591,18 +5864,38 @@ struct batch_norm_t : layer_descriptor_base {
             batch_norm_kernels<Backend>::forward(c, io.x[0], io.y, s_, s_ + channels, p_, p_ + channels, io.batch,
                                                  channels, inner, eps);
         }
-        /// Training: batch statistics; updates the running statistics.
+        /// Training: batch statistics (of the global batch under a batch_statistics_scope);
+        /// updates the running statistics.
         void forward_train(const context& c, const node_io<T>& io, std::uint64_t) {
             T* mean = io.template saved_as<T>();
+            synced_ = false;
+            if (batch_statistics_reducer* r = batch_statistics_scope::current()) {
+                prepare_sync(r);
+                batch_norm_kernels<Backend>::forward_train_synced(c, io.x[0], io.y, mean, mean + channels, s_,
+                                                                  s_ + channels, p_, p_ + channels, io.batch, channels,
+                                                                  inner, eps, momentum, sync_);
+                synced_ = true;
+                return;
+            }
             batch_norm_kernels<Backend>::forward_train(c, io.x[0], io.y, mean, mean + channels, s_, s_ + channels, p_,
                                                        p_ + channels, io.batch, channels, inner, eps, momentum);
         }
         template <class Sink>
         void backward(const context& c, const node_io<T>& io, Sink& sink) {
             const T* mean = io.template saved_as<T>();
+            auto ready = [&] { sink.ready(static_cast<const T*>(g_), parameter_count); };
+            if (synced_) {
+                sync_.reducer = batch_statistics_scope::current();
+                if (!sync_.reducer)
+                    throw error("lamina: batch_norm: forward_train normalised with synchronised statistics, but backward "
+                                "runs without a batch_statistics_scope (install the same reducer for both passes)");
+                batch_norm_kernels<Backend>::backward_synced(c, io.x[0], io.dy, mean, mean + channels, p_, g_,
+                                                             g_ + channels, io.dx[0], io.accumulate[0], io.batch,
+                                                             channels, inner, sync_, ready);
+                return;
+            }
             batch_norm_kernels<Backend>::backward(c, io.x[0], io.dy, mean, mean + channels, p_, g_, g_ + channels,
-                                                  io.dx[0], io.accumulate[0], io.batch, channels, inner,
-                                                  [&] { sink.ready(static_cast<const T*>(g_), parameter_count); });
+                                                  io.dx[0], io.accumulate[0], io.batch, channels, inner, ready);
         }
 
         /// "eps" and "momentum" (fold_batch_norm reads eps).
@@ -5615,9 +5908,25 @@ struct batch_norm_t : layer_descriptor_base {
         const T* running_var() const noexcept { return s_ + channels; }
 
     private:
+        /// The 2C + 1 doubles of synchronisation scratch, allocated at the first synchronised
+        /// step (later steps allocate nothing).
+        void prepare_sync(batch_statistics_reducer* r) {
+            if (sync_host_.empty()) {
+                sync_host_.assign(2 * channels + 1, 0.0);
+                sync_device_.allocate(2 * channels + 1);
+            }
+            sync_.reducer = r;
+            sync_.host = sync_host_.data();
+            sync_.device = sync_device_.data();
+        }
+
         T* p_ = nullptr;  // gamma, beta
         T* g_ = nullptr;  // their gradients
         T* s_ = nullptr;  // running mean, running variance
+        bool synced_ = false;  // the last forward_train used global statistics
+        batch_statistics_sync sync_;
+        std::vector<double> sync_host_;
+        typename Backend::template buffer<double> sync_device_;
     };
 };
 
@@ -11751,7 +12060,519 @@ private:
 // run with a numeric_error; on_non_finite() chooses to skip such batches or to carry on.
 // A network with several outputs (heads<...>) takes a loss::per_output (one weighted loss per
 // output); the reported loss includes what nodes add (a VAE's KL term).
+//
+// The communicator is the last template argument (communicators/none.hpp): comm::none, one
+// process, compiles to exactly the loop above; with comm::mpi (communicators/mpi.hpp) every
+// rank runs the same program on its part of each global batch:
+//
+//   lm::trainer fit{net, loss, opt, sched, lm::comm::mpi{MPI_COMM_WORLD}};
+//   fit.sampling(lm::distributed_sampler::reshuffle_every(1));   // the default
+//   fit.scale_learning_rate({256, 5});     // linear scaling rule for the global batch, 5-epoch warm-up
+//   fit.run(train, lm::epochs{90}, lm::batch{32});               // batch per rank
+//
+// run() and train_batch() then average gradients over the ranks (overlapped with backward),
+// report losses averaged over the ranks and global images/s, and run callbacks marked
+// root_only (progress_bar, csv_log, checkpoint_every) on rank 0 only; evaluate() splits the
+// dataset over the ranks and returns the metrics of the whole of it on every rank. Every call
+// on a distributed trainer is collective: every rank makes it, with the same arguments.
 
+
+// ---- begin include/lamina/communicators/bucketed_optimizer.hpp ----
+// lamina: an optimizer's state split by fusion bucket, so the update of each bucket runs as soon
+// as that bucket's gradient average has arrived, while later buckets are still on the wire
+// ("the optimizer step waits only for what it needs").
+//
+// No optimizer API change: each bucket gets a state of the optimizer's own type sized to the
+// bucket, and its step() is called on the bucket's slice of the parameters and gradients with
+// the bucket's segments re-based to the slice. That is exact for optimizers whose update of a
+// parameter tensor depends only on that tensor (element-wise ones such as SGD and Adam, and
+// per-tensor ones such as LARS and LAMB, since buckets hold whole tensors); each bucket state
+// counts the steps itself, so bias corrections see the same step number. Such optimizers are
+// listed by steps_by_segment (an optimizer opts in with `static constexpr bool
+// steps_by_segment = true;`); for the others the trainer waits for every bucket and steps once.
+//
+// For checkpoints the state looks like the optimizer's own: layout(), save() and load() give
+// and take each state tensor whole (the buckets' slices joined in parameter order), so a
+// checkpoint does not depend on the bucket sizes or the number of ranks.
+
+
+// ---- begin include/lamina/communicators/fusion_buckets.hpp ----
+// lamina: tensor fusion buckets over a model's flat gradient buffer, and the per-step record of
+// which bucket is complete. No MPI here: communicators/mpi.hpp starts one collective per bucket.
+//
+// The model keeps every parameter gradient in one flat buffer, each leaf's gradients contiguous,
+// leaves in forward order (network/parameter_segment.hpp), and backward reports each leaf's
+// gradients once, last leaf first. A bucket is therefore a contiguous range of that buffer made
+// of whole leaves taken in report order: "packing" a gradient into its bucket costs nothing, and
+// a bucket is handed to MPI in place (as PyTorch DDP's gradient views into its buckets).
+//
+// Buckets close when they reach their byte threshold: the first bucket at `first_bucket_bytes`
+// (small, so the first collective starts early in backward; DDP uses 1 MiB), the others at
+// `bucket_bytes` (DDP 25 MiB, Horovod 64-128 MiB). A leaf larger than the threshold is a bucket
+// of its own; a threshold of 0 gives one bucket per leaf (no fusion).
+
+
+
+namespace lamina::comm {
+
+/// One fusion bucket: elements [offset, offset + count) of the flat gradient buffer.
+struct bucket_range {
+    std::size_t offset = 0;
+    std::size_t count = 0;
+    std::size_t first_segment = 0;  // its parameter segments: [first_segment, first_segment + segments)
+    std::size_t segments = 0;
+};
+
+/// The buckets of one model, in the order backward fills them (bucket 0 holds the last layers).
+class fusion_plan {
+public:
+    fusion_plan() = default;
+
+    /// Groups `segments` (in forward order, as the model lists them) into the leaves that
+    /// report them (equal `layer`) and the leaves into buckets in reverse order.
+    /// `element_bytes` is sizeof the gradient's scalar type.
+    static fusion_plan build(const std::vector<parameter_segment>& segments, std::size_t element_bytes,
+                             std::size_t first_bucket_bytes, std::size_t bucket_bytes) {
+        fusion_plan p;
+        // leaves: runs of segments with the same layer; they must tile [0, total)
+        struct leaf {
+            std::size_t offset, count, first_segment, segments;
+        };
+        std::vector<leaf> leaves;
+        std::size_t expect = 0;
+        for (std::size_t s = 0; s < segments.size(); ++s) {
+            const parameter_segment& seg = segments[s];
+            if (seg.offset != expect)
+                throw error("lamina: fusion buckets: parameter segment '" + seg.name + "' starts at " +
+                            std::to_string(seg.offset) + ", expected " + std::to_string(expect) +
+                            " (segments must tile the flat gradient buffer in order)");
+            if (!leaves.empty() && segments[leaves.back().first_segment].layer == seg.layer) {
+                leaves.back().count += seg.count;
+                ++leaves.back().segments;
+            } else {
+                leaves.push_back({seg.offset, seg.count, s, 1});
+            }
+            expect += seg.count;
+        }
+        p.total_ = expect;
+        bucket_range cur;
+        std::size_t bytes = 0;
+        bool open = false;
+        auto close = [&] {
+            p.buckets_.push_back(cur);
+            open = false;
+            bytes = 0;
+        };
+        for (auto it = leaves.rbegin(); it != leaves.rend(); ++it) {
+            if (it->count == 0) continue;
+            if (!open) {
+                cur = bucket_range{it->offset, it->count, it->first_segment, it->segments};
+                open = true;
+            } else {  // the next leaf in report order sits just below the bucket
+                cur.offset = it->offset;
+                cur.count += it->count;
+                cur.first_segment = it->first_segment;
+                cur.segments += it->segments;
+            }
+            bytes += it->count * element_bytes;
+            const std::size_t threshold = p.buckets_.empty() ? first_bucket_bytes : bucket_bytes;
+            if (bytes >= threshold) close();
+        }
+        if (open) close();
+        // lookup table: bucket starts in increasing offset order
+        p.by_offset_.resize(p.buckets_.size());
+        for (std::size_t k = 0; k < p.buckets_.size(); ++k) p.by_offset_[k] = p.buckets_.size() - 1 - k;
+        return p;
+    }
+
+    const std::vector<bucket_range>& buckets() const noexcept { return buckets_; }
+    std::size_t size() const noexcept { return buckets_.size(); }
+    const bucket_range& operator[](std::size_t k) const { return buckets_[k]; }
+    /// Elements covered (the model's parameter count).
+    std::size_t total() const noexcept { return total_; }
+    std::size_t largest() const noexcept {
+        std::size_t m = 0;
+        for (const auto& b : buckets_) m = std::max(m, b.count);
+        return m;
+    }
+
+    /// The bucket holding element `offset` (offset < total()).
+    std::size_t bucket_of(std::size_t offset) const {
+        // by_offset_ lists buckets by increasing offset: the last one starting at or before `offset`
+        std::size_t lo = 0, hi = by_offset_.size();
+        while (hi - lo > 1) {
+            const std::size_t mid = (lo + hi) / 2;
+            if (buckets_[by_offset_[mid]].offset <= offset) lo = mid;
+            else hi = mid;
+        }
+        return by_offset_[lo];
+    }
+
+private:
+    std::vector<bucket_range> buckets_;
+    std::vector<std::size_t> by_offset_;
+    std::size_t total_ = 0;
+};
+
+/// Which buckets one backward pass has filled. report() takes each gradient as backward hands
+/// it over; ready_prefix() is how many buckets, counted from bucket 0, are complete, which is
+/// the order collectives must start in (the same on every rank). Allocation-free after reset's
+/// first call.
+class bucket_fill {
+public:
+    explicit bucket_fill(const fusion_plan* plan = nullptr) : plan_(plan) {}
+    void reset() {
+        remaining_.resize(plan_->size());
+        for (std::size_t k = 0; k < plan_->size(); ++k) remaining_[k] = (*plan_)[k].count;
+        prefix_ = 0;
+        advance();
+    }
+    /// Elements [offset, offset + count) of the gradient buffer are final. Throws when they lie
+    /// outside the buffer or were reported already (a bucket could then be sent incomplete).
+    void report(std::size_t offset, std::size_t count) {
+        if (count > plan_->total() || offset > plan_->total() - count)
+            throw error("lamina: fusion buckets: a gradient of " + std::to_string(count) + " values at offset " +
+                        std::to_string(offset) + " lies outside the model's " + std::to_string(plan_->total()) +
+                        " parameters");
+        while (count) {
+            const std::size_t k = plan_->bucket_of(offset);
+            const bucket_range& b = (*plan_)[k];
+            const std::size_t take = std::min(count, b.offset + b.count - offset);
+            if (take > remaining_[k])
+                throw error("lamina: fusion buckets: bucket " + std::to_string(k) + " got " + std::to_string(take) +
+                            " more gradient values than it holds (a layer reported its gradients twice)");
+            remaining_[k] -= take;
+            offset += take;
+            count -= take;
+        }
+        advance();
+    }
+    /// Treats every bucket as complete (after backward: a layer that never reported keeps the
+    /// gradient it has).
+    void complete_all() {
+        for (auto& r : remaining_) r = 0;
+        prefix_ = remaining_.size();
+    }
+    std::size_t ready_prefix() const noexcept { return prefix_; }
+    bool complete(std::size_t k) const { return remaining_[k] == 0; }
+
+private:
+    void advance() {
+        while (prefix_ < remaining_.size() && remaining_[prefix_] == 0) ++prefix_;
+    }
+    const fusion_plan* plan_;
+    std::vector<std::size_t> remaining_;
+    std::size_t prefix_ = 0;
+};
+
+}  // namespace lamina::comm
+// ---- end include/lamina/communicators/fusion_buckets.hpp ----
+
+
+namespace lamina::comm {
+
+/// Whether an optimizer's update of one parameter tensor depends on that tensor alone.
+template <class O, class = void>
+struct steps_by_segment : std::false_type {};
+template <class O>
+struct steps_by_segment<O, std::enable_if_t<O::steps_by_segment>> : std::true_type {};
+template <>
+struct steps_by_segment<optim::sgd> : std::true_type {};
+template <>
+struct steps_by_segment<optim::adam> : std::true_type {};
+template <>
+struct steps_by_segment<optim::adamw> : std::true_type {};
+template <>
+struct steps_by_segment<optim::rmsprop> : std::true_type {};
+template <>
+struct steps_by_segment<optim::adadelta> : std::true_type {};
+template <>
+struct steps_by_segment<optim::lars> : std::true_type {};  // norms per tensor; buckets hold whole tensors
+template <>
+struct steps_by_segment<optim::lamb> : std::true_type {};
+
+template <class Optimizer, class Backend, class T>
+class bucketed_state {
+public:
+    using inner_state = typename Optimizer::template state<Backend, T>;
+    using context = typename Backend::context;
+
+    bucketed_state(const Optimizer& o, const fusion_plan& plan, const std::vector<parameter_segment>& segments)
+        : plan_(plan), total_(plan.total()) {
+        states_.reserve(plan.size());
+        segments_.resize(plan.size());
+        for (std::size_t k = 0; k < plan.size(); ++k) {
+            const bucket_range& b = plan[k];
+            states_.emplace_back(o, b.count);
+            for (std::size_t s = b.first_segment; s < b.first_segment + b.segments; ++s) {
+                parameter_segment seg = segments[s];
+                seg.offset -= b.offset;
+                segments_[k].push_back(std::move(seg));
+            }
+        }
+        // Joining the buckets' state tensors needs one value per parameter in each of them.
+        for (std::size_t k = 0; k < states_.size(); ++k)
+            for (const auto& [name, size] : layout_of(states_[k]))
+                if (size != plan[k].count)
+                    throw error("lamina: optimizer '" + Optimizer::name() + "' keeps state '" + name + "' of " +
+                                std::to_string(size) + " values for " + std::to_string(plan[k].count) +
+                                " parameters: it cannot step bucket by bucket (do not declare steps_by_segment)");
+    }
+
+    /// Updates the parameters of bucket k (w and g are the model's whole flat buffers).
+    void step_bucket(std::size_t k, const context& c, T* w, const T* g, double lr) {
+        const std::size_t off = plan_[k].offset;
+        states_[k].step(c, w + off, g + off, segments_[k], lr);
+    }
+    /// Updates every bucket (the segments are the model's; each bucket uses its own).
+    void step(const context& c, T* w, const T* g, const std::vector<parameter_segment>&, double lr) {
+        for (std::size_t k = 0; k < states_.size(); ++k) step_bucket(k, c, w, g, lr);
+    }
+
+    /// Scales every bucket's weight decay (train/collapsed_ensemble.hpp drives it).
+    void set_weight_decay_scale(double s) {
+        for (auto& st : states_) st.set_weight_decay_scale(s);
+        scale_ = s;
+    }
+    double weight_decay_scale() const noexcept { return scale_; }
+
+    std::uint64_t steps() const noexcept { return states_.empty() ? 0 : states_[0].steps(); }
+    std::vector<std::pair<std::string, std::size_t>> layout() const {
+        std::vector<std::pair<std::string, std::size_t>> l;
+        if (states_.empty()) return l;
+        for (auto& [name, size] : layout_of(states_[0])) l.emplace_back(name, total_);
+        return l;
+    }
+    std::vector<std::pair<std::string, std::vector<T>>> save(const context& c) const {
+        std::vector<std::pair<std::string, std::vector<T>>> out;
+        for (std::size_t k = 0; k < states_.size(); ++k) {
+            auto part = states_[k].save(c);
+            if (k == 0)
+                for (auto& [name, values] : part) out.emplace_back(name, std::vector<T>(total_));
+            for (std::size_t j = 0; j < part.size(); ++j)
+                std::copy(part[j].second.begin(), part[j].second.end(),
+                          out[j].second.begin() + static_cast<std::ptrdiff_t>(plan_[k].offset));
+        }
+        return out;
+    }
+    /// Checks every tensor's name and size before any bucket changes.
+    void load(const context& c, const std::vector<std::pair<std::string, std::vector<T>>>& st, std::uint64_t steps) {
+        const auto want = layout();
+        bool ok = st.size() == want.size();
+        for (std::size_t j = 0; ok && j < st.size(); ++j)
+            ok = st[j].first == want[j].first && st[j].second.size() == want[j].second;
+        if (!ok) {
+            std::string names;
+            for (const auto& w : want) names += (names.empty() ? "'" : ", '") + w.first + "'";
+            throw checkpoint_error("lamina: " + Optimizer::name() + " state in checkpoint does not match (expected " +
+                                   names + " of " + std::to_string(total_) + " values)");
+        }
+        for (std::size_t k = 0; k < states_.size(); ++k) {
+            const bucket_range& b = plan_[k];
+            std::vector<std::pair<std::string, std::vector<T>>> part;
+            for (const auto& [name, values] : st)
+                part.emplace_back(name, std::vector<T>(values.begin() + static_cast<std::ptrdiff_t>(b.offset),
+                                                       values.begin() + static_cast<std::ptrdiff_t>(b.offset + b.count)));
+            states_[k].load(c, part, steps);
+        }
+    }
+
+private:
+    template <class S, class = void>
+    struct has_layout : std::false_type {};
+    template <class S>
+    struct has_layout<S, std::void_t<decltype(std::declval<const S&>().layout())>> : std::true_type {};
+    static std::vector<std::pair<std::string, std::size_t>> layout_of(const inner_state& s) {
+        if constexpr (has_layout<inner_state>::value) {
+            return s.layout();
+        } else {
+            std::vector<std::pair<std::string, std::size_t>> l;
+            for (auto& [name, values] : s.save(context{})) l.emplace_back(name, values.size());
+            return l;
+        }
+    }
+
+    fusion_plan plan_;
+    std::size_t total_;
+    double scale_ = 1.0;
+    std::vector<inner_state> states_;
+    std::vector<std::vector<parameter_segment>> segments_;
+};
+
+}  // namespace lamina::comm
+// ---- end include/lamina/communicators/bucketed_optimizer.hpp ----
+
+// ---- begin include/lamina/communicators/none.hpp ----
+// lamina: communicators are compile-time policies of the trainer, like its loss or optimizer.
+// comm::none is one process (the default): the trainer compiles exactly as without one.
+// comm::mpi (communicators/mpi.hpp) averages gradients over the ranks of an MPI communicator.
+//
+//   lm::trainer fit{net, loss, opt};                                          // comm::none
+//   lm::trainer fit{net, loss, opt, sched, lm::comm::mpi{MPI_COMM_WORLD}};    // data-parallel
+//
+// A distributed communicator C has `static constexpr bool distributed = true` and a
+// `C::session<Model>` the trainer builds from it and the model; communicators/mpi.hpp documents
+// what a session does (the protocol a further communicator implements to plug in).
+
+
+namespace lamina::comm {
+
+/// One process: nothing to communicate, nothing stored, nothing called.
+struct none {
+    static constexpr bool distributed = false;
+    static constexpr bool is_communicator = true;
+    int rank() const noexcept { return 0; }
+    int size() const noexcept { return 1; }
+};
+
+/// Whether C is a communicator policy (the trainer's deduction guides tell a schedule from a
+/// communicator by it).
+template <class C, class = void>
+struct is_communicator : std::false_type {};
+template <class C>
+struct is_communicator<C, std::enable_if_t<C::is_communicator>> : std::true_type {};
+
+/// What the trainer holds for comm::none: nothing.
+struct no_session {};
+
+}  // namespace lamina::comm
+// ---- end include/lamina/communicators/none.hpp ----
+
+// ---- begin include/lamina/data/distributed_sampler.hpp ----
+// lamina: which samples each rank trains on, epoch by epoch, in data-parallel training.
+// DeepGalaxy's three modes (Wang et al. 2020, distributed training with Horovod):
+//
+//   distributed_sampler::reshuffle_every(m)  shards drawn from a new global permutation every m
+//                                            epochs (m = 1, the default: every epoch); between
+//                                            redraws each rank reshuffles its own shard;
+//   distributed_sampler::fixed_shards()      rank r always trains on the same contiguous part of
+//                                            the dataset (a rank may hold only that part),
+//                                            reshuffled within the shard every epoch;
+//   distributed_sampler::all_data()          every rank sees the whole dataset every epoch, in its
+//                                            own order (an epoch is then ranks x the dataset).
+//
+// Every rank gets the same number of samples per epoch, so every rank runs the same number of
+// steps (a rank with one step more would wait forever in its gradient average): shards of
+// uneven size are padded by repeating their first samples, as PyTorch's DistributedSampler
+// does (at most ranks - 1 repeated samples per epoch).
+//
+// With m = 1 the shards interleave batch by batch: rank r's step-s batch is positions
+// [s*N*B + r*b, s*N*B + (r+1)*b) of the epoch's permutation (b = B, or the last step's size).
+// N ranks with batch B therefore train on exactly the global batches one process with batch
+// N*B trains on, and on one rank every mode gives the trainer's own order (the permutation of
+// lamina::trainer::run for that epoch and shuffle seed).
+
+
+
+namespace lamina {
+
+enum class sharding {
+    reshuffle,  ///< shards from a global permutation redrawn every `every` epochs
+    fixed,      ///< a fixed contiguous shard per rank
+    all_data,   ///< every rank sees every sample
+};
+
+class distributed_sampler {
+public:
+    /// Shards redrawn from a new global permutation every `m` epochs (m >= 1).
+    static distributed_sampler reshuffle_every(std::size_t m = 1) {
+        if (m == 0) throw argument_error("lamina: distributed_sampler::reshuffle_every needs m >= 1 epochs, got 0");
+        return distributed_sampler{sharding::reshuffle, m};
+    }
+    static distributed_sampler fixed_shards() { return distributed_sampler{sharding::fixed, 1}; }
+    static distributed_sampler all_data() { return distributed_sampler{sharding::all_data, 1}; }
+
+    distributed_sampler() = default;
+    sharding mode() const noexcept { return mode_; }
+    std::size_t every() const noexcept { return every_; }
+    std::string describe() const {
+        switch (mode_) {
+            case sharding::reshuffle:
+                return every_ == 1 ? "shards reshuffled every epoch" : "shards reshuffled every " + std::to_string(every_) + " epochs";
+            case sharding::fixed: return "fixed shard per rank";
+            case sharding::all_data: return "every rank sees all data";
+        }
+        return "";
+    }
+
+    /// Samples each rank visits per epoch, for `n` samples over `ranks` ranks.
+    std::size_t samples_per_rank(std::size_t n, std::size_t ranks) const {
+        check(n, 0, ranks, 1);
+        if (mode_ == sharding::all_data) return n;
+        return n / ranks + (n % ranks ? 1 : 0);
+    }
+
+    /// Rank `rank`'s sample indices for `epoch`, in the order it visits them, in batches of
+    /// `batch`: out[0 .. samples_per_rank(n, ranks)). `seed` is the trainer's shuffle seed.
+    void order(std::size_t* out, std::size_t n, std::size_t epoch, std::size_t rank, std::size_t ranks,
+               std::size_t batch, std::uint64_t seed) const {
+        check(n, rank, ranks, batch);
+        const std::size_t L = samples_per_rank(n, ranks);
+        if (mode_ == sharding::all_data) {
+            permutation(out, n, rank_seed(seed, rank), epoch);
+            return;
+        }
+        if (mode_ == sharding::fixed) {
+            const std::size_t lo = shard_begin(n, rank, ranks), size = shard_begin(n, rank + 1, ranks) - lo;
+            for (std::size_t i = 0; i < L; ++i) out[i] = lo + i % size;  // pads by repeating its first samples
+            shuffle(out, L, rank_seed(seed, rank), epoch);
+            return;
+        }
+        // reshuffle: the global permutation of the block's first epoch, padded cyclically to
+        // ranks * L, dealt out batch by batch
+        const std::size_t first = epoch / every_ * every_;
+        perm_.resize(n);
+        permutation(perm_.data(), n, seed, first);
+        const std::size_t steps = (L + batch - 1) / batch;
+        std::size_t j = 0;
+        for (std::size_t s = 0; s < steps; ++s) {
+            const std::size_t b = std::min(batch, L - s * batch);
+            const std::size_t base = s * ranks * batch + rank * b;
+            for (std::size_t w = 0; w < b; ++w) out[j++] = perm_[(base + w) % n];
+        }
+        if (epoch != first) shuffle(out, L, rank_seed(seed, rank) ^ 0x4C4F43414CULL, epoch);
+    }
+
+    /// The trainer's permutation of epoch `epoch`: Fisher-Yates with the counter-based RNG, so
+    /// it depends only on (seed, epoch) and a resumed run shuffles as an uninterrupted one.
+    static void permutation(std::size_t* out, std::size_t n, std::uint64_t seed, std::size_t epoch) {
+        for (std::size_t i = 0; i < n; ++i) out[i] = i;
+        shuffle(out, n, seed, epoch);
+    }
+
+    /// First sample of rank r's contiguous shard (fixed_shards): shards differ by at most one.
+    static std::size_t shard_begin(std::size_t n, std::size_t r, std::size_t ranks) {
+        return r * (n / ranks) + std::min(r, n % ranks);
+    }
+
+private:
+    distributed_sampler(sharding m, std::size_t every) : mode_(m), every_(every) {}
+
+    static void shuffle(std::size_t* a, std::size_t n, std::uint64_t seed, std::size_t epoch) {
+        random_stream s{seed, 0x5348554646ull + epoch};
+        for (std::size_t i = n; i > 1; --i) std::swap(a[i - 1], a[s.below(i, i)]);
+    }
+    /// Rank 0 keeps the trainer's seed (one rank shuffles exactly as the plain trainer).
+    static std::uint64_t rank_seed(std::uint64_t seed, std::size_t rank) {
+        return seed ^ (static_cast<std::uint64_t>(rank) * 0x9E3779B97F4A7C15ull);
+    }
+    void check(std::size_t n, std::size_t rank, std::size_t ranks, std::size_t batch) const {
+        if (ranks == 0 || rank >= ranks)
+            throw argument_error("lamina: distributed_sampler: rank " + std::to_string(rank) + " of " +
+                                 std::to_string(ranks) + " ranks");
+        if (batch == 0) throw argument_error("lamina: distributed_sampler: batch size must be positive");
+        if (mode_ != sharding::all_data && n < ranks)
+            throw argument_error("lamina: distributed_sampler: " + std::to_string(n) + " samples cannot be shared by " +
+                                 std::to_string(ranks) + " ranks (" + describe() + ")");
+    }
+
+    sharding mode_ = sharding::reshuffle;
+    std::size_t every_ = 1;
+    mutable std::vector<std::size_t> perm_;  // the global permutation (kept: no allocation per epoch)
+};
+
+}  // namespace lamina
+// ---- end include/lamina/data/distributed_sampler.hpp ----
 
 // ---- begin include/lamina/train/training_types.hpp ----
 // lamina: small value types of the training API: epochs{n}, batch{n}, and what callbacks see.
@@ -11850,19 +12671,55 @@ struct loss_parts {
     }();
     static constexpr bool has_classifier = classifier < count;
 };
+
+/// What the trainer holds for its communicator: nothing for comm::none, a session otherwise.
+template <class Comm, class Model, bool = Comm::distributed>
+struct session_of {
+    using type = comm::no_session;
+};
+template <class Comm, class Model>
+struct session_of<Comm, Model, true> {
+    using type = typename Comm::template session<Model>;
+};
+
+/// A callback with `static constexpr bool root_only = true` (output, files) runs on rank 0 only.
+template <class C, class = void>
+struct root_only_callback : std::false_type {};
+template <class C>
+struct root_only_callback<C, std::enable_if_t<C::root_only>> : std::true_type {};
 }  // namespace detail
 
-template <class Model, class Loss, class Optimizer, class Schedule = schedule::constant>
+/// The linear scaling rule with gradual warm-up (Goyal et al. 2017), applied to the global
+/// batch (batch per rank x ranks): the schedule's rate, given for `base_batch`, is multiplied
+/// by k = global batch / base_batch, ramping linearly from 1 to k over `warmup_epochs`.
+struct linear_scaling_rule {
+    std::size_t base_batch = 256;
+    double warmup_epochs = 5;
+};
+
+template <class Model, class Loss, class Optimizer, class Schedule = schedule::constant, class Comm = comm::none>
 class trainer {
 public:
     using backend = typename Model::backend;
     using T = typename Model::value_type;
-    using optimizer_state = typename Optimizer::template state<backend, T>;
+    using communicator = Comm;
+    static constexpr bool distributed = Comm::distributed;
+    using session_type = typename detail::session_of<Comm, Model>::type;
+    /// With a distributed communicator, optimizers that update each tensor on its own update
+    /// each fusion bucket as soon as its average has arrived (communicators/bucketed_optimizer.hpp).
+    static constexpr bool steps_by_bucket = distributed && comm::steps_by_segment<Optimizer>::value;
+    using optimizer_state = std::conditional_t<steps_by_bucket, comm::bucketed_state<Optimizer, backend, T>,
+                                               typename Optimizer::template state<backend, T>>;
     using parts = detail::loss_parts<Model, Loss>;
 
-    trainer(Model& net, Loss loss, Optimizer opt, Schedule sched = Schedule{})
-        : net_(net), loss_(loss), opt_(opt), sched_(sched), opt_state_(opt, Model::parameter_count),
-          shuffle_seed_(net.seed_value() ^ 0x5bd1e995u) {}
+    trainer(Model& net, Loss loss, Optimizer opt, Schedule sched = Schedule{}, Comm comm = Comm{})
+        : net_(net), loss_(loss), opt_(opt), sched_(sched), comm_(comm), session_(make_session(comm_, net)),
+          opt_state_(make_state(opt, session_, net)), shuffle_seed_(net.seed_value() ^ 0x5bd1e995u) {}
+    /// trainer{net, loss, opt, lm::comm::mpi{...}}: a communicator without a schedule.
+    template <class C, std::enable_if_t<std::is_same_v<C, Comm> && !std::is_same_v<C, Schedule> &&
+                                            comm::is_communicator<C>::value,
+                                        int> = 0>
+    trainer(Model& net, Loss loss, Optimizer opt, C comm) : trainer(net, loss, opt, Schedule{}, comm) {}
 
     Model& model() noexcept { return net_; }
     const Loss& loss() const noexcept { return loss_; }
@@ -11880,10 +12737,74 @@ public:
     non_finite non_finite_policy() const noexcept { return non_finite_; }
     /// Batches dropped so far for a non-finite loss (non_finite::skip_batch).
     std::uint64_t skipped_steps() const noexcept { return skipped_; }
-    /// Restores the position in training (used when resuming from a checkpoint).
+    /// Restores the position in training (used when resuming from a checkpoint). A distributed
+    /// trainer broadcasts rank 0's state again before its next step.
     void set_position(std::size_t epoch, std::uint64_t step) noexcept {
         epoch_ = epoch;
         step_ = step;
+        synchronized_ = false;
+    }
+
+    // ---- distribution ---------------------------------------------------------------------
+    const Comm& communicator_policy() const noexcept { return comm_; }
+    /// This process's rank and the number of ranks (0 and 1 for comm::none).
+    int rank() const noexcept {
+        if constexpr (distributed) return session_.rank();
+        else return 0;
+    }
+    int ranks() const noexcept {
+        if constexpr (distributed) return session_.size();
+        else return 1;
+    }
+    /// Rank 0: the one that prints and writes files.
+    bool is_root() const noexcept { return rank() == 0; }
+    /// The communicator's session (fusion plan, last step's exchange statistics).
+    session_type& session() noexcept { return session_; }
+    /// How run() spreads the dataset over the ranks (data/distributed_sampler.hpp).
+    trainer& sampling(distributed_sampler s) noexcept {
+        sampler_ = s;
+        return *this;
+    }
+    const distributed_sampler& sampler() const noexcept { return sampler_; }
+    /// Applies the linear scaling rule to the global batch in run() (off by default).
+    trainer& scale_learning_rate(linear_scaling_rule r) {
+        if (r.base_batch == 0) throw argument_error("lamina: linear_scaling_rule: base_batch must be positive");
+        if (!(r.warmup_epochs >= 0)) throw argument_error("lamina: linear_scaling_rule: warmup_epochs must be >= 0");
+        scaling_ = r;
+        scaling_on_ = true;
+        return *this;
+    }
+    /// The factor the linear scaling rule gives after warm-up for `batch` samples per rank
+    /// (1 when the rule is off).
+    double learning_rate_scale(std::size_t batch) const noexcept {
+        return scaling_on_ ? static_cast<double>(batch) * ranks() / static_cast<double>(scaling_.base_batch) : 1.0;
+    }
+    /// Makes every rank hold rank 0's parameters, running state, optimizer state and position
+    /// (collective). run() does it at its start and train_batch() before its first step and
+    /// after set_position (a checkpoint load); call it after loading a checkpoint on some ranks only.
+    void synchronize() {
+        if constexpr (distributed) {
+            auto& c = net_.context();
+            std::vector<T> p = net_.get_parameters();
+            session_.broadcast(p);
+            net_.set_parameters(p);
+            if constexpr (Model::state_count > 0) {
+                std::vector<T> st = net_.get_state();
+                session_.broadcast(st);
+                net_.set_state(st);
+            }
+            auto opt = opt_state_.save(c);
+            for (auto& entry : opt) session_.broadcast(entry.second);
+            std::uint64_t pos[6] = {epoch_, step_, shuffle_seed_, net_.seed_value(), opt_state_.steps(), skipped_};
+            session_.broadcast(pos, sizeof pos);
+            opt_state_.load(c, opt, pos[4]);
+            epoch_ = static_cast<std::size_t>(pos[0]);
+            step_ = pos[1];
+            shuffle_seed_ = pos[2];
+            if (pos[3] != net_.seed_value()) net_.restore_seed(pos[3]);
+            skipped_ = pos[5];
+        }
+        synchronized_ = true;
     }
 
     /// Trains `e.count` more epochs on `data` in batches of `b.size` samples (the last batch
@@ -11893,15 +12814,29 @@ public:
         check_data(data, "run");
         check_targets(data, nullptr, data.size(), "run");
         if (b.size == 0) throw argument_error("lamina: batch size must be positive");
-        std::size_t bs = std::min(b.size, data.size());
-        std::size_t steps_per_epoch = (data.size() + bs - 1) / bs;
+        std::size_t samples = data.size();  // this rank's samples per epoch
+        if constexpr (distributed) {
+            const std::uint64_t v[5] = {data.size(), b.size, e.count, static_cast<std::uint64_t>(sampler_.mode()),
+                                        sampler_.every()};
+            const char* names[5] = {"the dataset size", "the batch size", "the number of epochs", "the sampling mode",
+                                    "the sampler's reshuffle period"};
+            session_.agree(v, names, 5, "run()");
+            synchronize();
+            samples = sampler_.samples_per_rank(data.size(), static_cast<std::size_t>(ranks()));
+        }
+        std::size_t bs = std::min(b.size, samples);
+        std::size_t steps_per_epoch = (samples + bs - 1) / bs;
         steps_per_epoch_ = steps_per_epoch;
-        prepare(bs, data.size());
+        prepare(bs, data.size());  // order_ holds data.size() >= samples indices (step_on must not grow it)
         std::size_t last = epoch_ + e.count;
         auto run_start = std::chrono::steady_clock::now();
         std::size_t steps_this_run = 0, total_run_steps = e.count * steps_per_epoch;
         for (; epoch_ < last;) {
-            shuffle(data.size(), epoch_);
+            if constexpr (distributed)
+                sampler_.order(order_.data(), data.size(), epoch_, static_cast<std::size_t>(rank()),
+                               static_cast<std::size_t>(ranks()), bs, shuffle_seed_);
+            else
+                shuffle(data.size(), epoch_);
             (call_epoch_begin(callbacks), ...);
             auto t0 = std::chrono::steady_clock::now();
             double loss_sum = 0;
@@ -11915,8 +12850,10 @@ public:
             if (step_ > epoch_ * steps_per_epoch && step_ < (epoch_ + 1) * steps_per_epoch)
                 first = static_cast<std::size_t>(step_ - epoch_ * steps_per_epoch);
             for (std::size_t s = first; s < steps_per_epoch; ++s) {
-                std::size_t lo = s * bs, hi = std::min(data.size(), lo + bs);
-                double lr = sched_(opt_.lr, schedule::clock{step_, steps_per_epoch});
+                std::size_t lo = s * bs, hi = std::min(samples, lo + bs);
+                const schedule::clock clk{step_, steps_per_epoch};
+                double lr = sched_(opt_.lr, clk);
+                if (scaling_on_) lr *= scaling_factor(clk, bs);
                 step_in_epoch_ = s + 1;
                 double l = step_on(data, order_.data() + lo, hi - lo, lr);
                 if (std::isfinite(l) || non_finite_ == non_finite::keep_going) {
@@ -11932,7 +12869,7 @@ public:
                 info.skipped_steps = skipped_;
                 info.learning_rate = lr;
                 info.elapsed_seconds = el;
-                info.images_per_second = el > 0 ? static_cast<double>(seen) / el : 0;
+                info.images_per_second = el > 0 ? static_cast<double>(seen) * ranks() / el : 0;  // global
                 double run_el = seconds_since(run_start);
                 info.eta_seconds = run_el / static_cast<double>(steps_this_run) *
                                    static_cast<double>(total_run_steps - steps_this_run);
@@ -11957,24 +12894,51 @@ public:
                                      std::to_string(i) + ") is outside the " + std::to_string(data.size()) + " samples");
         check_targets(data, indices, count, "train_batch");
         step_in_epoch_ = 0;
+        if constexpr (distributed)
+            if (!synchronized_) synchronize();
         return step_on(data, indices, count, lr);
     }
 
-    /// Mean loss and (for classification) accuracy on `data`, in inference mode.
+    /// Mean loss and (for classification) accuracy on `data`, in inference mode. Distributed:
+    /// every rank passes the same dataset, evaluates its contiguous part of it, and gets the
+    /// metrics of the whole dataset.
     evaluation evaluate(dataset_view<T> data, batch b = batch{256}) {
         check_data(data, "evaluate");
         check_targets(data, nullptr, data.size(), "evaluate");
         evaluation ev;
-        if (data.size() == 0) return ev;
-        std::size_t bs = std::min(b.size ? b.size : 256, data.size());
+        std::size_t first = 0, end = data.size();
+        if constexpr (distributed) {
+            const auto r = static_cast<std::size_t>(rank()), n = static_cast<std::size_t>(ranks());
+            first = distributed_sampler::shard_begin(data.size(), r, n);
+            end = distributed_sampler::shard_begin(data.size(), r + 1, n);
+        } else if (data.size() == 0) {
+            return ev;
+        }
+        double loss_sum = 0;
+        std::size_t correct = 0;
+        if (end > first) evaluate_range(data, first, end, b, loss_sum, correct);
+        double totals[3] = {loss_sum, static_cast<double>(correct), static_cast<double>(end - first)};
+        if constexpr (distributed) session_.sum(totals, 3);
+        if (totals[2] == 0) return ev;
+        ev.samples = data.size();
+        ev.loss = totals[0] / totals[2];
+        ev.accuracy = parts::has_classifier ? totals[1] / totals[2] : 0.0;
+        return ev;
+    }
+
+    std::size_t steps_per_epoch() const noexcept { return steps_per_epoch_; }
+
+private:
+    /// Sums of the loss and correct predictions over samples [first, end).
+    void evaluate_range(const dataset_view<T>& data, std::size_t first, std::size_t end, batch b, double& loss_sum,
+                        std::size_t& correct) {
+        std::size_t bs = std::min(b.size ? b.size : 256, end - first);
         prepare(bs, data.size(), false);
         std::vector<std::size_t> idx(bs);
         std::vector<std::int32_t> predicted(bs);
-        double loss_sum = 0;
-        std::size_t correct = 0;
         auto& c = net_.context();
-        for (std::size_t lo = 0; lo < data.size(); lo += bs) {
-            std::size_t n = std::min(bs, data.size() - lo);
+        for (std::size_t lo = first; lo < end; lo += bs) {
+            std::size_t n = std::min(bs, end - lo);
             for (std::size_t i = 0; i < n; ++i) idx[i] = lo + i;
             gather(data, idx.data(), n);
             net_.forward_infer(x_dev(), n);
@@ -11988,19 +12952,13 @@ public:
                         ++correct;
             }
         }
-        ev.samples = data.size();
-        ev.loss = loss_sum / static_cast<double>(data.size());
-        ev.accuracy = parts::has_classifier ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0;
-        return ev;
     }
 
-    std::size_t steps_per_epoch() const noexcept { return steps_per_epoch_; }
-
-private:
     /// The step itself, on data already validated.
     double step_on(const dataset_view<T>& data, const std::size_t* indices, std::size_t count, double lr) {
         prepare(count, data.size());
         gather(data, indices, count);
+        if constexpr (distributed) return distributed_step(count, lr);
         auto& c = net_.context();
         net_.forward_train(x_dev(), count, step_);
         const double l = apply_losses(count, true) + net_.added_loss();
@@ -12020,6 +12978,69 @@ private:
         opt_state_.step(c, net_.parameters(), net_.gradients(), net_.parameter_segments(), lr);
         ++step_;
         return l;
+    }
+
+    /// A data-parallel step: backward hands each gradient to the session as it is final, the
+    /// session sums the buckets over the ranks, and the optimizer updates each bucket when its
+    /// sum has arrived. The loss deciding the non-finite policy is the mean over the ranks, so
+    /// every rank decides the same.
+    double distributed_step(std::size_t count, double lr) {
+        auto& c = net_.context();
+        {
+            batch_statistics_scope sync_bn{session_.statistics_reducer()};
+            net_.forward_train(x_dev(), count, step_);
+            const double l = apply_losses(count, true) + net_.added_loss();
+            const double scale = session_.loss_gradient_scale();
+            if (scale != 1.0)
+                for (std::size_t k = 0; k < Model::outputs; ++k)
+                    backend::scale(c, count * Model::output_sizes[k], static_cast<T>(scale), net_.output_gradient(k));
+            metrics_[0] = l * static_cast<double>(count);
+            metrics_[1] = static_cast<double>(count);
+            session_.begin_step(metrics_, 2);
+            net_.backward(session_.sink());
+        }
+        session_.end_backward();
+        session_.finish_metrics();
+        const double l = metrics_[0] / metrics_[1];
+        if (!std::isfinite(l)) {
+            if (non_finite_ != non_finite::keep_going) {
+                session_.drain();
+                if (non_finite_ == non_finite::stop) throw diverged(l);
+                ++skipped_;
+                ++step_;
+                return l;
+            }
+        } else {
+            last_finite_loss_ = l;
+            last_finite_step_ = step_;
+            has_finite_loss_ = true;
+        }
+        T* w = net_.parameters();
+        const T* g = net_.gradients();
+        if constexpr (steps_by_bucket) {
+            session_.complete([&](std::size_t k) { opt_state_.step_bucket(k, c, w, g, lr); });
+        } else {
+            session_.complete([](std::size_t) {});
+            opt_state_.step(c, w, g, net_.parameter_segments(), lr);
+        }
+        ++step_;
+        return l;
+    }
+
+    double scaling_factor(const schedule::clock& clk, std::size_t bs) const {
+        const double k = learning_rate_scale(bs);
+        const double t = clk.epoch();
+        if (scaling_.warmup_epochs <= 0 || t >= scaling_.warmup_epochs) return k;
+        return 1.0 + (k - 1.0) * t / scaling_.warmup_epochs;
+    }
+
+    static session_type make_session(const Comm& comm, Model& net) {
+        if constexpr (distributed) return session_type(comm, net);
+        else return (void)comm, (void)net, session_type{};
+    }
+    static optimizer_state make_state(const Optimizer& opt, const session_type& session, const Model& net) {
+        if constexpr (steps_by_bucket) return optimizer_state(opt, session.plan(), net.parameter_segments());
+        else return (void)session, (void)net, optimizer_state(opt, Model::parameter_count);
     }
 
     /// The weighted sum of the losses on the last forward (training or inference); each loss
@@ -12164,22 +13185,28 @@ private:
     /// Fisher-Yates with the counter-based RNG: the permutation of epoch e depends only on
     /// (shuffle seed, e), so a resumed run shuffles exactly like an uninterrupted one.
     void shuffle(std::size_t n, std::size_t epoch) {
-        for (std::size_t i = 0; i < n; ++i) order_[i] = i;
-        random_stream s{shuffle_seed_, 0x5348554646ull + epoch};
-        for (std::size_t i = n; i > 1; --i) std::swap(order_[i - 1], order_[s.below(i, i)]);
+        distributed_sampler::permutation(order_.data(), n, shuffle_seed_, epoch);
     }
 
     template <class C>
+    bool runs_here() const noexcept {
+        if constexpr (detail::root_only_callback<std::decay_t<C>>::value) return is_root();
+        else return true;
+    }
+    template <class C>
     void call_epoch_begin(C& cb) {
-        if constexpr (has_epoch_begin<C>::value) cb.on_epoch_begin(*this);
+        if constexpr (has_epoch_begin<C>::value)
+            if (runs_here<C>()) cb.on_epoch_begin(*this);
     }
     template <class C>
     void call_step_end(C& cb, const step_info& info) {
-        if constexpr (has_step_end<C>::value) cb.on_step_end(*this, info);
+        if constexpr (has_step_end<C>::value)
+            if (runs_here<C>()) cb.on_step_end(*this, info);
     }
     template <class C>
     void call_epoch_end(C& cb, const step_info& info) {
-        if constexpr (has_epoch_end<C>::value) cb.on_epoch_end(*this, info);
+        if constexpr (has_epoch_end<C>::value)
+            if (runs_here<C>()) cb.on_epoch_end(*this, info);
     }
     template <class C, class = void>
     struct has_epoch_begin : std::false_type {};
@@ -12203,6 +13230,8 @@ private:
     Loss loss_;
     Optimizer opt_;
     Schedule sched_;
+    Comm comm_;
+    session_type session_;  // before opt_state_: a bucketed state is built from its fusion plan
     optimizer_state opt_state_;
     std::uint64_t shuffle_seed_;
     std::size_t epoch_ = 0;
@@ -12215,6 +13244,11 @@ private:
     double last_finite_loss_ = 0;
     std::uint64_t last_finite_step_ = 0;
     bool has_finite_loss_ = false;
+    bool synchronized_ = false;
+    distributed_sampler sampler_;
+    linear_scaling_rule scaling_;
+    bool scaling_on_ = false;
+    double metrics_[2] = {0, 0};
     std::vector<T> stage_x_, stage_t_;
     std::vector<std::size_t> order_;
     typename backend::template buffer<T> x_buf_, t_buf_, loss_rows_, eval_grad_;
@@ -12223,8 +13257,14 @@ private:
 
 template <class Model, class Loss, class Optimizer>
 trainer(Model&, Loss, Optimizer) -> trainer<Model, Loss, Optimizer>;
-template <class Model, class Loss, class Optimizer, class Schedule>
+template <class Model, class Loss, class Optimizer, class Schedule,
+          std::enable_if_t<!comm::is_communicator<Schedule>::value, int> = 0>
 trainer(Model&, Loss, Optimizer, Schedule) -> trainer<Model, Loss, Optimizer, Schedule>;
+template <class Model, class Loss, class Optimizer, class Comm,
+          std::enable_if_t<comm::is_communicator<Comm>::value, int> = 0>
+trainer(Model&, Loss, Optimizer, Comm) -> trainer<Model, Loss, Optimizer, schedule::constant, Comm>;
+template <class Model, class Loss, class Optimizer, class Schedule, class Comm>
+trainer(Model&, Loss, Optimizer, Schedule, Comm) -> trainer<Model, Loss, Optimizer, Schedule, Comm>;
 
 }  // namespace lamina
 // ---- end include/lamina/train/trainer.hpp ----
@@ -12243,6 +13283,7 @@ namespace lamina {
 
 class progress_bar {
 public:
+    static constexpr bool root_only = true;  // a distributed trainer prints from rank 0 only
     explicit progress_bar(std::FILE* out = stdout) : out_(out) {
 #if defined(__unix__) || defined(__APPLE__)
         tty_ = isatty(fileno(out)) != 0;
@@ -12324,6 +13365,12 @@ public:
     template <class Trainer>
     void on_epoch_end(Trainer& t, const step_info& i) {
         if (path_.empty()) return;  // an empty path disables the log
+        // A distributed trainer: every rank computes the columns (one may be collective, e.g.
+        // an evaluate()), rank 0 writes.
+        values_.clear();
+        for (auto& e : extra_) values_.push_back(e.second(static_cast<void*>(&t)));
+        if constexpr (has_is_root<Trainer>::value)
+            if (!t.is_root()) return;
         if (!file_) {
             bool exists = false;
             if (std::FILE* f = std::fopen(path_.c_str(), "r")) {
@@ -12340,15 +13387,21 @@ public:
         }
         std::fprintf(file_, "%zu,%llu,%.6g,%.6g,%.1f", i.epoch + 1, static_cast<unsigned long long>(i.global_step),
                      i.epoch_loss, i.learning_rate, i.images_per_second);
-        for (auto& e : extra_) std::fprintf(file_, ",%.6g", e.second(static_cast<void*>(&t)));
+        for (double v : values_) std::fprintf(file_, ",%.6g", v);
         std::fprintf(file_, "\n");
         if (std::fflush(file_) != 0) throw io_error("lamina: csv_log failed writing '" + path_ + "'");
     }
 
 private:
+    template <class Tr, class = void>
+    struct has_is_root : std::false_type {};
+    template <class Tr>
+    struct has_is_root<Tr, std::void_t<decltype(std::declval<const Tr&>().is_root())>> : std::true_type {};
+
     std::string path_;
     std::FILE* file_ = nullptr;
     std::vector<std::pair<std::string, std::function<double(void*)>>> extra_;
+    std::vector<double> values_;  // this epoch's extra columns
 };
 
 /// Runs f(trainer, info) at every epoch end: the simplest custom callback.
@@ -13421,6 +14474,7 @@ void load_checkpoint(const std::string& path, Trainer& t) {
 /// A model holding NaN or infinity is not saved (the last good checkpoint stays): the save is
 /// skipped with one line on stderr naming the epoch and the parameter segment.
 struct checkpoint_every {
+    static constexpr bool root_only = true;  // a distributed trainer's checkpoints are written by rank 0
     std::string prefix;
     std::size_t every = 1;
     checkpoint_every(std::string p, std::size_t n = 1) : prefix(std::move(p)), every(n ? n : 1) {}

@@ -579,6 +579,7 @@ void load_checkpoint(const std::string& path, Trainer& t) {
 /// A model holding NaN or infinity is not saved (the last good checkpoint stays): the save is
 /// skipped with one line on stderr naming the epoch and the parameter segment.
 struct checkpoint_every {
+    static constexpr bool root_only = true;  // a distributed trainer's checkpoints are written by rank 0
     std::string prefix;
     std::size_t every = 1;
     checkpoint_every(std::string p, std::size_t n = 1) : prefix(std::move(p)), every(n ? n : 1) {}

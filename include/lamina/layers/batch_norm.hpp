@@ -9,17 +9,25 @@
 // state: checkpointed, never optimized. batch_norm_zero_gamma starts gamma at 0 (the last
 // BN of a residual block, Goyal et al.). The kernels are batch_norm_kernels<Backend>
 // (backends/portable/batch_norm.hpp, specialised by backends that have faster ones).
+//
+// Synchronised batch norm: while a batch_statistics_scope is active (layers/batch_statistics.hpp;
+// the trainer installs one when its communicator is asked to synchronise batch norm), training
+// normalises with the mean and variance of the global batch of every process, the running
+// statistics follow them (so they stay equal on every process), and backward uses the global
+// sums for dx. Without one, each process uses its own batch (the default).
 #pragma once
 
 #include <cmath>
 #include <cstddef>
 #include <ratio>
 #include <string>
+#include <vector>
 
 #include "../backends/portable/batch_norm.hpp"
 #include "../core/config.hpp"
 #include "../core/error.hpp"
 #include "../network/shape_check.hpp"
+#include "batch_statistics.hpp"
 #include "layer_concept.hpp"
 
 namespace lamina {
@@ -77,18 +85,38 @@ struct batch_norm_t : layer_descriptor_base {
             batch_norm_kernels<Backend>::forward(c, io.x[0], io.y, s_, s_ + channels, p_, p_ + channels, io.batch,
                                                  channels, inner, eps);
         }
-        /// Training: batch statistics; updates the running statistics.
+        /// Training: batch statistics (of the global batch under a batch_statistics_scope);
+        /// updates the running statistics.
         void forward_train(const context& c, const node_io<T>& io, std::uint64_t) {
             T* mean = io.template saved_as<T>();
+            synced_ = false;
+            if (batch_statistics_reducer* r = batch_statistics_scope::current()) {
+                prepare_sync(r);
+                batch_norm_kernels<Backend>::forward_train_synced(c, io.x[0], io.y, mean, mean + channels, s_,
+                                                                  s_ + channels, p_, p_ + channels, io.batch, channels,
+                                                                  inner, eps, momentum, sync_);
+                synced_ = true;
+                return;
+            }
             batch_norm_kernels<Backend>::forward_train(c, io.x[0], io.y, mean, mean + channels, s_, s_ + channels, p_,
                                                        p_ + channels, io.batch, channels, inner, eps, momentum);
         }
         template <class Sink>
         void backward(const context& c, const node_io<T>& io, Sink& sink) {
             const T* mean = io.template saved_as<T>();
+            auto ready = [&] { sink.ready(static_cast<const T*>(g_), parameter_count); };
+            if (synced_) {
+                sync_.reducer = batch_statistics_scope::current();
+                if (!sync_.reducer)
+                    throw error("lamina: batch_norm: forward_train normalised with synchronised statistics, but backward "
+                                "runs without a batch_statistics_scope (install the same reducer for both passes)");
+                batch_norm_kernels<Backend>::backward_synced(c, io.x[0], io.dy, mean, mean + channels, p_, g_,
+                                                             g_ + channels, io.dx[0], io.accumulate[0], io.batch,
+                                                             channels, inner, sync_, ready);
+                return;
+            }
             batch_norm_kernels<Backend>::backward(c, io.x[0], io.dy, mean, mean + channels, p_, g_, g_ + channels,
-                                                  io.dx[0], io.accumulate[0], io.batch, channels, inner,
-                                                  [&] { sink.ready(static_cast<const T*>(g_), parameter_count); });
+                                                  io.dx[0], io.accumulate[0], io.batch, channels, inner, ready);
         }
 
         /// "eps" and "momentum" (fold_batch_norm reads eps).
@@ -101,9 +129,25 @@ struct batch_norm_t : layer_descriptor_base {
         const T* running_var() const noexcept { return s_ + channels; }
 
     private:
+        /// The 2C + 1 doubles of synchronisation scratch, allocated at the first synchronised
+        /// step (later steps allocate nothing).
+        void prepare_sync(batch_statistics_reducer* r) {
+            if (sync_host_.empty()) {
+                sync_host_.assign(2 * channels + 1, 0.0);
+                sync_device_.allocate(2 * channels + 1);
+            }
+            sync_.reducer = r;
+            sync_.host = sync_host_.data();
+            sync_.device = sync_device_.data();
+        }
+
         T* p_ = nullptr;  // gamma, beta
         T* g_ = nullptr;  // their gradients
         T* s_ = nullptr;  // running mean, running variance
+        bool synced_ = false;  // the last forward_train used global statistics
+        batch_statistics_sync sync_;
+        std::vector<double> sync_host_;
+        typename Backend::template buffer<double> sync_device_;
     };
 };
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -32,6 +33,12 @@ public:
     template <class Trainer>
     void on_epoch_end(Trainer& t, const step_info& i) {
         if (path_.empty()) return;  // an empty path disables the log
+        // A distributed trainer: every rank computes the columns (one may be collective, e.g.
+        // an evaluate()), rank 0 writes.
+        values_.clear();
+        for (auto& e : extra_) values_.push_back(e.second(static_cast<void*>(&t)));
+        if constexpr (has_is_root<Trainer>::value)
+            if (!t.is_root()) return;
         if (!file_) {
             bool exists = false;
             if (std::FILE* f = std::fopen(path_.c_str(), "r")) {
@@ -48,15 +55,21 @@ public:
         }
         std::fprintf(file_, "%zu,%llu,%.6g,%.6g,%.1f", i.epoch + 1, static_cast<unsigned long long>(i.global_step),
                      i.epoch_loss, i.learning_rate, i.images_per_second);
-        for (auto& e : extra_) std::fprintf(file_, ",%.6g", e.second(static_cast<void*>(&t)));
+        for (double v : values_) std::fprintf(file_, ",%.6g", v);
         std::fprintf(file_, "\n");
         if (std::fflush(file_) != 0) throw io_error("lamina: csv_log failed writing '" + path_ + "'");
     }
 
 private:
+    template <class Tr, class = void>
+    struct has_is_root : std::false_type {};
+    template <class Tr>
+    struct has_is_root<Tr, std::void_t<decltype(std::declval<const Tr&>().is_root())>> : std::true_type {};
+
     std::string path_;
     std::FILE* file_ = nullptr;
     std::vector<std::pair<std::string, std::function<double(void*)>>> extra_;
+    std::vector<double> values_;  // this epoch's extra columns
 };
 
 /// Runs f(trainer, info) at every epoch end: the simplest custom callback.

@@ -15,6 +15,7 @@ namespace lamina {
 
 class progress_bar {
 public:
+    static constexpr bool root_only = true;  // a distributed trainer prints from rank 0 only
     explicit progress_bar(std::FILE* out = stdout) : out_(out) {
 #if defined(__unix__) || defined(__APPLE__)
         tty_ = isatty(fileno(out)) != 0;

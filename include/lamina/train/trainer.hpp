@@ -9,6 +9,21 @@
 // run with a numeric_error; on_non_finite() chooses to skip such batches or to carry on.
 // A network with several outputs (heads<...>) takes a loss::per_output (one weighted loss per
 // output); the reported loss includes what nodes add (a VAE's KL term).
+//
+// The communicator is the last template argument (communicators/none.hpp): comm::none, one
+// process, compiles to exactly the loop above; with comm::mpi (communicators/mpi.hpp) every
+// rank runs the same program on its part of each global batch:
+//
+//   lm::trainer fit{net, loss, opt, sched, lm::comm::mpi{MPI_COMM_WORLD}};
+//   fit.sampling(lm::distributed_sampler::reshuffle_every(1));   // the default
+//   fit.scale_learning_rate({256, 5});     // linear scaling rule for the global batch, 5-epoch warm-up
+//   fit.run(train, lm::epochs{90}, lm::batch{32});               // batch per rank
+//
+// run() and train_batch() then average gradients over the ranks (overlapped with backward),
+// report losses averaged over the ranks and global images/s, and run callbacks marked
+// root_only (progress_bar, csv_log, checkpoint_every) on rank 0 only; evaluate() splits the
+// dataset over the ranks and returns the metrics of the whole of it on every rank. Every call
+// on a distributed trainer is collective: every rank makes it, with the same arguments.
 #pragma once
 
 #include <chrono>
@@ -20,9 +35,13 @@
 #include <utility>
 #include <vector>
 
+#include "../communicators/bucketed_optimizer.hpp"
+#include "../communicators/none.hpp"
 #include "../core/error.hpp"
 #include "../core/philox.hpp"
 #include "../data/dataset.hpp"
+#include "../data/distributed_sampler.hpp"
+#include "../layers/batch_statistics.hpp"
 #include "../losses/per_output.hpp"
 #include "../schedules/schedules.hpp"
 #include "training_types.hpp"
@@ -77,19 +96,55 @@ struct loss_parts {
     }();
     static constexpr bool has_classifier = classifier < count;
 };
+
+/// What the trainer holds for its communicator: nothing for comm::none, a session otherwise.
+template <class Comm, class Model, bool = Comm::distributed>
+struct session_of {
+    using type = comm::no_session;
+};
+template <class Comm, class Model>
+struct session_of<Comm, Model, true> {
+    using type = typename Comm::template session<Model>;
+};
+
+/// A callback with `static constexpr bool root_only = true` (output, files) runs on rank 0 only.
+template <class C, class = void>
+struct root_only_callback : std::false_type {};
+template <class C>
+struct root_only_callback<C, std::enable_if_t<C::root_only>> : std::true_type {};
 }  // namespace detail
 
-template <class Model, class Loss, class Optimizer, class Schedule = schedule::constant>
+/// The linear scaling rule with gradual warm-up (Goyal et al. 2017), applied to the global
+/// batch (batch per rank x ranks): the schedule's rate, given for `base_batch`, is multiplied
+/// by k = global batch / base_batch, ramping linearly from 1 to k over `warmup_epochs`.
+struct linear_scaling_rule {
+    std::size_t base_batch = 256;
+    double warmup_epochs = 5;
+};
+
+template <class Model, class Loss, class Optimizer, class Schedule = schedule::constant, class Comm = comm::none>
 class trainer {
 public:
     using backend = typename Model::backend;
     using T = typename Model::value_type;
-    using optimizer_state = typename Optimizer::template state<backend, T>;
+    using communicator = Comm;
+    static constexpr bool distributed = Comm::distributed;
+    using session_type = typename detail::session_of<Comm, Model>::type;
+    /// With a distributed communicator, optimizers that update each tensor on its own update
+    /// each fusion bucket as soon as its average has arrived (communicators/bucketed_optimizer.hpp).
+    static constexpr bool steps_by_bucket = distributed && comm::steps_by_segment<Optimizer>::value;
+    using optimizer_state = std::conditional_t<steps_by_bucket, comm::bucketed_state<Optimizer, backend, T>,
+                                               typename Optimizer::template state<backend, T>>;
     using parts = detail::loss_parts<Model, Loss>;
 
-    trainer(Model& net, Loss loss, Optimizer opt, Schedule sched = Schedule{})
-        : net_(net), loss_(loss), opt_(opt), sched_(sched), opt_state_(opt, Model::parameter_count),
-          shuffle_seed_(net.seed_value() ^ 0x5bd1e995u) {}
+    trainer(Model& net, Loss loss, Optimizer opt, Schedule sched = Schedule{}, Comm comm = Comm{})
+        : net_(net), loss_(loss), opt_(opt), sched_(sched), comm_(comm), session_(make_session(comm_, net)),
+          opt_state_(make_state(opt, session_, net)), shuffle_seed_(net.seed_value() ^ 0x5bd1e995u) {}
+    /// trainer{net, loss, opt, lm::comm::mpi{...}}: a communicator without a schedule.
+    template <class C, std::enable_if_t<std::is_same_v<C, Comm> && !std::is_same_v<C, Schedule> &&
+                                            comm::is_communicator<C>::value,
+                                        int> = 0>
+    trainer(Model& net, Loss loss, Optimizer opt, C comm) : trainer(net, loss, opt, Schedule{}, comm) {}
 
     Model& model() noexcept { return net_; }
     const Loss& loss() const noexcept { return loss_; }
@@ -107,10 +162,74 @@ public:
     non_finite non_finite_policy() const noexcept { return non_finite_; }
     /// Batches dropped so far for a non-finite loss (non_finite::skip_batch).
     std::uint64_t skipped_steps() const noexcept { return skipped_; }
-    /// Restores the position in training (used when resuming from a checkpoint).
+    /// Restores the position in training (used when resuming from a checkpoint). A distributed
+    /// trainer broadcasts rank 0's state again before its next step.
     void set_position(std::size_t epoch, std::uint64_t step) noexcept {
         epoch_ = epoch;
         step_ = step;
+        synchronized_ = false;
+    }
+
+    // ---- distribution ---------------------------------------------------------------------
+    const Comm& communicator_policy() const noexcept { return comm_; }
+    /// This process's rank and the number of ranks (0 and 1 for comm::none).
+    int rank() const noexcept {
+        if constexpr (distributed) return session_.rank();
+        else return 0;
+    }
+    int ranks() const noexcept {
+        if constexpr (distributed) return session_.size();
+        else return 1;
+    }
+    /// Rank 0: the one that prints and writes files.
+    bool is_root() const noexcept { return rank() == 0; }
+    /// The communicator's session (fusion plan, last step's exchange statistics).
+    session_type& session() noexcept { return session_; }
+    /// How run() spreads the dataset over the ranks (data/distributed_sampler.hpp).
+    trainer& sampling(distributed_sampler s) noexcept {
+        sampler_ = s;
+        return *this;
+    }
+    const distributed_sampler& sampler() const noexcept { return sampler_; }
+    /// Applies the linear scaling rule to the global batch in run() (off by default).
+    trainer& scale_learning_rate(linear_scaling_rule r) {
+        if (r.base_batch == 0) throw argument_error("lamina: linear_scaling_rule: base_batch must be positive");
+        if (!(r.warmup_epochs >= 0)) throw argument_error("lamina: linear_scaling_rule: warmup_epochs must be >= 0");
+        scaling_ = r;
+        scaling_on_ = true;
+        return *this;
+    }
+    /// The factor the linear scaling rule gives after warm-up for `batch` samples per rank
+    /// (1 when the rule is off).
+    double learning_rate_scale(std::size_t batch) const noexcept {
+        return scaling_on_ ? static_cast<double>(batch) * ranks() / static_cast<double>(scaling_.base_batch) : 1.0;
+    }
+    /// Makes every rank hold rank 0's parameters, running state, optimizer state and position
+    /// (collective). run() does it at its start and train_batch() before its first step and
+    /// after set_position (a checkpoint load); call it after loading a checkpoint on some ranks only.
+    void synchronize() {
+        if constexpr (distributed) {
+            auto& c = net_.context();
+            std::vector<T> p = net_.get_parameters();
+            session_.broadcast(p);
+            net_.set_parameters(p);
+            if constexpr (Model::state_count > 0) {
+                std::vector<T> st = net_.get_state();
+                session_.broadcast(st);
+                net_.set_state(st);
+            }
+            auto opt = opt_state_.save(c);
+            for (auto& entry : opt) session_.broadcast(entry.second);
+            std::uint64_t pos[6] = {epoch_, step_, shuffle_seed_, net_.seed_value(), opt_state_.steps(), skipped_};
+            session_.broadcast(pos, sizeof pos);
+            opt_state_.load(c, opt, pos[4]);
+            epoch_ = static_cast<std::size_t>(pos[0]);
+            step_ = pos[1];
+            shuffle_seed_ = pos[2];
+            if (pos[3] != net_.seed_value()) net_.restore_seed(pos[3]);
+            skipped_ = pos[5];
+        }
+        synchronized_ = true;
     }
 
     /// Trains `e.count` more epochs on `data` in batches of `b.size` samples (the last batch
@@ -120,15 +239,29 @@ public:
         check_data(data, "run");
         check_targets(data, nullptr, data.size(), "run");
         if (b.size == 0) throw argument_error("lamina: batch size must be positive");
-        std::size_t bs = std::min(b.size, data.size());
-        std::size_t steps_per_epoch = (data.size() + bs - 1) / bs;
+        std::size_t samples = data.size();  // this rank's samples per epoch
+        if constexpr (distributed) {
+            const std::uint64_t v[5] = {data.size(), b.size, e.count, static_cast<std::uint64_t>(sampler_.mode()),
+                                        sampler_.every()};
+            const char* names[5] = {"the dataset size", "the batch size", "the number of epochs", "the sampling mode",
+                                    "the sampler's reshuffle period"};
+            session_.agree(v, names, 5, "run()");
+            synchronize();
+            samples = sampler_.samples_per_rank(data.size(), static_cast<std::size_t>(ranks()));
+        }
+        std::size_t bs = std::min(b.size, samples);
+        std::size_t steps_per_epoch = (samples + bs - 1) / bs;
         steps_per_epoch_ = steps_per_epoch;
-        prepare(bs, data.size());
+        prepare(bs, data.size());  // order_ holds data.size() >= samples indices (step_on must not grow it)
         std::size_t last = epoch_ + e.count;
         auto run_start = std::chrono::steady_clock::now();
         std::size_t steps_this_run = 0, total_run_steps = e.count * steps_per_epoch;
         for (; epoch_ < last;) {
-            shuffle(data.size(), epoch_);
+            if constexpr (distributed)
+                sampler_.order(order_.data(), data.size(), epoch_, static_cast<std::size_t>(rank()),
+                               static_cast<std::size_t>(ranks()), bs, shuffle_seed_);
+            else
+                shuffle(data.size(), epoch_);
             (call_epoch_begin(callbacks), ...);
             auto t0 = std::chrono::steady_clock::now();
             double loss_sum = 0;
@@ -142,8 +275,10 @@ public:
             if (step_ > epoch_ * steps_per_epoch && step_ < (epoch_ + 1) * steps_per_epoch)
                 first = static_cast<std::size_t>(step_ - epoch_ * steps_per_epoch);
             for (std::size_t s = first; s < steps_per_epoch; ++s) {
-                std::size_t lo = s * bs, hi = std::min(data.size(), lo + bs);
-                double lr = sched_(opt_.lr, schedule::clock{step_, steps_per_epoch});
+                std::size_t lo = s * bs, hi = std::min(samples, lo + bs);
+                const schedule::clock clk{step_, steps_per_epoch};
+                double lr = sched_(opt_.lr, clk);
+                if (scaling_on_) lr *= scaling_factor(clk, bs);
                 step_in_epoch_ = s + 1;
                 double l = step_on(data, order_.data() + lo, hi - lo, lr);
                 if (std::isfinite(l) || non_finite_ == non_finite::keep_going) {
@@ -159,7 +294,7 @@ public:
                 info.skipped_steps = skipped_;
                 info.learning_rate = lr;
                 info.elapsed_seconds = el;
-                info.images_per_second = el > 0 ? static_cast<double>(seen) / el : 0;
+                info.images_per_second = el > 0 ? static_cast<double>(seen) * ranks() / el : 0;  // global
                 double run_el = seconds_since(run_start);
                 info.eta_seconds = run_el / static_cast<double>(steps_this_run) *
                                    static_cast<double>(total_run_steps - steps_this_run);
@@ -184,24 +319,51 @@ public:
                                      std::to_string(i) + ") is outside the " + std::to_string(data.size()) + " samples");
         check_targets(data, indices, count, "train_batch");
         step_in_epoch_ = 0;
+        if constexpr (distributed)
+            if (!synchronized_) synchronize();
         return step_on(data, indices, count, lr);
     }
 
-    /// Mean loss and (for classification) accuracy on `data`, in inference mode.
+    /// Mean loss and (for classification) accuracy on `data`, in inference mode. Distributed:
+    /// every rank passes the same dataset, evaluates its contiguous part of it, and gets the
+    /// metrics of the whole dataset.
     evaluation evaluate(dataset_view<T> data, batch b = batch{256}) {
         check_data(data, "evaluate");
         check_targets(data, nullptr, data.size(), "evaluate");
         evaluation ev;
-        if (data.size() == 0) return ev;
-        std::size_t bs = std::min(b.size ? b.size : 256, data.size());
+        std::size_t first = 0, end = data.size();
+        if constexpr (distributed) {
+            const auto r = static_cast<std::size_t>(rank()), n = static_cast<std::size_t>(ranks());
+            first = distributed_sampler::shard_begin(data.size(), r, n);
+            end = distributed_sampler::shard_begin(data.size(), r + 1, n);
+        } else if (data.size() == 0) {
+            return ev;
+        }
+        double loss_sum = 0;
+        std::size_t correct = 0;
+        if (end > first) evaluate_range(data, first, end, b, loss_sum, correct);
+        double totals[3] = {loss_sum, static_cast<double>(correct), static_cast<double>(end - first)};
+        if constexpr (distributed) session_.sum(totals, 3);
+        if (totals[2] == 0) return ev;
+        ev.samples = data.size();
+        ev.loss = totals[0] / totals[2];
+        ev.accuracy = parts::has_classifier ? totals[1] / totals[2] : 0.0;
+        return ev;
+    }
+
+    std::size_t steps_per_epoch() const noexcept { return steps_per_epoch_; }
+
+private:
+    /// Sums of the loss and correct predictions over samples [first, end).
+    void evaluate_range(const dataset_view<T>& data, std::size_t first, std::size_t end, batch b, double& loss_sum,
+                        std::size_t& correct) {
+        std::size_t bs = std::min(b.size ? b.size : 256, end - first);
         prepare(bs, data.size(), false);
         std::vector<std::size_t> idx(bs);
         std::vector<std::int32_t> predicted(bs);
-        double loss_sum = 0;
-        std::size_t correct = 0;
         auto& c = net_.context();
-        for (std::size_t lo = 0; lo < data.size(); lo += bs) {
-            std::size_t n = std::min(bs, data.size() - lo);
+        for (std::size_t lo = first; lo < end; lo += bs) {
+            std::size_t n = std::min(bs, end - lo);
             for (std::size_t i = 0; i < n; ++i) idx[i] = lo + i;
             gather(data, idx.data(), n);
             net_.forward_infer(x_dev(), n);
@@ -215,19 +377,13 @@ public:
                         ++correct;
             }
         }
-        ev.samples = data.size();
-        ev.loss = loss_sum / static_cast<double>(data.size());
-        ev.accuracy = parts::has_classifier ? static_cast<double>(correct) / static_cast<double>(data.size()) : 0.0;
-        return ev;
     }
 
-    std::size_t steps_per_epoch() const noexcept { return steps_per_epoch_; }
-
-private:
     /// The step itself, on data already validated.
     double step_on(const dataset_view<T>& data, const std::size_t* indices, std::size_t count, double lr) {
         prepare(count, data.size());
         gather(data, indices, count);
+        if constexpr (distributed) return distributed_step(count, lr);
         auto& c = net_.context();
         net_.forward_train(x_dev(), count, step_);
         const double l = apply_losses(count, true) + net_.added_loss();
@@ -247,6 +403,69 @@ private:
         opt_state_.step(c, net_.parameters(), net_.gradients(), net_.parameter_segments(), lr);
         ++step_;
         return l;
+    }
+
+    /// A data-parallel step: backward hands each gradient to the session as it is final, the
+    /// session sums the buckets over the ranks, and the optimizer updates each bucket when its
+    /// sum has arrived. The loss deciding the non-finite policy is the mean over the ranks, so
+    /// every rank decides the same.
+    double distributed_step(std::size_t count, double lr) {
+        auto& c = net_.context();
+        {
+            batch_statistics_scope sync_bn{session_.statistics_reducer()};
+            net_.forward_train(x_dev(), count, step_);
+            const double l = apply_losses(count, true) + net_.added_loss();
+            const double scale = session_.loss_gradient_scale();
+            if (scale != 1.0)
+                for (std::size_t k = 0; k < Model::outputs; ++k)
+                    backend::scale(c, count * Model::output_sizes[k], static_cast<T>(scale), net_.output_gradient(k));
+            metrics_[0] = l * static_cast<double>(count);
+            metrics_[1] = static_cast<double>(count);
+            session_.begin_step(metrics_, 2);
+            net_.backward(session_.sink());
+        }
+        session_.end_backward();
+        session_.finish_metrics();
+        const double l = metrics_[0] / metrics_[1];
+        if (!std::isfinite(l)) {
+            if (non_finite_ != non_finite::keep_going) {
+                session_.drain();
+                if (non_finite_ == non_finite::stop) throw diverged(l);
+                ++skipped_;
+                ++step_;
+                return l;
+            }
+        } else {
+            last_finite_loss_ = l;
+            last_finite_step_ = step_;
+            has_finite_loss_ = true;
+        }
+        T* w = net_.parameters();
+        const T* g = net_.gradients();
+        if constexpr (steps_by_bucket) {
+            session_.complete([&](std::size_t k) { opt_state_.step_bucket(k, c, w, g, lr); });
+        } else {
+            session_.complete([](std::size_t) {});
+            opt_state_.step(c, w, g, net_.parameter_segments(), lr);
+        }
+        ++step_;
+        return l;
+    }
+
+    double scaling_factor(const schedule::clock& clk, std::size_t bs) const {
+        const double k = learning_rate_scale(bs);
+        const double t = clk.epoch();
+        if (scaling_.warmup_epochs <= 0 || t >= scaling_.warmup_epochs) return k;
+        return 1.0 + (k - 1.0) * t / scaling_.warmup_epochs;
+    }
+
+    static session_type make_session(const Comm& comm, Model& net) {
+        if constexpr (distributed) return session_type(comm, net);
+        else return (void)comm, (void)net, session_type{};
+    }
+    static optimizer_state make_state(const Optimizer& opt, const session_type& session, const Model& net) {
+        if constexpr (steps_by_bucket) return optimizer_state(opt, session.plan(), net.parameter_segments());
+        else return (void)session, (void)net, optimizer_state(opt, Model::parameter_count);
     }
 
     /// The weighted sum of the losses on the last forward (training or inference); each loss
@@ -391,22 +610,28 @@ private:
     /// Fisher-Yates with the counter-based RNG: the permutation of epoch e depends only on
     /// (shuffle seed, e), so a resumed run shuffles exactly like an uninterrupted one.
     void shuffle(std::size_t n, std::size_t epoch) {
-        for (std::size_t i = 0; i < n; ++i) order_[i] = i;
-        random_stream s{shuffle_seed_, 0x5348554646ull + epoch};
-        for (std::size_t i = n; i > 1; --i) std::swap(order_[i - 1], order_[s.below(i, i)]);
+        distributed_sampler::permutation(order_.data(), n, shuffle_seed_, epoch);
     }
 
     template <class C>
+    bool runs_here() const noexcept {
+        if constexpr (detail::root_only_callback<std::decay_t<C>>::value) return is_root();
+        else return true;
+    }
+    template <class C>
     void call_epoch_begin(C& cb) {
-        if constexpr (has_epoch_begin<C>::value) cb.on_epoch_begin(*this);
+        if constexpr (has_epoch_begin<C>::value)
+            if (runs_here<C>()) cb.on_epoch_begin(*this);
     }
     template <class C>
     void call_step_end(C& cb, const step_info& info) {
-        if constexpr (has_step_end<C>::value) cb.on_step_end(*this, info);
+        if constexpr (has_step_end<C>::value)
+            if (runs_here<C>()) cb.on_step_end(*this, info);
     }
     template <class C>
     void call_epoch_end(C& cb, const step_info& info) {
-        if constexpr (has_epoch_end<C>::value) cb.on_epoch_end(*this, info);
+        if constexpr (has_epoch_end<C>::value)
+            if (runs_here<C>()) cb.on_epoch_end(*this, info);
     }
     template <class C, class = void>
     struct has_epoch_begin : std::false_type {};
@@ -430,6 +655,8 @@ private:
     Loss loss_;
     Optimizer opt_;
     Schedule sched_;
+    Comm comm_;
+    session_type session_;  // before opt_state_: a bucketed state is built from its fusion plan
     optimizer_state opt_state_;
     std::uint64_t shuffle_seed_;
     std::size_t epoch_ = 0;
@@ -442,6 +669,11 @@ private:
     double last_finite_loss_ = 0;
     std::uint64_t last_finite_step_ = 0;
     bool has_finite_loss_ = false;
+    bool synchronized_ = false;
+    distributed_sampler sampler_;
+    linear_scaling_rule scaling_;
+    bool scaling_on_ = false;
+    double metrics_[2] = {0, 0};
     std::vector<T> stage_x_, stage_t_;
     std::vector<std::size_t> order_;
     typename backend::template buffer<T> x_buf_, t_buf_, loss_rows_, eval_grad_;
@@ -450,7 +682,13 @@ private:
 
 template <class Model, class Loss, class Optimizer>
 trainer(Model&, Loss, Optimizer) -> trainer<Model, Loss, Optimizer>;
-template <class Model, class Loss, class Optimizer, class Schedule>
+template <class Model, class Loss, class Optimizer, class Schedule,
+          std::enable_if_t<!comm::is_communicator<Schedule>::value, int> = 0>
 trainer(Model&, Loss, Optimizer, Schedule) -> trainer<Model, Loss, Optimizer, Schedule>;
+template <class Model, class Loss, class Optimizer, class Comm,
+          std::enable_if_t<comm::is_communicator<Comm>::value, int> = 0>
+trainer(Model&, Loss, Optimizer, Comm) -> trainer<Model, Loss, Optimizer, schedule::constant, Comm>;
+template <class Model, class Loss, class Optimizer, class Schedule, class Comm>
+trainer(Model&, Loss, Optimizer, Schedule, Comm) -> trainer<Model, Loss, Optimizer, Schedule, Comm>;
 
 }  // namespace lamina

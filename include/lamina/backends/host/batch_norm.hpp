@@ -7,7 +7,9 @@
 //   - normalise: y = x a_c + b_c per plane;
 //   - backward: per channel sum dy and sum dy x in one pass, then dx = k1 dy + k2 x + k3 per
 //     plane (x-hat expanded, so no second pass over the statistics).
-// Results match the portable kernels up to floating-point reassociation.
+// Results match the portable kernels up to floating-point reassociation. The *_synced kernels
+// (synchronised batch norm) compute the per-channel sums in double about the running mean (the
+// shift every process shares) and reduce them before they are used.
 #pragma once
 
 #include <algorithm>
@@ -142,9 +144,14 @@ struct batch_norm_kernels<host> {
                                     [&](std::size_t lo, std::size_t hi) {
                                         for (std::size_t ch = lo; ch < hi; ++ch) {
                                             double sdy = 0, sdyx = 0;
-                                            for (std::size_t i = 0; i < n; ++i)
-                                                host_detail::plane_dot_sums(dy + (i * C + ch) * HW, x + (i * C + ch) * HW,
-                                                                            HW, sdy, sdyx);
+                                            for (std::size_t i = 0; i < n; ++i) {
+                                                const T* g = dy + (i * C + ch) * HW;
+                                                const T* p = x + (i * C + ch) * HW;
+                                                for (std::size_t j = 0; j < HW; ++j) {
+                                                    sdy += double(g[j]);
+                                                    sdyx += double(g[j]) * double(p[j]);
+                                                }
+                                            }
                                             const double mu = mean[ch], is = invstd[ch], g = gamma[ch];
                                             const double dg = (sdyx - mu * sdy) * is;  // sum dy * x-hat
                                             dbeta[ch] = static_cast<T>(sdy);
@@ -158,7 +165,103 @@ struct batch_norm_kernels<host> {
                                     });
         ready();
         if (!dx) return;
-        const T* k1 = k.data();
+        apply_dx(pool, x, dy, dx, k.data(), accumulate, n, C, HW);
+    }
+
+    template <class Ctx, class T, class Sync>
+    static void forward_train_synced(const Ctx& c, const T* x, T* y, T* mean, T* invstd, T* rmean, T* rvar,
+                                     const T* gamma, const T* beta, std::size_t n, std::size_t C, std::size_t HW,
+                                     double eps, double momentum, Sync& sync) {
+        thread_pool& pool = c.pool();
+        double* sums = sync.host;
+        const double local = double(n * HW);
+        host_detail::parallel_range(pool, C, std::max<std::size_t>(1, host_detail::elementwise_grain / (n * HW + 1)),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        for (std::size_t ch = lo; ch < hi; ++ch) {
+                                            // sums of x - r and (x - r)^2 for the shift r every
+                                            // process shares (scalar double loops: this path
+                                            // is about agreement between processes, not speed)
+                                            const double r = double(rmean[ch]);
+                                            double s1 = 0, s2 = 0;
+                                            for (std::size_t i = 0; i < n; ++i) {
+                                                const T* p = x + (i * C + ch) * HW;
+                                                for (std::size_t j = 0; j < HW; ++j) {
+                                                    const double d = double(p[j]) - r;
+                                                    s1 += d;
+                                                    s2 += d * d;
+                                                }
+                                            }
+                                            sums[ch] = s1;
+                                            sums[C + ch] = s2;
+                                        }
+                                    });
+        sums[2 * C] = local;
+        sync.reducer->sum(sums, 2 * C + 1);
+        const double count = sums[2 * C];
+        sync.global_count = count;
+        const double unbias = count > 1 ? count / (count - 1) : 1.0;
+        std::vector<T>& a = scratch<T>(0, 2 * C);
+        T* b = a.data() + C;
+        for (std::size_t ch = 0; ch < C; ++ch) {
+            const double r = rmean[ch], d = sums[ch] / count;
+            const double mu = r + d;
+            const double var = std::max(0.0, sums[C + ch] / count - d * d);
+            const double is = 1.0 / std::sqrt(var + eps);
+            mean[ch] = static_cast<T>(mu);
+            invstd[ch] = static_cast<T>(is);
+            rmean[ch] = static_cast<T>((1.0 - momentum) * r + momentum * mu);
+            rvar[ch] = static_cast<T>((1.0 - momentum) * double(rvar[ch]) + momentum * var * unbias);
+            a[ch] = static_cast<T>(double(gamma[ch]) * is);
+            b[ch] = static_cast<T>(double(beta[ch]) - mu * double(gamma[ch]) * is);
+        }
+        host_detail::plane_affine(pool, x, y, a.data(), b, n, C, HW);
+    }
+
+    template <class Ctx, class T, class Sync, class Ready>
+    static void backward_synced(const Ctx& c, const T* x, const T* dy, const T* mean, const T* invstd, const T* gamma,
+                                T* dgamma, T* dbeta, T* dx, bool accumulate, std::size_t n, std::size_t C,
+                                std::size_t HW, Sync& sync, Ready&& ready) {
+        thread_pool& pool = c.pool();
+        double* sums = sync.host;
+        host_detail::parallel_range(pool, C, std::max<std::size_t>(1, host_detail::elementwise_grain / (n * HW + 1)),
+                                    [&](std::size_t lo, std::size_t hi) {
+                                        for (std::size_t ch = lo; ch < hi; ++ch) {
+                                            double sdy = 0, sdyx = 0;
+                                            for (std::size_t i = 0; i < n; ++i) {
+                                                const T* g = dy + (i * C + ch) * HW;
+                                                const T* p = x + (i * C + ch) * HW;
+                                                for (std::size_t j = 0; j < HW; ++j) {
+                                                    sdy += double(g[j]);
+                                                    sdyx += double(g[j]) * double(p[j]);
+                                                }
+                                            }
+                                            const double dg = (sdyx - double(mean[ch]) * sdy) * double(invstd[ch]);
+                                            dbeta[ch] = static_cast<T>(sdy);
+                                            dgamma[ch] = static_cast<T>(dg);
+                                            sums[ch] = sdy;
+                                            sums[C + ch] = dg;
+                                        }
+                                    });
+        ready();
+        if (!dx) return;  // the same on every process: the network input's gradient was not asked for
+        sync.reducer->sum(sums, 2 * C);
+        const double M = sync.global_count;
+        std::vector<T>& k = scratch<T>(2, 3 * C);
+        for (std::size_t ch = 0; ch < C; ++ch) {
+            const double mu = mean[ch], is = invstd[ch], g = gamma[ch], sdy = sums[ch], dg = sums[C + ch];
+            const double k1 = g * is, k2 = -g * is * is * dg / M;
+            k[ch] = static_cast<T>(k1);
+            k[C + ch] = static_cast<T>(k2);
+            k[2 * C + ch] = static_cast<T>(-k1 * sdy / M - k2 * mu);
+        }
+        apply_dx(pool, x, dy, dx, k.data(), accumulate, n, C, HW);
+    }
+
+private:
+    /// dx (+)= k1 dy + k2 x + k3 per channel (x-hat expanded).
+    template <class T>
+    static void apply_dx(thread_pool& pool, const T* x, const T* dy, T* dx, const T* k1, bool accumulate, std::size_t n,
+                         std::size_t C, std::size_t HW) {
         const T* k2 = k1 + C;
         const T* k3 = k2 + C;
         host_detail::parallel_range(pool, n * C, host_detail::plane_grain(HW), [&](std::size_t lo, std::size_t hi) {
@@ -177,7 +280,6 @@ struct batch_norm_kernels<host> {
         });
     }
 
-private:
     /// Per-thread, per-use coefficient scratch, grown once (the hot path then allocates nothing).
     template <class T>
     static std::vector<T>& scratch(int which, std::size_t n) {

@@ -1,0 +1,87 @@
+// LeNet-5 on MNIST, data-parallel over MPI: the same program on one process or many.
+//
+//   mpirun -np 4 ./distributed_mnist [DATA_DIR] [--epochs N] [--seed N] [--csv FILE] [--checkpoint PREFIX]
+//
+// Every rank builds the same network; rank 0's parameters are broadcast at the start; each
+// step every rank trains on its 64 images of a global batch of 64 x ranks (shards reshuffled
+// every epoch), gradients are averaged in fusion buckets overlapped with backward, and the
+// learning rate follows the linear scaling rule for the global batch (0.05 per 64 images,
+// ramped up over the first epoch, then cosine decay). Rank 0 prints progress, the global
+// throughput and writes the CSV log and checkpoints; evaluation is split over the ranks.
+//
+// The application initialises MPI (lamina never does) and may pass any communicator.
+#include <mpi.h>
+
+#include <cstdio>
+
+#include <lamina/communicators/mpi.hpp>
+#include <lamina/lamina.hpp>
+
+#include "example_args.hpp"
+
+namespace lm = lamina;
+
+using lenet5 = lm::sequential<
+    lm::input<1, 28, 28>,
+    lm::conv2d<6, 5, 1, 0, lm::init::he_uniform>, lm::relu, lm::max_pool<2>,
+    lm::conv2d<16, 5, 1, 0, lm::init::he_uniform>, lm::relu, lm::max_pool<2>,
+    lm::flatten,
+    lm::dense<120, lm::init::he_uniform>, lm::relu,
+    lm::dense<84, lm::init::he_uniform>, lm::relu,
+    lm::dense<10>>;
+
+namespace {
+int run(int argc, char** argv) {
+    int rank = 0, ranks = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+    auto args = parse_example_args(argc, argv);
+    auto data = lm::data::mnist_train_test(args.data_dir);  // every rank reads the files
+    if (rank == 0) std::printf("data: %s\n%d ranks\n", data.description.c_str(), ranks);
+
+    lenet5::model<lm::host> net{lm::seed{args.seed}, lm::threads{args.threads}};
+    if (rank == 0) std::printf("%s", net.summary().c_str());
+
+    const std::size_t epochs = args.epochs ? args.epochs : 10, batch = 64;  // batch per rank
+    lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05, 0.9, true, 5e-4},
+                    lm::schedule::cosine{double(epochs), 0.0}, lm::comm::mpi{MPI_COMM_WORLD}};
+    fit.sampling(lm::distributed_sampler::reshuffle_every(1));
+    fit.scale_learning_rate({batch, 1.0});  // 0.05 is the rate for 64 images; one warm-up epoch
+    if (rank == 0)
+        std::printf("global batch %zu (%zu per rank), learning rate %.4g scaled by %.3g to %.4g after warm-up\n",
+                    batch * std::size_t(ranks), batch, fit.optimizer().lr, fit.learning_rate_scale(batch),
+                    fit.optimizer().lr * fit.learning_rate_scale(batch));
+
+    double throughput = 0;
+    auto report = lm::at_epoch_end{[&](auto& t, const lm::step_info& i) {
+        auto ev = t.evaluate(data.test);  // collective: every rank evaluates its part
+        throughput = i.images_per_second;
+        if (t.is_root())
+            std::printf("  epoch %zu: loss %.4f, held-out accuracy %.2f%%, %.0f images/s (all ranks), lr %.4g\n",
+                        i.epoch + 1, i.epoch_loss, 100 * ev.accuracy, i.images_per_second, i.learning_rate);
+    }};
+    fit.run(data.train, lm::epochs{epochs}, lm::batch{batch}, lm::progress_bar{}, report, lm::csv_log{args.csv},
+            lm::checkpoint_every{args.checkpoint, 5});
+
+    auto ev = fit.evaluate(data.test);
+    if (rank == 0)
+        std::printf("held-out accuracy %.2f%% (loss %.4f) on %zu images; %d ranks, %.0f images/s global, seed %lu\n",
+                    100 * ev.accuracy, ev.loss, ev.samples, ranks, throughput, args.seed);
+    return 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+    MPI_Init(&argc, &argv);
+    int status = 0;
+    try {
+        status = run(argc, argv);
+    } catch (const lamina::error& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        status = 1;
+    }
+    // A rank that failed alone would leave the others waiting in a collective.
+    if (status) MPI_Abort(MPI_COMM_WORLD, status);
+    MPI_Finalize();
+    return status;
+}

@@ -5,8 +5,8 @@
 // Every rank builds the same network; rank 0's parameters are broadcast at the start; each
 // step every rank trains on its 64 images of a global batch of 64 x ranks (shards reshuffled
 // every epoch), gradients are averaged in fusion buckets overlapped with backward, and the
-// learning rate follows the linear scaling rule for the global batch (0.05 per 64 images,
-// ramped up over the first epoch, then cosine decay). Rank 0 prints progress, the global
+// learning rate follows the linear scaling rule for the global batch (0.02 per 64 images,
+// ramped up over the first two epochs, then cosine decay). Rank 0 prints progress, the global
 // throughput and writes the CSV log and checkpoints; evaluation is split over the ranks.
 //
 // The application initialises MPI (lamina never does) and may pass any communicator.
@@ -43,10 +43,10 @@ int run(int argc, char** argv) {
     if (rank == 0) std::printf("%s", net.summary().c_str());
 
     const std::size_t epochs = args.epochs ? args.epochs : 10, batch = 64;  // batch per rank
-    lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05, 0.9, true, 5e-4},
+    lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.02, 0.9, true, 5e-4},
                     lm::schedule::cosine{double(epochs), 0.0}, lm::comm::mpi{MPI_COMM_WORLD}};
     fit.sampling(lm::distributed_sampler::reshuffle_every(1));
-    fit.scale_learning_rate({batch, 1.0});  // 0.05 is the rate for 64 images; one warm-up epoch
+    fit.scale_learning_rate({batch, 2.0});  // 0.02 is the rate for 64 images; two warm-up epochs
     if (rank == 0)
         std::printf("global batch %zu (%zu per rank), learning rate %.4g scaled by %.3g to %.4g after warm-up\n",
                     batch * std::size_t(ranks), batch, fit.optimizer().lr, fit.learning_rate_scale(batch),

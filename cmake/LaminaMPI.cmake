@@ -1,8 +1,9 @@
 # lamina's optional MPI communicator (include/lamina/communicators/mpi.hpp). Included from the
 # top-level CMakeLists.txt after the `lamina` target exists:
 #
-#   LAMINA_WITH_MPI  ON by default when find_package(MPI) finds MPI for C++ (Debian:
-#                    libopenmpi-dev openmpi-bin); lamina without MPI is unchanged.
+#   LAMINA_WITH_MPI  ON by default when lamina is the top-level project and find_package(MPI)
+#                    finds MPI for C++ (Debian: libopenmpi-dev openmpi-bin); lamina without MPI
+#                    is unchanged.
 #   lamina::mpi      INTERFACE target for lamina's own tests, examples and benchmarks:
 #                    lamina::lamina + MPI::MPI_CXX. Not installed: the communicator is headers
 #                    only, and a project using an installed lamina links its own MPI.
@@ -10,7 +11,11 @@
 # MPIEXEC_EXECUTABLE, MPIEXEC_NUMPROC_FLAG, MPIEXEC_PREFLAGS and MPIEXEC_POSTFLAGS (from
 # FindMPI) are what tests/mpi/CMakeLists.txt runs its tests with.
 
-if(NOT DEFINED LAMINA_WITH_MPI)
+if(NOT DEFINED LAMINA_WITH_MPI AND NOT LAMINA_IS_TOP_LEVEL)
+  # lamina::mpi serves lamina's own targets: a project that adds lamina as a subdirectory is
+  # not probed for MPI unless it asks (-DLAMINA_WITH_MPI=ON).
+  set(_lamina_mpi_default OFF)
+elseif(NOT DEFINED LAMINA_WITH_MPI)
   find_package(MPI QUIET COMPONENTS CXX)
   if(MPI_CXX_FOUND)
     message(STATUS "lamina: MPI ${MPI_CXX_VERSION} found (${MPIEXEC_EXECUTABLE}): MPI communicator ON")

@@ -27,7 +27,8 @@ if grep -n '/tests/unit/\|/examples/\|/bench/' "$build/compile_commands.json"; t
 fi
 step "build"
 cmake --build "$build"
-found=$(find "$build" -type f \( -name 'test_*' -o -name 'single_include_smoke' \) -perm -u+x -print)
+# CMakeFiles/ holds CMake's own probes (e.g. FindMPI's test_mpi_CXX.bin), not lamina's targets.
+found=$(find "$build" -path '*/CMakeFiles' -prune -o -type f \( -name 'test_*' -o -name 'single_include_smoke' \) -perm -u+x -print)
 [[ -z "$found" ]] || fail "lamina test executables were built: $found"
 step "run"
 "$build/app"

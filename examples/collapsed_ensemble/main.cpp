@@ -49,25 +49,22 @@ int main(int argc, char** argv) try {
     std::size_t cycles = 4, first_epochs = 6;
     std::string out = "collapsed_ensemble_out";
     std::vector<char*> rest;
+    // The whole number after option argv[i], in 1..1000; exits with a message otherwise.
+    auto count_after = [&](int& i) -> std::size_t {
+        char* end = nullptr;
+        const long v = i + 1 < argc ? std::strtol(argv[i + 1], &end, 10) : 0;
+        if (i + 1 >= argc || *end || v < 1 || v > 1000) {
+            std::fprintf(stderr, "%s: %s expects a whole number in 1..1000\n", argv[0], argv[i]);
+            std::exit(2);
+        }
+        ++i;
+        return static_cast<std::size_t>(v);
+    };
     for (int i = 0; i < argc; ++i) {
         if (std::strcmp(argv[i], "--cycles") == 0) {
-            char* end = nullptr;
-            const long v = i + 1 < argc ? std::strtol(argv[i + 1], &end, 10) : 0;
-            if (i + 1 >= argc || *end || v < 1 || v > 1000) {
-                std::fprintf(stderr, "%s: --cycles expects a whole number in 1..1000\n", argv[0]);
-                return 2;
-            }
-            cycles = static_cast<std::size_t>(v);
-            ++i;
+            cycles = count_after(i);
         } else if (std::strcmp(argv[i], "--first") == 0) {
-            char* end = nullptr;
-            const long v = i + 1 < argc ? std::strtol(argv[i + 1], &end, 10) : 0;
-            if (i + 1 >= argc || *end || v < 1 || v > 1000) {
-                std::fprintf(stderr, "%s: --first expects a whole number of epochs in 1..1000\n", argv[0]);
-                return 2;
-            }
-            first_epochs = static_cast<std::size_t>(v);
-            ++i;
+            first_epochs = count_after(i);
         } else if (std::strcmp(argv[i], "--out") == 0) {
             if (i + 1 >= argc || !*argv[i + 1]) {
                 std::fprintf(stderr, "%s: --out needs a folder\n", argv[0]);

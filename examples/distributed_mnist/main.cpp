@@ -18,17 +18,9 @@
 #include <lamina/lamina.hpp>
 
 #include "example_args.hpp"
+#include "lenet5.hpp"
 
 namespace lm = lamina;
-
-using lenet5 = lm::sequential<
-    lm::input<1, 28, 28>,
-    lm::conv2d<6, 5, 1, 0, lm::init::he_uniform>, lm::relu, lm::max_pool<2>,
-    lm::conv2d<16, 5, 1, 0, lm::init::he_uniform>, lm::relu, lm::max_pool<2>,
-    lm::flatten,
-    lm::dense<120, lm::init::he_uniform>, lm::relu,
-    lm::dense<84, lm::init::he_uniform>, lm::relu,
-    lm::dense<10>>;
 
 namespace {
 int run(int argc, char** argv) {

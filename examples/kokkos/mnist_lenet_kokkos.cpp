@@ -8,18 +8,10 @@
 #include <cstdio>
 
 #include "example_args.hpp"
+#include "lenet5.hpp"
 
 namespace lm = lamina;
 using backend = lm::kokkos_backend<Kokkos::DefaultExecutionSpace>;
-
-using lenet5 = lm::sequential<
-    lm::input<1, 28, 28>,
-    lm::conv2d<6, 5, 1, 0, lm::init::he_uniform>, lm::relu, lm::max_pool<2>,
-    lm::conv2d<16, 5, 1, 0, lm::init::he_uniform>, lm::relu, lm::max_pool<2>,
-    lm::flatten,
-    lm::dense<120, lm::init::he_uniform>, lm::relu,
-    lm::dense<84, lm::init::he_uniform>, lm::relu,
-    lm::dense<10>>;
 
 static int run(int argc, char** argv) {
     auto args = parse_example_args(argc, argv);

@@ -1,4 +1,4 @@
-// The flagship: LeNet-5 on real MNIST, written as the paper's layer table.
+// The flagship: LeNet-5 on real MNIST (the layer table: examples/common/lenet5.hpp).
 //
 // With only the 10,000-image test files (as in ../shared/data/mnist): trains on images
 // 0..7999 and reports held-out accuracy on 8000..9999. With the 60,000-image training files
@@ -11,17 +11,9 @@
 #include <lamina/lamina.hpp>
 
 #include "example_args.hpp"
+#include "lenet5.hpp"
 
 namespace lm = lamina;
-
-using lenet5 = lm::sequential<
-    lm::input<1, 28, 28>,
-    lm::conv2d<6, 5, 1, 0, lm::init::he_uniform>, lm::relu, lm::max_pool<2>,
-    lm::conv2d<16, 5, 1, 0, lm::init::he_uniform>, lm::relu, lm::max_pool<2>,
-    lm::flatten,
-    lm::dense<120, lm::init::he_uniform>, lm::relu,
-    lm::dense<84, lm::init::he_uniform>, lm::relu,
-    lm::dense<10>>;
 
 int main(int argc, char** argv) try {
     auto args = parse_example_args(argc, argv);

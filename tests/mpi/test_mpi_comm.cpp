@@ -14,6 +14,8 @@
 #include <lamina/lamina.hpp>
 #include <lamina/communicators/mpi.hpp>
 
+#include "mpi_test_support.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -43,56 +45,22 @@ namespace lm = lamina;
 
 namespace {
 
-using res_net = lm::sequential<lm::input<2, 6, 6>, lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
-                               lm::residual<lm::sequential<lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
-                                                           lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>>>,
-                               lm::relu, lm::max_pool<2>, lm::flatten, lm::dense<7, lm::init::he_uniform>, lm::tanh,
-                               lm::dense<5>>;
+using mpi_test::res_net;
+using mpi_test::world_rank;
+using mpi_test::world_size;
+using mpi_test::excess;
 using other_net = lm::sequential<lm::input<2, 6, 6>, lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
                                  lm::residual<lm::sequential<lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
                                                              lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>>>,
                                  lm::relu, lm::max_pool<2>, lm::flatten, lm::dense<7, lm::init::he_uniform>, lm::relu,
                                  lm::dense<5>>;  // tanh -> relu: the same sizes, another network
-using bn_net = lm::sequential<lm::input<2, 6, 6>, lm::conv2d<4, 3, 1, 1, lm::init::he_uniform, false>, lm::batch_norm,
-                              lm::relu,
-                              lm::residual<lm::sequential<lm::conv2d<4, 3, 1, 1, lm::init::he_uniform, false>,
-                                                          lm::batch_norm>>,
-                              lm::relu, lm::global_avg_pool, lm::dense<5>>;
+using bn_net = mpi_test::bn_net_with<5>;
 using wider_net = lm::sequential<lm::input<2, 6, 6>, lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
                                  lm::max_pool<2>, lm::flatten, lm::dense<9>, lm::tanh, lm::dense<5>>;
 
-int world_rank() {
-    int r = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &r);
-    return r;
-}
-int world_size() {
-    int n = 1;
-    MPI_Comm_size(MPI_COMM_WORLD, &n);
-    return n;
-}
 
-lm::dataset<float> make_data(std::size_t n, std::size_t classes) {
-    lm::dataset<float> d(n, 72, 1);
-    std::uint32_t h = 777;
-    for (auto& v : d.inputs()) {
-        h = h * 1664525u + 1013904223u;
-        v = static_cast<float>((h >> 8) % 2001) / 1000.0f - 1.0f;
-    }
-    for (std::size_t i = 0; i < n; ++i) d.targets()[i] = static_cast<float>(i % classes);
-    return d;
-}
+lm::dataset<float> make_data(std::size_t n, std::size_t classes) { return mpi_test::hashed_data(n, classes, 777); }
 
-template <class U>
-double excess(const std::vector<U>& a, const std::vector<U>& b) {
-    REQUIRE(a.size() == b.size());
-    double worst = -1;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        const double x = a[i], y = b[i];
-        worst = std::max(worst, std::abs(x - y) - (1e-5 * std::max(std::abs(x), std::abs(y)) + 1e-6));
-    }
-    return worst;
-}
 
 /// At each bucket start: was the first layer's gradient (written last by backward) still the
 /// sentinel?

@@ -11,6 +11,8 @@
 
 #include <lamina/communicators/mpi.hpp>
 
+#include "mpi_test_support.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -30,43 +32,13 @@ namespace lm = lamina;
 
 namespace {
 
-using res_net = lm::sequential<lm::input<2, 6, 6>, lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
-                               lm::residual<lm::sequential<lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
-                                                           lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>>>,
-                               lm::relu, lm::max_pool<2>, lm::flatten, lm::dense<7, lm::init::he_uniform>, lm::tanh,
-                               lm::dense<5>>;
-using bn_net = lm::sequential<lm::input<2, 6, 6>, lm::conv2d<4, 3, 1, 1, lm::init::he_uniform, false>, lm::batch_norm,
-                              lm::relu,
-                              lm::residual<lm::sequential<lm::conv2d<4, 3, 1, 1, lm::init::he_uniform, false>,
-                                                          lm::batch_norm>>,
-                              lm::relu, lm::global_avg_pool, lm::dense<5>>;
+using mpi_test::res_net;
+using mpi_test::world_rank;
+using mpi_test::world_size;
+using mpi_test::excess;
+using bn_net = mpi_test::bn_net_with<5>;
 
-std::size_t world_size() {
-    int n = 1;
-    MPI_Comm_size(MPI_COMM_WORLD, &n);
-    return static_cast<std::size_t>(n);
-}
-
-lm::dataset<float> make_data(std::size_t n, std::size_t classes) {
-    lm::dataset<float> d(n, 72, 1);
-    std::uint32_t h = 4242;
-    for (auto& v : d.inputs()) {
-        h = h * 1664525u + 1013904223u;
-        v = static_cast<float>((h >> 8) % 2001) / 1000.0f - 1.0f;
-    }
-    for (std::size_t i = 0; i < n; ++i) d.targets()[i] = static_cast<float>(i % classes);
-    return d;
-}
-
-double excess(const std::vector<float>& a, const std::vector<float>& b) {
-    REQUIRE(a.size() == b.size());
-    double worst = -1;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        const double x = a[i], y = b[i];
-        worst = std::max(worst, std::abs(x - y) - (1e-5 * std::max(std::abs(x), std::abs(y)) + 1e-6));
-    }
-    return worst;
-}
+lm::dataset<float> make_data(std::size_t n, std::size_t classes) { return mpi_test::hashed_data(n, classes, 4242); }
 
 struct trained {
     std::vector<float> parameters, state;

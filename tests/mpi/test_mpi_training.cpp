@@ -11,6 +11,8 @@
 #include <lamina/lamina.hpp>
 #include <lamina/communicators/mpi.hpp>
 
+#include "mpi_test_support.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -21,45 +23,19 @@ namespace lm = lamina;
 
 namespace {
 
-using res_net = lm::sequential<lm::input<2, 6, 6>, lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
-                               lm::residual<lm::sequential<lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>, lm::relu,
-                                                           lm::conv2d<4, 3, 1, 1, lm::init::he_uniform>>>,
-                               lm::relu, lm::max_pool<2>, lm::flatten, lm::dense<7, lm::init::he_uniform>, lm::tanh,
-                               lm::dense<5>>;
-using bn_net = lm::sequential<lm::input<2, 6, 6>, lm::conv2d<4, 3, 1, 1, lm::init::he_uniform, false>, lm::batch_norm,
-                              lm::relu,
-                              lm::residual<lm::sequential<lm::conv2d<4, 3, 1, 1, lm::init::he_uniform, false>,
-                                                          lm::batch_norm>>,
-                              lm::relu, lm::global_avg_pool, lm::dense<3>>;
+using mpi_test::res_net;
+using mpi_test::world_rank;
+using mpi_test::world_size;
+using mpi_test::excess;
+using bn_net = mpi_test::bn_net_with<3>;
 
-int world_rank() {
-    int r = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &r);
-    return r;
-}
-int world_size() {
-    int n = 1;
-    MPI_Comm_size(MPI_COMM_WORLD, &n);
-    return n;
-}
 bool thread_multiple() {
     int level = 0;
     MPI_Query_thread(&level);
     return level >= MPI_THREAD_MULTIPLE;
 }
 
-/// `n` samples of 2x6x6 inputs in [-1, 1] (a fixed integer hash, the same on every rank) with
-/// labels i mod classes.
-lm::dataset<float> make_data(std::size_t n, std::size_t classes) {
-    lm::dataset<float> d(n, 72, 1);
-    std::uint32_t h = 12345;
-    for (auto& v : d.inputs()) {
-        h = h * 1664525u + 1013904223u;
-        v = static_cast<float>((h >> 8) % 2001) / 1000.0f - 1.0f;
-    }
-    for (std::size_t i = 0; i < n; ++i) d.targets()[i] = static_cast<float>(i % classes);
-    return d;
-}
+lm::dataset<float> make_data(std::size_t n, std::size_t classes) { return mpi_test::hashed_data(n, classes, 12345); }
 
 struct loss_log {
     std::vector<double> losses;
@@ -93,17 +69,6 @@ result train_ranks(const lm::dataset<float>& d, std::size_t batch, std::size_t e
     return {net.get_parameters(), net.get_state(), log.losses};
 }
 
-/// Largest |a - b| - (1e-5 max(|a|, |b|) + 1e-6): <= 0 when every value is within tolerance.
-template <class U>
-double excess(const std::vector<U>& a, const std::vector<U>& b) {
-    REQUIRE(a.size() == b.size());
-    double worst = -1;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        const double x = a[i], y = b[i];
-        worst = std::max(worst, std::abs(x - y) - (1e-5 * std::max(std::abs(x), std::abs(y)) + 1e-6));
-    }
-    return worst;
-}
 template <class U>
 double max_abs_diff(const std::vector<U>& a, const std::vector<U>& b) {
     double m = 0;

@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <ratio>
 #include <string>
@@ -35,7 +36,9 @@
 
 #include <sys/stat.h>
 
+#include <lamina/communicators/none.hpp>
 #include <lamina/data/deepgalaxy_hdf5.hpp>
+#include <lamina/data/distributed_sampler.hpp>
 #include <lamina/io/image_writer.hpp>
 #include <lamina/io/svg_plot.hpp>
 #include <lamina/models/deepgalaxy.hpp>
@@ -59,22 +62,32 @@ struct options {
     unsigned threads = 0;
     bool staged = false;
     std::string out = "deepgalaxy_out";
+    // with several ranks (deepgalaxy_mpi): which samples each rank trains on (DeepGalaxy's
+    // three modes), and the linear scaling rule for the global batch
+    lamina::distributed_sampler sampling = lamina::distributed_sampler::reshuffle_every(1);
+    bool scale_lr = false;
 };
 
 inline void usage(const char* prog) {
     std::fprintf(stderr,
                  "usage: %s [--seed N] [--threads N] [--out DIR] [--particles N] [--image PIXELS] [--cameras N]\n"
                  "          [--runs N] [--steps N] [--snapshot-every N] [--epochs N] [--vae-epochs N] [--batch N]\n"
-                 "          [--class-weight W] [--staged]\n"
+                 "          [--class-weight W] [--staged] [--data-mode fixed|reshuffle|all] [--reshuffle-every M]\n"
+                 "          [--scale-lr]\n"
                  "Simulates galaxy mergers, writes them in DeepGalaxy's HDF5 layout (DIR/mergers.h5), trains the\n"
                  "FCAE + classifier and the VAE, writes pictures to DIR (default deepgalaxy_out).\n"
                  "Defaults: 2048 particles in the primary, 64x64 images (--image takes 64 times a power of two;\n"
-                 "the network sees 64x64), 14 cameras, 4 runs per mass ratio, 800 steps, a snapshot every 20.\n",
+                 "the network sees 64x64), 14 cameras, 4 runs per mass ratio, 800 steps, a snapshot every 20.\n"
+                 "Under mpirun (deepgalaxy_mpi), --batch is per rank and --data-mode says what each rank trains on:\n"
+                 "a fixed shard, shards redrawn every M epochs (reshuffle, the default, M = 1), or all the data;\n"
+                 "--scale-lr applies the linear scaling rule to the global batch (one warm-up epoch).\n",
                  prog);
 }
 
 inline options parse_options(int argc, char** argv) {
     options o;
+    std::string data_mode = "reshuffle";
+    std::size_t reshuffle_every = 1;
     for (int i = 1; i < argc; ++i) {
         const std::string s = argv[i];
         auto value = [&]() -> std::string {
@@ -108,6 +121,24 @@ inline options parse_options(int argc, char** argv) {
         else if (s == "--batch") o.batch = number();
         else if (s == "--class-weight") o.class_weight = std::atof(value().c_str());
         else if (s == "--staged") o.staged = true;
+        else if (s == "--data-mode") {
+            const std::string m = value();
+            if (m == "fixed") o.sampling = lamina::distributed_sampler::fixed_shards();
+            else if (m == "all") o.sampling = lamina::distributed_sampler::all_data();
+            else if (m == "reshuffle") o.sampling = lamina::distributed_sampler::reshuffle_every(reshuffle_every);
+            else {
+                std::fprintf(stderr, "%s: --data-mode takes fixed, reshuffle or all, got '%s'\n", argv[0], m.c_str());
+                std::exit(2);
+            }
+            data_mode = m;
+        } else if (s == "--reshuffle-every") {
+            reshuffle_every = number();
+            if (reshuffle_every == 0) {
+                std::fprintf(stderr, "%s: --reshuffle-every must be at least 1\n", argv[0]);
+                std::exit(2);
+            }
+            if (data_mode == "reshuffle") o.sampling = lamina::distributed_sampler::reshuffle_every(reshuffle_every);
+        } else if (s == "--scale-lr") o.scale_lr = true;
         else if (s == "-h" || s == "--help") {
             usage(argv[0]);
             std::exit(0);
@@ -293,9 +324,18 @@ inline void score(const std::vector<float>& logits, const std::vector<sample_inf
     }
 }
 
-template <class Backend>
-result run(const options& o) {
+/// Runs the recipe on `comm`'s ranks (comm::none: one process). With several ranks every rank
+/// calls it alike: rank 0 simulates, writes the HDF5 file and the pictures; `barrier` (an
+/// MPI_Barrier of the caller's) lets the others read the file once it is complete. Every
+/// training run is data-parallel over the ranks, `o.sampling` choosing each rank's samples.
+template <class Backend, class Comm = lm::comm::none>
+result run(const options& o, const Comm& comm = Comm{}, const std::function<void()>& barrier = {}) {
     using cfg = network_config;
+    const bool root = comm.rank() == 0, several = comm.size() > 1;
+    auto setup = [&](auto& fit) {  // the same data modes and scaling for every training run
+        fit.sampling(o.sampling);
+        if (o.scale_lr) fit.scale_learning_rate({o.batch, 1.0});
+    };
     const auto start = std::chrono::steady_clock::now();
     ::mkdir(o.out.c_str(), 0755);  // exists already: fine; unwritable: the first write says so
     lm::thread_pool pool(o.threads);
@@ -306,11 +346,15 @@ result run(const options& o) {
                 o.data.mass_ratios.size() * o.data.runs_per_ratio, o.data.runs_per_ratio, o.data.particles, o.data.steps,
                 o.data.dt, o.data.dt * o.data.steps * galaxy_sim::time_unit_myr(), o.data.softening, o.data.cameras,
                 o.data.image_size, o.data.image_size, o.data.snapshot_every, pool.size());
-    const auto runs = galaxy_sim::simulate_mergers(o.data, pool, [&](const galaxy_sim::merger_run& r) {
-        std::printf("  run m=%-4g s=%-4g #%zu: pericentre %.2f, relative energy error %.1e, %.1f s\n", r.mass_ratio,
-                    r.size_ratio, r.run, r.pericentre, r.energy_error, r.seconds);
-        std::fflush(stdout);
-    });
+    // With HDF5 the other ranks read rank 0's file instead of simulating again.
+    const bool simulate_here = root || !lm::data::hdf5_available();
+    std::vector<galaxy_sim::merger_run> runs;
+    if (simulate_here)
+        runs = galaxy_sim::simulate_mergers(o.data, pool, [&](const galaxy_sim::merger_run& r) {
+            std::printf("  run m=%-4g s=%-4g #%zu: pericentre %.2f, relative energy error %.1e, %.1f s\n", r.mass_ratio,
+                        r.size_ratio, r.run, r.pericentre, r.energy_error, r.seconds);
+            std::fflush(stdout);
+        });
     const double sim_seconds = seconds_since(start);
     std::printf("simulation: %.0f s\n", sim_seconds);
 
@@ -318,18 +362,21 @@ result run(const options& o) {
     std::vector<lm::data::deepgalaxy_images> images;
     if (lm::data::hdf5_available()) {
         const std::string path = o.out + "/mergers.h5";
-        lm::data::deepgalaxy_writer w{path};
-        std::vector<std::uint8_t> bytes;
-        for (const auto& r : runs)
-            for (std::size_t c = 0; c < r.images.size(); ++c) {
-                bytes.resize(r.images[c].size());
-                for (std::size_t i = 0; i < bytes.size(); ++i)
-                    bytes[i] = static_cast<std::uint8_t>(std::lround(std::clamp(r.images[c][i], 0.0f, 1.0f) * 255.0f));
-                w.write(lm::data::deepgalaxy_group_name(r.size_ratio, r.mass_ratio, "run_" + std::to_string(r.run)),
-                        static_cast<int>(c), bytes.data(), r.t_myr.size(), o.data.image_size, o.data.image_size,
-                        r.t_myr.data());
-            }
-        w.commit();
+        if (root) {
+            lm::data::deepgalaxy_writer w{path};
+            std::vector<std::uint8_t> bytes;
+            for (const auto& r : runs)
+                for (std::size_t c = 0; c < r.images.size(); ++c) {
+                    bytes.resize(r.images[c].size());
+                    for (std::size_t i = 0; i < bytes.size(); ++i)
+                        bytes[i] = static_cast<std::uint8_t>(std::lround(std::clamp(r.images[c][i], 0.0f, 1.0f) * 255.0f));
+                    w.write(lm::data::deepgalaxy_group_name(r.size_ratio, r.mass_ratio, "run_" + std::to_string(r.run)),
+                            static_cast<int>(c), bytes.data(), r.t_myr.size(), o.data.image_size, o.data.image_size,
+                            r.t_myr.data());
+                }
+            w.commit();
+        }
+        if (several) barrier();  // the file is complete
         lm::data::deepgalaxy_file f{path};
         for (const auto& g : f.groups())
             for (int c : g.cameras) images.push_back(f.read(g.name, c));
@@ -379,7 +426,8 @@ result run(const options& o) {
         const lm::dataset_view<float> test{d.test_x.data(), vt.data(), n_test, px, px + 1};
         lm::loss::per_output losses{lm::loss::weighted{1.0, lm::loss::mae{}},
                                     lm::loss::weighted{o.class_weight, lm::loss::softmax_cross_entropy{}}};
-        lm::trainer fit{net, losses, lm::optim::adam{o.lr}, lm::schedule::cosine{double(o.epochs), 0.0}};
+        lm::trainer fit{net, losses, lm::optim::adam{o.lr}, lm::schedule::cosine{double(o.epochs), 0.0}, comm};
+        setup(fit);
         auto report = lm::at_epoch_end{[&](auto& t, const lm::step_info& info) {
             const auto ev = t.evaluate(test);
             fcae_curve.epoch.push_back(double(info.epoch + 1));
@@ -396,7 +444,7 @@ result run(const options& o) {
         test_recon = std::move(outs[0]);
         test_logits = std::move(outs[1]);
         dg::copy_leading_parameters(net, encoder);
-        fcae_curve.write(o.out + "/loss_fcae_classifier.svg", "FCAE + classifier (MAE + weighted cross-entropy)",
+        if (root) fcae_curve.write(o.out + "/loss_fcae_classifier.svg", "FCAE + classifier (MAE + weighted cross-entropy)",
                          "training", "held-out");
     } else {
         // 3'. the staged recipe: the FCAE alone (the classifier comes after the VAE) -------------
@@ -404,7 +452,8 @@ result run(const options& o) {
         std::printf("%s", net.summary(o.batch).c_str());
         const lm::dataset_view<float> train{d.train_x.data(), d.train_x.data(), n_train, px, px};
         const lm::dataset_view<float> test{d.test_x.data(), d.test_x.data(), n_test, px, px};
-        lm::trainer fit{net, lm::loss::mae{}, lm::optim::adam{o.lr}, lm::schedule::cosine{double(o.epochs), 0.0}};
+        lm::trainer fit{net, lm::loss::mae{}, lm::optim::adam{o.lr}, lm::schedule::cosine{double(o.epochs), 0.0}, comm};
+        setup(fit);
         auto report = lm::at_epoch_end{[&](auto& t, const lm::step_info& info) {
             const auto ev = t.evaluate(test);
             fcae_curve.epoch.push_back(double(info.epoch + 1));
@@ -418,12 +467,12 @@ result run(const options& o) {
         fit.run(train, lm::epochs{o.epochs}, lm::batch{o.batch}, report);
         test_recon = predict_batches(net, d.test_x.data(), n_test)[0];
         dg::copy_leading_parameters(net, encoder);
-        fcae_curve.write(o.out + "/loss_fcae.svg", "FCAE (MAE)", "training", "held-out");
+        if (root) fcae_curve.write(o.out + "/loss_fcae.svg", "FCAE (MAE)", "training", "held-out");
     }
     r.reconstruction_mae = mean_abs(test_recon, d.test_x);
 
     // pictures: held-out inputs (top) above their reconstructions (bottom)
-    {
+    if (root) {
         const std::size_t cols = 8;
         lm::io::image_grid g{2, cols, image_size, image_size, 2, 2};
         for (std::size_t k = 0; k < cols; ++k) {
@@ -452,7 +501,9 @@ result run(const options& o) {
     {
         const lm::dataset_view<float> train{train_maps.data(), train_maps.data(), n_train, D, D};
         const lm::dataset_view<float> test{test_maps.data(), test_maps.data(), n_test, D, D};
-        lm::trainer fit{vae, lm::loss::mse{}, lm::optim::adam{1e-3}, lm::schedule::cosine{double(o.vae_epochs), 0.0}};
+        lm::trainer fit{vae, lm::loss::mse{}, lm::optim::adam{1e-3}, lm::schedule::cosine{double(o.vae_epochs), 0.0},
+                        comm};
+        setup(fit);
         auto report = lm::at_epoch_end{[&](auto& t, const lm::step_info& info) {
             const auto ev = t.evaluate(test);
             vae_curve.epoch.push_back(double(info.epoch + 1));
@@ -466,7 +517,7 @@ result run(const options& o) {
                     D, D, o.vae_epochs);
         fit.run(train, lm::epochs{o.vae_epochs}, lm::batch{64}, report);
         r.vae_mse = fit.evaluate(test).loss;
-        vae_curve.write(o.out + "/loss_vae.svg", "VAE on the latent maps", "training (MSE + KL / D)", "held-out MSE (z = mu)");
+        if (root) vae_curve.write(o.out + "/loss_vae.svg", "VAE on the latent maps", "training (MSE + KL / D)", "held-out MSE (z = mu)");
     }
     typename cfg::vae_encoder::template model<Backend> vae_encoder{lm::seed{o.data.seed}, lm::threads{o.threads}};
     dg::copy_leading_parameters(vae, vae_encoder);
@@ -497,7 +548,8 @@ result run(const options& o) {
         const lm::dataset_view<float> train{train_maps.data(), tl.data(), n_train, D, 1};
         const lm::dataset_view<float> test{test_maps.data(), vl.data(), n_test, D, 1};
         lm::trainer fit{cls, lm::loss::softmax_cross_entropy{}, lm::optim::adam{1e-3},
-                        lm::schedule::cosine{double(o.epochs), 0.0}};
+                        lm::schedule::cosine{double(o.epochs), 0.0}, comm};
+        setup(fit);
         curve cc;
         auto report = lm::at_epoch_end{[&](auto& t, const lm::step_info& info) {
             const auto ev = t.evaluate(test);
@@ -510,7 +562,7 @@ result run(const options& o) {
         std::printf("training the classifier on the frozen latent maps (cross-entropy, Adam 1e-3, %zu epochs)\n", o.epochs);
         fit.run(train, lm::epochs{o.epochs}, lm::batch{o.batch}, report);
         test_logits = predict_batches(cls, test_maps.data(), n_test)[0];
-        cc.write(o.out + "/loss_classifier.svg", "classifier on the latent maps (cross-entropy)", "training", "held-out");
+        if (root) cc.write(o.out + "/loss_classifier.svg", "classifier on the latent maps (cross-entropy)", "training", "held-out");
     }
     score(test_logits, d.test, r);
 
@@ -536,7 +588,8 @@ result run(const options& o) {
         r.neighbours_same_time += s.time_bin == q.time_bin;
         ng.set(0, k + 1, d.train_x.data() + nn[k].first * px);
     }
-    const std::string np = lm::io::write_greyscale_image(o.out + "/neighbours", ng.pixels(), ng.height(), ng.width());
+    const std::string np =
+        root ? lm::io::write_greyscale_image(o.out + "/neighbours", ng.pixels(), ng.height(), ng.width()) : std::string();
     std::printf("  %zu of 5 share the query's mass ratio (chance 1 in %zu), %zu its time bin (chance 1 in %zu); wrote %s\n",
                 r.neighbours_same_mass, mass_classes, r.neighbours_same_time, time_bins, np.c_str());
 

@@ -38,6 +38,8 @@ export PATH="$CUDA_HOME/bin:$PATH"
 # every Kokkos test (lamina_kokkos_tests builds tests/kokkos/test_kokkos_*.cpp), the example
 # twins and the README's Kokkos examples
 targets=(lamina_kokkos_tests mnist_mlp_kokkos mnist_lenet_kokkos resnet_mnist_kokkos readme_examples_kokkos)
+# CHECK_TARGETS (space-separated) replaces that list, e.g. CHECK_TARGETS=test_mpi_kokkos.
+[ -n "${CHECK_TARGETS:-}" ] && read -r -a targets <<< "$CHECK_TARGETS"
 
 command -v nvcc >/dev/null || { echo "check_kokkos_cuda: nvcc not found (CUDA_HOME=$CUDA_HOME)" >&2; exit 2; }
 
@@ -112,6 +114,11 @@ cmake -S . -B "$BUILD_DIR" -DKokkos_ROOT="$root" -DCMAKE_CXX_COMPILER=g++ -DLAMI
     -DLAMINA_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=Release "${arch_args[@]}"
 grep -q 'cross-execution-space-call' "$BUILD_DIR/tests/kokkos/CMakeFiles/test_kokkos_kernels.dir/flags.make" ||
     { echo "check_kokkos_cuda: -Werror=cross-execution-space-call missing from the compile flags" >&2; exit 1; }
+# With MPI found, the communicators' Kokkos test too: device buckets to MPI, directly or
+# through pinned host staging (communicators/staging.hpp).
+if [ -z "${CHECK_TARGETS:-}" ] && cmake --build "$BUILD_DIR" --target help | grep -q 'test_mpi_kokkos'; then
+    targets+=(test_mpi_kokkos)
+fi
 cmake --build "$BUILD_DIR" -j "$JOBS" --target "${targets[@]}"
 
 echo "check_kokkos_cuda: OK: ${targets[*]} compiled and linked for CUDA $CUDA_SM ($((SECONDS - start)) s):"
@@ -145,5 +152,6 @@ EOF
 while IFS= read -r f; do
     echo "$f"
     list_device_code "$f"
-done < <(find "$BUILD_DIR/tests/kokkos" "$BUILD_DIR/examples/kokkos" -maxdepth 1 -type f -perm -u+x | sort)
+done < <(find "$BUILD_DIR/tests/kokkos" "$BUILD_DIR/tests/mpi" "$BUILD_DIR/examples/kokkos" -maxdepth 1 -type f -perm -u+x \
+             2>/dev/null | sort)
 echo "check_kokkos_cuda: these binaries run only on a machine with an NVIDIA GPU."

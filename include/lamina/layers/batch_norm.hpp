@@ -101,10 +101,18 @@ struct batch_norm_t : layer_descriptor_base {
             batch_norm_kernels<Backend>::forward_train(c, io.x[0], io.y, mean, mean + channels, s_, s_ + channels, p_,
                                                        p_ + channels, io.batch, channels, inner, eps, momentum);
         }
+        /// Reports the parameter gradients to the sink. A named type, not a lambda: nvcc rejects
+        /// a device lambda inside a function template instantiated with a function-local type.
+        template <class Sink>
+        struct report_gradients {
+            Sink* sink;
+            const T* gradients;
+            void operator()() const { sink->ready(gradients, parameter_count); }
+        };
         template <class Sink>
         void backward(const context& c, const node_io<T>& io, Sink& sink) {
             const T* mean = io.template saved_as<T>();
-            auto ready = [&] { sink.ready(static_cast<const T*>(g_), parameter_count); };
+            report_gradients<Sink> ready{&sink, g_};
             if (synced_) {
                 sync_.reducer = batch_statistics_scope::current();
                 if (!sync_.reducer)

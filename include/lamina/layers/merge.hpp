@@ -128,7 +128,8 @@ struct concat : layer_descriptor_base {
             }
         }
 
-    private:
+        // Public, not private: nvcc rejects an extended __host__ __device__ lambda (LAMINA_LAMBDA)
+        // whose enclosing function is private or protected within its class.
         /// Per sample n: the `size` values at `offset` of the concatenated row and the whole row of
         /// input k. to_whole: input -> concatenated; else concatenated -> input (maybe adding).
         static void copy_slice(const context& c, const T* from, T* to, std::size_t batch, std::size_t size,

@@ -107,6 +107,20 @@ struct session_of<Comm, Model, true> {
     using type = typename Comm::template session<Model>;
 };
 
+/// Whether a session may hand the optimizer step to other ranks (comm::hybrid's parameter
+/// servers, communicators/hybrid.hpp): it then also serves, finishes runs and abandons them.
+template <class Session, class = void>
+struct updates_remotely : std::false_type {};
+template <class Session>
+struct updates_remotely<Session, std::enable_if_t<Session::remote_update>> : std::true_type {};
+
+/// A callback that writes checkpoints (io/checkpoint.hpp's checkpoint_every) has
+/// `static constexpr bool writes_checkpoints = true` and `bool enabled() const`.
+template <class C, class = void>
+struct writes_checkpoints : std::false_type {};
+template <class C>
+struct writes_checkpoints<C, std::enable_if_t<C::writes_checkpoints>> : std::true_type {};
+
 /// A callback with `static constexpr bool root_only = true` (output, files) runs on rank 0 only.
 template <class C, class = void>
 struct root_only_callback : std::false_type {};
@@ -136,6 +150,11 @@ public:
     using optimizer_state = std::conditional_t<steps_by_bucket, comm::bucketed_state<Optimizer, backend, T>,
                                                typename Optimizer::template state<backend, T>>;
     using parts = detail::loss_parts<Model, Loss>;
+    /// With comm::hybrid the optimizer state that counts lives on the parameter servers.
+    static constexpr bool optimizer_on_servers = detail::updates_remotely<session_type>::value;
+    static_assert(!optimizer_on_servers || steps_by_bucket,
+                  "lamina::trainer: comm::hybrid's servers update bucket by bucket: the optimizer must declare "
+                  "steps_by_segment (communicators/bucketed_optimizer.hpp)");
 
     trainer(Model& net, Loss loss, Optimizer opt, Schedule sched = Schedule{}, Comm comm = Comm{})
         : net_(net), loss_(loss), opt_(opt), sched_(sched), comm_(comm), session_(make_session(comm_, net)),
@@ -202,7 +221,13 @@ public:
     /// The factor the linear scaling rule gives after warm-up for `batch` samples per rank
     /// (1 when the rule is off).
     double learning_rate_scale(std::size_t batch) const noexcept {
-        return scaling_on_ ? static_cast<double>(batch) * ranks() / static_cast<double>(scaling_.base_batch) : 1.0;
+        return scaling_on_ ? static_cast<double>(batch) * ranks_per_update() / static_cast<double>(scaling_.base_batch)
+                           : 1.0;
+    }
+    /// The ranks whose batches make one update: ranks(), or with comm::hybrid a group's.
+    int ranks_per_update() const noexcept {
+        if constexpr (optimizer_on_servers) return session_.ranks_per_update();
+        else return ranks();
     }
     /// Makes every rank hold rank 0's parameters, running state, optimizer state and position
     /// (collective). run() does it at its start and train_batch() before its first step and
@@ -246,7 +271,24 @@ public:
             const char* names[5] = {"the dataset size", "the batch size", "the number of epochs", "the sampling mode",
                                     "the sampler's reshuffle period"};
             session_.agree(v, names, 5, "run()");
-            synchronize();
+            if constexpr (optimizer_on_servers) {
+                const char* which = nullptr;
+                (refuse_checkpoints(callbacks, which), ...);
+                if (which) throw argument_error(which);
+                // Later runs keep the servers' optimizer state (world rank 0's is not stepped).
+                if (!synchronized_) synchronize();
+                if (session_.is_server()) {
+                    net_.plan(1);  // the gradient buffer the groups' gradients are received into
+                    auto& c = net_.context();
+                    T* w = net_.parameters();
+                    const T* g = net_.gradients();
+                    session_.serve([&](std::size_t k, double lr) { opt_state_.step_bucket(k, c, w, g, lr); });
+                    epoch_ += e.count;
+                    return;
+                }
+            } else {
+                synchronize();
+            }
             samples = sampler_.samples_per_rank(data.size(), static_cast<std::size_t>(ranks()));
         }
         std::size_t bs = std::min(b.size, samples);
@@ -256,53 +298,66 @@ public:
         std::size_t last = epoch_ + e.count;
         auto run_start = std::chrono::steady_clock::now();
         std::size_t steps_this_run = 0, total_run_steps = e.count * steps_per_epoch;
-        for (; epoch_ < last;) {
-            if constexpr (distributed)
-                sampler_.order(order_.data(), data.size(), epoch_, static_cast<std::size_t>(rank()),
-                               static_cast<std::size_t>(ranks()), bs, shuffle_seed_);
-            else
-                shuffle(data.size(), epoch_);
-            (call_epoch_begin(callbacks), ...);
-            auto t0 = std::chrono::steady_clock::now();
-            double loss_sum = 0;
-            std::size_t seen = 0;
-            step_info info;
-            info.epoch = epoch_;
-            info.epochs_total = last;
-            info.steps_per_epoch = steps_per_epoch;
-            // A run resumed from a mid-epoch checkpoint skips the batches already done.
-            std::size_t first = 0;
-            if (step_ > epoch_ * steps_per_epoch && step_ < (epoch_ + 1) * steps_per_epoch)
-                first = static_cast<std::size_t>(step_ - epoch_ * steps_per_epoch);
-            for (std::size_t s = first; s < steps_per_epoch; ++s) {
-                std::size_t lo = s * bs, hi = std::min(samples, lo + bs);
-                const schedule::clock clk{step_, steps_per_epoch};
-                double lr = sched_(opt_.lr, clk);
-                if (scaling_on_) lr *= scaling_factor(clk, bs);
-                step_in_epoch_ = s + 1;
-                double l = step_on(data, order_.data() + lo, hi - lo, lr);
-                if (std::isfinite(l) || non_finite_ == non_finite::keep_going) {
-                    loss_sum += l * static_cast<double>(hi - lo);
-                    seen += hi - lo;
+        auto train_epochs = [&] {
+            for (; epoch_ < last;) {
+                if constexpr (distributed)
+                    sampler_.order(order_.data(), data.size(), epoch_, static_cast<std::size_t>(rank()),
+                                   static_cast<std::size_t>(ranks()), bs, shuffle_seed_);
+                else
+                    shuffle(data.size(), epoch_);
+                (call_epoch_begin(callbacks), ...);
+                auto t0 = std::chrono::steady_clock::now();
+                double loss_sum = 0;
+                std::size_t seen = 0;
+                step_info info;
+                info.epoch = epoch_;
+                info.epochs_total = last;
+                info.steps_per_epoch = steps_per_epoch;
+                // A run resumed from a mid-epoch checkpoint skips the batches already done.
+                std::size_t first = 0;
+                if (step_ > epoch_ * steps_per_epoch && step_ < (epoch_ + 1) * steps_per_epoch)
+                    first = static_cast<std::size_t>(step_ - epoch_ * steps_per_epoch);
+                for (std::size_t s = first; s < steps_per_epoch; ++s) {
+                    std::size_t lo = s * bs, hi = std::min(samples, lo + bs);
+                    const schedule::clock clk{step_, steps_per_epoch};
+                    double lr = sched_(opt_.lr, clk);
+                    if (scaling_on_) lr *= scaling_factor(clk, bs);
+                    step_in_epoch_ = s + 1;
+                    double l = step_on(data, order_.data() + lo, hi - lo, lr);
+                    if (std::isfinite(l) || non_finite_ == non_finite::keep_going) {
+                        loss_sum += l * static_cast<double>(hi - lo);
+                        seen += hi - lo;
+                    }
+                    ++steps_this_run;
+                    double el = seconds_since(t0);
+                    info.step_in_epoch = s + 1;
+                    info.global_step = step_;
+                    info.loss = l;
+                    info.epoch_loss = seen ? loss_sum / static_cast<double>(seen) : l;
+                    info.skipped_steps = skipped_;
+                    info.learning_rate = lr;
+                    info.elapsed_seconds = el;
+                    info.images_per_second = el > 0 ? static_cast<double>(seen) * ranks() / el : 0;  // global
+                    double run_el = seconds_since(run_start);
+                    info.eta_seconds = run_el / static_cast<double>(steps_this_run) *
+                                       static_cast<double>(total_run_steps - steps_this_run);
+                    (call_step_end(callbacks, info), ...);
                 }
-                ++steps_this_run;
-                double el = seconds_since(t0);
-                info.step_in_epoch = s + 1;
-                info.global_step = step_;
-                info.loss = l;
-                info.epoch_loss = seen ? loss_sum / static_cast<double>(seen) : l;
-                info.skipped_steps = skipped_;
-                info.learning_rate = lr;
-                info.elapsed_seconds = el;
-                info.images_per_second = el > 0 ? static_cast<double>(seen) * ranks() / el : 0;  // global
-                double run_el = seconds_since(run_start);
-                info.eta_seconds = run_el / static_cast<double>(steps_this_run) *
-                                   static_cast<double>(total_run_steps - steps_this_run);
-                (call_step_end(callbacks, info), ...);
+                step_in_epoch_ = 0;
+                ++epoch_;
+                (call_epoch_end(callbacks, info), ...);
             }
-            step_in_epoch_ = 0;
-            ++epoch_;
-            (call_epoch_end(callbacks, info), ...);
+        };
+        if constexpr (optimizer_on_servers) {
+            try {
+                train_epochs();
+            } catch (...) {
+                session_.abandon();  // the servers stop waiting for this group
+                throw;
+            }
+            session_.finish_run();
+        } else {
+            train_epochs();
         }
     }
 
@@ -318,6 +373,8 @@ public:
                 throw argument_error("lamina: train_batch: index " + std::to_string(indices[i]) + " (batch position " +
                                      std::to_string(i) + ") is outside the " + std::to_string(data.size()) + " samples");
         check_targets(data, indices, count, "train_batch");
+        if constexpr (optimizer_on_servers)
+            throw argument_error("lamina: train_batch: comm::hybrid trains with run() only (its servers serve inside run())");
         step_in_epoch_ = 0;
         if constexpr (distributed)
             if (!synchronized_) synchronize();
@@ -332,6 +389,8 @@ public:
         check_targets(data, nullptr, data.size(), "evaluate");
         evaluation ev;
         std::size_t first = 0, end = data.size();
+        if constexpr (optimizer_on_servers)
+            if (session_.is_server()) return ev;  // evaluation is the workers' (communicators/hybrid.hpp)
         if constexpr (distributed) {
             const auto r = static_cast<std::size_t>(rank()), n = static_cast<std::size_t>(ranks());
             first = distributed_sampler::shard_begin(data.size(), r, n);
@@ -442,6 +501,13 @@ private:
         }
         T* w = net_.parameters();
         const T* g = net_.gradients();
+        if constexpr (optimizer_on_servers) {
+            if (session_.updates_on_servers()) {
+                session_.complete_remote(step_, lr);
+                ++step_;
+                return l;
+            }
+        }
         if constexpr (steps_by_bucket) {
             session_.complete([&](std::size_t k) { opt_state_.step_bucket(k, c, w, g, lr); });
         } else {
@@ -613,6 +679,16 @@ private:
         distributed_sampler::permutation(order_.data(), n, shuffle_seed_, epoch);
     }
 
+    /// Sets `which` to the reason when `cb` would write checkpoints of a trainer whose optimizer
+    /// state lives on servers.
+    template <class C>
+    static void refuse_checkpoints(const C& cb, const char*& which) {
+        if constexpr (detail::writes_checkpoints<std::decay_t<C>>::value)
+            if (cb.enabled())
+                which = "lamina: run(): comm::hybrid cannot write checkpoints: the optimizer state lives sharded on the "
+                        "parameter servers (communicators/hybrid.hpp); pass checkpoint_every an empty prefix, or train "
+                        "with comm::mpi to checkpoint";
+    }
     template <class C>
     bool runs_here() const noexcept {
         if constexpr (detail::root_only_callback<std::decay_t<C>>::value) return is_root();

@@ -7,6 +7,8 @@
 //     (w0 - lr (gA + gB), derived here), through the raw server and client classes;
 //   - a straggler group does not hold the other back (the server's timeline), and every worker
 //     ends with the servers' final weights;
+//   - a non-finite loss in one group: skipped (the server sees nothing of it) or, with
+//     non_finite::stop, that group's error while the rest finish (no hang);
 //   - bad layouts and unsupported combinations fail with the same clear error on every rank.
 #include <catch2/catch.hpp>
 #include <mpi.h>
@@ -18,7 +20,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,7 +47,8 @@ template <class Comm, class Opt>
 std::vector<float> train_with(const Comm& comm, const lm::dataset<float>& d, std::size_t batch, std::size_t epochs,
                               Opt opt) {
     typename res_net::template model<lm::host> net{lm::seed{7}, lm::threads{1}};
-    lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, opt, lm::schedule::constant{}, comm};
+    // a rate that changes every step: the servers must use the one the group sends
+    lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, opt, lm::schedule::cosine{double(epochs), 0.001}, comm};
     fit.run(d, lm::epochs{epochs}, lm::batch{batch});
     return net.get_parameters();
 }
@@ -175,6 +180,8 @@ TEST_CASE("hybrid: a slow group does not hold the other back; every worker ends 
             if (e.group == 1) ++slow_seen;
         }
         INFO("the slow group's updates before the fast group's last: " << slow_seen << " of " << K);
+        std::printf("straggler: when the fast group made its update %zu of %zu, the slow group had made %zu\n", K, K,
+                    slow_seen);
         CHECK(2 * slow_seen < K);
         // the server's shard holds the weights every worker ended with
         for (std::size_t k : server->owned_buckets()) {
@@ -191,6 +198,43 @@ TEST_CASE("hybrid: a slow group does not hold the other back; every worker ends 
     const auto ev = fit.evaluate(data);
     if (fit.session().is_server()) CHECK(ev.samples == 0);
     else CHECK(ev.samples == data.size());
+}
+
+TEST_CASE("hybrid: a non-finite loss in one group is skipped, or stops that group alone; nothing hangs",
+          "[mpi][hybrid][non_finite]") {
+    if (world_size() != 5) return;
+    const std::size_t B = 2, K = 6;
+    auto data = mpi_test::hashed_data(4 * B * K, 5, 4242);
+    // Fixed shards: worker 2 (group 1) trains on samples [2BK, 3BK); one of them is NaN.
+    data.inputs()[2 * B * K * 72 + 5] = std::numeric_limits<float>::quiet_NaN();
+    for (const lm::non_finite policy : {lm::non_finite::skip_batch, lm::non_finite::stop}) {
+        typename res_net::template model<lm::host> net{lm::seed{7}, lm::threads{1}};
+        lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::sgd{0.05, 0.9}, lm::schedule::constant{},
+                        lm::comm::hybrid{MPI_COMM_WORLD, lm::comm::groups{2}, lm::comm::servers{1}, small_buckets()}};
+        fit.sampling(lm::distributed_sampler::fixed_shards());
+        fit.on_non_finite(policy);
+        const bool server = fit.session().is_server();
+        const std::size_t group = server ? 2 : fit.session().layout().group();
+        const bool stop = policy == lm::non_finite::stop;
+        INFO((stop ? "stop" : "skip_batch") << ", rank " << world_rank());
+        if (group == 1 && stop) {
+            CHECK_THROWS_AS(fit.run(data, lm::epochs{2}, lm::batch{B}), lm::numeric_error);
+        } else {
+            fit.run(data, lm::epochs{2}, lm::batch{B});
+        }
+        if (server) {
+            const auto& counts = fit.session().server()->updates_per_group();
+            CHECK(counts[0] == 2 * K);
+            // skip: one batch per epoch dropped, not sent; stop: the group ended at its first
+            // NaN batch, somewhere in its first epoch
+            if (stop) CHECK(counts[1] < K);
+            else CHECK(counts[1] == 2 * K - 2);
+            CHECK(fit.session().server()->finished(0));
+            CHECK(fit.session().server()->finished(1) == !stop);
+        } else if (group == 1 && !stop) {
+            CHECK(fit.skipped_steps() == 2);
+        }
+    }
 }
 
 TEST_CASE("hybrid: bad layouts and unsupported combinations fail with the same clear error on every rank",

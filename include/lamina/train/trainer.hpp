@@ -24,6 +24,8 @@
 // root_only (progress_bar, csv_log, checkpoint_every) on rank 0 only; evaluate() splits the
 // dataset over the ranks and returns the metrics of the whole of it on every rank. Every call
 // on a distributed trainer is collective: every rank makes it, with the same arguments.
+// With comm::hybrid (communicators/hybrid.hpp) groups of ranks train as above and meet through
+// parameter-server ranks; the servers serve inside run(), so the program is the same on all.
 #pragma once
 
 #include <chrono>

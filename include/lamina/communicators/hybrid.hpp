@@ -28,10 +28,11 @@
 //   - run() on every rank: the arguments must agree over the world; the first run broadcasts
 //     world rank 0's parameters, running state, optimizer state and position to every rank
 //     (servers included: their initial weights and optimizer state); a server then serves until
-//     every group has finished and returns; a group trains its epochs (the data split over all
-//     N - S workers, as comm::mpi splits it over its ranks) and, at the end, sends done and
-//     receives the final weights once every group is done: every worker ends with the same
-//     parameters, the servers' (each server's model holds the final values of its shard only);
+//     every group has finished and returns (callbacks do not run on servers); a group trains
+//     its epochs (the data split over all N - S workers, as comm::mpi splits it over its ranks)
+//     and, at the end, sends done and receives the final weights once every group is done:
+//     every worker ends with the same parameters, the servers' (each server's model holds the
+//     final values of its shard only). Later runs keep the servers' optimizer state;
 //   - the loss of a step is its group's mean (averaging over every worker each step would
 //     synchronise the groups); the linear scaling rule scales by the group's batch (the batch of
 //     one update); progress and files come from world rank 0;

@@ -54,6 +54,7 @@ public:
         }
         sends_.assign(n, MPI_REQUEST_NULL);
         receives_.assign(n, MPI_REQUEST_NULL);
+        statuses_.resize(n);
     }
     parameter_client(const parameter_client&) = delete;
     parameter_client& operator=(const parameter_client&) = delete;
@@ -112,6 +113,9 @@ public:
         notify(wire::kind::failed);
     }
 
+    /// Updates the last answering server had applied in all (a staleness measure).
+    std::uint64_t last_server_updates() const noexcept { return last_server_updates_; }
+
 private:
     void receive(std::size_t s) {
         detail::check_mpi(MPI_Irecv(from_[s].data(), bytes_[s], MPI_BYTE, servers_[s], wire::to_root_tag, comm_,
@@ -137,7 +141,6 @@ private:
     }
     void collect(T* weights, wire::kind expect) {
         std::vector<MPI_Status>& st = statuses_;
-        st.resize(servers_.size());
         detail::check_mpi(MPI_Waitall(static_cast<int>(receives_.size()), receives_.data(), st.data()), "MPI_Waitall");
         detail::check_mpi(MPI_Waitall(static_cast<int>(sends_.size()), sends_.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
         for (std::size_t s = 0; s < servers_.size(); ++s) {
@@ -153,11 +156,6 @@ private:
         }
     }
 
-public:
-    /// Updates the last answering server had applied in all (a staleness measure).
-    std::uint64_t last_server_updates() const noexcept { return last_server_updates_; }
-
-private:
     MPI_Comm comm_;
     std::vector<int> servers_;
     std::vector<bucket_range> buckets_;

@@ -237,6 +237,27 @@ TEST_CASE("hybrid: a non-finite loss in one group is skipped, or stops that grou
     }
 }
 
+TEST_CASE("hybrid: a second run() serves again and ends with every worker on the servers' weights",
+          "[mpi][hybrid]") {
+    if (world_size() != 5) return;
+    const std::size_t B = 2, K = 4;
+    const auto data = mpi_test::hashed_data(4 * B * K, 5, 99);
+    typename res_net::template model<lm::host> net{lm::seed{7}, lm::threads{1}};
+    lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, lm::optim::adam{0.01}, lm::schedule::constant{},
+                    lm::comm::hybrid{MPI_COMM_WORLD, lm::comm::groups{2}, lm::comm::servers{1}, small_buckets()}};
+    fit.run(data, lm::epochs{1}, lm::batch{B});
+    const std::vector<float> first = net.get_parameters();
+    fit.run(data, lm::epochs{1}, lm::batch{B});
+    const std::vector<float> p = net.get_parameters(), p0 = from_rank0(p);
+    if (fit.session().is_server()) {
+        CHECK(fit.session().server()->updates_per_group() == std::vector<std::uint64_t>{2 * K, 2 * K});
+    } else {
+        CHECK(fit.global_step() == 2 * K);
+        CHECK(p == p0);
+        CHECK(excess(p, first) > 0);  // the second run trained on
+    }
+}
+
 TEST_CASE("hybrid: bad layouts and unsupported combinations fail with the same clear error on every rank",
           "[mpi][hybrid][errors]") {
     const int n = world_size();

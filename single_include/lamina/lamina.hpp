@@ -12078,6 +12078,7 @@ private:
 // With comm::hybrid (communicators/hybrid.hpp) groups of ranks train as above and meet through
 // parameter-server ranks; the servers serve inside run(), so the program is the same on all.
 
+#include <exception>
 
 // ---- begin include/lamina/communicators/bucketed_optimizer.hpp ----
 // lamina: an optimizer's state split by fusion bucket, so the update of each bucket runs as soon
@@ -12698,6 +12699,24 @@ struct writes_checkpoints : std::false_type {};
 template <class C>
 struct writes_checkpoints<C, std::enable_if_t<C::writes_checkpoints>> : std::true_type {};
 
+/// Calls session.abandon() when destroyed by an exception (comm::hybrid: the servers stop
+/// waiting for the group); nothing for other communicators.
+template <class Session, bool Remote>
+struct abandon_on_error {
+    explicit abandon_on_error(Session&) noexcept {}
+};
+template <class Session>
+struct abandon_on_error<Session, true> {
+    explicit abandon_on_error(Session& s) noexcept : session(&s), exceptions(std::uncaught_exceptions()) {}
+    ~abandon_on_error() {
+        if (std::uncaught_exceptions() > exceptions) session->abandon();
+    }
+    abandon_on_error(const abandon_on_error&) = delete;
+    abandon_on_error& operator=(const abandon_on_error&) = delete;
+    Session* session;
+    int exceptions;
+};
+
 /// A callback with `static constexpr bool root_only = true` (output, files) runs on rank 0 only.
 template <class C, class = void>
 struct root_only_callback : std::false_type {};
@@ -12875,67 +12894,57 @@ public:
         std::size_t last = epoch_ + e.count;
         auto run_start = std::chrono::steady_clock::now();
         std::size_t steps_this_run = 0, total_run_steps = e.count * steps_per_epoch;
-        auto train_epochs = [&] {
-            for (; epoch_ < last;) {
-                if constexpr (distributed)
-                    sampler_.order(order_.data(), data.size(), epoch_, static_cast<std::size_t>(rank()),
-                                   static_cast<std::size_t>(ranks()), bs, shuffle_seed_);
-                else
-                    shuffle(data.size(), epoch_);
-                (call_epoch_begin(callbacks), ...);
-                auto t0 = std::chrono::steady_clock::now();
-                double loss_sum = 0;
-                std::size_t seen = 0;
-                step_info info;
-                info.epoch = epoch_;
-                info.epochs_total = last;
-                info.steps_per_epoch = steps_per_epoch;
-                // A run resumed from a mid-epoch checkpoint skips the batches already done.
-                std::size_t first = 0;
-                if (step_ > epoch_ * steps_per_epoch && step_ < (epoch_ + 1) * steps_per_epoch)
-                    first = static_cast<std::size_t>(step_ - epoch_ * steps_per_epoch);
-                for (std::size_t s = first; s < steps_per_epoch; ++s) {
-                    std::size_t lo = s * bs, hi = std::min(samples, lo + bs);
-                    const schedule::clock clk{step_, steps_per_epoch};
-                    double lr = sched_(opt_.lr, clk);
-                    if (scaling_on_) lr *= scaling_factor(clk, bs);
-                    step_in_epoch_ = s + 1;
-                    double l = step_on(data, order_.data() + lo, hi - lo, lr);
-                    if (std::isfinite(l) || non_finite_ == non_finite::keep_going) {
-                        loss_sum += l * static_cast<double>(hi - lo);
-                        seen += hi - lo;
-                    }
-                    ++steps_this_run;
-                    double el = seconds_since(t0);
-                    info.step_in_epoch = s + 1;
-                    info.global_step = step_;
-                    info.loss = l;
-                    info.epoch_loss = seen ? loss_sum / static_cast<double>(seen) : l;
-                    info.skipped_steps = skipped_;
-                    info.learning_rate = lr;
-                    info.elapsed_seconds = el;
-                    info.images_per_second = el > 0 ? static_cast<double>(seen) * ranks() / el : 0;  // global
-                    double run_el = seconds_since(run_start);
-                    info.eta_seconds = run_el / static_cast<double>(steps_this_run) *
-                                       static_cast<double>(total_run_steps - steps_this_run);
-                    (call_step_end(callbacks, info), ...);
+        // comm::hybrid: an error leaving the epochs tells the servers to stop waiting for this group.
+        [[maybe_unused]] const detail::abandon_on_error<session_type, optimizer_on_servers> abandon{session_};
+        for (; epoch_ < last;) {
+            if constexpr (distributed)
+                sampler_.order(order_.data(), data.size(), epoch_, static_cast<std::size_t>(rank()),
+                               static_cast<std::size_t>(ranks()), bs, shuffle_seed_);
+            else
+                shuffle(data.size(), epoch_);
+            (call_epoch_begin(callbacks), ...);
+            auto t0 = std::chrono::steady_clock::now();
+            double loss_sum = 0;
+            std::size_t seen = 0;
+            step_info info;
+            info.epoch = epoch_;
+            info.epochs_total = last;
+            info.steps_per_epoch = steps_per_epoch;
+            // A run resumed from a mid-epoch checkpoint skips the batches already done.
+            std::size_t first = 0;
+            if (step_ > epoch_ * steps_per_epoch && step_ < (epoch_ + 1) * steps_per_epoch)
+                first = static_cast<std::size_t>(step_ - epoch_ * steps_per_epoch);
+            for (std::size_t s = first; s < steps_per_epoch; ++s) {
+                std::size_t lo = s * bs, hi = std::min(samples, lo + bs);
+                const schedule::clock clk{step_, steps_per_epoch};
+                double lr = sched_(opt_.lr, clk);
+                if (scaling_on_) lr *= scaling_factor(clk, bs);
+                step_in_epoch_ = s + 1;
+                double l = step_on(data, order_.data() + lo, hi - lo, lr);
+                if (std::isfinite(l) || non_finite_ == non_finite::keep_going) {
+                    loss_sum += l * static_cast<double>(hi - lo);
+                    seen += hi - lo;
                 }
-                step_in_epoch_ = 0;
-                ++epoch_;
-                (call_epoch_end(callbacks, info), ...);
+                ++steps_this_run;
+                double el = seconds_since(t0);
+                info.step_in_epoch = s + 1;
+                info.global_step = step_;
+                info.loss = l;
+                info.epoch_loss = seen ? loss_sum / static_cast<double>(seen) : l;
+                info.skipped_steps = skipped_;
+                info.learning_rate = lr;
+                info.elapsed_seconds = el;
+                info.images_per_second = el > 0 ? static_cast<double>(seen) * ranks() / el : 0;  // global
+                double run_el = seconds_since(run_start);
+                info.eta_seconds = run_el / static_cast<double>(steps_this_run) *
+                                   static_cast<double>(total_run_steps - steps_this_run);
+                (call_step_end(callbacks, info), ...);
             }
-        };
-        if constexpr (optimizer_on_servers) {
-            try {
-                train_epochs();
-            } catch (...) {
-                session_.abandon();  // the servers stop waiting for this group
-                throw;
-            }
-            session_.finish_run();
-        } else {
-            train_epochs();
+            step_in_epoch_ = 0;
+            ++epoch_;
+            (call_epoch_end(callbacks, info), ...);
         }
+        if constexpr (optimizer_on_servers) session_.finish_run();
     }
 
     /// One optimisation step on `count` samples of `data` picked by `indices` (host array).

@@ -12853,6 +12853,23 @@ public:
         synchronized_ = true;
     }
 
+    /// comm::hybrid, after run(): every rank gets the servers' optimizer state (each fusion
+    /// bucket's from the server that owns it) and their step count, so that a checkpoint written
+    /// now holds it (collective over the world). Nothing to do for other communicators.
+    void gather_optimizer_state() {
+        if constexpr (optimizer_on_servers) {
+            auto& c = net_.context();
+            auto st = opt_state_.save(c);
+            for (auto& entry : st) session_.collect_shards(entry.second);
+            const std::uint64_t steps = session_.max_over_world(opt_state_.steps());
+            opt_state_.load(c, st, steps);
+            state_gathered_ = true;
+        }
+    }
+    /// Whether optimizer_state_ref() holds the state training uses (false with comm::hybrid
+    /// until gather_optimizer_state(), and again after the next run()).
+    bool optimizer_state_current() const noexcept { return !optimizer_on_servers || state_gathered_; }
+
     /// Trains `e.count` more epochs on `data` in batches of `b.size` samples (the last batch
     /// of an epoch may be smaller), shuffling every epoch.
     template <class... Callbacks>
@@ -12872,6 +12889,7 @@ public:
                 (refuse_checkpoints(callbacks, which), ...);
                 if (which) throw argument_error(which);
                 // Later runs keep the servers' optimizer state (world rank 0's is not stepped).
+                state_gathered_ = false;
                 if (!synchronized_) synchronize();
                 if (session_.is_server()) {
                     net_.plan(1);  // the gradient buffer the groups' gradients are received into
@@ -13271,9 +13289,9 @@ private:
     static void refuse_checkpoints(const C& cb, const char*& which) {
         if constexpr (detail::writes_checkpoints<std::decay_t<C>>::value)
             if (cb.enabled())
-                which = "lamina: run(): comm::hybrid cannot write checkpoints: the optimizer state lives sharded on the "
-                        "parameter servers (communicators/hybrid.hpp); pass checkpoint_every an empty prefix, or train "
-                        "with comm::mpi to checkpoint";
+                which = "lamina: run(): comm::hybrid cannot write checkpoints during a run: the optimizer state lives "
+                        "sharded on the parameter servers (communicators/hybrid.hpp); pass checkpoint_every an empty "
+                        "prefix, and after run() call gather_optimizer_state() on every rank and save_checkpoint on rank 0";
     }
     template <class C>
     bool runs_here() const noexcept {
@@ -13332,6 +13350,7 @@ private:
     std::uint64_t last_finite_step_ = 0;
     bool has_finite_loss_ = false;
     bool synchronized_ = false;
+    bool state_gathered_ = false;  // comm::hybrid: optimizer state gathered from the servers
     distributed_sampler sampler_;
     linear_scaling_rule scaling_;
     bool scaling_on_ = false;
@@ -14480,8 +14499,10 @@ struct optimizer_on_servers<Trainer, std::enable_if_t<Trainer::optimizer_on_serv
 template <class Trainer>
 void save_checkpoint(const std::string& path, Trainer& t) {
     if constexpr (io::detail::optimizer_on_servers<Trainer>::value)
-        throw error("lamina: save_checkpoint('" + path + "'): a comm::hybrid trainer's optimizer state lives sharded on "
-                    "its parameter servers and is not saved (communicators/hybrid.hpp); nothing was written");
+        if (!t.optimizer_state_current())
+            throw error("lamina: save_checkpoint('" + path + "'): a comm::hybrid trainer's optimizer state lives sharded "
+                        "on its parameter servers: call gather_optimizer_state() on every rank after run() first "
+                        "(communicators/hybrid.hpp); nothing was written");
     using Model = std::decay_t<decltype(t.model())>;
     auto& net = t.model();
     auto params = net.get_parameters();

@@ -9,6 +9,8 @@
 //     ends with the servers' final weights;
 //   - a non-finite loss in one group: skipped (the server sees nothing of it) or, with
 //     non_finite::stop, that group's error while the rest finish (no hang);
+//   - the servers' optimizer state gathered after run() is comm::mpi's, and world rank 0's
+//     checkpoint of it resumes in one process;
 //   - bad layouts and unsupported combinations fail with the same clear error on every rank.
 #include <catch2/catch.hpp>
 #include <mpi.h>
@@ -43,14 +45,24 @@ lm::comm::mpi_options small_buckets() {
     return o;
 }
 
+struct trained {
+    std::vector<float> parameters, optimizer_state;  // the state tensors joined
+    std::uint64_t optimizer_steps = 0;
+};
+
 template <class Comm, class Opt>
-std::vector<float> train_with(const Comm& comm, const lm::dataset<float>& d, std::size_t batch, std::size_t epochs,
-                              Opt opt) {
+trained train_with(const Comm& comm, const lm::dataset<float>& d, std::size_t batch, std::size_t epochs, Opt opt,
+                   const std::string& checkpoint = "") {
     typename res_net::template model<lm::host> net{lm::seed{7}, lm::threads{1}};
     // a rate that changes every step: the servers must use the one the group sends
     lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, opt, lm::schedule::cosine{double(epochs), 0.001}, comm};
     fit.run(d, lm::epochs{epochs}, lm::batch{batch});
-    return net.get_parameters();
+    fit.gather_optimizer_state();  // comm::hybrid: the servers' state to every rank (else nothing)
+    if (!checkpoint.empty() && world_rank() == 0) lm::save_checkpoint(checkpoint, fit);
+    trained t{net.get_parameters(), {}, fit.optimizer_state_ref().steps()};
+    for (auto& [name, values] : fit.optimizer_state_ref().save(net.context()))
+        t.optimizer_state.insert(t.optimizer_state.end(), values.begin(), values.end());
+    return t;
 }
 
 /// Sleeps after every step on the ranks of the slow group.
@@ -64,6 +76,9 @@ struct straggler {
 
 /// Every rank gets world rank 0's vector.
 std::vector<float> from_rank0(std::vector<float> v) {
+    unsigned long size = v.size();
+    MPI_Bcast(&size, 1, MPI_UNSIGNED_LONG, 0, MPI_COMM_WORLD);
+    v.resize(size);
     MPI_Bcast(v.data(), static_cast<int>(v.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
     return v;
 }
@@ -84,24 +99,44 @@ TEST_CASE("hybrid: one group with servers equals comm::mpi on its ranks (SGD, Ad
         // The reference: comm::mpi on the worker ranks alone.
         MPI_Comm workers_comm = MPI_COMM_NULL;
         MPI_Comm_split(MPI_COMM_WORLD, rank < workers ? 0 : MPI_UNDEFINED, rank, &workers_comm);
-        std::vector<float> ref_sgd, ref_adam;
+        trained ref_sgd, ref_adam;
         if (workers_comm != MPI_COMM_NULL) {
             ref_sgd = train_with(lm::comm::mpi{workers_comm, small_buckets()}, data, B, 2, sgd);
             ref_adam = train_with(lm::comm::mpi{workers_comm, small_buckets()}, data, B, 2, adam);
             MPI_Comm_free(&workers_comm);
         }
         const lm::comm::hybrid h{MPI_COMM_WORLD, lm::comm::groups{1}, lm::comm::servers{std::size_t(s)}, small_buckets()};
-        const std::vector<float> got_sgd = train_with(h, data, B, 2, sgd);
-        const std::vector<float> got_adam = train_with(h, data, B, 2, adam);
+        const std::string file = "test_mpi_hybrid_adam_" + std::to_string(n) + ".lmck";
+        const trained got_sgd = train_with(h, data, B, 2, sgd);
+        const trained got_adam = train_with(h, data, B, 2, adam, file);
         if (rank < workers) {
             typename res_net::template model<lm::host> init{lm::seed{7}, lm::threads{1}};
-            REQUIRE(excess(ref_sgd, init.get_parameters()) > 0);  // the reference trained
-            CHECK(excess(got_sgd, ref_sgd) <= 0);
-            CHECK(excess(got_adam, ref_adam) <= 0);
+            REQUIRE(excess(ref_sgd.parameters, init.get_parameters()) > 0);  // the reference trained
+            CHECK(excess(got_sgd.parameters, ref_sgd.parameters) <= 0);
+            CHECK(excess(got_adam.parameters, ref_adam.parameters) <= 0);
         }
+        // the servers' optimizer state, gathered to every rank, is comm::mpi's
+        const std::vector<float> ref_state = from_rank0(ref_adam.optimizer_state);
+        CHECK(excess(got_adam.optimizer_state, ref_state) <= 0);
+        CHECK(got_adam.optimizer_steps == 2 * steps);
         // every worker ends with the same weights (the servers' final ones)
-        const auto rank0_sgd = from_rank0(got_sgd);
-        if (rank < workers) CHECK(got_sgd == rank0_sgd);
+        const auto rank0_sgd = from_rank0(got_sgd.parameters);
+        if (rank < workers) CHECK(got_sgd.parameters == rank0_sgd);
+        // world rank 0's checkpoint resumes in one process with the servers' state
+        MPI_Barrier(MPI_COMM_WORLD);
+        {
+            typename res_net::template model<lm::host> net{lm::seed{3}, lm::threads{1}};
+            lm::trainer one{net, lm::loss::softmax_cross_entropy{}, adam};
+            lm::load_checkpoint(file, one);
+            std::vector<float> state;
+            for (auto& [name, values] : one.optimizer_state_ref().save(net.context()))
+                state.insert(state.end(), values.begin(), values.end());
+            CHECK(excess(state, ref_state) <= 0);
+            CHECK(net.get_parameters() == from_rank0(got_adam.parameters));
+            CHECK(one.optimizer_state_ref().steps() == 2 * steps);
+        }
+        MPI_Barrier(MPI_COMM_WORLD);
+        if (rank == 0) std::remove(file.c_str());
     }
 }
 
@@ -301,7 +336,7 @@ TEST_CASE("hybrid: bad layouts and unsupported combinations fail with the same c
     CHECK(message_of([&] { fit.run(data, lm::epochs{1}, lm::batch{2}, lm::checkpoint_every{"hybrid_test", 1}); })
               .find("comm::hybrid cannot write checkpoints") != std::string::npos);
     CHECK_THROWS_WITH(lm::save_checkpoint("hybrid_test.lmck", fit),
-                      Catch::Contains("optimizer state lives sharded on its parameter servers"));
+                      Catch::Contains("call gather_optimizer_state() on every rank after run() first"));
     std::size_t idx[2] = {0, 1};
     CHECK(message_of([&] { fit.train_batch(data, idx, 2, 0.1); }).find("comm::hybrid trains with run() only") !=
           std::string::npos);

@@ -44,10 +44,14 @@
 //     it); with non_finite::stop (or any error in a group) the root tells the servers "failed"
 //     before the error leaves run(), so the servers and the other groups finish (no hang) and
 //     the failed group gets no final weights;
-//   - checkpoints: the optimizer state lives on the servers, sharded, so a hybrid trainer cannot
-//     write one: save_checkpoint throws, and run() refuses a checkpoint_every callback with a
-//     file prefix (on every rank, before training). A checkpoint written by one process or by
-//     comm::mpi can start a hybrid run: load it on world rank 0 (or everywhere) before run().
+//   - checkpoints: the optimizer state lives on the servers, sharded. After run(), every rank
+//     calls trainer::gather_optimizer_state() (collective: each bucket's state from the server
+//     that owns it, to every rank); world rank 0 can then save_checkpoint a complete file (the
+//     final parameters, the servers' optimizer state and step count, the position), which
+//     resumes with comm::mpi, one process or comm::hybrid. Without the gather save_checkpoint
+//     throws (nothing written), and run() refuses a checkpoint_every callback with a file
+//     prefix (on every rank, before training: mid-run the state is on servers busy serving).
+//     A checkpoint can start a hybrid run: load it on world rank 0 (or everywhere) before run().
 //   - train_batch() is refused (a server serves inside run() only).
 // Memory: every rank builds the whole model, and the trainer keeps a whole bucketed optimizer
 // state; only servers step it, and only for their buckets (a shard-sized state is left for later).
@@ -56,7 +60,9 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -233,6 +239,33 @@ public:
         if (!diff.empty())
             throw argument_error("lamina: comm::hybrid: " + where + ": the " + std::to_string(layout_.size()) +
                                  " ranks must pass the same values, but " + diff);
+    }
+
+    /// Makes `state` (a whole-model optimizer state tensor, the flat layout) hold on every rank
+    /// the values of the servers that own each bucket (collective over the world).
+    template <class U>
+    void collect_shards(std::vector<U>& state) {
+        static_assert(std::is_same_v<U, float> || std::is_same_v<U, double>, "lamina: comm::hybrid: float or double state");
+        if (!updates_on_servers()) return;  // one group updating itself: every rank holds it all
+        if (state.size() != plan_.total())
+            throw error("lamina: comm::hybrid: an optimizer state tensor of " + std::to_string(state.size()) +
+                        " values for " + std::to_string(plan_.total()) + " parameters");
+        // Each value is owned by exactly one server: the others contribute zeros, so the sum is
+        // the owner's value exactly.
+        for (std::size_t k = 0; k < plan_.size(); ++k)
+            if (!is_server() || shards_.owner(k) != layout_.server())
+                std::fill(state.begin() + static_cast<std::ptrdiff_t>(plan_[k].offset),
+                          state.begin() + static_cast<std::ptrdiff_t>(plan_[k].offset + plan_[k].count), U(0));
+        detail::in_int_pieces(state.size(), [&](std::size_t off, int n) {
+            detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, state.data() + off, n, detail::mpi_type<U>(), MPI_SUM,
+                                            control_.handle()),
+                              "MPI_Allreduce");
+        });
+    }
+    /// The largest value over the world.
+    std::uint64_t max_over_world(std::uint64_t v) {
+        detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_UINT64_T, MPI_MAX, control_.handle()), "MPI_Allreduce");
+        return v;
     }
 
     // ---- one step of a group (workers) ----------------------------------------------------------

@@ -498,8 +498,10 @@ struct optimizer_on_servers<Trainer, std::enable_if_t<Trainer::optimizer_on_serv
 template <class Trainer>
 void save_checkpoint(const std::string& path, Trainer& t) {
     if constexpr (io::detail::optimizer_on_servers<Trainer>::value)
-        throw error("lamina: save_checkpoint('" + path + "'): a comm::hybrid trainer's optimizer state lives sharded on "
-                    "its parameter servers and is not saved (communicators/hybrid.hpp); nothing was written");
+        if (!t.optimizer_state_current())
+            throw error("lamina: save_checkpoint('" + path + "'): a comm::hybrid trainer's optimizer state lives sharded "
+                        "on its parameter servers: call gather_optimizer_state() on every rank after run() first "
+                        "(communicators/hybrid.hpp); nothing was written");
     using Model = std::decay_t<decltype(t.model())>;
     auto& net = t.model();
     auto params = net.get_parameters();

@@ -278,6 +278,23 @@ public:
         synchronized_ = true;
     }
 
+    /// comm::hybrid, after run(): every rank gets the servers' optimizer state (each fusion
+    /// bucket's from the server that owns it) and their step count, so that a checkpoint written
+    /// now holds it (collective over the world). Nothing to do for other communicators.
+    void gather_optimizer_state() {
+        if constexpr (optimizer_on_servers) {
+            auto& c = net_.context();
+            auto st = opt_state_.save(c);
+            for (auto& entry : st) session_.collect_shards(entry.second);
+            const std::uint64_t steps = session_.max_over_world(opt_state_.steps());
+            opt_state_.load(c, st, steps);
+            state_gathered_ = true;
+        }
+    }
+    /// Whether optimizer_state_ref() holds the state training uses (false with comm::hybrid
+    /// until gather_optimizer_state(), and again after the next run()).
+    bool optimizer_state_current() const noexcept { return !optimizer_on_servers || state_gathered_; }
+
     /// Trains `e.count` more epochs on `data` in batches of `b.size` samples (the last batch
     /// of an epoch may be smaller), shuffling every epoch.
     template <class... Callbacks>
@@ -297,6 +314,7 @@ public:
                 (refuse_checkpoints(callbacks, which), ...);
                 if (which) throw argument_error(which);
                 // Later runs keep the servers' optimizer state (world rank 0's is not stepped).
+                state_gathered_ = false;
                 if (!synchronized_) synchronize();
                 if (session_.is_server()) {
                     net_.plan(1);  // the gradient buffer the groups' gradients are received into
@@ -696,9 +714,9 @@ private:
     static void refuse_checkpoints(const C& cb, const char*& which) {
         if constexpr (detail::writes_checkpoints<std::decay_t<C>>::value)
             if (cb.enabled())
-                which = "lamina: run(): comm::hybrid cannot write checkpoints: the optimizer state lives sharded on the "
-                        "parameter servers (communicators/hybrid.hpp); pass checkpoint_every an empty prefix, or train "
-                        "with comm::mpi to checkpoint";
+                which = "lamina: run(): comm::hybrid cannot write checkpoints during a run: the optimizer state lives "
+                        "sharded on the parameter servers (communicators/hybrid.hpp); pass checkpoint_every an empty "
+                        "prefix, and after run() call gather_optimizer_state() on every rank and save_checkpoint on rank 0";
     }
     template <class C>
     bool runs_here() const noexcept {
@@ -757,6 +775,7 @@ private:
     std::uint64_t last_finite_step_ = 0;
     bool has_finite_loss_ = false;
     bool synchronized_ = false;
+    bool state_gathered_ = false;  // comm::hybrid: optimizer state gathered from the servers
     distributed_sampler sampler_;
     linear_scaling_rule scaling_;
     bool scaling_on_ = false;

@@ -14,7 +14,8 @@
 // et al.): G synchronous groups of (ranks - S) / G ranks exchange weights through S parameter
 // servers (the last S ranks), asynchronously between groups; the learning rate then scales with
 // a group's batch, the batch of one update. The servers serve inside run(); the program does not
-// branch on the role. Hybrid runs write no checkpoints (the optimizer state is on the servers).
+// branch on the role. A hybrid run writes its checkpoint once, at the end (the optimizer state is
+// on the servers until then).
 //
 // The application initialises MPI (lamina never does) and may pass any communicator.
 #include <mpi.h>
@@ -80,8 +81,15 @@ int train(const example_args& args, const lm::data::mnist_split& data, Comm comm
             std::printf("  epoch %zu: loss %.4f, held-out accuracy %.2f%%, %.0f images/s (all ranks), lr %.4g\n",
                         i.epoch + 1, i.epoch_loss, 100 * ev.accuracy, i.images_per_second, i.learning_rate);
     }};
+    // comm::hybrid's optimizer state is on the servers during the run: its checkpoint is written
+    // once, after the run, from the state gathered to every rank.
+    constexpr bool hybrid = decltype(fit)::optimizer_on_servers;
     fit.run(data.train, lm::epochs{epochs}, lm::batch{batch}, lm::progress_bar{}, report, lm::csv_log{args.csv},
-            lm::checkpoint_every{args.checkpoint, 5});
+            lm::checkpoint_every{hybrid ? std::string() : args.checkpoint, 5});
+    if (hybrid && !args.checkpoint.empty()) {
+        fit.gather_optimizer_state();  // collective
+        if (rank == 0) lm::save_checkpoint(args.checkpoint + ".lmck", fit);
+    }
 
     auto ev = fit.evaluate(data.test);
     if (rank == 0)

@@ -12084,7 +12084,10 @@ private:
 // root_only (progress_bar, csv_log, checkpoint_every) on rank 0 only; evaluate() splits the
 // dataset over the ranks and returns the metrics of the whole of it on every rank. Every call
 // on a distributed trainer is collective: every rank makes it, with the same arguments.
+// With comm::hybrid (communicators/hybrid.hpp) groups of ranks train as above and meet through
+// parameter-server ranks; the servers serve inside run(), so the program is the same on all.
 
+#include <exception>
 
 // ---- begin include/lamina/communicators/bucketed_optimizer.hpp ----
 // lamina: an optimizer's state split by fusion bucket, so the update of each bucket runs as soon
@@ -12691,6 +12694,38 @@ struct session_of<Comm, Model, true> {
     using type = typename Comm::template session<Model>;
 };
 
+/// Whether a session may hand the optimizer step to other ranks (comm::hybrid's parameter
+/// servers, communicators/hybrid.hpp): it then also serves, finishes runs and abandons them.
+template <class Session, class = void>
+struct updates_remotely : std::false_type {};
+template <class Session>
+struct updates_remotely<Session, std::enable_if_t<Session::remote_update>> : std::true_type {};
+
+/// A callback that writes checkpoints (io/checkpoint.hpp's checkpoint_every) has
+/// `static constexpr bool writes_checkpoints = true` and `bool enabled() const`.
+template <class C, class = void>
+struct writes_checkpoints : std::false_type {};
+template <class C>
+struct writes_checkpoints<C, std::enable_if_t<C::writes_checkpoints>> : std::true_type {};
+
+/// Calls session.abandon() when destroyed by an exception (comm::hybrid: the servers stop
+/// waiting for the group); nothing for other communicators.
+template <class Session, bool Remote>
+struct abandon_on_error {
+    explicit abandon_on_error(Session&) noexcept {}
+};
+template <class Session>
+struct abandon_on_error<Session, true> {
+    explicit abandon_on_error(Session& s) noexcept : session(&s), exceptions(std::uncaught_exceptions()) {}
+    ~abandon_on_error() {
+        if (std::uncaught_exceptions() > exceptions) session->abandon();
+    }
+    abandon_on_error(const abandon_on_error&) = delete;
+    abandon_on_error& operator=(const abandon_on_error&) = delete;
+    Session* session;
+    int exceptions;
+};
+
 /// A callback with `static constexpr bool root_only = true` (output, files) runs on rank 0 only.
 template <class C, class = void>
 struct root_only_callback : std::false_type {};
@@ -12720,6 +12755,11 @@ public:
     using optimizer_state = std::conditional_t<steps_by_bucket, comm::bucketed_state<Optimizer, backend, T>,
                                                typename Optimizer::template state<backend, T>>;
     using parts = detail::loss_parts<Model, Loss>;
+    /// With comm::hybrid the optimizer state that counts lives on the parameter servers.
+    static constexpr bool optimizer_on_servers = detail::updates_remotely<session_type>::value;
+    static_assert(!optimizer_on_servers || steps_by_bucket,
+                  "lamina::trainer: comm::hybrid's servers update bucket by bucket: the optimizer must declare "
+                  "steps_by_segment (communicators/bucketed_optimizer.hpp)");
 
     trainer(Model& net, Loss loss, Optimizer opt, Schedule sched = Schedule{}, Comm comm = Comm{})
         : net_(net), loss_(loss), opt_(opt), sched_(sched), comm_(comm), session_(make_session(comm_, net)),
@@ -12786,7 +12826,13 @@ public:
     /// The factor the linear scaling rule gives after warm-up for `batch` samples per rank
     /// (1 when the rule is off).
     double learning_rate_scale(std::size_t batch) const noexcept {
-        return scaling_on_ ? static_cast<double>(batch) * ranks() / static_cast<double>(scaling_.base_batch) : 1.0;
+        return scaling_on_ ? static_cast<double>(batch) * ranks_per_update() / static_cast<double>(scaling_.base_batch)
+                           : 1.0;
+    }
+    /// The ranks whose batches make one update: ranks(), or with comm::hybrid a group's.
+    int ranks_per_update() const noexcept {
+        if constexpr (optimizer_on_servers) return session_.ranks_per_update();
+        else return ranks();
     }
     /// Makes every rank hold rank 0's parameters, running state, optimizer state and position
     /// (collective). run() does it at its start and train_batch() before its first step and
@@ -12816,6 +12862,23 @@ public:
         synchronized_ = true;
     }
 
+    /// comm::hybrid, after run(): every rank gets the servers' optimizer state (each fusion
+    /// bucket's from the server that owns it) and their step count, so that a checkpoint written
+    /// now holds it (collective over the world). Nothing to do for other communicators.
+    void gather_optimizer_state() {
+        if constexpr (optimizer_on_servers) {
+            auto& c = net_.context();
+            auto st = opt_state_.save(c);
+            for (auto& entry : st) session_.collect_shards(entry.second);
+            const std::uint64_t steps = session_.max_over_world(opt_state_.steps());
+            opt_state_.load(c, st, steps);
+            state_gathered_ = true;
+        }
+    }
+    /// Whether optimizer_state_ref() holds the state training uses (false with comm::hybrid
+    /// until gather_optimizer_state(), and again after the next run()).
+    bool optimizer_state_current() const noexcept { return !optimizer_on_servers || state_gathered_; }
+
     /// Trains `e.count` more epochs on `data` in batches of `b.size` samples (the last batch
     /// of an epoch may be smaller), shuffling every epoch.
     template <class... Callbacks>
@@ -12830,7 +12893,25 @@ public:
             const char* names[5] = {"the dataset size", "the batch size", "the number of epochs", "the sampling mode",
                                     "the sampler's reshuffle period"};
             session_.agree(v, names, 5, "run()");
-            synchronize();
+            if constexpr (optimizer_on_servers) {
+                const char* which = nullptr;
+                (refuse_checkpoints(callbacks, which), ...);
+                if (which) throw argument_error(which);
+                // Later runs keep the servers' optimizer state (world rank 0's is not stepped).
+                state_gathered_ = false;
+                if (!synchronized_) synchronize();
+                if (session_.is_server()) {
+                    net_.plan(1);  // the gradient buffer the groups' gradients are received into
+                    auto& c = net_.context();
+                    T* w = net_.parameters();
+                    const T* g = net_.gradients();
+                    session_.serve([&](std::size_t k, double lr) { opt_state_.step_bucket(k, c, w, g, lr); });
+                    epoch_ += e.count;
+                    return;
+                }
+            } else {
+                synchronize();
+            }
             samples = sampler_.samples_per_rank(data.size(), static_cast<std::size_t>(ranks()));
         }
         std::size_t bs = std::min(b.size, samples);
@@ -12840,6 +12921,8 @@ public:
         std::size_t last = epoch_ + e.count;
         auto run_start = std::chrono::steady_clock::now();
         std::size_t steps_this_run = 0, total_run_steps = e.count * steps_per_epoch;
+        // comm::hybrid: an error leaving the epochs tells the servers to stop waiting for this group.
+        [[maybe_unused]] const detail::abandon_on_error<session_type, optimizer_on_servers> abandon{session_};
         for (; epoch_ < last;) {
             if constexpr (distributed)
                 sampler_.order(order_.data(), data.size(), epoch_, static_cast<std::size_t>(rank()),
@@ -12888,6 +12971,7 @@ public:
             ++epoch_;
             (call_epoch_end(callbacks, info), ...);
         }
+        if constexpr (optimizer_on_servers) session_.finish_run();
     }
 
     /// One optimisation step on `count` samples of `data` picked by `indices` (host array).
@@ -12902,6 +12986,8 @@ public:
                 throw argument_error("lamina: train_batch: index " + std::to_string(indices[i]) + " (batch position " +
                                      std::to_string(i) + ") is outside the " + std::to_string(data.size()) + " samples");
         check_targets(data, indices, count, "train_batch");
+        if constexpr (optimizer_on_servers)
+            throw argument_error("lamina: train_batch: comm::hybrid trains with run() only (its servers serve inside run())");
         step_in_epoch_ = 0;
         if constexpr (distributed)
             if (!synchronized_) synchronize();
@@ -12916,6 +13002,8 @@ public:
         check_targets(data, nullptr, data.size(), "evaluate");
         evaluation ev;
         std::size_t first = 0, end = data.size();
+        if constexpr (optimizer_on_servers)
+            if (session_.is_server()) return ev;  // evaluation is the workers' (communicators/hybrid.hpp)
         if constexpr (distributed) {
             const auto r = static_cast<std::size_t>(rank()), n = static_cast<std::size_t>(ranks());
             first = distributed_sampler::shard_begin(data.size(), r, n);
@@ -13026,6 +13114,13 @@ private:
         }
         T* w = net_.parameters();
         const T* g = net_.gradients();
+        if constexpr (optimizer_on_servers) {
+            if (session_.updates_on_servers()) {
+                session_.complete_remote(step_, lr);
+                ++step_;
+                return l;
+            }
+        }
         if constexpr (steps_by_bucket) {
             session_.complete([&](std::size_t k) { opt_state_.step_bucket(k, c, w, g, lr); });
         } else {
@@ -13197,6 +13292,16 @@ private:
         distributed_sampler::permutation(order_.data(), n, shuffle_seed_, epoch);
     }
 
+    /// Sets `which` to the reason when `cb` would write checkpoints of a trainer whose optimizer
+    /// state lives on servers.
+    template <class C>
+    static void refuse_checkpoints(const C& cb, const char*& which) {
+        if constexpr (detail::writes_checkpoints<std::decay_t<C>>::value)
+            if (cb.enabled())
+                which = "lamina: run(): comm::hybrid cannot write checkpoints during a run: the optimizer state lives "
+                        "sharded on the parameter servers (communicators/hybrid.hpp); pass checkpoint_every an empty "
+                        "prefix, and after run() call gather_optimizer_state() on every rank and save_checkpoint on rank 0";
+    }
     template <class C>
     bool runs_here() const noexcept {
         if constexpr (detail::root_only_callback<std::decay_t<C>>::value) return is_root();
@@ -13254,6 +13359,7 @@ private:
     std::uint64_t last_finite_step_ = 0;
     bool has_finite_loss_ = false;
     bool synchronized_ = false;
+    bool state_gathered_ = false;  // comm::hybrid: optimizer state gathered from the servers
     distributed_sampler sampler_;
     linear_scaling_rule scaling_;
     bool scaling_on_ = false;
@@ -14389,11 +14495,23 @@ void load_weights(const std::string& path, Model& net) {
     load_weights(io::record_set::load(path), net, path);
 }
 
+namespace io::detail {
+template <class Trainer, class = void>
+struct optimizer_on_servers : std::false_type {};
+template <class Trainer>
+struct optimizer_on_servers<Trainer, std::enable_if_t<Trainer::optimizer_on_servers>> : std::true_type {};
+}  // namespace io::detail
+
 /// Saves the whole training state: parameters, optimizer state, RNG seeds, epoch and step,
 /// so that a resumed run continues bit-identically. Throws numeric_error (and leaves an
 /// existing file untouched) when a parameter is NaN or infinite.
 template <class Trainer>
 void save_checkpoint(const std::string& path, Trainer& t) {
+    if constexpr (io::detail::optimizer_on_servers<Trainer>::value)
+        if (!t.optimizer_state_current())
+            throw error("lamina: save_checkpoint('" + path + "'): a comm::hybrid trainer's optimizer state lives sharded "
+                        "on its parameter servers: call gather_optimizer_state() on every rank after run() first "
+                        "(communicators/hybrid.hpp); nothing was written");
     using Model = std::decay_t<decltype(t.model())>;
     auto& net = t.model();
     auto params = net.get_parameters();
@@ -14484,10 +14602,12 @@ void load_checkpoint(const std::string& path, Trainer& t) {
 /// skipped with one line on stderr naming the epoch and the parameter segment.
 struct checkpoint_every {
     static constexpr bool root_only = true;  // a distributed trainer's checkpoints are written by rank 0
+    static constexpr bool writes_checkpoints = true;  // comm::hybrid refuses it (train/trainer.hpp)
     std::string prefix;
     std::size_t every = 1;
     checkpoint_every(std::string p, std::size_t n = 1) : prefix(std::move(p)), every(n ? n : 1) {}
     std::string path() const { return prefix + ".lmck"; }
+    bool enabled() const noexcept { return !prefix.empty(); }
     template <class Trainer, class Info>
     void on_epoch_end(Trainer& t, const Info&) {
         if (prefix.empty() || t.epoch() % every != 0) return;  // empty prefix: disabled

@@ -9,6 +9,7 @@
 #include <lamina/communicators/bucketed_optimizer.hpp>
 #include <lamina/communicators/fusion_buckets.hpp>
 #include <lamina/communicators/none.hpp>
+#include <lamina/communicators/parameter_shards.hpp>
 #include <lamina/data/distributed_sampler.hpp>
 #include <lamina/lamina.hpp>
 
@@ -158,6 +159,26 @@ TEST_CASE("bucketed optimizer state (every optimizer) steps like one whole-model
     run(lm::optim::adadelta{1.0, 0.9, 1e-6, 1e-2});
     run(lm::optim::lars{0.1, 0.9, 1e-2});
     run(lm::optim::lamb{0.01, 1e-2});
+}
+
+TEST_CASE("parameter shards: whole buckets, balanced by bytes (largest first to the least loaded server)",
+          "[comm][hybrid]") {
+    // Buckets of 100, 10, 60, 50, 40 elements over 2 servers, by hand: 100 -> s0 (tie: lower);
+    // 60 -> s1; 50 -> s1 (60 < 100, s1 = 110); 40 -> s0 (100 < 110, s0 = 140); 10 -> s1 (110 < 140).
+    const auto m = lm::comm::shard_map::balance({100, 10, 60, 50, 40}, 4, 2);
+    CHECK(m.servers() == 2);
+    CHECK(m.buckets_of(0) == std::vector<std::size_t>{0, 4});
+    CHECK(m.buckets_of(1) == std::vector<std::size_t>{1, 2, 3});
+    CHECK(m.bytes_of(0) == 560);
+    CHECK(m.bytes_of(1) == 480);
+    CHECK(m.owner(1) == 1);
+    // equal sizes: round robin in bucket order; one server owns everything
+    const auto even = lm::comm::shard_map::balance({8, 8, 8, 8}, 4, 2);
+    CHECK(even.buckets_of(0) == std::vector<std::size_t>{0, 2});
+    CHECK(lm::comm::shard_map::balance({1, 2, 3}, 8, 1).buckets_of(0) == std::vector<std::size_t>{0, 1, 2});
+    CHECK_THROWS_WITH(lm::comm::shard_map::balance({1, 2}, 4, 3),
+                      Catch::Contains("3 parameter servers but only 2 fusion buckets"));
+    CHECK_THROWS_WITH(lm::comm::shard_map::balance({1, 2}, 4, 0), Catch::Contains("at least one server"));
 }
 
 TEST_CASE("distributed sampler: equal counts per rank, shards, reshuffle period, all data", "[comm][sampler]") {

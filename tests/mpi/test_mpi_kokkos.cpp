@@ -3,12 +3,14 @@
 // batch-norm network with synchronised batch norm), with the fusion buckets handed to MPI in
 // the model's memory space and through host staging buffers (the path of a device without
 // GPU-aware MPI), with and without overlap. Run under mpirun -np 2 and -np 4
-// (tests/mpi/CMakeLists.txt; label "kokkos;mpi").
+// (tests/mpi/CMakeLists.txt; label "kokkos;mpi"). comm::hybrid (one group and a server) on the
+// same spaces equals one process with the group's batch.
 #include <lamina/kokkos.hpp>  // first: Kokkos, the Kokkos kernels, lamina
 
 #include <catch2/catch.hpp>
 #include <mpi.h>
 
+#include <lamina/communicators/hybrid.hpp>
 #include <lamina/communicators/mpi.hpp>
 
 #include "mpi_test_support.hpp"
@@ -105,4 +107,21 @@ TEMPLATE_TEST_CASE("Kokkos: synchronised batch norm over N ranks equals one proc
         CHECK(excess(r.parameters, ref.parameters) <= 0);
         CHECK(excess(r.state, ref.state) <= 0);
     }
+}
+
+TEMPLATE_TEST_CASE("Kokkos: comm::hybrid with one group and a parameter server equals one process with the group's batch",
+                   "[mpi][kokkos][hybrid]", LAMINA_MPI_KOKKOS_SPACES) {
+    using B = lm::kokkos_backend<TestType>;
+    const std::size_t W = world_size() - 1, Bs = 3;  // one group of W workers, the last rank serves
+    const auto data = make_data(W * Bs * 3, 5);
+    const lm::optim::adam adam{0.01};
+    const auto ref = one_process<res_net, B>(data, W * Bs, adam);
+    lm::comm::mpi_options o;
+    o.first_bucket_bytes = 128;
+    o.bucket_bytes = 512;
+    typename res_net::template model<B> net{lm::seed{7}};
+    lm::trainer fit{net, lm::loss::softmax_cross_entropy{}, adam, lm::schedule::constant{},
+                    lm::comm::hybrid{MPI_COMM_WORLD, lm::comm::groups{1}, lm::comm::servers{1}, o}};
+    fit.run(data, lm::epochs{2}, lm::batch{Bs});
+    if (!fit.session().is_server()) CHECK(excess(net.get_parameters(), ref.parameters) <= 0);
 }

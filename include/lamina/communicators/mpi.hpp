@@ -174,6 +174,36 @@ void fence_backend(const typename Backend::context& c) {
 }
 }  // namespace detail
 
+/// Every rank of `comm` learns every rank's fingerprint, parameter and state counts; all throw
+/// the same message when any differs from rank 0's (`who` names the communicator policy).
+template <class Model>
+void check_same_architecture(MPI_Comm comm, const Model& net, const char* who) {
+    int size = 1;
+    detail::check_mpi(MPI_Comm_size(comm, &size), "MPI_Comm_size");
+    const std::uint64_t mine[3] = {architecture_hash(net), Model::parameter_count, Model::state_count};
+    std::vector<std::uint64_t> all(3 * static_cast<std::size_t>(size));
+    detail::check_mpi(MPI_Allgather(mine, 3, MPI_UINT64_T, all.data(), 3, MPI_UINT64_T, comm), "MPI_Allgather");
+    std::string differ;
+    std::size_t count = 0, first = 0;
+    for (std::size_t r = 1; r < static_cast<std::size_t>(size); ++r)
+        if (all[3 * r] != all[0] || all[3 * r + 1] != all[1] || all[3 * r + 2] != all[2]) {
+            if (count == 0) first = r;
+            if (count < 8) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
+            ++count;
+        }
+    if (!count) return;
+    if (count > 8) differ += " and " + std::to_string(count - 8) + " more";
+    auto describe = [&](std::size_t r) {
+        char fp[32];
+        std::snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(all[3 * r]));
+        return "rank " + std::to_string(r) + " has " + std::to_string(all[3 * r + 1]) + " parameters and " +
+               std::to_string(all[3 * r + 2]) + " running-state values (architecture fingerprint " + fp + ")";
+    };
+    throw error(std::string("lamina: ") + who + ": the ranks built different networks: " + describe(0) + ", " +
+                describe(first) + "; rank" + (count > 1 ? "s " : " ") + differ + " differ" + (count > 1 ? "" : "s") +
+                " from rank 0. Every rank must build the same network type (layers, sizes, scalar type)");
+}
+
 /// Timings of the last step's gradient exchange.
 struct exchange_stats {
     std::size_t buckets = 0;
@@ -206,7 +236,7 @@ public:
                             "MPI initialised with MPI_Init_thread(..., MPI_THREAD_MULTIPLE, ...); this process has thread "
                             "level " + std::to_string(level) + " (use progress::between_layers)");
         }
-        check_architecture();
+        check_same_architecture(control_.handle(), net, "comm::mpi");
         const std::size_t first = options_.fusion ? options_.first_bucket_bytes : 0;
         const std::size_t rest = options_.fusion ? options_.bucket_bytes : 0;
         plan_ = fusion_plan::build(net.parameter_segments(), sizeof(T), first, rest);
@@ -385,34 +415,6 @@ private:
         if (!direct_) backend::upload(net_->context(), grads_ + b.offset, static_cast<const T*>(staging_.data() + b.offset), b.count);
         if (scale_after_) backend::scale(net_->context(), b.count, static_cast<T>(1.0 / double(size_)), grads_ + b.offset);
         if (options_.observer) options_.observer->bucket_finished(k);
-    }
-
-    /// Every rank learns every rank's fingerprint, parameter and state counts; all throw the
-    /// same message when any differs from rank 0's.
-    void check_architecture() {
-        const std::uint64_t mine[3] = {architecture_hash(*net_), Model::parameter_count, Model::state_count};
-        std::vector<std::uint64_t> all(3 * static_cast<std::size_t>(size_));
-        detail::check_mpi(MPI_Allgather(mine, 3, MPI_UINT64_T, all.data(), 3, MPI_UINT64_T, control_.handle()),
-                          "MPI_Allgather");
-        std::string differ;
-        std::size_t count = 0, first = 0;
-        for (std::size_t r = 1; r < static_cast<std::size_t>(size_); ++r)
-            if (all[3 * r] != all[0] || all[3 * r + 1] != all[1] || all[3 * r + 2] != all[2]) {
-                if (count == 0) first = r;
-                if (count < 8) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
-                ++count;
-            }
-        if (!count) return;
-        if (count > 8) differ += " and " + std::to_string(count - 8) + " more";
-        auto describe = [&](std::size_t r) {
-            char fp[32];
-            std::snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(all[3 * r]));
-            return "rank " + std::to_string(r) + " has " + std::to_string(all[3 * r + 1]) + " parameters and " +
-                   std::to_string(all[3 * r + 2]) + " running-state values (architecture fingerprint " + fp + ")";
-        };
-        throw error("lamina: comm::mpi: the ranks built different networks: " + describe(0) + ", " + describe(first) +
-                    "; rank" + (count > 1 ? "s " : " ") + differ + " differ" + (count > 1 ? "" : "s") +
-                    " from rank 0. Every rank must build the same network type (layers, sizes, scalar type)");
     }
 
     Model* net_;

@@ -485,11 +485,23 @@ void load_weights(const std::string& path, Model& net) {
     load_weights(io::record_set::load(path), net, path);
 }
 
+namespace io::detail {
+template <class Trainer, class = void>
+struct optimizer_on_servers : std::false_type {};
+template <class Trainer>
+struct optimizer_on_servers<Trainer, std::enable_if_t<Trainer::optimizer_on_servers>> : std::true_type {};
+}  // namespace io::detail
+
 /// Saves the whole training state: parameters, optimizer state, RNG seeds, epoch and step,
 /// so that a resumed run continues bit-identically. Throws numeric_error (and leaves an
 /// existing file untouched) when a parameter is NaN or infinite.
 template <class Trainer>
 void save_checkpoint(const std::string& path, Trainer& t) {
+    if constexpr (io::detail::optimizer_on_servers<Trainer>::value)
+        if (!t.optimizer_state_current())
+            throw error("lamina: save_checkpoint('" + path + "'): a comm::hybrid trainer's optimizer state lives sharded "
+                        "on its parameter servers: call gather_optimizer_state() on every rank after run() first "
+                        "(communicators/hybrid.hpp); nothing was written");
     using Model = std::decay_t<decltype(t.model())>;
     auto& net = t.model();
     auto params = net.get_parameters();
@@ -580,10 +592,12 @@ void load_checkpoint(const std::string& path, Trainer& t) {
 /// skipped with one line on stderr naming the epoch and the parameter segment.
 struct checkpoint_every {
     static constexpr bool root_only = true;  // a distributed trainer's checkpoints are written by rank 0
+    static constexpr bool writes_checkpoints = true;  // comm::hybrid refuses it (train/trainer.hpp)
     std::string prefix;
     std::size_t every = 1;
     checkpoint_every(std::string p, std::size_t n = 1) : prefix(std::move(p)), every(n ? n : 1) {}
     std::string path() const { return prefix + ".lmck"; }
+    bool enabled() const noexcept { return !prefix.empty(); }
     template <class Trainer, class Info>
     void on_epoch_end(Trainer& t, const Info&) {
         if (prefix.empty() || t.epoch() % every != 0) return;  // empty prefix: disabled

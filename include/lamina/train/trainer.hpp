@@ -578,7 +578,7 @@ private:
         const std::size_t out = Model::output_sizes[K];
         const T* y = training ? net_.output(K) : net_.infer_output(K);
         std::size_t before = 0;
-        for (std::size_t j = 0; j < K; ++j) before += Model::output_sizes[j];
+        for (std::size_t j = 0; j != K; ++j) before += Model::output_sizes[j];  // != : nvcc warns on j < 0
         T* grad = training ? net_.output_gradient(K) : eval_grad_.data() + before * capacity_;
         const T* t = t_dev() + parts::template target_offset<K> * capacity_;
         const double l = static_cast<double>(

@@ -1,0 +1,344 @@
+// The simulated scaling study's program: each SimGrid SMPI rank plays one data-parallel worker of a
+// model given by its per-layer profile (layer, forward s, backward s, parameters; made by
+// profile_to_layers.py from bench_models' profiler trace), and runs lamina's real gradient path
+// on it: fusion_plan and bucket_fill (communicators/fusion_buckets.hpp) and allreduce_exchange
+// with the halving_doubling schedule (communicators/mpi_exchange.hpp). Compute is injected with
+// smpi_execute_benched instead of executed. bench/run_scaling_study.py builds and runs it.
+//
+//   smpicxx -std=c++17 -O2 -DSMPI_NO_OVERRIDE_MALLOC -I include bench/scaling_sim/scaling_sim.cpp -o scaling_sim
+//   smpirun -np 64 -platform bench/scaling_sim/fat_tree_512.xml -hostfile HOSTFILE
+//           --cfg=smpi/host-speed:1Gf --cfg=smpi/simulate-computation:no ...
+//           ./scaling_sim --profile bench/scaling_sim/resnet50_b32.csv [options]
+//
+// One step mirrors the call order of mpi_session (communicators/mpi.hpp), which it cannot drive
+// itself (it trains a lamina model; this one is a table): forward (the sum of the forward times,
+// plus the loss); backward walks the layers in reverse, injecting each layer's backward time,
+// then reporting its gradient to bucket_fill, starting every bucket that is complete in order
+// and calling the exchange's progress() (as mpi_session::report does); end_backward starts the
+// rest; the metrics' sum (a blocking MPI_Allreduce of two doubles here, where mpi_session
+// starts an MPI_Iallreduce at begin_step: SMPI's is naive, one message per pair of ranks);
+// then bucket by bucket: wait for its sum, inject the optimizer's update of that bucket
+// (optimizer_s scaled by its share of the parameters), progress() (mpi_session::complete).
+//
+// What is modelled, not simulated:
+//   - the reductions' CPU time: the schedule adds each received half into the bucket; here that
+//     costs (3 * bytes) / --reduce-gbps of simulated time (read two, write one) on the rank doing
+//     it, at the moment it happens (inside progress() or wait()); the program's own CPU time is not
+//     simulated (run with smpi/simulate-computation:no: this machine is shared, its timings of
+//     the adds would be noise);
+//   - --speedup F divides every injected time (layers, optimizer, reductions) by F: a node F times
+//     faster, on the same network (GPU-class nodes: the case where the network matters).
+// Buffers: --buffers real allocates each rank's gradients and scratch and fills them with values
+// whose sum over the ranks is known in closed form, checked after every step (the CI run);
+// --buffers shared puts them in SMPI_SHARED_MALLOC memory that all simulated ranks share (512
+// ranks x 102 MB of ResNet-50 gradients would not fit): the timing is the same, the values are
+// meaningless and the adds are skipped.
+//
+// Output: one JSON line (rank 0) with the simulated step time (the slowest rank's, mean over
+// the measured steps), the compute it contains, the efficiency T(1 rank, compute only) / T(N),
+// and the time spent waiting for buckets after backward (mean over ranks and steps).
+// Exit status 1 when a sum is wrong or (--check-step) a step took less than its injected compute.
+#include <mpi.h>
+#include <smpi/smpi.h>
+
+#include <lamina/communicators/fusion_buckets.hpp>
+#include <lamina/communicators/mpi_exchange.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace comm = lamina::comm;
+
+namespace {
+
+struct layer {
+    std::string name;
+    double forward_s = 0, backward_s = 0;
+    std::size_t parameters = 0, offset = 0;
+};
+
+struct profile {
+    std::string model;
+    std::size_t batch = 0;
+    double loss_s = 0, optimizer_s = 0;
+    std::vector<layer> layers;
+    double forward() const {
+        double s = 0;
+        for (const auto& l : layers) s += l.forward_s;
+        return s;
+    }
+    double backward() const {
+        double s = 0;
+        for (const auto& l : layers) s += l.backward_s;
+        return s;
+    }
+    std::size_t parameters() const {
+        std::size_t s = 0;
+        for (const auto& l : layers) s += l.parameters;
+        return s;
+    }
+};
+
+[[noreturn]] void fail(const std::string& what) {
+    std::fprintf(stderr, "scaling_sim: %s\n", what.c_str());
+    MPI_Abort(MPI_COMM_WORLD, 2);
+    std::abort();
+}
+
+/// Splits one CSV line (fields may be double-quoted, holding commas).
+std::vector<std::string> csv_fields(const std::string& line) {
+    std::vector<std::string> out(1);
+    bool quoted = false;
+    for (char c : line) {
+        if (c == '"') quoted = !quoted;
+        else if (c == ',' && !quoted) out.emplace_back();
+        else out.back() += c;
+    }
+    return out;
+}
+
+profile load(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) fail("cannot read the profile '" + path + "'");
+    profile p;
+    std::string line;
+    bool header = false;
+    std::size_t offset = 0;
+    while (std::getline(in, line)) {
+        if (line.empty()) continue;
+        if (line[0] == '#') {  // "# key=value"
+            const auto eq = line.find('=');
+            if (eq == std::string::npos) continue;
+            const std::string key = line.substr(2, eq - 2), value = line.substr(eq + 1);
+            if (key == "model") p.model = value;
+            else if (key == "batch") p.batch = std::stoul(value);
+            else if (key == "loss_s") p.loss_s = std::stod(value);
+            else if (key == "optimizer_s") p.optimizer_s = std::stod(value);
+            continue;
+        }
+        const auto f = csv_fields(line);
+        if (!header) {
+            if (f.size() != 5 || f[0] != "layer" || f[2] != "forward_s" || f[3] != "backward_s" || f[4] != "parameters")
+                fail(path + ": expected the header layer,name,forward_s,backward_s,parameters, got '" + line + "'");
+            header = true;
+            continue;
+        }
+        if (f.size() != 5) fail(path + ": a row with " + std::to_string(f.size()) + " fields: '" + line + "'");
+        layer l;
+        l.name = f[1];
+        l.forward_s = std::stod(f[2]);
+        l.backward_s = std::stod(f[3]);
+        l.parameters = std::stoul(f[4]);
+        l.offset = offset;
+        offset += l.parameters;
+        if (std::stoul(f[0]) != p.layers.size()) fail(path + ": layers must be listed in order from 0: '" + line + "'");
+        p.layers.push_back(l);
+    }
+    if (p.layers.empty()) fail(path + ": no layers");
+    return p;
+}
+
+struct options {
+    std::string profile_path, platform = "unnamed";
+    double speedup = 1, straggler_factor = 1;
+    int straggler_rank = -1;
+    int warmup = 1, steps = 2;
+    double bucket_mib = 25, first_bucket_mib = 1;
+    double reduce_gbps = 10;
+    bool real_buffers = false, check_step = false;
+};
+
+options parse(int argc, char** argv) {
+    options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) fail("option " + a + " needs a value");
+            return argv[++i];
+        };
+        if (a == "--profile") o.profile_path = value();
+        else if (a == "--platform") o.platform = value();
+        else if (a == "--speedup") o.speedup = std::stod(value());
+        else if (a == "--straggler-rank") o.straggler_rank = std::stoi(value());
+        else if (a == "--straggler-factor") o.straggler_factor = std::stod(value());
+        else if (a == "--warmup") o.warmup = std::stoi(value());
+        else if (a == "--steps") o.steps = std::stoi(value());
+        else if (a == "--bucket-mib") o.bucket_mib = std::stod(value());
+        else if (a == "--first-bucket-mib") o.first_bucket_mib = std::stod(value());
+        else if (a == "--reduce-gbps") o.reduce_gbps = std::stod(value());
+        else if (a == "--buffers") {
+            const std::string v = value();
+            if (v != "real" && v != "shared") fail("--buffers takes real or shared, got '" + v + "'");
+            o.real_buffers = v == "real";
+        } else if (a == "--check-step") o.check_step = true;
+        else fail("unknown option '" + a + "' (see the head of bench/scaling_sim/scaling_sim.cpp)");
+    }
+    if (o.profile_path.empty()) fail("--profile FILE.csv is required");
+    if (!(o.speedup > 0) || !(o.straggler_factor > 0) || !(o.reduce_gbps > 0) || o.steps < 1 || o.warmup < 0)
+        fail("--speedup, --straggler-factor and --reduce-gbps must be positive, --steps at least 1");
+    return o;
+}
+
+/// What the halving_doubling schedule does with a received half: the add's memory traffic as
+/// simulated time (and the add itself with real buffers); scratch where the buffers are.
+struct modelled_sum {
+    double seconds_per_element = 0;
+    bool real = true;
+    void reduce(float* into, const float* from, std::size_t n) const {
+        if (real)
+            for (std::size_t i = 0; i < n; ++i) into[i] += from[i];
+        smpi_execute_benched(seconds_per_element * double(n));
+    }
+    float* allocate(std::size_t n) const {
+        if (!n) return nullptr;
+        return real ? new float[n] : static_cast<float*>(SMPI_SHARED_MALLOC(n * sizeof(float)));
+    }
+    void deallocate(float* p, std::size_t) const {
+        if (!p) return;
+        if (real) delete[] p;
+        else SMPI_SHARED_FREE(p);
+    }
+};
+
+// Rank r's gradient value at element i: small integers, exact in float for the ranks we run;
+// their sum over N ranks is N(N+1)/2 * (i % 7 + 1).
+float contribution(int r, std::size_t i) { return float(r + 1) * float(i % 7 + 1); }
+float expected_sum(int n, std::size_t i) { return float(n) * float(n + 1) / 2 * float(i % 7 + 1); }
+
+/// The whole run on one rank (a function: the exchange must be gone before MPI_Finalize).
+int simulate(const options& o, int rank, int size) {
+    const profile p = load(o.profile_path);
+    if (o.real_buffers && size > 4096) fail("--buffers real: the check's sums are exact only up to 4096 ranks");
+
+    // ---- mpi_session's construction: the fusion plan and the exchange ----------------------------
+    std::vector<lamina::parameter_segment> segments;
+    for (std::size_t l = 0; l < p.layers.size(); ++l)
+        if (p.layers[l].parameters)
+            segments.push_back({p.layers[l].name, l, p.layers[l].offset, p.layers[l].parameters, true});
+    const auto mib = [](double m) { return static_cast<std::size_t>(m * 1048576.0); };
+    const comm::fusion_plan plan =
+        comm::fusion_plan::build(segments, sizeof(float), mib(o.first_bucket_mib), mib(o.bucket_mib));
+    comm::bucket_fill fill(&plan);
+    std::vector<std::size_t> counts;
+    for (const auto& b : plan.buckets()) counts.push_back(b.count);
+    MPI_Comm gradients_comm = MPI_COMM_NULL;  // mpi_session's gradient duplicate
+    MPI_Comm_dup(MPI_COMM_WORLD, &gradients_comm);
+    // how much slower this rank computes than the profile (the straggler), how much faster the node
+    const double slow = (rank == o.straggler_rank ? o.straggler_factor : 1.0) / o.speedup;
+    modelled_sum reduction{3.0 * sizeof(float) / (o.reduce_gbps * 1e9) / o.speedup, o.real_buffers};
+    comm::allreduce_exchange<float, modelled_sum> exchange(gradients_comm, counts, true, comm::progress::between_layers,
+                                                           comm::allreduce_algorithm::halving_doubling, reduction);
+    const std::size_t total = plan.total();
+    float* grads = o.real_buffers ? new float[total] : static_cast<float*>(SMPI_SHARED_MALLOC(total * sizeof(float)));
+
+    const double compute = (p.forward() + p.loss_s + p.backward() + p.optimizer_s) / o.speedup;
+    double wait_sum = 0, backward_end_sum = 0;
+    std::size_t wrong = 0, started_during_backward = 0;
+
+    auto step = [&](bool measured) {
+        if (o.real_buffers)
+            for (std::size_t i = 0; i < total; ++i) grads[i] = contribution(rank, i);
+        const double t0 = MPI_Wtime();
+        fill.reset();
+        std::size_t launched = 0;
+        auto launch_ready = [&](bool during_backward) {
+            for (; launched < fill.ready_prefix(); ++launched) {
+                const comm::bucket_range& b = plan[launched];
+                if (during_backward && measured) ++started_during_backward;
+                exchange.start(launched, grads + b.offset, b.count);
+            }
+        };
+        smpi_execute_benched((p.forward() + p.loss_s) * slow);
+        for (std::size_t l = p.layers.size(); l-- > 0;) {
+            const layer& L = p.layers[l];
+            smpi_execute_benched(L.backward_s * slow);
+            if (!L.parameters) continue;
+            fill.report(L.offset, L.parameters);  // mpi_session::report
+            launch_ready(true);
+            exchange.progress();
+        }
+        fill.complete_all();  // end_backward
+        launch_ready(false);
+        const double backward_end = MPI_Wtime();
+        double metrics[2] = {1.0, double(rank)};  // finish_metrics (see the head of this file)
+        MPI_Allreduce(MPI_IN_PLACE, metrics, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        double updating = 0;
+        const double w0 = MPI_Wtime();
+        for (std::size_t k = 0; k < plan.size(); ++k) {  // complete(update)
+            exchange.wait(k);
+            const double u = p.optimizer_s * slow * double(plan[k].count) / double(total);
+            smpi_execute_benched(u);
+            updating += u;
+            exchange.progress();
+        }
+        const double t1 = MPI_Wtime();
+        if (measured) {
+            wait_sum += t1 - w0 - updating;
+            backward_end_sum += backward_end - t0;
+        }
+        if (o.real_buffers)
+            for (std::size_t i = 0; i < total; ++i)
+                if (grads[i] != expected_sum(size, i)) ++wrong;
+    };
+
+    for (int s = 0; s < o.warmup; ++s) step(false);
+    MPI_Barrier(MPI_COMM_WORLD);
+    const double start = MPI_Wtime();
+    for (int s = 0; s < o.steps; ++s) step(true);
+    const double mine = (MPI_Wtime() - start) / o.steps;
+
+    double slowest = 0, wait_total = 0, wrong_total = 0, mine_wrong = double(wrong);
+    MPI_Reduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    MPI_Reduce(&wait_sum, &wait_total, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    MPI_Reduce(&mine_wrong, &wrong_total, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    int status = 0;
+    if (rank == 0) {
+        const double wait = wait_total / size / o.steps;
+        std::printf("{\"model\":\"%s\",\"batch_per_rank\":%zu,\"ranks\":%d,\"platform\":\"%s\",\"speedup\":%g,"
+                    "\"straggler\":%s,\"algorithm\":\"halving_doubling\",\"buckets\":%zu,\"parameters\":%zu,"
+                    "\"step_s\":%.6g,\"compute_s\":%.6g,\"efficiency\":%.4f,\"wait_after_backward_s\":%.6g,"
+                    "\"backward_end_s\":%.6g,\"buckets_started_during_backward\":%.3g,\"reduce_gbps\":%g,\"steps\":%d,"
+                    "\"buffers\":\"%s\"%s}\n",
+                    p.model.c_str(), p.batch, size, o.platform.c_str(), o.speedup,
+                    o.straggler_rank >= 0 ? ("{\"rank\":" + std::to_string(o.straggler_rank) + ",\"factor\":" +
+                                             std::to_string(o.straggler_factor) + "}").c_str()
+                                          : "null",
+                    plan.size(), total, slowest, compute, compute / slowest, wait, backward_end_sum / o.steps,
+                    double(started_during_backward) / o.steps, o.reduce_gbps, o.steps,
+                    o.real_buffers ? "real" : "shared",
+                    o.real_buffers ? (wrong_total == 0 ? ",\"sums\":\"correct\"" : ",\"sums\":\"WRONG\"") : "");
+        std::fflush(stdout);
+        if (o.real_buffers && wrong_total != 0) {
+            std::fprintf(stderr, "scaling_sim: %.0f gradient values were not the sum over the ranks\n", wrong_total);
+            status = 1;
+        }
+        if (o.check_step && slowest < compute - 1e-9) {
+            std::fprintf(stderr, "scaling_sim: the simulated step (%g s) is shorter than its injected compute (%g s)\n",
+                         slowest, compute);
+            status = 1;
+        }
+    }
+    MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (o.real_buffers) delete[] grads;
+    else SMPI_SHARED_FREE(grads);
+    MPI_Comm_free(&gradients_comm);
+    return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    MPI_Init(&argc, &argv);
+    int rank = 0, size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    const int status = simulate(parse(argc, argv), rank, size);
+    MPI_Finalize();
+    return status;
+}

@@ -37,7 +37,8 @@
 // Output: one JSON line (rank 0) with the simulated step time (the slowest rank's, mean over
 // the measured steps), the compute it contains, the efficiency T(1 rank, compute only) / T(N),
 // and the time spent waiting for buckets after backward (mean over ranks and steps).
-// Exit status 1 when a sum is wrong or (--check-step) a step took less than its injected compute.
+// Exit status 1 when a sum is wrong or (--check-step) a step took less than its injected compute;
+// the JSON says both too ("sums", "step_at_least_compute": smpirun does not always pass the status on).
 #include <mpi.h>
 #include <smpi/smpi.h>
 
@@ -304,14 +305,14 @@ int simulate(const options& o, int rank, int size) {
                     "\"straggler\":%s,\"algorithm\":\"halving_doubling\",\"buckets\":%zu,\"parameters\":%zu,"
                     "\"step_s\":%.6g,\"compute_s\":%.6g,\"efficiency\":%.4f,\"wait_after_backward_s\":%.6g,"
                     "\"backward_end_s\":%.6g,\"buckets_started_during_backward\":%.3g,\"reduce_gbps\":%g,\"steps\":%d,"
-                    "\"buffers\":\"%s\"%s}\n",
+                    "\"buffers\":\"%s\",\"step_at_least_compute\":%s%s}\n",
                     p.model.c_str(), p.batch, size, o.platform.c_str(), o.speedup,
                     o.straggler_rank >= 0 ? ("{\"rank\":" + std::to_string(o.straggler_rank) + ",\"factor\":" +
                                              std::to_string(o.straggler_factor) + "}").c_str()
                                           : "null",
                     plan.size(), total, slowest, compute, compute / slowest, wait, backward_end_sum / o.steps,
                     double(started_during_backward) / o.steps, o.reduce_gbps, o.steps,
-                    o.real_buffers ? "real" : "shared",
+                    o.real_buffers ? "real" : "shared", slowest >= compute - 1e-9 ? "true" : "false",
                     o.real_buffers ? (wrong_total == 0 ? ",\"sums\":\"correct\"" : ",\"sums\":\"WRONG\"") : "");
         std::fflush(stdout);
         if (o.real_buffers && wrong_total != 0) {

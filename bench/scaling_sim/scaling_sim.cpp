@@ -44,12 +44,20 @@
 
 #include <lamina/communicators/fusion_buckets.hpp>
 #include <lamina/communicators/mpi_exchange.hpp>
+// The hybrid scheme's server and client (the hybrid branch's headers): --groups/--servers need them.
+#if __has_include(<lamina/communicators/parameter_client.hpp>)
+#include <lamina/communicators/parameter_client.hpp>
+#include <lamina/communicators/parameter_server.hpp>
+#include <lamina/communicators/parameter_shards.hpp>
+#define LAMINA_SCALING_SIM_HYBRID 1
+#endif
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -149,6 +157,7 @@ struct options {
     std::string profile_path, platform = "unnamed";
     double speedup = 1, straggler_factor = 1;
     int straggler_rank = -1;
+    int groups = 0, servers = 0, slow_group = -1;  // hybrid: groups > 0
     int warmup = 1, steps = 2;
     double bucket_mib = 25, first_bucket_mib = 1;
     double reduce_gbps = 10;
@@ -168,6 +177,9 @@ options parse(int argc, char** argv) {
         else if (a == "--speedup") o.speedup = std::stod(value());
         else if (a == "--straggler-rank") o.straggler_rank = std::stoi(value());
         else if (a == "--straggler-factor") o.straggler_factor = std::stod(value());
+        else if (a == "--groups") o.groups = std::stoi(value());
+        else if (a == "--servers") o.servers = std::stoi(value());
+        else if (a == "--slow-group") o.slow_group = std::stoi(value());
         else if (a == "--warmup") o.warmup = std::stoi(value());
         else if (a == "--steps") o.steps = std::stoi(value());
         else if (a == "--bucket-mib") o.bucket_mib = std::stod(value());
@@ -212,106 +224,160 @@ struct modelled_sum {
 float contribution(int r, std::size_t i) { return float(r + 1) * float(i % 7 + 1); }
 float expected_sum(int n, std::size_t i) { return float(n) * float(n + 1) / 2 * float(i % 7 + 1); }
 
-/// The whole run on one rank (a function: the exchange must be gone before MPI_Finalize).
-int simulate(const options& o, int rank, int size) {
-    const profile p = load(o.profile_path);
-    if (o.real_buffers && size > 4096) fail("--buffers real: the check's sums are exact only up to 4096 ranks");
-
-    // ---- mpi_session's construction: the fusion plan and the exchange ----------------------------
+comm::fusion_plan plan_of(const profile& p, const options& o) {
     std::vector<lamina::parameter_segment> segments;
     for (std::size_t l = 0; l < p.layers.size(); ++l)
         if (p.layers[l].parameters)
             segments.push_back({p.layers[l].name, l, p.layers[l].offset, p.layers[l].parameters, true});
     const auto mib = [](double m) { return static_cast<std::size_t>(m * 1048576.0); };
-    const comm::fusion_plan plan =
-        comm::fusion_plan::build(segments, sizeof(float), mib(o.first_bucket_mib), mib(o.bucket_mib));
-    comm::bucket_fill fill(&plan);
-    std::vector<std::size_t> counts;
-    for (const auto& b : plan.buckets()) counts.push_back(b.count);
-    MPI_Comm gradients_comm = MPI_COMM_NULL;  // mpi_session's gradient duplicate
-    MPI_Comm_dup(MPI_COMM_WORLD, &gradients_comm);
-    // how much slower this rank computes than the profile (the straggler), how much faster the node
-    const double slow = (rank == o.straggler_rank ? o.straggler_factor : 1.0) / o.speedup;
-    modelled_sum reduction{3.0 * sizeof(float) / (o.reduce_gbps * 1e9) / o.speedup, o.real_buffers};
-    comm::allreduce_exchange<float, modelled_sum> exchange(gradients_comm, counts, true, comm::progress::between_layers,
-                                                           comm::allreduce_algorithm::halving_doubling, reduction);
-    const std::size_t total = plan.total();
-    float* grads = o.real_buffers ? new float[total] : static_cast<float*>(SMPI_SHARED_MALLOC(total * sizeof(float)));
+    return comm::fusion_plan::build(segments, sizeof(float), mib(o.first_bucket_mib), mib(o.bucket_mib));
+}
 
-    const double compute = (p.forward() + p.loss_s + p.backward() + p.optimizer_s) / o.speedup;
-    double wait_sum = 0, backward_end_sum = 0;
-    std::size_t wrong = 0, started_during_backward = 0;
+float* allocate_buffer(std::size_t n, bool real) {
+    return real ? new float[n] : static_cast<float*>(SMPI_SHARED_MALLOC(n * sizeof(float)));
+}
+void free_buffer(float* p, bool real) {
+    if (real) delete[] p;
+    else SMPI_SHARED_FREE(p);
+}
 
-    auto step = [&](bool measured) {
-        if (o.real_buffers)
-            for (std::size_t i = 0; i < total; ++i) grads[i] = contribution(rank, i);
+/// One data-parallel worker of a group of ranks (all ranks, or a hybrid group): what
+/// mpi_session holds (the fusion plan, bucket_fill, the exchange on a gradient duplicate of the
+/// group's communicator) and one step in mpi_session's call order.
+class worker {
+public:
+    /// `slow`: the factor on this rank's profile times (a straggler's factor / the speedup).
+    worker(const profile& p, const options& o, MPI_Comm group, double slow)
+        : p_(p), o_(o), group_(group), slow_(slow), plan_(plan_of(p, o)), fill_(&plan_) {
+        MPI_Comm_rank(group, &rank_);
+        MPI_Comm_size(group, &size_);
+        std::vector<std::size_t> counts;
+        for (const auto& b : plan_.buckets()) counts.push_back(b.count);
+        MPI_Comm_dup(group, &gradients_comm_);
+        modelled_sum reduction{3.0 * sizeof(float) / (o.reduce_gbps * 1e9) / o.speedup, o.real_buffers};
+        exchange_ = std::make_unique<comm::allreduce_exchange<float, modelled_sum>>(
+            gradients_comm_, counts, true, comm::progress::between_layers, comm::allreduce_algorithm::halving_doubling,
+            reduction);
+        grads_ = allocate_buffer(plan_.total(), o.real_buffers);
+    }
+    ~worker() {
+        exchange_.reset();
+        free_buffer(grads_, o_.real_buffers);
+        MPI_Comm_free(&gradients_comm_);
+    }
+    worker(const worker&) = delete;
+    worker& operator=(const worker&) = delete;
+
+    const comm::fusion_plan& plan() const noexcept { return plan_; }
+    float* gradients() noexcept { return grads_; }
+
+    /// One step; update(k) runs when bucket k's sum has arrived (mpi_session::complete).
+    template <class Update>
+    void step(bool measured, Update&& update) {
+        const std::size_t total = plan_.total();
+        if (o_.real_buffers)
+            for (std::size_t i = 0; i < total; ++i) grads_[i] = contribution(rank_, i);
         const double t0 = MPI_Wtime();
-        fill.reset();
+        fill_.reset();
         std::size_t launched = 0;
         auto launch_ready = [&](bool during_backward) {
-            for (; launched < fill.ready_prefix(); ++launched) {
-                const comm::bucket_range& b = plan[launched];
+            for (; launched < fill_.ready_prefix(); ++launched) {
+                const comm::bucket_range& b = plan_[launched];
                 if (during_backward && measured) ++started_during_backward;
-                exchange.start(launched, grads + b.offset, b.count);
+                exchange_->start(launched, grads_ + b.offset, b.count);
             }
         };
-        smpi_execute_benched((p.forward() + p.loss_s) * slow);
-        for (std::size_t l = p.layers.size(); l-- > 0;) {
-            const layer& L = p.layers[l];
-            smpi_execute_benched(L.backward_s * slow);
+        smpi_execute_benched((p_.forward() + p_.loss_s) * slow_);
+        for (std::size_t l = p_.layers.size(); l-- > 0;) {
+            const layer& L = p_.layers[l];
+            smpi_execute_benched(L.backward_s * slow_);
             if (!L.parameters) continue;
-            fill.report(L.offset, L.parameters);  // mpi_session::report
+            fill_.report(L.offset, L.parameters);  // mpi_session::report
             launch_ready(true);
-            exchange.progress();
+            exchange_->progress();
         }
-        fill.complete_all();  // end_backward
+        fill_.complete_all();  // end_backward
         launch_ready(false);
         const double backward_end = MPI_Wtime();
-        double metrics[2] = {1.0, double(rank)};  // finish_metrics (see the head of this file)
-        MPI_Allreduce(MPI_IN_PLACE, metrics, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        double metrics[2] = {1.0, double(rank_)};  // finish_metrics (see the head of this file)
+        MPI_Allreduce(MPI_IN_PLACE, metrics, 2, MPI_DOUBLE, MPI_SUM, group_);
         double updating = 0;
         const double w0 = MPI_Wtime();
-        for (std::size_t k = 0; k < plan.size(); ++k) {  // complete(update)
-            exchange.wait(k);
-            const double u = p.optimizer_s * slow * double(plan[k].count) / double(total);
-            smpi_execute_benched(u);
-            updating += u;
-            exchange.progress();
+        for (std::size_t k = 0; k < plan_.size(); ++k) {  // complete(update)
+            exchange_->wait(k);
+            const double u0 = MPI_Wtime();
+            update(k);
+            updating += MPI_Wtime() - u0;
+            exchange_->progress();
         }
         const double t1 = MPI_Wtime();
         if (measured) {
             wait_sum += t1 - w0 - updating;
             backward_end_sum += backward_end - t0;
         }
-        if (o.real_buffers)
+        if (o_.real_buffers)
             for (std::size_t i = 0; i < total; ++i)
-                if (grads[i] != expected_sum(size, i)) ++wrong;
-    };
+                if (grads_[i] != expected_sum(size_, i)) ++wrong;
+    }
+    /// The optimizer's update of bucket k on this rank: its share of optimizer_s.
+    void local_update(std::size_t k) const {
+        smpi_execute_benched(p_.optimizer_s * slow_ * double(plan_[k].count) / double(plan_.total()));
+    }
 
-    for (int s = 0; s < o.warmup; ++s) step(false);
+    double wait_sum = 0, backward_end_sum = 0;  // over the measured steps
+    std::size_t wrong = 0, started_during_backward = 0;
+
+private:
+    const profile& p_;
+    const options& o_;
+    MPI_Comm group_, gradients_comm_ = MPI_COMM_NULL;
+    double slow_;
+    int rank_ = 0, size_ = 1;
+    comm::fusion_plan plan_;
+    comm::bucket_fill fill_;
+    std::unique_ptr<comm::allreduce_exchange<float, modelled_sum>> exchange_;
+    float* grads_ = nullptr;
+};
+
+double compute_per_step(const profile& p, const options& o) {
+    return (p.forward() + p.loss_s + p.backward() + p.optimizer_s) / o.speedup;
+}
+std::string straggler_json(const options& o) {
+    if (o.straggler_rank < 0 && o.slow_group < 0) return "null";
+    return std::string("{\"") + (o.slow_group >= 0 ? "group" : "rank") + "\":" +
+           std::to_string(o.slow_group >= 0 ? o.slow_group : o.straggler_rank) + ",\"factor\":" +
+           std::to_string(o.straggler_factor) + "}";
+}
+
+/// Synchronous data parallelism over every rank.
+int simulate(const options& o, int rank, int size) {
+    const profile p = load(o.profile_path);
+    if (o.real_buffers && size > 4096) fail("--buffers real: the check's sums are exact only up to 4096 ranks");
+    // how much slower this rank computes than the profile (the straggler), how much faster the node
+    const double slow = (rank == o.straggler_rank ? o.straggler_factor : 1.0) / o.speedup;
+    worker w(p, o, MPI_COMM_WORLD, slow);
+    const double compute = compute_per_step(p, o);
+    for (int s = 0; s < o.warmup; ++s) w.step(false, [&](std::size_t k) { w.local_update(k); });
     MPI_Barrier(MPI_COMM_WORLD);
     const double start = MPI_Wtime();
-    for (int s = 0; s < o.steps; ++s) step(true);
+    for (int s = 0; s < o.steps; ++s) w.step(true, [&](std::size_t k) { w.local_update(k); });
     const double mine = (MPI_Wtime() - start) / o.steps;
 
-    double slowest = 0, wait_total = 0, wrong_total = 0, mine_wrong = double(wrong);
+    double slowest = 0, wait_total = 0, wrong_total = 0, mine_wrong = double(w.wrong);
     MPI_Reduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
-    MPI_Reduce(&wait_sum, &wait_total, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    MPI_Reduce(&w.wait_sum, &wait_total, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
     MPI_Reduce(&mine_wrong, &wrong_total, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
     int status = 0;
     if (rank == 0) {
         const double wait = wait_total / size / o.steps;
         std::printf("{\"model\":\"%s\",\"batch_per_rank\":%zu,\"ranks\":%d,\"platform\":\"%s\",\"speedup\":%g,"
-                    "\"straggler\":%s,\"algorithm\":\"halving_doubling\",\"buckets\":%zu,\"parameters\":%zu,"
+                    "\"straggler\":%s,\"scheme\":\"sync\",\"algorithm\":\"halving_doubling\",\"buckets\":%zu,\"parameters\":%zu,"
                     "\"step_s\":%.6g,\"compute_s\":%.6g,\"efficiency\":%.4f,\"wait_after_backward_s\":%.6g,"
                     "\"backward_end_s\":%.6g,\"buckets_started_during_backward\":%.3g,\"reduce_gbps\":%g,\"steps\":%d,"
                     "\"buffers\":\"%s\",\"step_at_least_compute\":%s%s}\n",
-                    p.model.c_str(), p.batch, size, o.platform.c_str(), o.speedup,
-                    o.straggler_rank >= 0 ? ("{\"rank\":" + std::to_string(o.straggler_rank) + ",\"factor\":" +
-                                             std::to_string(o.straggler_factor) + "}").c_str()
-                                          : "null",
-                    plan.size(), total, slowest, compute, compute / slowest, wait, backward_end_sum / o.steps,
-                    double(started_during_backward) / o.steps, o.reduce_gbps, o.steps,
+                    p.model.c_str(), p.batch, size, o.platform.c_str(), o.speedup, straggler_json(o).c_str(),
+                    w.plan().size(), w.plan().total(), slowest, compute, compute / slowest, wait,
+                    w.backward_end_sum / o.steps, double(w.started_during_backward) / o.steps, o.reduce_gbps, o.steps,
                     o.real_buffers ? "real" : "shared", slowest >= compute - 1e-9 ? "true" : "false",
                     o.real_buffers ? (wrong_total == 0 ? ",\"sums\":\"correct\"" : ",\"sums\":\"WRONG\"") : "");
         std::fflush(stdout);
@@ -326,11 +392,118 @@ int simulate(const options& o, int rank, int size) {
         }
     }
     MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (o.real_buffers) delete[] grads;
-    else SMPI_SHARED_FREE(grads);
-    MPI_Comm_free(&gradients_comm);
     return status;
 }
+
+#if LAMINA_SCALING_SIM_HYBRID
+/// The hybrid scheme (Kurth et al.; communicators/hybrid.hpp's layout and call order): ranks
+/// [0, W) are G groups of m = W / G workers, each group synchronous on its own communicator
+/// (the worker above), group g's root g*m; ranks [W, W + S) are the parameter servers, each
+/// owning whole buckets (shard_map::balance). A group step: forward, backward with the group's
+/// overlapped allreduce; the root hands each summed bucket to its server as it arrives
+/// (parameter_client), the server injects the optimizer's update of those buckets and answers
+/// with weights, the root waits for all weights and broadcasts them in its group. Workers do no
+/// optimizer step. --slow-group g makes every rank of group g compute --straggler-factor slower.
+int simulate_hybrid(const options& o, int rank, int size) {
+    const profile p = load(o.profile_path);
+    const int S = o.servers, G = o.groups, W = size - S;
+    if (S < 1 || W < G || W % G != 0)
+        fail("--groups " + std::to_string(G) + " --servers " + std::to_string(S) + " on " + std::to_string(size) +
+             " ranks: needs at least one server and (ranks - servers) a multiple of the groups");
+    const int m = W / G;
+    const bool is_server = rank >= W;
+    const int group = is_server ? -1 : rank / m;
+    MPI_Comm messages = MPI_COMM_NULL, side = MPI_COMM_NULL, group_comm = MPI_COMM_NULL;
+    MPI_Comm_dup(MPI_COMM_WORLD, &messages);
+    MPI_Comm_split(MPI_COMM_WORLD, is_server ? 1 : 0, rank, &side);
+    if (!is_server) MPI_Comm_split(side, group, rank, &group_comm);
+    const comm::fusion_plan plan = plan_of(p, o);
+    std::vector<std::size_t> counts;
+    for (const auto& b : plan.buckets()) counts.push_back(b.count);
+    const comm::shard_map shards = comm::shard_map::balance(counts, sizeof(float), static_cast<std::size_t>(S));
+    const std::size_t total = plan.total();
+    float* weights = allocate_buffer(total, o.real_buffers);
+    const double compute = compute_per_step(p, o);
+    double samples_per_s = 0, step_s = 0, wait_s = 0;  // this worker's (0 on servers)
+    double updates = 0;                                   // this server's
+    std::size_t wrong = 0;
+    if (is_server) {
+        std::vector<int> roots;
+        for (int g = 0; g < G; ++g) roots.push_back(g * m);
+        float* grads = allocate_buffer(total, o.real_buffers);
+        {
+            comm::parameter_server<float> server(messages, roots, plan.buckets(), shards.buckets_of(std::size_t(rank - W)));
+            server.serve(weights, grads, [&](std::size_t k, double) {
+                smpi_execute_benched(p.optimizer_s / o.speedup * double(plan[k].count) / double(total));
+            });
+            updates = double(server.updates());
+        }
+        free_buffer(grads, o.real_buffers);
+    } else {
+        const double slow = (group == o.slow_group ? o.straggler_factor : 1.0) / o.speedup;
+        worker w(p, o, group_comm, slow);
+        std::unique_ptr<comm::parameter_client<float>> client;
+        if (rank == group * m) {
+            std::vector<int> servers;
+            for (int s = 0; s < S; ++s) servers.push_back(W + s);
+            client = std::make_unique<comm::parameter_client<float>>(messages, servers, plan.buckets(), shards,
+                                                                     std::size_t(group));
+        }
+        std::uint64_t step_count = 0;
+        auto step = [&](bool measured) {
+            w.step(measured, [&](std::size_t k) {  // hybrid_session::complete_remote
+                if (!client) return;
+                if (k == 0) client->begin(step_count, 0.1);
+                client->gradient_ready(k, w.gradients() + plan[k].offset);
+            });
+            if (client) client->finish(weights);
+            MPI_Bcast(weights, static_cast<int>(total), MPI_FLOAT, 0, group_comm);
+            ++step_count;
+        };
+        for (int s = 0; s < o.warmup; ++s) step(false);
+        MPI_Barrier(side);  // the workers start the measured steps together (servers are serving)
+        const double start = MPI_Wtime();
+        for (int s = 0; s < o.steps; ++s) step(true);
+        step_s = (MPI_Wtime() - start) / o.steps;
+        samples_per_s = double(p.batch) / step_s;
+        wait_s = w.wait_sum / o.steps;
+        wrong = w.wrong;
+        if (client) client->done(weights);  // the final weights, once every group is done
+        MPI_Bcast(weights, static_cast<int>(total), MPI_FLOAT, 0, group_comm);
+    }
+    double throughput = 0, slowest = 0, fastest = 0, wait_total = 0, updates_total = 0, wrong_total = 0;
+    const double mine_wrong = double(wrong), fast_mine = is_server ? 1e300 : step_s;
+    MPI_Reduce(&samples_per_s, &throughput, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    MPI_Reduce(&step_s, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    MPI_Reduce(&fast_mine, &fastest, 1, MPI_DOUBLE, MPI_MIN, 0, MPI_COMM_WORLD);
+    MPI_Reduce(&wait_s, &wait_total, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    MPI_Reduce(&updates, &updates_total, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    MPI_Reduce(&mine_wrong, &wrong_total, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    int status = 0;
+    if (rank == 0) {
+        // weak-scaling efficiency: samples/s of all workers over W times one rank's compute-only rate
+        const double efficiency = throughput / (double(W) * double(p.batch) / compute);
+        std::printf("{\"model\":\"%s\",\"batch_per_rank\":%zu,\"ranks\":%d,\"workers\":%d,\"groups\":%d,\"servers\":%d,"
+                    "\"platform\":\"%s\",\"speedup\":%g,\"straggler\":%s,\"scheme\":\"hybrid\",\"buckets\":%zu,"
+                    "\"parameters\":%zu,\"samples_per_s\":%.6g,\"step_s\":%.6g,\"fastest_group_step_s\":%.6g,"
+                    "\"compute_s\":%.6g,\"efficiency\":%.4f,\"wait_after_backward_s\":%.6g,\"server_updates\":%.0f,"
+                    "\"steps\":%d,\"buffers\":\"%s\",\"step_at_least_compute\":%s%s}\n",
+                    p.model.c_str(), p.batch, size, W, G, S, o.platform.c_str(), o.speedup, straggler_json(o).c_str(),
+                    plan.size(), total, throughput, slowest, fastest, compute, efficiency, wait_total / W,
+                    updates_total, o.steps, o.real_buffers ? "real" : "shared",
+                    fastest >= compute * (1.0 - 1e-9) - p.optimizer_s / o.speedup ? "true" : "false",
+                    o.real_buffers ? (wrong_total == 0 ? ",\"sums\":\"correct\"" : ",\"sums\":\"WRONG\"") : "");
+        std::fflush(stdout);
+        if (o.real_buffers && wrong_total != 0) status = 1;
+    }
+    MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    free_buffer(weights, o.real_buffers);
+    if (group_comm != MPI_COMM_NULL) MPI_Comm_free(&group_comm);
+    MPI_Comm_free(&side);
+    MPI_Comm_free(&messages);
+    return status;
+}
+#endif
 
 }  // namespace
 
@@ -339,7 +512,17 @@ int main(int argc, char** argv) {
     int rank = 0, size = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    const int status = simulate(parse(argc, argv), rank, size);
+    const options o = parse(argc, argv);
+    int status = 0;
+    if (o.groups > 0) {
+#if LAMINA_SCALING_SIM_HYBRID
+        status = simulate_hybrid(o, rank, size);
+#else
+        fail("--groups: this build has no hybrid scheme (lamina/communicators/parameter_client.hpp not found)");
+#endif
+    } else {
+        status = simulate(o, rank, size);
+    }
     MPI_Finalize();
     return status;
 }

@@ -7,12 +7,18 @@ profiles measured on this machine (bench/scaling_sim/*_b*.csv). Prints one JSON 
 the wall time the simulation took) and markdown tables at the end.
 
     bench/run_scaling_study.py [--ranks 8,16,...] [--speedups 1,10,50] [--jsonl FILE] [--quick]
+                               [--hybrid-headers DIR]
 
 Scenarios:
   sync       synchronous data parallelism, every node as measured (speedup 1) and F times faster
              (--speedups: GPU-class nodes on the same network, where the network matters);
   straggler  the same with one rank's compute 1.5x slower (--straggler-ranks, speedups 1 and the
-             largest), to show what one slow worker costs synchronous training.
+             largest), to show what one slow worker costs synchronous training;
+  hybrid     groups of 32 synchronous workers and 4 parameter servers (Kurth et al.), without and
+             with one group 1.5x slower (--hybrid: workers:speedup pairs). Needs the hybrid scheme's
+             headers (lamina/communicators/parameter_{client,server,shards}.hpp): in include/, or
+             from --hybrid-headers DIR (a lamina include directory, e.g. the hybrid branch's before
+             the merge), overlaid on a copy of include/ in the build directory.
 Efficiency = T(1 rank, compute only) / T(N ranks): weak scaling, the batch per rank fixed.
 Simulated time does not depend on the load of the machine running the simulation; wall times do.
 """
@@ -46,17 +52,32 @@ ANCHORS = {
 }
 
 
-def build(build_dir):
+HYBRID_HEADERS = ["parameter_client.hpp", "parameter_server.hpp", "parameter_shards.hpp"]
+
+
+def build(build_dir, hybrid_headers):
+    """Compiles the simulator; returns its path and whether it has the hybrid scheme."""
     smpicxx = shutil.which("smpicxx")
     if not smpicxx or not shutil.which("smpirun"):
         sys.exit("run_scaling_study: SimGrid SMPI (smpicxx, smpirun) not found: install libsimgrid-dev (scripts/setup.sh)")
     os.makedirs(build_dir, exist_ok=True)
+    include = os.path.join(ROOT, "include")
+    comm_dir = os.path.join("lamina", "communicators")
+    if hybrid_headers:  # a copy of include/ with the hybrid scheme's headers added
+        merged = os.path.join(build_dir, "include")
+        shutil.rmtree(merged, ignore_errors=True)
+        shutil.copytree(include, merged)
+        for h in HYBRID_HEADERS:
+            if not os.path.exists(os.path.join(merged, comm_dir, h)):
+                shutil.copy(os.path.join(hybrid_headers, comm_dir, h), os.path.join(merged, comm_dir, h))
+        include = merged
+    hybrid = all(os.path.exists(os.path.join(include, comm_dir, h)) for h in HYBRID_HEADERS)
     exe = os.path.join(build_dir, "scaling_sim")
     subprocess.run([smpicxx, "-std=c++17", "-O2", "-DSMPI_NO_OVERRIDE_MALLOC", "-Wall", "-Wextra", "-Wpedantic",
-                    "-I", os.path.join(ROOT, "include"), os.path.join(SIM, "scaling_sim.cpp"), "-o", exe], check=True)
+                    "-I", include, os.path.join(SIM, "scaling_sim.cpp"), "-o", exe], check=True)
     with open(os.path.join(build_dir, "hosts_512.txt"), "w") as f:
         f.write("".join(f"node-{i}\n" for i in range(512)))
-    return exe
+    return exe, hybrid
 
 
 def run(exe, build_dir, ranks, profile, extra, steps, warmup):
@@ -82,19 +103,36 @@ def main():
     ap.add_argument("--speedups", default="1,10,50")
     ap.add_argument("--straggler-ranks", default="64,512", help="rank counts of the straggler scenario ('' for none)")
     ap.add_argument("--straggler-factor", type=float, default=1.5)
+    ap.add_argument("--hybrid", default="480:1,128:1,128:50",
+                    help="hybrid runs as workers:speedup (groups of 32 + 4 servers; '' for none)")
+    ap.add_argument("--hybrid-headers", help="a lamina include directory with the hybrid scheme's headers")
     ap.add_argument("--models", default=",".join(m for m, _ in MODELS))
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build", "scaling_sim"))
     ap.add_argument("--jsonl", help="also append the JSON lines to this file")
     ap.add_argument("--quick", action="store_true", help="8-64 ranks only (a minute)")
+    ap.add_argument("--report", metavar="JSONL", help="run nothing: print the tables of these JSON lines")
     a = ap.parse_args()
-    ranks = [int(r) for r in a.ranks.split(",")]
+    ranks = [int(r) for r in a.ranks.split(",") if r]
     if a.quick:
         ranks = [r for r in ranks if r <= 64]
     speedups = [float(s) for s in a.speedups.split(",")]
     straggler_ranks = [int(r) for r in a.straggler_ranks.split(",") if r and (not a.quick or int(r) <= 64)]
     models = [(m, f) for m, f in MODELS if m in a.models.split(",")]
 
-    exe = build(a.build_dir)
+    if a.report:
+        results = [json.loads(l) for l in open(a.report) if l.startswith("{")]
+        sizes = sorted({r["ranks"] for r in results if r["scenario"] == "sync"})
+        report(results, [m for m, _ in models], sorted({r["speedup"] for r in results if r["scenario"] == "sync"}),
+               sizes, a.straggler_factor)
+        return
+    exe, has_hybrid = build(a.build_dir, a.hybrid_headers)
+    hybrid_runs = [tuple(float(x) for x in h.split(":")) for h in a.hybrid.split(",") if h]
+    if a.quick:
+        hybrid_runs = [h for h in hybrid_runs if h[0] <= 64]
+    if hybrid_runs and not has_hybrid:
+        print("run_scaling_study: no hybrid runs: the parameter server headers are not in include/ "
+              "(give --hybrid-headers DIR)", file=sys.stderr)
+        hybrid_runs = []
     out = open(a.jsonl, "a") if a.jsonl else None
     results = []
     started = time.time()
@@ -120,12 +158,24 @@ def main():
                 extra = ["--speedup", f"{s:g}", "--straggler-rank", str(n - 1), "--straggler-factor",
                          f"{a.straggler_factor:g}"]
                 record(run(exe, a.build_dir, n, profile, extra, 2 if n < 256 else 1, 1), "straggler")
+        for workers, s in hybrid_runs:
+            workers = int(workers)
+            for slow in (-1, 0):  # group 0 slowed
+                extra = ["--speedup", f"{s:g}", "--groups", str(workers // 32), "--servers", "4", "--slow-group",
+                         str(slow), "--straggler-factor", f"{a.straggler_factor:g}"]
+                record(run(exe, a.build_dir, workers + 4, profile, extra, 2 if workers < 256 else 1, 1), "hybrid")
 
+    report(results, [m for m, _ in models], speedups, ranks, a.straggler_factor)
+    print(f"\nwhole study: {time.time() - started:.0f} s wall (this machine: 2 cores, shared)")
+
+
+def report(results, models, speedups, ranks, straggler_factor):
+    """Markdown tables of the study's JSON lines."""
     print(f"\n## Simulated weak scaling on the fat tree (512 hosts, 100 Gb/s links, 1 us latency, full bisection)\n")
     print("lamina's fusion plan (first bucket 1 MiB, then 25 MiB) and halving_doubling allreduce, overlapped with "
           "backward and progressed between layers; per-layer compute measured on this machine (AMD EPYC Zen 4, 2 "
           "threads), divided by the speedup for faster nodes; reductions modelled at 10 GB/s (divided likewise).\n")
-    for model, _ in models:
+    for model in models:
         rows = [r for r in results if r["model"] == model and r["scenario"] == "sync"]
         if not rows:
             continue
@@ -150,7 +200,7 @@ def main():
               ", ".join(f"x{s:g}: {v * 1e3:.1f} ms" for s, v in c.items() if v) + f". Published: {ANCHORS[model]}.\n")
     strag = [r for r in results if r["scenario"] == "straggler"]
     if strag:
-        print(f"### One straggler (rank N-1 computes {a.straggler_factor:g}x slower), synchronous\n")
+        print(f"### One straggler (rank N-1 computes {straggler_factor:g}x slower), synchronous\n")
         print("| model | ranks | speedup | step (ms) | efficiency | efficiency without straggler | wall (s) |")
         print("|---|---|---|---|---|---|---|")
         for r in strag:
@@ -158,7 +208,21 @@ def main():
                          x["ranks"] == r["ranks"] and x["speedup"] == r["speedup"]), None)
             print(f"| {r['model']} | {r['ranks']} | x{r['speedup']:g} | {r['step_s'] * 1e3:.1f} | {r['efficiency']:.3f} | "
                   f"{base['efficiency']:.3f} | {r['wall_s']:.0f} |" if base else "")
-    print(f"\nwhole study: {time.time() - started:.0f} s wall (this machine: 2 cores, shared)")
+    hyb = [r for r in results if r["scenario"] == "hybrid"]
+    if hyb:
+        print(f"\n### Hybrid: groups of 32 + 4 parameter servers (group 0 {straggler_factor:g}x slower or not)\n")
+        print("| model | workers | groups | speedup | slowed group | samples/s | efficiency | fastest group step (ms) | "
+              "slowest group step (ms) | sync efficiency, same slowdown | wall (s) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in hyb:
+            slowed = r["straggler"] is not None
+            ref = [x for x in results if x["model"] == r["model"] and x["speedup"] == r["speedup"] and
+                   x["scenario"] == ("straggler" if slowed else "sync")]
+            ref = min(ref, key=lambda x: abs(x["ranks"] - r["workers"])) if ref else None
+            sync = f"{ref['efficiency']:.3f} ({ref['ranks']} ranks)" if ref else ""
+            print(f"| {r['model']} | {r['workers']} | {r['groups']} | x{r['speedup']:g} | {'group 0' if slowed else 'none'} | "
+                  f"{r['samples_per_s']:.0f} | {r['efficiency']:.3f} | {r['fastest_group_step_s'] * 1e3:.1f} | "
+                  f"{r['step_s'] * 1e3:.1f} | {sync} | {r['wall_s']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@
 //   smpirun -np 64 -platform bench/scaling_sim/fat_tree_512.xml -hostfile HOSTFILE
 //           --cfg=smpi/host-speed:1Gf --cfg=smpi/simulate-computation:no ...
 //           ./scaling_sim --profile bench/scaling_sim/resnet50_b32.csv [options]
+// options: --speedup F, --straggler-rank R --straggler-factor X, --warmup N --steps N,
+//          --first-bucket-mib M --bucket-mib M (mpi_options' 1 and 25 MiB by default), --reduce-gbps G,
+//          --buffers real|shared, --check-step, --platform NAME (a label for the JSON);
+//          hybrid scheme: --groups G --servers S [--slow-group g] (see simulate_hybrid below).
 //
 // One step mirrors the call order of mpi_session (communicators/mpi.hpp), which it cannot drive
 // itself (it trains a lamina model; this one is a table): forward (the sum of the forward times,
@@ -426,6 +430,7 @@ int simulate_hybrid(const options& o, int rank, int size) {
     const double compute = compute_per_step(p, o);
     double samples_per_s = 0, step_s = 0, wait_s = 0;  // this worker's (0 on servers)
     double updates = 0;                                   // this server's
+    double weights_wait_s = 0, broadcast_s = 0;  // per measured step, roots: waiting for weights, broadcasting them
     std::size_t wrong = 0;
     if (is_server) {
         std::vector<int> roots;
@@ -456,8 +461,14 @@ int simulate_hybrid(const options& o, int rank, int size) {
                 if (k == 0) client->begin(step_count, 0.1);
                 client->gradient_ready(k, w.gradients() + plan[k].offset);
             });
+            const double t0 = MPI_Wtime();
             if (client) client->finish(weights);
+            const double t1 = MPI_Wtime();
             MPI_Bcast(weights, static_cast<int>(total), MPI_FLOAT, 0, group_comm);
+            if (measured && client) {
+                weights_wait_s += (t1 - t0) / o.steps;
+                broadcast_s += (MPI_Wtime() - t1) / o.steps;
+            }
             ++step_count;
         };
         for (int s = 0; s < o.warmup; ++s) step(false);
@@ -472,6 +483,9 @@ int simulate_hybrid(const options& o, int rank, int size) {
         MPI_Bcast(weights, static_cast<int>(total), MPI_FLOAT, 0, group_comm);
     }
     double throughput = 0, slowest = 0, fastest = 0, wait_total = 0, updates_total = 0, wrong_total = 0;
+    double weights_wait_total = 0, broadcast_total = 0;
+    MPI_Reduce(&weights_wait_s, &weights_wait_total, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    MPI_Reduce(&broadcast_s, &broadcast_total, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
     const double mine_wrong = double(wrong), fast_mine = is_server ? 1e300 : step_s;
     MPI_Reduce(&samples_per_s, &throughput, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
     MPI_Reduce(&step_s, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
@@ -486,11 +500,12 @@ int simulate_hybrid(const options& o, int rank, int size) {
         std::printf("{\"model\":\"%s\",\"batch_per_rank\":%zu,\"ranks\":%d,\"workers\":%d,\"groups\":%d,\"servers\":%d,"
                     "\"platform\":\"%s\",\"speedup\":%g,\"straggler\":%s,\"scheme\":\"hybrid\",\"buckets\":%zu,"
                     "\"parameters\":%zu,\"samples_per_s\":%.6g,\"step_s\":%.6g,\"fastest_group_step_s\":%.6g,"
-                    "\"compute_s\":%.6g,\"efficiency\":%.4f,\"wait_after_backward_s\":%.6g,\"server_updates\":%.0f,"
+                    "\"compute_s\":%.6g,\"efficiency\":%.4f,\"wait_after_backward_s\":%.6g,\"root_weights_wait_s\":%.6g,"
+                    "\"broadcast_s\":%.6g,\"server_updates\":%.0f,"
                     "\"steps\":%d,\"buffers\":\"%s\",\"step_at_least_compute\":%s%s}\n",
                     p.model.c_str(), p.batch, size, W, G, S, o.platform.c_str(), o.speedup, straggler_json(o).c_str(),
                     plan.size(), total, throughput, slowest, fastest, compute, efficiency, wait_total / W,
-                    updates_total, o.steps, o.real_buffers ? "real" : "shared",
+                    weights_wait_total / G, broadcast_total / G, updates_total, o.steps, o.real_buffers ? "real" : "shared",
                     fastest >= compute * (1.0 - 1e-9) - p.optimizer_s / o.speedup ? "true" : "false",
                     o.real_buffers ? (wrong_total == 0 ? ",\"sums\":\"correct\"" : ",\"sums\":\"WRONG\"") : "");
         std::fflush(stdout);

@@ -3,7 +3,9 @@
 # the ctest scaling_sim_8_ranks): compiles bench/scaling_sim/scaling_sim.cpp with smpicxx and runs
 # it on 8 simulated ranks of the fat tree, on tiny_profile.csv with real buffers, so that the
 # program checks every bucket's sum over the ranks and that a step takes at least its injected
-# compute (it exits non-zero otherwise). Exit 77 (ctest: skipped) when SimGrid is not installed.
+# compute (it exits non-zero otherwise); where the hybrid scheme's headers exist, also 2 groups of
+# 4 + 2 parameter servers, whose group sums it checks the same way. Exit 77 (ctest: skipped) when
+# SimGrid is not installed.
 #
 #   check_scaling_sim.sh SOURCE_DIR WORK_DIR [SMPICXX SMPIRUN]
 set -euo pipefail
@@ -18,15 +20,24 @@ fi
 mkdir -p "$work"
 "$smpicxx" -std=c++17 -O2 -DSMPI_NO_OVERRIDE_MALLOC -Wall -Wextra -Wpedantic -I "$src/include" \
   "$src/bench/scaling_sim/scaling_sim.cpp" -o "$work/scaling_sim"
-for i in $(seq 0 7); do echo "node-$i"; done > "$work/hosts_8.txt"
-out=$("$smpirun" -np 8 -platform "$src/bench/scaling_sim/fat_tree_512.xml" -hostfile "$work/hosts_8.txt" \
-  --cfg=smpi/host-speed:1Gf --cfg=smpi/simulate-computation:no --cfg=smpi/test:1e-6 --cfg=smpi/cpu-threshold:0 \
-  --cfg=smpi/coll-selector:ompi --cfg=smpi/tmpdir:"$work" --log=root.thres:warning \
-  "$work/scaling_sim" --profile "$src/bench/scaling_sim/tiny_profile.csv" --platform fat_tree_512 \
-  --buffers real --check-step --first-bucket-mib 0.001 --bucket-mib 0.25 --warmup 1 --steps 2)
+for i in $(seq 0 9); do echo "node-$i"; done > "$work/hosts_10.txt"
+# the options of bench/run_scaling_study.py (it says why each)
+smpi=(-platform "$src/bench/scaling_sim/fat_tree_512.xml" -hostfile "$work/hosts_10.txt"
+  --cfg=smpi/host-speed:1Gf --cfg=smpi/simulate-computation:no --cfg=smpi/test:1e-6 --cfg=smpi/cpu-threshold:0
+  --cfg=smpi/grow-injected-times:no --cfg=smpi/coll-selector:ompi --cfg=smpi/tmpdir:"$work" --log=root.thres:warning)
+out=$("$smpirun" -np 8 "${smpi[@]}" "$work/scaling_sim" --profile "$src/bench/scaling_sim/tiny_profile.csv" \
+  --platform fat_tree_512 --buffers real --check-step --first-bucket-mib 0.001 --bucket-mib 0.25 --warmup 1 --steps 2)
 echo "$out"
 # the program's own checks passed (else set -e stopped here); the line says what they checked
 grep -q '"ranks":8,' <<<"$out"
 grep -q '"buckets":3,' <<<"$out"
 grep -q '"sums":"correct"' <<<"$out"
 grep -q '"step_at_least_compute":true' <<<"$out"
+if [[ -f "$src/include/lamina/communicators/parameter_client.hpp" ]]; then
+  out=$("$smpirun" -np 10 "${smpi[@]}" "$work/scaling_sim" --profile "$src/bench/scaling_sim/tiny_profile.csv" \
+    --buffers real --groups 2 --servers 2 --slow-group 0 --straggler-factor 1.5 --first-bucket-mib 0.001 --bucket-mib 0.25 --steps 3)
+  echo "$out"
+  grep -q '"scheme":"hybrid"' <<<"$out"
+  grep -q '"server_updates":16,' <<<"$out"  # 2 servers x 2 groups x (1 warm-up + 3 steps)
+  grep -q '"sums":"correct"' <<<"$out"
+fi

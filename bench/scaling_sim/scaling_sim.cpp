@@ -400,7 +400,7 @@ int simulate(const options& o, int rank, int size) {
 }
 
 #if LAMINA_SCALING_SIM_HYBRID
-/// The hybrid scheme (Kurth et al.; communicators/hybrid.hpp's layout and call order): ranks
+/// The hybrid scheme (Kurth et al.; the layout and call order of comm::hybrid, hybrid_session): ranks
 /// [0, W) are G groups of m = W / G workers, each group synchronous on its own communicator
 /// (the worker above), group g's root g*m; ranks [W, W + S) are the parameter servers, each
 /// owning whole buckets (shard_map::balance). A group step: forward, backward with the group's

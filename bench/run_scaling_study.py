@@ -14,6 +14,9 @@ Scenarios:
              (--speedups: GPU-class nodes on the same network, where the network matters);
   straggler  the same with one rank's compute 1.5x slower (--straggler-ranks, speedups 1 and the
              largest), to show what one slow worker costs synchronous training;
+  what-if    --progress-slices-runs ranks:speedup: the same as sync with 8 progress() calls per
+             layer's backward instead of one (as a progress hook inside long kernels would give),
+             to show how much of the loss is progress granularity;
   hybrid     groups of 32 synchronous workers and 4 parameter servers (Kurth et al.), without and
              with one group 1.5x slower (--hybrid: workers:speedup pairs). Needs the hybrid scheme's
              headers (lamina/communicators/parameter_{client,server,shards}.hpp): in include/, or
@@ -105,6 +108,7 @@ def main():
     ap.add_argument("--straggler-factor", type=float, default=1.5)
     ap.add_argument("--hybrid", default="480:1,128:1,128:50",
                     help="hybrid runs as workers:speedup (groups of 32 + 4 servers; '' for none)")
+    ap.add_argument("--progress-slices-runs", default="512:50", help="what-if runs as ranks:speedup ('' for none)")
     ap.add_argument("--hybrid-headers", help="a lamina include directory with the hybrid scheme's headers")
     ap.add_argument("--models", default=",".join(m for m, _ in MODELS))
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build", "scaling_sim"))
@@ -158,6 +162,11 @@ def main():
                 extra = ["--speedup", f"{s:g}", "--straggler-rank", str(n - 1), "--straggler-factor",
                          f"{a.straggler_factor:g}"]
                 record(run(exe, a.build_dir, n, profile, extra, 2 if n < 256 else 1, 1), "straggler")
+        for n, s in [tuple(float(x) for x in w.split(":")) for w in a.progress_slices_runs.split(",") if w]:
+            if a.quick and n > 64:
+                continue
+            record(run(exe, a.build_dir, int(n), profile, ["--speedup", f"{s:g}", "--progress-slices", "8"],
+                       2 if n < 256 else 1, 1), "progress_what_if")
         for workers, s in hybrid_runs:
             workers = int(workers)
             for slow in (-1, 0):  # group 0 slowed
@@ -208,6 +217,16 @@ def report(results, models, speedups, ranks, straggler_factor):
                          x["ranks"] == r["ranks"] and x["speedup"] == r["speedup"]), None)
             print(f"| {r['model']} | {r['ranks']} | x{r['speedup']:g} | {r['step_s'] * 1e3:.1f} | {r['efficiency']:.3f} | "
                   f"{base['efficiency']:.3f} | {r['wall_s']:.0f} |" if base else "")
+    what_if = [r for r in results if r["scenario"] == "progress_what_if"]
+    if what_if:
+        print("\n### What if progress() ran 8 times per layer's backward (not what mpi_session does: once per layer)\n")
+        print("| model | ranks | speedup | efficiency, 8 per layer | efficiency, once per layer | wait after backward (ms) | wall (s) |")
+        print("|---|---|---|---|---|---|---|")
+        for r in what_if:
+            base = next((x for x in results if x["scenario"] == "sync" and x["model"] == r["model"] and
+                         x["ranks"] == r["ranks"] and x["speedup"] == r["speedup"]), None)
+            print(f"| {r['model']} | {r['ranks']} | x{r['speedup']:g} | {r['efficiency']:.3f} | "
+                  f"{base['efficiency'] if base else float('nan'):.3f} | {r['wait_after_backward_s'] * 1e3:.2f} | {r['wall_s']:.0f} |")
     hyb = [r for r in results if r["scenario"] == "hybrid"]
     if hyb:
         print(f"\n### Hybrid: groups of 32 + 4 parameter servers (group 0 {straggler_factor:g}x slower or not)\n")

@@ -11,7 +11,8 @@
 //           ./scaling_sim --profile bench/scaling_sim/resnet50_b32.csv [options]
 // options: --speedup F, --straggler-rank R --straggler-factor X, --warmup N --steps N,
 //          --first-bucket-mib M --bucket-mib M (mpi_options' 1 and 25 MiB by default), --reduce-gbps G,
-//          --buffers real|shared, --check-step, --platform NAME (a label for the JSON);
+//          --buffers real|shared, --check-step, --platform NAME (a label for the JSON),
+//          --progress-slices N (a what-if: N progress() calls per layer's backward instead of one);
 //          hybrid scheme: --groups G --servers S [--slow-group g] (see simulate_hybrid below).
 //
 // One step mirrors the call order of mpi_session (communicators/mpi.hpp), which it cannot drive
@@ -162,6 +163,7 @@ struct options {
     double speedup = 1, straggler_factor = 1;
     int straggler_rank = -1;
     int groups = 0, servers = 0, slow_group = -1;  // hybrid: groups > 0
+    int progress_slices = 1;
     int warmup = 1, steps = 2;
     double bucket_mib = 25, first_bucket_mib = 1;
     double reduce_gbps = 10;
@@ -181,6 +183,7 @@ options parse(int argc, char** argv) {
         else if (a == "--speedup") o.speedup = std::stod(value());
         else if (a == "--straggler-rank") o.straggler_rank = std::stoi(value());
         else if (a == "--straggler-factor") o.straggler_factor = std::stod(value());
+        else if (a == "--progress-slices") o.progress_slices = std::stoi(value());
         else if (a == "--groups") o.groups = std::stoi(value());
         else if (a == "--servers") o.servers = std::stoi(value());
         else if (a == "--slow-group") o.slow_group = std::stoi(value());
@@ -197,8 +200,9 @@ options parse(int argc, char** argv) {
         else fail("unknown option '" + a + "' (see the head of bench/scaling_sim/scaling_sim.cpp)");
     }
     if (o.profile_path.empty()) fail("--profile FILE.csv is required");
-    if (!(o.speedup > 0) || !(o.straggler_factor > 0) || !(o.reduce_gbps > 0) || o.steps < 1 || o.warmup < 0)
-        fail("--speedup, --straggler-factor and --reduce-gbps must be positive, --steps at least 1");
+    if (!(o.speedup > 0) || !(o.straggler_factor > 0) || !(o.reduce_gbps > 0) || o.steps < 1 || o.warmup < 0 ||
+        o.progress_slices < 1)
+        fail("--speedup, --straggler-factor and --reduce-gbps must be positive, --steps and --progress-slices at least 1");
     return o;
 }
 
@@ -294,7 +298,13 @@ public:
         smpi_execute_benched((p_.forward() + p_.loss_s) * slow_);
         for (std::size_t l = p_.layers.size(); l-- > 0;) {
             const layer& L = p_.layers[l];
-            smpi_execute_benched(L.backward_s * slow_);
+            // --progress-slices N > 1 (not what mpi_session does): N - 1 more progress() calls
+            // inside each layer's backward, as a progress hook inside long kernels would make
+            for (int slice = 1; slice < o_.progress_slices; ++slice) {
+                smpi_execute_benched(L.backward_s * slow_ / o_.progress_slices);
+                exchange_->progress();
+            }
+            smpi_execute_benched(L.backward_s * slow_ / o_.progress_slices);
             if (!L.parameters) continue;
             fill_.report(L.offset, L.parameters);  // mpi_session::report
             launch_ready(true);
@@ -378,11 +388,11 @@ int simulate(const options& o, int rank, int size) {
                     "\"straggler\":%s,\"scheme\":\"sync\",\"algorithm\":\"halving_doubling\",\"buckets\":%zu,\"parameters\":%zu,"
                     "\"step_s\":%.6g,\"compute_s\":%.6g,\"efficiency\":%.4f,\"wait_after_backward_s\":%.6g,"
                     "\"backward_end_s\":%.6g,\"buckets_started_during_backward\":%.3g,\"reduce_gbps\":%g,\"steps\":%d,"
-                    "\"buffers\":\"%s\",\"step_at_least_compute\":%s%s}\n",
+                    "\"progress_slices\":%d,\"buffers\":\"%s\",\"step_at_least_compute\":%s%s}\n",
                     p.model.c_str(), p.batch, size, o.platform.c_str(), o.speedup, straggler_json(o).c_str(),
                     w.plan().size(), w.plan().total(), slowest, compute, compute / slowest, wait,
                     w.backward_end_sum / o.steps, double(w.started_during_backward) / o.steps, o.reduce_gbps, o.steps,
-                    o.real_buffers ? "real" : "shared", slowest >= compute - 1e-9 ? "true" : "false",
+                    o.progress_slices, o.real_buffers ? "real" : "shared", slowest >= compute - 1e-9 ? "true" : "false",
                     o.real_buffers ? (wrong_total == 0 ? ",\"sums\":\"correct\"" : ",\"sums\":\"WRONG\"") : "");
         std::fflush(stdout);
         if (o.real_buffers && wrong_total != 0) {

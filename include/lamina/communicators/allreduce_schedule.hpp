@@ -88,11 +88,12 @@ public:
     ~halving_doubling_allreduce() {
         // Abandoned after an error: cancel what is posted rather than leave MPI writing into
         // freed scratch.
-        for (auto& r : requests_)
-            if (r != MPI_REQUEST_NULL) {
-                MPI_Cancel(&r);
-                MPI_Request_free(&r);
-            }
+        if (!detail::mpi_finalized())
+            for (auto& r : requests_)
+                if (r != MPI_REQUEST_NULL) {
+                    MPI_Cancel(&r);
+                    MPI_Request_free(&r);
+                }
         reduction_.deallocate(scratch_, scratch_elements_);
     }
     halving_doubling_allreduce(const halving_doubling_allreduce&) = delete;
@@ -108,12 +109,14 @@ public:
     /// Begins summing bucket k: `count` (as planned) values at `data`, which hold the sum when
     /// wait(k) returns. Posts the first round.
     void start(std::size_t k, T* data, std::size_t count) {
-        if (k >= buckets_.size()) throw argument_error("lamina: comm::mpi: halving_doubling allreduce: no bucket " + std::to_string(k));
+        auto what = [k] { return "lamina: comm::mpi: halving_doubling allreduce: bucket " + std::to_string(k); };
+        if (k >= buckets_.size())
+            throw argument_error(what() + " does not exist (" + std::to_string(buckets_.size()) + " planned)");
         bucket& b = buckets_[k];
         if (count != b.count)
-            throw argument_error("lamina: comm::mpi: halving_doubling allreduce: bucket " + std::to_string(k) + " has " +
-                                 std::to_string(count) + " values, planned for " + std::to_string(b.count));
-        if (b.running) throw error("lamina: comm::mpi: halving_doubling allreduce: bucket " + std::to_string(k) + " started twice");
+            throw argument_error(what() + " has " + std::to_string(count) + " values, planned for " +
+                                 std::to_string(b.count));
+        if (b.running) throw error(what() + " started twice");
         b.data = data;
         b.next = 0;
         b.running = true;
@@ -134,8 +137,8 @@ public:
             int index = MPI_UNDEFINED;
             const std::size_t first = 2 * oldest_;
             detail::check_mpi(MPI_Waitany(static_cast<int>(2 * end_ - first), requests_.data() + first, &index,
-                                                   MPI_STATUS_IGNORE),
-                                       "halving_doubling allreduce: MPI_Waitany");
+                                          MPI_STATUS_IGNORE),
+                              "halving_doubling allreduce: MPI_Waitany");
             for (std::size_t j = oldest_; j < end_; ++j)
                 if (j != k) advance(j);
         }
@@ -255,14 +258,14 @@ private:
         const int tag = static_cast<int>(k);
         if (r.receives) {
             T* into = r.add ? scratch_ + b.scratch_offset : b.data + r.recv_offset;
-            detail::check_mpi(MPI_Irecv(into, static_cast<int>(r.recv_count), type, r.peer, tag, comm_,
-                                                 &requests_[2 * k]),
-                                       "halving_doubling allreduce: MPI_Irecv");
+            detail::check_mpi(
+                MPI_Irecv(into, static_cast<int>(r.recv_count), type, r.peer, tag, comm_, &requests_[2 * k]),
+                "halving_doubling allreduce: MPI_Irecv");
         }
         if (r.sends)
-            detail::check_mpi(MPI_Isend(b.data + r.send_offset, static_cast<int>(r.send_count), type, r.peer,
-                                                 tag, comm_, &requests_[2 * k + 1]),
-                                       "halving_doubling allreduce: MPI_Isend");
+            detail::check_mpi(MPI_Isend(b.data + r.send_offset, static_cast<int>(r.send_count), type, r.peer, tag,
+                                        comm_, &requests_[2 * k + 1]),
+                              "halving_doubling allreduce: MPI_Isend");
     }
     /// Tests bucket k's current round; while it is complete, adds what it received and posts
     /// the next. True when the bucket is done.
@@ -271,7 +274,8 @@ private:
         if (!b.running) return true;
         for (;;) {
             int flag = 0;
-            detail::check_mpi(MPI_Testall(2, requests_.data() + 2 * k, &flag, MPI_STATUSES_IGNORE), "halving_doubling allreduce: MPI_Testall");
+            detail::check_mpi(MPI_Testall(2, requests_.data() + 2 * k, &flag, MPI_STATUSES_IGNORE),
+                              "halving_doubling allreduce: MPI_Testall");
             if (!flag) return false;
             if (b.next < b.rounds.size()) {
                 const exchange_round& r = b.rounds[b.next];

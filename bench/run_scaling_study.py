@@ -219,8 +219,8 @@ def report(results, models, speedups, ranks, straggler_factor):
                   f"{base['efficiency']:.3f} | {r['wall_s']:.0f} |" if base else "")
     what_if = [r for r in results if r["scenario"] == "progress_what_if"]
     if what_if:
-        print("\n### What if progress() ran 8 times per layer's backward (not what mpi_session does: once per layer)\n")
-        print("| model | ranks | speedup | efficiency, 8 per layer | efficiency, once per layer | wait after backward (ms) | wall (s) |")
+        print("\n### What if progress() ran 8 times per layer's backward (mpi_session: once per gradient report)\n")
+        print("| model | ranks | speedup | efficiency, 8 per layer | efficiency, once per report | wait after backward (ms) | wall (s) |")
         print("|---|---|---|---|---|---|---|")
         for r in what_if:
             base = next((x for x in results if x["scenario"] == "sync" and x["model"] == r["model"] and

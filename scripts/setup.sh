@@ -20,8 +20,10 @@ set -euo pipefail
 # libopenmpi-dev, openmpi-bin: the MPI communicator (include/lamina/communicators/mpi.hpp), its
 # tests under mpirun, examples/distributed_mnist and bench_allreduce (optional for users and for
 # lamina::lamina: without MPI, LAMINA_WITH_MPI is OFF and those targets are not built).
+# libsimgrid-dev: SimGrid SMPI (smpicxx, smpirun) for the simulated 8-512-rank scaling study
+# (bench/run_scaling_study.py) and its CI run (ctest scaling_sim_8_ranks, skipped without it).
 packages=(cmake g++ make python3 libeigen3-dev libxsimd-dev catch2 zlib1g-dev clang-14 libclang-rt-14-dev
-          nlohmann-json3-dev libhdf5-dev libpng-dev libopenmpi-dev openmpi-bin)
+          nlohmann-json3-dev libhdf5-dev libpng-dev libopenmpi-dev openmpi-bin libsimgrid-dev)
 bench_packages=(libtorch-dev libdnnl-dev libopenblas-dev libopenblas0-openmp)
 # Kokkos 3.4.1 (Serial) and its KokkosKernels (the backend's GEMM through KokkosBlas::gemm);
 # scripts/build_kokkos.sh builds an OpenMP Kokkos from Debian's sources

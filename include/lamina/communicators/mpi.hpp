@@ -81,6 +81,11 @@ struct mpi_options {
     /// false: every sum starts after backward (blocking MPI_Allreduce per bucket).
     bool overlap = true;
     comm::progress progress = progress::between_layers;
+    /// What sums a bucket that overlaps backward (progress::between_layers): the MPI library's
+    /// MPI_Iallreduce, or lamina's halving_doubling schedule (communicators/allreduce_schedule.hpp:
+    /// point-to-point rounds driven between layers; the one SimGrid SMPI runs correctly). Which
+    /// is faster depends on the MPI library and network; the library's is the default.
+    comm::allreduce_algorithm allreduce_algorithm = allreduce_algorithm::library;
     comm::gpu_aware gpu_aware = gpu_aware::detect;
     /// Copy buckets through host staging buffers even when MPI could address the model's
     /// memory (runs the path of a device without GPU-aware MPI on any backend: tests).
@@ -244,7 +249,7 @@ public:
         std::vector<std::size_t> counts;
         for (const auto& b : plan_.buckets()) counts.push_back(b.count);
         exchange_ = std::make_unique<allreduce_exchange<T>>(gradients_.handle(), counts, options_.overlap,
-                                                            options_.progress);
+                                                            options_.progress, options_.allreduce_algorithm);
         direct_ = !options_.stage_through_host &&
                   (detail::host_addressable<backend>() || options_.gpu_aware == gpu_aware::yes ||
                    (options_.gpu_aware == gpu_aware::detect && detail::library_gpu_aware()));

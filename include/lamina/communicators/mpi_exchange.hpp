@@ -15,6 +15,9 @@
 //     buffers) while the compute threads go on with backward. Needs MPI_THREAD_MULTIPLE and
 //     spends a core polling inside MPI while a collective runs.
 // Without overlap, each bucket is a blocking MPI_Allreduce as it is started.
+// With between_layers, allreduce_algorithm::halving_doubling replaces MPI_Iallreduce (and the
+// blocking last bucket) by lamina's own point-to-point schedule (communicators/allreduce_schedule.hpp),
+// which progress() advances round by round; the default stays the library's.
 //
 // Why between_layers is the default (bench/bench_allreduce.cpp measures all three): its
 // exchange costs no more than raw MPI_Iallreduce + MPI_Wait calls on the same bytes (the
@@ -33,6 +36,7 @@
 #include <climits>
 #include <condition_variable>
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -40,6 +44,8 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "allreduce_schedule.hpp"
+#include "mpi_call.hpp"
 
 namespace lamina::comm {
 
@@ -49,39 +55,6 @@ enum class progress {
     thread,          ///< a communication thread in blocking MPI_Allreduce (MPI_THREAD_MULTIPLE)
 };
 
-namespace detail {
-
-inline std::string mpi_error_text(int code) {
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    if (MPI_Error_string(code, msg, &len) != MPI_SUCCESS) return "MPI error " + std::to_string(code);
-    return std::string(msg, static_cast<std::size_t>(len));
-}
-inline void check_mpi(int code, const char* what) {
-    if (code != MPI_SUCCESS) throw error(std::string("lamina: comm::mpi: ") + what + " failed: " + mpi_error_text(code));
-}
-template <class T>
-MPI_Datatype mpi_type() {
-    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "lamina: comm::mpi exchanges float or double");
-    return std::is_same_v<T, float> ? MPI_FLOAT : MPI_DOUBLE;
-}
-inline bool mpi_finalized() {
-    int done = 0;
-    MPI_Finalized(&done);
-    return done != 0;
-}
-/// MPI counts are ints: [0, n) in pieces of at most INT_MAX elements.
-template <class F>
-void in_int_pieces(std::size_t n, F&& f) {
-    const std::size_t most = static_cast<std::size_t>(INT_MAX);
-    for (std::size_t off = 0; off < n; off += most) f(off, static_cast<int>(n - off < most ? n - off : most));
-}
-inline std::size_t int_pieces(std::size_t n) {
-    const std::size_t most = static_cast<std::size_t>(INT_MAX);
-    return n == 0 ? 0 : (n - 1) / most + 1;
-}
-
-}  // namespace detail
 
 /// A gradient path: what happens to each full bucket. Buckets are started in order 0, 1, ...
 /// on every rank; `data` is memory MPI can address (the bucket itself, or its host staging).
@@ -101,11 +74,16 @@ public:
 
 /// Sums each bucket over the ranks of `comm` (a communicator of its own: its collectives are
 /// ordered only among themselves). `overlap` false: blocking MPI_Allreduce as each starts.
-template <class T>
+/// `algorithm` chooses what sums a bucket in the between_layers mode; `reduction` is what
+/// halving_doubling does with received values (elementwise_sum; a simulation models it).
+template <class T, class Reduction = elementwise_sum<T>>
 class allreduce_exchange final : public bucket_exchange<T> {
 public:
-    allreduce_exchange(MPI_Comm comm, const std::vector<std::size_t>& counts, bool overlap, progress how)
+    allreduce_exchange(MPI_Comm comm, const std::vector<std::size_t>& counts, bool overlap, progress how,
+                       allreduce_algorithm algorithm = allreduce_algorithm::library, Reduction reduction = {})
         : comm_(comm), mode_(!overlap ? mode::blocking : how == progress::thread ? mode::worker : mode::nonblocking) {
+        if (mode_ == mode::nonblocking && algorithm == allreduce_algorithm::halving_doubling)
+            schedule_ = std::make_unique<halving_doubling_allreduce<T, Reduction>>(comm, counts, std::move(reduction));
         first_.resize(counts.size() + 1, 0);
         for (std::size_t k = 0; k < counts.size(); ++k) first_[k + 1] = first_[k] + detail::int_pieces(counts[k]);
         requests_.assign(first_.back(), MPI_REQUEST_NULL);
@@ -136,6 +114,10 @@ public:
                 });
                 break;
             case mode::nonblocking: {
+                if (schedule_) {
+                    schedule_->start(k, data, count);
+                    break;
+                }
                 std::size_t r = first_[k];
                 if (k + 1 == jobs_.size()) {
                     // The last bucket: every gradient has been reported, so nothing is left
@@ -168,6 +150,7 @@ public:
         }
     }
     void progress() override {
+        if (schedule_) return schedule_->progress();
         if (mode_ != mode::nonblocking || oldest_ >= in_flight_end_) return;
         int flag = 0;  // testing the oldest bucket drives Open MPI's progress engine for all of them
         const std::size_t k = oldest_;
@@ -177,7 +160,9 @@ public:
         if (flag) ++oldest_;
     }
     void wait(std::size_t k) override {
-        if (mode_ == mode::nonblocking) {
+        if (schedule_) {
+            schedule_->wait(k);
+        } else if (mode_ == mode::nonblocking) {
             detail::check_mpi(MPI_Waitall(static_cast<int>(first_[k + 1] - first_[k]), requests_.data() + first_[k],
                                           MPI_STATUSES_IGNORE),
                               "MPI_Waitall");
@@ -191,6 +176,7 @@ public:
         if (k + 1 == jobs_.size()) reset();
     }
     bool busy() const override {
+        if (schedule_) return schedule_->busy();
         if (mode_ == mode::nonblocking) return oldest_ < in_flight_end_;
         if (mode_ == mode::worker) {
             std::lock_guard<std::mutex> lk(m_);
@@ -238,6 +224,7 @@ private:
     std::vector<std::size_t> first_;  // bucket k's requests: [first_[k], first_[k + 1])
     std::vector<MPI_Request> requests_;
     std::size_t oldest_ = 0, in_flight_end_ = 0;  // non-blocking buckets [oldest_, in_flight_end_) may run
+    std::unique_ptr<halving_doubling_allreduce<T, Reduction>> schedule_;  // halving_doubling only
     // communication thread
     std::vector<job> jobs_;
     std::thread worker_;

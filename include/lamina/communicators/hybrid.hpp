@@ -226,19 +226,7 @@ public:
     }
     /// Every rank of the world must pass the same values (as mpi_session::agree).
     void agree(const std::uint64_t* values, const char* const* names, std::size_t n, const std::string& where) {
-        std::vector<std::uint64_t> lo(values, values + n), hi(values, values + n);
-        detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, lo.data(), static_cast<int>(n), MPI_UINT64_T, MPI_MIN, control_.handle()),
-                          "MPI_Allreduce");
-        detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, hi.data(), static_cast<int>(n), MPI_UINT64_T, MPI_MAX, control_.handle()),
-                          "MPI_Allreduce");
-        std::string diff;
-        for (std::size_t i = 0; i < n; ++i)
-            if (lo[i] != hi[i])
-                diff += std::string(diff.empty() ? "" : "; ") + names[i] + " ranges from " + std::to_string(lo[i]) +
-                        " to " + std::to_string(hi[i]);
-        if (!diff.empty())
-            throw argument_error("lamina: comm::hybrid: " + where + ": the " + std::to_string(layout_.size()) +
-                                 " ranks must pass the same values, but " + diff);
+        agree_over(control_.handle(), layout_.size(), "comm::hybrid", values, names, n, where);
     }
 
     /// Makes `state` (a whole-model optimizer state tensor, the flat layout) hold on every rank

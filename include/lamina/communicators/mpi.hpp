@@ -179,6 +179,26 @@ void fence_backend(const typename Backend::context& c) {
 }
 }  // namespace detail
 
+/// Checks that every rank of `comm` (`ranks` of them) passes the same values[i] (named
+/// names[i]); otherwise every rank throws the same argument_error naming `who`, `where`, the
+/// value and its range over the ranks (collective).
+inline void agree_over(MPI_Comm comm, int ranks, const char* who, const std::uint64_t* values, const char* const* names,
+                       std::size_t n, const std::string& where) {
+    std::vector<std::uint64_t> lo(values, values + n), hi(values, values + n);
+    detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, lo.data(), static_cast<int>(n), MPI_UINT64_T, MPI_MIN, comm),
+                      "MPI_Allreduce");
+    detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, hi.data(), static_cast<int>(n), MPI_UINT64_T, MPI_MAX, comm),
+                      "MPI_Allreduce");
+    std::string diff;
+    for (std::size_t i = 0; i < n; ++i)
+        if (lo[i] != hi[i])
+            diff += std::string(diff.empty() ? "" : "; ") + names[i] + " ranges from " + std::to_string(lo[i]) + " to " +
+                    std::to_string(hi[i]);
+    if (!diff.empty())
+        throw argument_error(std::string("lamina: ") + who + ": " + where + ": the " + std::to_string(ranks) +
+                             " ranks must pass the same values, but " + diff);
+}
+
 /// Every rank of `comm` learns every rank's fingerprint, parameter and state counts; all throw
 /// the same message when any differs from rank 0's (`who` names the communicator policy).
 template <class Model>
@@ -308,19 +328,7 @@ public:
     /// Checks that every rank passes the same values[i] (named names[i]); otherwise every rank
     /// throws the same argument_error naming `where`, the value and its range over the ranks.
     void agree(const std::uint64_t* values, const char* const* names, std::size_t n, const std::string& where) {
-        std::vector<std::uint64_t> lo(values, values + n), hi(values, values + n);
-        detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, lo.data(), static_cast<int>(n), MPI_UINT64_T, MPI_MIN, control_.handle()),
-                          "MPI_Allreduce");
-        detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, hi.data(), static_cast<int>(n), MPI_UINT64_T, MPI_MAX, control_.handle()),
-                          "MPI_Allreduce");
-        std::string diff;
-        for (std::size_t i = 0; i < n; ++i)
-            if (lo[i] != hi[i])
-                diff += std::string(diff.empty() ? "" : "; ") + names[i] + " ranges from " + std::to_string(lo[i]) +
-                        " to " + std::to_string(hi[i]);
-        if (!diff.empty())
-            throw argument_error("lamina: comm::mpi: " + where + ": the " + std::to_string(size_) +
-                                 " ranks must pass the same values, but " + diff);
+        agree_over(control_.handle(), size_, "comm::mpi", values, names, n, where);
     }
     /// Batch norm's reducer when synchronize_batch_norm is set (else null).
     batch_statistics_reducer* statistics_reducer() noexcept {

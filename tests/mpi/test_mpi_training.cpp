@@ -81,6 +81,7 @@ struct variant {
     bool fusion, overlap;
     lm::comm::progress progress;
     std::size_t first_bucket_bytes, bucket_bytes;
+    lm::comm::allreduce_algorithm algorithm = lm::comm::mpi_options{}.allreduce_algorithm;
 };
 std::vector<variant> variants() {
     std::vector<variant> v = {
@@ -91,6 +92,13 @@ std::vector<variant> variants() {
         {"one bucket (defaults: 1 MiB first bucket)", true, true, lm::comm::progress::between_layers, 1 << 20,
          25 << 20},
         {"odd thresholds smaller than one tensor", true, true, lm::comm::progress::between_layers, 3, 101},
+        // both sums that overlap backward, whichever is the default
+        {"fusion + overlap, the library's MPI_Iallreduce", true, true, lm::comm::progress::between_layers, 256, 1024,
+         lm::comm::allreduce_algorithm::library},
+        {"odd thresholds, the library's MPI_Iallreduce", true, true, lm::comm::progress::between_layers, 3, 101,
+         lm::comm::allreduce_algorithm::library},
+        {"fusion + overlap, lamina's halving/doubling", true, true, lm::comm::progress::between_layers, 256, 1024,
+         lm::comm::allreduce_algorithm::halving_doubling},
     };
     if (thread_multiple())
         v.push_back({"fusion + overlap, communication thread", true, true, lm::comm::progress::thread, 256, 1024});
@@ -103,6 +111,7 @@ lm::comm::mpi_options options_of(const variant& v) {
     o.progress = v.progress;
     o.first_bucket_bytes = v.first_bucket_bytes;
     o.bucket_bytes = v.bucket_bytes;
+    o.allreduce_algorithm = v.algorithm;
     return o;
 }
 

@@ -207,14 +207,17 @@ def report(results, models, speedups, ranks, straggler_factor):
         c = {s: next((x["compute_s"] for x in rows if x["speedup"] == s), None) for s in speedups}
         print("\ncompute per step (1 rank, no communication): " +
               ", ".join(f"x{s:g}: {v * 1e3:.1f} ms" for s, v in c.items() if v) + f". Published: {ANCHORS[model]}.\n")
+    def sync_run_like(r):  # the synchronous run of the same model, ranks and speedup (or None)
+        return next((x for x in results if x["scenario"] == "sync" and x["model"] == r["model"] and
+                     x["ranks"] == r["ranks"] and x["speedup"] == r["speedup"]), None)
+
     strag = [r for r in results if r["scenario"] == "straggler"]
     if strag:
         print(f"### One straggler (rank N-1 computes {straggler_factor:g}x slower), synchronous\n")
         print("| model | ranks | speedup | step (ms) | efficiency | efficiency without straggler | wall (s) |")
         print("|---|---|---|---|---|---|---|")
         for r in strag:
-            base = next((x for x in results if x["scenario"] == "sync" and x["model"] == r["model"] and
-                         x["ranks"] == r["ranks"] and x["speedup"] == r["speedup"]), None)
+            base = sync_run_like(r)
             print(f"| {r['model']} | {r['ranks']} | x{r['speedup']:g} | {r['step_s'] * 1e3:.1f} | {r['efficiency']:.3f} | "
                   f"{base['efficiency']:.3f} | {r['wall_s']:.0f} |" if base else "")
     what_if = [r for r in results if r["scenario"] == "progress_what_if"]
@@ -223,8 +226,7 @@ def report(results, models, speedups, ranks, straggler_factor):
         print("| model | ranks | speedup | efficiency, 8 per layer | efficiency, once per report | wait after backward (ms) | wall (s) |")
         print("|---|---|---|---|---|---|---|")
         for r in what_if:
-            base = next((x for x in results if x["scenario"] == "sync" and x["model"] == r["model"] and
-                         x["ranks"] == r["ranks"] and x["speedup"] == r["speedup"]), None)
+            base = sync_run_like(r)
             print(f"| {r['model']} | {r['ranks']} | x{r['speedup']:g} | {r['efficiency']:.3f} | "
                   f"{base['efficiency'] if base else float('nan'):.3f} | {r['wait_after_backward_s'] * 1e3:.2f} | {r['wall_s']:.0f} |")
     hyb = [r for r in results if r["scenario"] == "hybrid"]
